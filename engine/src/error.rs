@@ -1,0 +1,74 @@
+//! The engine's one error type. Broken invariants are bugs and panic; everything a
+//! caller, a disk or a file can cause is a variant here, with the context to act on it.
+
+use std::io;
+
+/// Everything that can go wrong in a substore.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("key is {len} bytes; the limit is {max}")]
+    KeyTooLarge { len: usize, max: usize },
+    #[error("value is {len} bytes; the limit is {max}")]
+    ValueTooLarge { len: usize, max: usize },
+    #[error("metadata is {len} bytes; the limit is {max}")]
+    MetadataTooLarge { len: usize, max: usize },
+    #[error("I/O error while {op} {path} at offset {offset}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corruption in {path} at offset {offset}: {what}")]
+    Corruption {
+        path: String,
+        offset: u64,
+        what: String,
+    },
+    #[error(
+        "substore is read-only: an earlier write or sync failed ({cause}); \
+         reopen it to recover what was durable"
+    )]
+    ReadOnly { cause: String },
+    #[error("{path} holds substore {found}, not {expected}")]
+    WrongSubstore {
+        path: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{path} holds no substore")]
+    NotFound { path: String },
+    #[error("the index of this substore is full ({what}); split it")]
+    IndexFull { what: &'static str },
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// Result with the engine's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: String, offset: u64, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            path,
+            offset,
+            source,
+        }
+    }
+
+    pub(crate) fn corruption(path: String, offset: u64, what: impl Into<String>) -> Self {
+        Self::Corruption {
+            path,
+            offset,
+            what: what.into(),
+        }
+    }
+
+    /// Whether this error means the disk is out of space.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
+    }
+}

@@ -1,0 +1,299 @@
+//! The in-memory index of one substore: key → where its newest live record is.
+//!
+//! Layout, chosen for memory per key (a headline figure):
+//! - `keys`: one arena of `[len u16 LE][key bytes]`, so a key costs its length plus two;
+//! - `slots`: a `Vec` of 24-byte [`Slot`]s (location, value length, sequence, flags);
+//! - `table`: a SwissTable of `u32` slot numbers, hashed with a per-index random ahash
+//!   seed (keys can come from the network: a fixed seed would invite collision attacks).
+//!
+//! Expiry times are rare, so they live in a side map keyed by slot number. Freed slots
+//! form a list threaded through `Slot::extent`; freed key bytes are garbage in the arena
+//! until it is rebuilt, which happens when garbage passes half of it.
+//!
+//! Only puts are indexed: a delete removes the key.
+
+use ahash::RandomState;
+use hashbrown::HashTable;
+
+use crate::error::{Error, Result};
+use crate::limits::{INDEX_KEY_BYTES_MAX, SEQ_MAX};
+
+/// What the index knows about a key's newest record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Sequence of the extent that holds the record.
+    pub extent: u32,
+    /// Byte offset of the record inside the extent.
+    pub offset: u32,
+    pub value_len: u32,
+    /// The record's sequence number (at most [`SEQ_MAX`]).
+    pub seq: u64,
+    pub meta_len: u8,
+    pub expiry_unix_ms: Option<u64>,
+}
+
+const FREE: u32 = u32::MAX;
+const NO_SLOT: u32 = u32::MAX;
+const FLAG_EXPIRY: u64 = 1;
+const SEQ_SHIFT: u32 = 16;
+const META_SHIFT: u32 = 8;
+/// Arena garbage below this is never worth a rebuild.
+const ARENA_REBUILD_MIN_BYTES: usize = 64 << 10;
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+struct Slot {
+    /// Offset of the key's length prefix in the arena, or `FREE`.
+    key_at: u32,
+    /// Extent sequence; for a free slot, the next free slot.
+    extent: u32,
+    offset: u32,
+    value_len: u32,
+    /// seq (48 bits) << 16 | meta_len << 8 | flags.
+    packed: u64,
+}
+const _: () = assert!(std::mem::size_of::<Slot>() == 24);
+
+/// The index of one substore.
+#[derive(Debug)]
+pub struct Index {
+    table: HashTable<u32>,
+    slots: Vec<Slot>,
+    free_head: u32,
+    keys: Vec<u8>,
+    key_garbage: usize,
+    expiries: hashbrown::HashMap<u32, u64, RandomState>,
+    hasher: RandomState,
+    len: usize,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn key_at(keys: &[u8], at: u32) -> &[u8] {
+    let at = at as usize;
+    let len = usize::from(u16::from_le_bytes([keys[at], keys[at + 1]]));
+    &keys[at + 2..at + 2 + len]
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            free_head: NO_SLOT,
+            keys: Vec::new(),
+            key_garbage: 0,
+            expiries: hashbrown::HashMap::with_hasher(RandomState::new()),
+            hasher: RandomState::new(),
+            len: 0,
+        }
+    }
+
+    /// Live keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.table
+            .find(hash, |&id| {
+                key_at(&self.keys, self.slots[id as usize].key_at) == key
+            })
+            .copied()
+    }
+
+    fn entry_of(&self, id: u32) -> Entry {
+        let slot = &self.slots[id as usize];
+        debug_assert_ne!(slot.key_at, FREE);
+        Entry {
+            extent: slot.extent,
+            offset: slot.offset,
+            value_len: slot.value_len,
+            seq: slot.packed >> SEQ_SHIFT,
+            meta_len: (slot.packed >> META_SHIFT) as u8,
+            expiry_unix_ms: (slot.packed & FLAG_EXPIRY != 0).then(|| self.expiries[&id]),
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Entry> {
+        self.find(key).map(|id| self.entry_of(id))
+    }
+
+    fn store(&mut self, id: u32, entry: &Entry) {
+        assert!(
+            entry.seq <= SEQ_MAX,
+            "sequence {} past the index's 48 bits",
+            entry.seq
+        );
+        let slot = &mut self.slots[id as usize];
+        slot.extent = entry.extent;
+        slot.offset = entry.offset;
+        slot.value_len = entry.value_len;
+        slot.packed = entry.seq << SEQ_SHIFT
+            | u64::from(entry.meta_len) << META_SHIFT
+            | u64::from(entry.expiry_unix_ms.is_some());
+        match entry.expiry_unix_ms {
+            Some(expiry) => self.expiries.insert(id, expiry),
+            None => self.expiries.remove(&id),
+        };
+    }
+
+    /// Inserts or replaces; returns the entry that was replaced.
+    pub fn insert(&mut self, key: &[u8], entry: Entry) -> Result<Option<Entry>> {
+        if let Some(id) = self.find(key) {
+            let old = self.entry_of(id);
+            self.store(id, &entry);
+            return Ok(Some(old));
+        }
+        let key_len = u16::try_from(key.len()).expect("key length within limits");
+        if (self.keys.len() + 2 + key.len()) as u64 > INDEX_KEY_BYTES_MAX {
+            return Err(Error::IndexFull { what: "key arena" });
+        }
+        let new_key_at = self.keys.len() as u32;
+        let id = if self.free_head != NO_SLOT {
+            let id = self.free_head;
+            self.free_head = self.slots[id as usize].extent;
+            id
+        } else {
+            if self.slots.len() >= (NO_SLOT - 1) as usize {
+                return Err(Error::IndexFull { what: "slots" });
+            }
+            self.slots.push(Slot {
+                key_at: FREE,
+                extent: 0,
+                offset: 0,
+                value_len: 0,
+                packed: 0,
+            });
+            (self.slots.len() - 1) as u32
+        };
+        self.keys.extend_from_slice(&key_len.to_le_bytes());
+        self.keys.extend_from_slice(key);
+        self.slots[id as usize].key_at = new_key_at;
+        self.store(id, &entry);
+        let (keys, slots, hasher) = (&self.keys, &self.slots, &self.hasher);
+        self.table.insert_unique(hasher.hash_one(key), id, |&id| {
+            hasher.hash_one(key_at(keys, slots[id as usize].key_at))
+        });
+        self.len += 1;
+        Ok(None)
+    }
+
+    /// Removes a key; returns its entry if it was there.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let hash = self.hasher.hash_one(key);
+        let (keys, slots) = (&self.keys, &self.slots);
+        let found = self
+            .table
+            .find_entry(hash, |&id| key_at(keys, slots[id as usize].key_at) == key)
+            .ok()?;
+        let (id, _) = found.remove();
+        let old = self.entry_of(id);
+        self.expiries.remove(&id);
+        let slot = &mut self.slots[id as usize];
+        slot.key_at = FREE;
+        slot.extent = self.free_head;
+        self.free_head = id;
+        self.key_garbage += 2 + key.len();
+        self.len -= 1;
+        if self.key_garbage > ARENA_REBUILD_MIN_BYTES && self.key_garbage * 2 > self.keys.len() {
+            self.rebuild_arena();
+        }
+        Some(old)
+    }
+
+    /// Copies the live keys into a fresh arena, dropping the garbage.
+    fn rebuild_arena(&mut self) {
+        let mut keys = Vec::with_capacity(self.keys.len() - self.key_garbage);
+        for slot in self.slots.iter_mut().filter(|s| s.key_at != FREE) {
+            let at = slot.key_at as usize;
+            let len = 2 + usize::from(u16::from_le_bytes([self.keys[at], self.keys[at + 1]]));
+            slot.key_at = keys.len() as u32;
+            keys.extend_from_slice(&self.keys[at..at + len]);
+        }
+        self.keys = keys;
+        self.key_garbage = 0;
+    }
+
+    /// Every live key and its entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Entry)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.key_at != FREE)
+            .map(|(id, s)| (key_at(&self.keys, s.key_at), self.entry_of(id as u32)))
+    }
+
+    /// Heap bytes the index holds (capacities, not lengths).
+    pub fn heap_bytes(&self) -> usize {
+        self.table.allocation_size()
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.keys.capacity()
+            + self.expiries.allocation_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn entry(seq: u64) -> Entry {
+        Entry {
+            extent: (seq % 7) as u32,
+            offset: (seq * 13) as u32,
+            value_len: (seq * 3) as u32,
+            seq,
+            meta_len: (seq % 256) as u8,
+            expiry_unix_ms: (seq % 5 == 0).then_some(seq * 1000),
+        }
+    }
+
+    #[test]
+    fn insert_get_replace_remove() {
+        let mut index = Index::new();
+        assert_eq!(index.insert(b"a", entry(1)).unwrap(), None);
+        assert_eq!(index.insert(b"", entry(2)).unwrap(), None);
+        assert_eq!(index.get(b"a"), Some(entry(1)));
+        assert_eq!(index.insert(b"a", entry(5)).unwrap(), Some(entry(1)));
+        assert_eq!(index.get(b"a"), Some(entry(5)));
+        assert_eq!(index.len(), 2);
+        assert_eq!(index.remove(b"a"), Some(entry(5)));
+        assert_eq!(index.remove(b"a"), None);
+        assert_eq!(index.get(b"a"), None);
+        assert_eq!(index.get(b""), Some(entry(2)));
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn matches_a_btreemap_through_churn_and_arena_rebuilds() {
+        let mut index = Index::new();
+        let mut model = BTreeMap::new();
+        let mut state = 7u64;
+        for step in 0..200_000u64 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let key = format!("key-{:05}", (state >> 33) % 20_000).into_bytes();
+            if (state >> 20) % 3 == 0 {
+                assert_eq!(index.remove(&key), model.remove(&key));
+            } else {
+                let e = entry(step);
+                assert_eq!(index.insert(&key, e).unwrap(), model.insert(key, e));
+            }
+        }
+        assert_eq!(index.len(), model.len());
+        let mut seen: Vec<(Vec<u8>, Entry)> = index.iter().map(|(k, e)| (k.to_vec(), e)).collect();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(seen, model.into_iter().collect::<Vec<_>>());
+    }
+}

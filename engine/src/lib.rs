@@ -1,0 +1,40 @@
+//! `ringkv-engine`: one ringkv substore, single-threaded.
+//!
+//! A substore is an append-only log of fixed-maximum-size extent files plus a compact
+//! in-memory index, owned and driven by exactly one core. It knows nothing about cores
+//! or channels: the `ringkv` crate builds the thread-per-core database on top.
+//!
+//! - [`format`]: every byte on disk (the code side of `engine/FORMAT.md`);
+//! - [`hash`]: the stable routing hash;
+//! - [`device`]: the I/O seam (glommio DMA files, memory, a simulated faulty disk);
+//! - [`index`]: the in-memory index;
+//! - [`Substore`]: writes, reads, flush, recovery.
+//!
+//! ```
+//! use ringkv_engine::{Config, MemDevice, Substore, SubstoreId};
+//!
+//! futures_lite::future::block_on(async {
+//!     let store = Substore::create_or_open(MemDevice::new(), SubstoreId::root(0), Config::default())
+//!         .await?;
+//!     store.put(b"hello", b"world").await?;
+//!     store.flush().await?;
+//!     assert_eq!(store.get(b"hello").await?.as_deref(), Some(&b"world"[..]));
+//!     Ok::<_, ringkv_engine::Error>(())
+//! })
+//! .unwrap();
+//! ```
+
+pub mod device;
+mod error;
+pub mod format;
+pub mod hash;
+pub mod index;
+pub mod limits;
+mod recovery;
+mod substore;
+
+pub use bytes::Bytes;
+pub use device::{CrashMode, DmaDevice, Fault, FaultOn, MemDevice, SimDevice};
+pub use error::{Error, Result};
+pub use format::SubstoreId;
+pub use substore::{Config, Substore, SubstoreStats, WriteOptions, check_limits};

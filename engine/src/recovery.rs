@@ -1,0 +1,470 @@
+//! Opening a substore: reading its identity, rebuilding the index from the extents,
+//! and cutting a torn tail off the newest one.
+//!
+//! - Sealed extents are read through their key summary (footer at the end of the file,
+//!   summary just before it): keys, not values. A summary whose checksum fails is
+//!   replaced by a scan of the records, which must end exactly where the footer says.
+//!   A bad footer, or a bad record found by that scan, is `Error::Corruption` naming the
+//!   file and offset.
+//! - The newest extent, when unsealed, is scanned record by record. The first record
+//!   that is torn, zeroed or fails its checksum ends it: the file is truncated there and
+//!   synced before anything new is appended.
+//! - A newest extent whose header is invalid was being created when the process died
+//!   (its header is synced before any record is written): it is removed, unless a valid
+//!   record follows the header, which means the header itself was damaged.
+
+use std::rc::Rc;
+
+use crate::device::{Device, DeviceFile};
+use crate::error::{Error, Result};
+use crate::format::{
+    self, BLOCK_BYTES, EXTENT_HEADER_LEN, ExtentHeader, FOOTER_LEN, Footer, META_FILE_LEN,
+    META_FILE_NAME, META_FILE_TMP_NAME, RecordError, RecordHeader, SubstoreId, SummaryEntry,
+    align_down, align_up, extent_file_name, parse_extent_file_name,
+};
+use crate::limits::SCAN_CHUNK_BYTES;
+use crate::substore::{Config, Extent, Substore, Tail};
+
+/// Sequential reader over one file, reading aligned chunks and keeping a window.
+#[derive(Debug)]
+pub(crate) struct Scanner<F> {
+    file: Rc<F>,
+    path: String,
+    window_start: u64,
+    window: Vec<u8>,
+    eof: bool,
+}
+
+impl<F: DeviceFile> Scanner<F> {
+    pub(crate) fn new(file: Rc<F>, path: String) -> Self {
+        Self {
+            file,
+            path,
+            window_start: 0,
+            window: Vec::new(),
+            eof: false,
+        }
+    }
+
+    pub(crate) fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    /// Up to `len` bytes at `pos` (fewer only at the end of the file).
+    pub(crate) async fn bytes_at(&mut self, pos: u64, len: u64) -> Result<&[u8]> {
+        let window_end = self.window_start + self.window.len() as u64;
+        if pos < self.window_start || pos > window_end + SCAN_CHUNK_BYTES as u64 {
+            self.window_start = align_down(pos);
+            self.window.clear();
+            self.eof = false;
+        } else if pos - self.window_start > SCAN_CHUNK_BYTES as u64 {
+            let drop_to = align_down(pos);
+            self.window.drain(..(drop_to - self.window_start) as usize);
+            self.window_start = drop_to;
+        }
+        while !self.eof && self.window_start + (self.window.len() as u64) < pos + len {
+            let at = self.window_start + self.window.len() as u64;
+            debug_assert_eq!(at % BLOCK_BYTES, 0);
+            let want = align_up((pos + len - at).max(SCAN_CHUNK_BYTES as u64));
+            let chunk = self
+                .file
+                .read_at(at, want as usize)
+                .await
+                .map_err(|e| Error::io("reading", self.path.clone(), at, e))?;
+            self.eof = (chunk.len() as u64) < want;
+            self.window.extend_from_slice(&chunk);
+        }
+        let start = ((pos - self.window_start) as usize).min(self.window.len());
+        let end = (start + len as usize).min(self.window.len());
+        Ok(&self.window[start..end])
+    }
+}
+
+/// What a scan of records found.
+struct ScanEnd {
+    /// End of the last good record.
+    end: u64,
+    /// Why the scan stopped (`None`: it reached `limit`).
+    stop: Option<RecordError>,
+}
+
+/// Decodes records from `start` until `limit` or the first bad one, calling `f` for each.
+async fn scan_records<F: DeviceFile>(
+    scanner: &mut Scanner<F>,
+    start: u64,
+    limit: u64,
+    mut f: impl FnMut(u64, &RecordHeader, &[u8]) -> Result<()>,
+) -> Result<ScanEnd> {
+    let mut pos = start;
+    while pos < limit {
+        let fixed = (format::RECORD_HEADER_LEN + format::RECORD_EXPIRY_LEN) as u64;
+        let head = scanner.bytes_at(pos, fixed.min(limit - pos)).await?;
+        let header = match format::decode_record_header(head) {
+            Ok(h) => h,
+            Err(e) => {
+                return Ok(ScanEnd {
+                    end: pos,
+                    stop: Some(e),
+                });
+            }
+        };
+        let len = header.record_len() as u64;
+        if pos + len > limit {
+            return Ok(ScanEnd {
+                end: pos,
+                stop: Some(RecordError::Truncated),
+            });
+        }
+        let bytes = scanner.bytes_at(pos, len).await?;
+        match format::decode_record(bytes) {
+            Ok(rec) => f(pos, &rec.header, rec.key)?,
+            Err(e) => {
+                return Ok(ScanEnd {
+                    end: pos,
+                    stop: Some(e),
+                });
+            }
+        }
+        pos += len;
+    }
+    Ok(ScanEnd {
+        end: pos,
+        stop: None,
+    })
+}
+
+fn io_err(op: &'static str, path: String, offset: u64) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(op, path, offset, e)
+}
+
+impl<D: Device> Substore<D> {
+    /// Opens the substore in `device`, creating it with identity `id` if the directory
+    /// holds none. An existing substore must have the same identity.
+    pub async fn create_or_open(device: D, id: SubstoreId, config: Config) -> Result<Self> {
+        Self::open_inner(device, Some(id), config).await
+    }
+
+    /// Opens an existing substore, whatever its identity.
+    pub async fn open(device: D, config: Config) -> Result<Self> {
+        Self::open_inner(device, None, config).await
+    }
+
+    async fn open_inner(device: D, create: Option<SubstoreId>, config: Config) -> Result<Self> {
+        config.validate()?;
+        let names = device
+            .list()
+            .await
+            .map_err(io_err("listing", device.path_of(""), 0))?;
+        let mut seqs: Vec<u64> = names
+            .iter()
+            .filter_map(|n| parse_extent_file_name(n))
+            .collect();
+        seqs.sort_unstable();
+        let id = if names.iter().any(|n| n == META_FILE_NAME) {
+            let found = read_meta(&device).await?;
+            if let Some(expected) = create.filter(|e| *e != found) {
+                return Err(Error::WrongSubstore {
+                    path: device.path_of(META_FILE_NAME),
+                    expected: format!("{expected:?}"),
+                    found: format!("{found:?}"),
+                });
+            }
+            found
+        } else if let (Some(id), true) = (create, seqs.is_empty()) {
+            write_meta(&device, &id, names.iter().any(|n| n == META_FILE_TMP_NAME)).await?;
+            id
+        } else if seqs.is_empty() {
+            return Err(Error::NotFound {
+                path: device.path_of(""),
+            });
+        } else {
+            return Err(Error::corruption(
+                device.path_of(META_FILE_NAME),
+                0,
+                "extent files exist but the substore metadata file is missing",
+            ));
+        };
+        let substore = Substore {
+            device,
+            id,
+            config,
+            state: Default::default(),
+            io_lock: async_lock::Mutex::new(()),
+        };
+        substore.recover(seqs).await?;
+        Ok(substore)
+    }
+
+    async fn recover(&self, mut seqs: Vec<u64>) -> Result<()> {
+        // A newest extent with a bad header never held a durable record: drop it.
+        while let Some(&last) = seqs.last() {
+            if self.newest_extent_is_stillborn(last).await? {
+                let name = extent_file_name(last);
+                let path = self.device.path_of(&name);
+                self.device
+                    .remove(&name)
+                    .await
+                    .map_err(io_err("removing", path.clone(), 0))?;
+                self.device.sync_dir().await.map_err(io_err(
+                    "syncing the directory of",
+                    path,
+                    0,
+                ))?;
+                seqs.pop();
+            } else {
+                break;
+            }
+        }
+        let count = seqs.len();
+        for (i, seq) in seqs.into_iter().enumerate() {
+            let name = extent_file_name(seq);
+            let path = self.device.path_of(&name);
+            let file = Rc::new(self.device.open(&name).await.map_err(io_err(
+                "opening",
+                path.clone(),
+                0,
+            ))?);
+            let len = file
+                .len()
+                .await
+                .map_err(io_err("measuring", path.clone(), 0))?;
+            let mut scanner = Scanner::new(file.clone(), path.clone());
+            let head = scanner.bytes_at(0, EXTENT_HEADER_LEN as u64).await?;
+            let header = ExtentHeader::decode(head)
+                .ok_or_else(|| Error::corruption(path.clone(), 0, "bad extent header"))?;
+            if header.extent_seq != seq || header.substore != self.id {
+                return Err(Error::corruption(
+                    path,
+                    0,
+                    format!(
+                        "extent header names {header:?}, expected extent {seq} of {:?}",
+                        self.id
+                    ),
+                ));
+            }
+            self.state.borrow_mut().extents.insert(
+                seq,
+                Extent {
+                    file: Some(file.clone()),
+                    records_end: EXTENT_HEADER_LEN as u64,
+                    live_bytes: 0,
+                    tombstone_bytes: 0,
+                    sealed_len: 0,
+                    tail: None,
+                },
+            );
+            let footer = read_footer(&mut scanner, len).await?;
+            let newest = i + 1 == count;
+            match footer {
+                Some(footer) => self.recover_sealed(seq, &mut scanner, footer).await?,
+                None if newest => self.recover_active(seq, &mut scanner, &file, len).await?,
+                None => {
+                    return Err(Error::corruption(
+                        path,
+                        len.saturating_sub(FOOTER_LEN as u64),
+                        "extent is not the newest but has no valid footer",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn newest_extent_is_stillborn(&self, seq: u64) -> Result<bool> {
+        let name = extent_file_name(seq);
+        let path = self.device.path_of(&name);
+        let file = Rc::new(self.device.open(&name).await.map_err(io_err(
+            "opening",
+            path.clone(),
+            0,
+        ))?);
+        let mut scanner = Scanner::new(file, path.clone());
+        let head = scanner.bytes_at(0, BLOCK_BYTES).await?;
+        if ExtentHeader::decode(head).is_some() {
+            return Ok(false);
+        }
+        let first = head.get(EXTENT_HEADER_LEN..).unwrap_or_default();
+        let record_follows = match format::decode_record_header(first) {
+            Ok(h) => {
+                let len = h.record_len() as u64;
+                let bytes = scanner.bytes_at(EXTENT_HEADER_LEN as u64, len).await?;
+                format::decode_record(bytes).is_ok()
+            }
+            Err(_) => false,
+        };
+        if record_follows {
+            return Err(Error::corruption(
+                path,
+                0,
+                "bad extent header before valid records",
+            ));
+        }
+        Ok(true)
+    }
+
+    async fn recover_sealed(
+        &self,
+        seq: u64,
+        scanner: &mut Scanner<D::File>,
+        footer: Footer,
+    ) -> Result<()> {
+        let summary_at = footer.records_end;
+        let summary = scanner
+            .bytes_at(summary_at, u64::from(footer.summary_len))
+            .await?
+            .to_vec();
+        let mut state = self.state.borrow_mut();
+        if summary.len() == footer.summary_len as usize
+            && format::checksum(&[&summary]) == footer.summary_crc
+        {
+            let mut at = 0;
+            for _ in 0..footer.entry_count {
+                let Some((entry, len)) = format::decode_summary_entry(&summary[at..]) else {
+                    return Err(Error::corruption(
+                        scanner.path(),
+                        summary_at + at as u64,
+                        "summary entry does not decode despite a good checksum",
+                    ));
+                };
+                state.account(seq, entry.offset, &entry.header, entry.key)?;
+                at += len;
+            }
+            state.extents.get_mut(&seq).expect("inserted").records_end = footer.records_end;
+            state.extents.get_mut(&seq).expect("inserted").sealed_len = footer.file_len();
+            return Ok(());
+        }
+        drop(state);
+        // The summary is damaged: the records themselves carry checksums.
+        let end = scan_records(
+            scanner,
+            EXTENT_HEADER_LEN as u64,
+            footer.records_end,
+            |pos, h, key| self.state.borrow_mut().account(seq, pos as u32, h, key),
+        )
+        .await?;
+        if let Some(why) = end.stop {
+            return Err(Error::corruption(
+                scanner.path(),
+                end.end,
+                format!("bad record in a sealed extent ({why:?}); its key summary is damaged too"),
+            ));
+        }
+        let mut state = self.state.borrow_mut();
+        let extent = state.extents.get_mut(&seq).expect("inserted");
+        extent.records_end = footer.records_end;
+        extent.sealed_len = footer.file_len();
+        Ok(())
+    }
+
+    async fn recover_active(
+        &self,
+        seq: u64,
+        scanner: &mut Scanner<D::File>,
+        file: &Rc<D::File>,
+        len: u64,
+    ) -> Result<()> {
+        let mut summary = Vec::new();
+        let mut entries = 0u32;
+        let end = scan_records(scanner, EXTENT_HEADER_LEN as u64, len, |pos, h, key| {
+            let offset = u32::try_from(pos).expect("extent offsets fit u32");
+            format::encode_summary_entry(
+                &mut summary,
+                &SummaryEntry {
+                    offset,
+                    header: *h,
+                    key,
+                },
+            );
+            entries += 1;
+            self.state.borrow_mut().account(seq, offset, h, key)
+        })
+        .await?
+        .end;
+        if len > end {
+            let path = scanner.path();
+            file.truncate(end)
+                .await
+                .map_err(io_err("truncating", path.clone(), end))?;
+            file.sync().await.map_err(io_err("syncing", path, end))?;
+        }
+        let buf_start = align_down(end);
+        let buf = scanner.bytes_at(buf_start, end - buf_start).await?.to_vec();
+        assert_eq!(
+            buf.len() as u64,
+            end - buf_start,
+            "the scanned bytes are still there"
+        );
+        let mut state = self.state.borrow_mut();
+        let extent = state.extents.get_mut(&seq).expect("inserted");
+        extent.records_end = end;
+        extent.tail = Some(Tail {
+            buf_start,
+            buf,
+            written_end: end,
+            synced_end: end,
+            summary,
+            entries,
+            full: false,
+        });
+        state.active = Some(seq);
+        Ok(())
+    }
+}
+
+/// The footer of a sealed extent, if the file ends with a valid one that fits.
+async fn read_footer<F: DeviceFile>(scanner: &mut Scanner<F>, len: u64) -> Result<Option<Footer>> {
+    if len < BLOCK_BYTES || len % BLOCK_BYTES != 0 {
+        return Ok(None);
+    }
+    let at = len - FOOTER_LEN as u64;
+    let bytes = scanner.bytes_at(at, FOOTER_LEN as u64).await?;
+    Ok(Footer::decode(bytes)
+        .filter(|f| f.records_end >= EXTENT_HEADER_LEN as u64 && f.file_len() == len))
+}
+
+async fn read_meta<D: Device>(device: &D) -> Result<SubstoreId> {
+    let path = device.path_of(META_FILE_NAME);
+    let file = device
+        .open(META_FILE_NAME)
+        .await
+        .map_err(io_err("opening", path.clone(), 0))?;
+    let bytes =
+        file.read_at(0, BLOCK_BYTES as usize)
+            .await
+            .map_err(io_err("reading", path.clone(), 0))?;
+    format::decode_meta(&bytes).ok_or_else(|| Error::corruption(path, 0, "bad substore metadata"))
+}
+
+/// Writes the metadata file atomically: a temporary file, synced, renamed, directory
+/// synced.
+async fn write_meta<D: Device>(device: &D, id: &SubstoreId, stale_tmp: bool) -> Result<()> {
+    let path = device.path_of(META_FILE_TMP_NAME);
+    if stale_tmp {
+        device
+            .remove(META_FILE_TMP_NAME)
+            .await
+            .map_err(io_err("removing", path.clone(), 0))?;
+    }
+    let file =
+        device
+            .create(META_FILE_TMP_NAME)
+            .await
+            .map_err(io_err("creating", path.clone(), 0))?;
+    let mut block = vec![0u8; BLOCK_BYTES as usize];
+    block[..META_FILE_LEN].copy_from_slice(&format::encode_meta(id));
+    file.write_at(0, &block)
+        .await
+        .map_err(io_err("writing", path.clone(), 0))?;
+    file.sync()
+        .await
+        .map_err(io_err("syncing", path.clone(), 0))?;
+    drop(file);
+    device
+        .rename(META_FILE_TMP_NAME, META_FILE_NAME)
+        .await
+        .map_err(io_err("renaming", path.clone(), 0))?;
+    device
+        .sync_dir()
+        .await
+        .map_err(io_err("syncing the directory of", path, 0))
+}

@@ -1,0 +1,670 @@
+//! One substore: an append-only log of extents plus its in-memory index, driven by one
+//! core. Methods take `&self` and never hold a borrow of the state across an `.await`,
+//! so gets, puts and a flush in flight can interleave on the core's executor.
+//!
+//! Write path: a put encodes its record into the active extent's tail buffer and updates
+//! the index at once; nothing touches the device until [`Substore::flush`] (durable) or
+//! the buffer passes `write_buffer_bytes` (written, not synced). All device writes are
+//! serialized by `io_lock`.
+//!
+//! Invariants:
+//! - only the newest extent can be unsealed; an extent file is created (header written
+//!   and synced, directory synced) only after every older extent's seal is durable;
+//! - a write never changes a byte that an earlier write made durable: the partial last
+//!   block is rewritten with the same prefix plus new bytes (FORMAT.md, "Device
+//!   assumption");
+//! - a record at `offset >= tail.buf_start` is in memory; below it, it was written.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::device::{Device, DeviceFile};
+use crate::error::{Error, Result};
+use crate::format::{
+    self, BLOCK_BYTES, EXTENT_HEADER_LEN, ExtentHeader, FOOTER_LEN, Footer, Kind, RecordHeader,
+    SubstoreId, SummaryEntry, align_down, align_up, extent_file_name,
+};
+use crate::index::{Entry, Index};
+use crate::limits::{
+    EXTENT_SIZE_DEFAULT_BYTES, EXTENT_SIZE_MAX_BYTES, EXTENT_SIZE_MIN_BYTES, KEY_LEN_MAX,
+    META_LEN_MAX, SEQ_MAX, VALUE_LEN_MAX, WRITE_BUFFER_DEFAULT_BYTES,
+};
+
+/// How a substore is sized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// An extent is sealed once it would grow past this (a single larger record still
+    /// gets an extent of its own).
+    pub extent_size_bytes: u64,
+    /// Unwritten bytes buffered before they are written out (not synced) on their own.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            extent_size_bytes: EXTENT_SIZE_DEFAULT_BYTES,
+            write_buffer_bytes: WRITE_BUFFER_DEFAULT_BYTES,
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(EXTENT_SIZE_MIN_BYTES..=EXTENT_SIZE_MAX_BYTES).contains(&self.extent_size_bytes) {
+            return Err(Error::InvalidConfig(format!(
+                "extent_size_bytes {} is outside {EXTENT_SIZE_MIN_BYTES}..={EXTENT_SIZE_MAX_BYTES}",
+                self.extent_size_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Options of one write beyond key and value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions<'a> {
+    /// Metadata bytes stored with the record (at most [`META_LEN_MAX`]).
+    pub meta: &'a [u8],
+    /// Unix milliseconds after which the key reads as absent.
+    pub expiry_unix_ms: Option<u64>,
+}
+
+/// Figures of one substore.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubstoreStats {
+    /// Live keys.
+    pub keys: u64,
+    /// Bytes of the records the index points at.
+    pub live_bytes: u64,
+    /// Bytes the extents take (sealed: file length; active: written length, aligned).
+    pub disk_bytes: u64,
+    /// Record bytes appended (live, dead and tombstones), all extents.
+    pub record_bytes: u64,
+    /// Bytes of tombstone records still kept.
+    pub tombstone_bytes: u64,
+    pub extents: u64,
+    /// Appended but not yet written to the device.
+    pub buffered_bytes: u64,
+}
+
+/// Per-extent accounting and, while the extent is not sealed, its tail.
+#[derive(Debug)]
+pub(crate) struct Extent<F> {
+    pub(crate) file: Option<Rc<F>>,
+    /// Header plus records: where the next record (or the summary) goes.
+    pub(crate) records_end: u64,
+    pub(crate) live_bytes: u64,
+    pub(crate) tombstone_bytes: u64,
+    /// Length of the sealed file; 0 while unsealed.
+    pub(crate) sealed_len: u64,
+    pub(crate) tail: Option<Tail>,
+}
+
+/// The in-memory end of an unsealed extent.
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    /// File offset of `buf[0]`; a multiple of [`BLOCK_BYTES`].
+    pub(crate) buf_start: u64,
+    pub(crate) buf: Vec<u8>,
+    /// Bytes `[0, written_end)` are on the device (maybe not yet durable).
+    pub(crate) written_end: u64,
+    pub(crate) synced_end: u64,
+    /// Encoded summary entries of every record so far.
+    pub(crate) summary: Vec<u8>,
+    pub(crate) entries: u32,
+    /// No more appends: seal at the next write-out.
+    pub(crate) full: bool,
+}
+
+impl Tail {
+    fn end(&self) -> u64 {
+        self.buf_start + self.buf.len() as u64
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct State<F> {
+    pub(crate) index: Index,
+    pub(crate) next_seq: u64,
+    pub(crate) extents: BTreeMap<u64, Extent<F>>,
+    /// The extent accepting appends, if any.
+    pub(crate) active: Option<u64>,
+    pub(crate) read_only: Option<String>,
+}
+
+/// One substore. See the module documentation.
+#[derive(Debug)]
+pub struct Substore<D: Device> {
+    pub(crate) device: D,
+    pub(crate) id: SubstoreId,
+    pub(crate) config: Config,
+    pub(crate) state: RefCell<State<D::File>>,
+    pub(crate) io_lock: async_lock::Mutex<()>,
+}
+
+/// Checks a write's sizes against the limits before anything changes.
+pub fn check_limits(key: &[u8], value: &[u8], meta: &[u8]) -> Result<()> {
+    if key.len() > KEY_LEN_MAX {
+        return Err(Error::KeyTooLarge {
+            len: key.len(),
+            max: KEY_LEN_MAX,
+        });
+    }
+    if value.len() > VALUE_LEN_MAX {
+        return Err(Error::ValueTooLarge {
+            len: value.len(),
+            max: VALUE_LEN_MAX,
+        });
+    }
+    if meta.len() > META_LEN_MAX {
+        return Err(Error::MetadataTooLarge {
+            len: meta.len(),
+            max: META_LEN_MAX,
+        });
+    }
+    Ok(())
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn is_expired(entry: &Entry) -> bool {
+    entry.expiry_unix_ms.is_some_and(|at| at <= now_unix_ms())
+}
+
+/// The full length of the record an index entry points at.
+pub(crate) fn record_len_of(entry: &Entry, key_len: usize) -> u64 {
+    RecordHeader {
+        kind: Kind::Put,
+        seq: entry.seq,
+        expiry_unix_ms: entry.expiry_unix_ms,
+        meta_len: entry.meta_len,
+        key_len: key_len as u16,
+        value_len: entry.value_len,
+    }
+    .record_len() as u64
+}
+
+impl<F> Default for State<F> {
+    fn default() -> Self {
+        Self {
+            index: Index::new(),
+            next_seq: 1,
+            extents: BTreeMap::new(),
+            active: None,
+            read_only: None,
+        }
+    }
+}
+
+impl<F> State<F> {
+    /// Accounts a record that the index now points at (or, for a tombstone, that
+    /// removed a key), releasing the bytes of the record it replaced.
+    pub(crate) fn account(
+        &mut self,
+        extent_seq: u64,
+        offset: u32,
+        header: &RecordHeader,
+        key: &[u8],
+    ) -> Result<()> {
+        let len = header.record_len() as u64;
+        let old = match header.kind {
+            Kind::Put => {
+                let entry = Entry {
+                    extent: u32::try_from(extent_seq).expect("extent sequence fits u32"),
+                    offset,
+                    value_len: header.value_len,
+                    seq: header.seq,
+                    meta_len: header.meta_len,
+                    expiry_unix_ms: header.expiry_unix_ms,
+                };
+                self.index.insert(key, entry)?
+            }
+            Kind::Tombstone => self.index.remove(key),
+        };
+        if let Some(old) = old {
+            let old_len = record_len_of(&old, key.len());
+            let e = self
+                .extents
+                .get_mut(&u64::from(old.extent))
+                .expect("index points at a known extent");
+            e.live_bytes -= old_len;
+        }
+        let e = self.extents.get_mut(&extent_seq).expect("known extent");
+        match header.kind {
+            Kind::Put => e.live_bytes += len,
+            Kind::Tombstone => e.tombstone_bytes += len,
+        }
+        self.next_seq = self.next_seq.max(header.seq + 1);
+        Ok(())
+    }
+
+    fn buffered_bytes(&self) -> u64 {
+        self.extents
+            .values()
+            .filter_map(|e| e.tail.as_ref())
+            .map(|t| t.end() - t.written_end.max(t.buf_start))
+            .sum()
+    }
+}
+
+impl<D: Device> Substore<D> {
+    /// The identity this substore was created with.
+    pub fn id(&self) -> SubstoreId {
+        self.id
+    }
+
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// Stores `value` under `key`. Visible to reads at once; durable after `flush`.
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put_with(key, value, WriteOptions::default()).await
+    }
+
+    /// `put` with metadata and expiry.
+    pub async fn put_with(&self, key: &[u8], value: &[u8], opts: WriteOptions<'_>) -> Result<()> {
+        check_limits(key, value, opts.meta)?;
+        self.append(Kind::Put, key, value, opts)?;
+        self.write_out_if_full().await
+    }
+
+    /// Deletes `key` (a tombstone record); a missing key is not an error and writes
+    /// nothing.
+    pub async fn delete(&self, key: &[u8]) -> Result<bool> {
+        check_limits(key, &[], &[])?;
+        if self.state.borrow().index.get(key).is_none() {
+            self.check_writable()?;
+            return Ok(false);
+        }
+        self.append(Kind::Tombstone, key, &[], WriteOptions::default())?;
+        self.write_out_if_full().await?;
+        Ok(true)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match &self.state.borrow().read_only {
+            Some(cause) => Err(Error::ReadOnly {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes one record into the active extent's tail and indexes it.
+    fn append(&self, kind: Kind, key: &[u8], value: &[u8], opts: WriteOptions<'_>) -> Result<()> {
+        self.check_writable()?;
+        let mut state = self.state.borrow_mut();
+        let seq = state.next_seq;
+        if seq > SEQ_MAX {
+            return Err(Error::IndexFull {
+                what: "sequence numbers",
+            });
+        }
+        let header = RecordHeader {
+            kind,
+            seq,
+            expiry_unix_ms: opts.expiry_unix_ms,
+            meta_len: opts.meta.len() as u8,
+            key_len: key.len() as u16,
+            value_len: value.len() as u32,
+        };
+        let len = header.record_len() as u64;
+        let extent_seq = self.extent_for_append(&mut state, len);
+        let tail = state
+            .extents
+            .get_mut(&extent_seq)
+            .and_then(|e| e.tail.as_mut());
+        let tail = tail.expect("active extent has a tail");
+        let offset = tail.end();
+        format::encode_record(&mut tail.buf, &header, opts.meta, key, value);
+        let offset = u32::try_from(offset).expect("extent offsets fit u32");
+        let entry = SummaryEntry {
+            offset,
+            header,
+            key,
+        };
+        format::encode_summary_entry(&mut tail.summary, &entry);
+        tail.entries += 1;
+        state
+            .extents
+            .get_mut(&extent_seq)
+            .expect("known")
+            .records_end += len;
+        if let Err(e) = state.account(extent_seq, offset, &header, key) {
+            // Only a full index fails here; the record is in the buffer but not
+            // indexed, so refuse further writes rather than diverge from the log.
+            state.read_only = Some(e.to_string());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The extent the next `len`-byte record goes to, rotating when it would not fit.
+    fn extent_for_append(&self, state: &mut State<D::File>, len: u64) -> u64 {
+        if let Some(seq) = state.active {
+            let e = &state.extents[&seq];
+            let has_records = e.records_end > EXTENT_HEADER_LEN as u64;
+            if !has_records || e.records_end + len <= self.config.extent_size_bytes {
+                return seq;
+            }
+            let tail = state.extents.get_mut(&seq).and_then(|e| e.tail.as_mut());
+            tail.expect("active extent has a tail").full = true;
+        }
+        let seq = state.extents.keys().next_back().map_or(1, |last| last + 1);
+        let header = ExtentHeader {
+            extent_seq: seq,
+            substore: self.id,
+        };
+        let tail = Tail {
+            buf: header.encode().to_vec(),
+            ..Tail::default()
+        };
+        state.extents.insert(
+            seq,
+            Extent {
+                file: None,
+                records_end: EXTENT_HEADER_LEN as u64,
+                live_bytes: 0,
+                tombstone_bytes: 0,
+                sealed_len: 0,
+                tail: Some(tail),
+            },
+        );
+        state.active = Some(seq);
+        seq
+    }
+
+    async fn write_out_if_full(&self) -> Result<()> {
+        let buffered = self.state.borrow().buffered_bytes();
+        if buffered > self.config.write_buffer_bytes as u64 {
+            self.write_out(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes every write acknowledged so far durable: one write and one fdatasync per
+    /// dirty extent (plus the seal of full ones).
+    pub async fn flush(&self) -> Result<()> {
+        self.write_out(true).await
+    }
+
+    /// Writes every tail out; seals full extents (always synced); syncs the rest when
+    /// `sync`. One pass over the extents that had tails when it started.
+    async fn write_out(&self, sync: bool) -> Result<()> {
+        let _io = self.io_lock.lock().await;
+        self.check_writable()?;
+        let seqs: Vec<u64> = {
+            let state = self.state.borrow();
+            let tails = state.extents.iter().filter(|(_, e)| e.tail.is_some());
+            tails.map(|(&seq, _)| seq).collect()
+        };
+        for seq in seqs {
+            if let Err(e) = self.write_extent(seq, sync).await {
+                self.state.borrow_mut().read_only = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_extent(&self, seq: u64, sync: bool) -> Result<()> {
+        let name = extent_file_name(seq);
+        let file = self.extent_file(seq, &name).await?;
+        // Snapshot what to write; appends may continue while the I/O is in flight.
+        let (at, bytes, end, seal) = {
+            let state = self.state.borrow();
+            let tail = state.extents[&seq].tail.as_ref().expect("has a tail");
+            let end = tail.end();
+            if tail.full {
+                let footer = Footer {
+                    records_end: end,
+                    summary_len: u32::try_from(tail.summary.len()).expect("summary < 4 GiB"),
+                    summary_crc: format::checksum(&[&tail.summary]),
+                    entry_count: tail.entries,
+                };
+                let mut bytes = Vec::with_capacity((footer.file_len() - tail.buf_start) as usize);
+                bytes.extend_from_slice(&tail.buf);
+                bytes.extend_from_slice(&tail.summary);
+                bytes.resize(
+                    (footer.file_len() - tail.buf_start) as usize - FOOTER_LEN,
+                    0,
+                );
+                bytes.extend_from_slice(&footer.encode());
+                (tail.buf_start, bytes, end, Some(footer.file_len()))
+            } else if end == tail.written_end && (!sync || end == tail.synced_end) {
+                return Ok(());
+            } else {
+                let mut bytes = tail.buf.clone();
+                bytes.resize((align_up(end) - tail.buf_start) as usize, 0);
+                (tail.buf_start, bytes, end, None)
+            }
+        };
+        let path = || self.device.path_of(&name);
+        file.write_at(at, &bytes)
+            .await
+            .map_err(|e| Error::io("writing", path(), at, e))?;
+        if sync || seal.is_some() {
+            file.sync()
+                .await
+                .map_err(|e| Error::io("syncing", path(), at, e))?;
+        }
+        let mut state = self.state.borrow_mut();
+        let extent = state
+            .extents
+            .get_mut(&seq)
+            .expect("extents outlive their I/O");
+        if let Some(sealed_len) = seal {
+            extent.sealed_len = sealed_len;
+            extent.tail = None;
+            return Ok(());
+        }
+        let tail = extent.tail.as_mut().expect("unsealed");
+        tail.written_end = end;
+        if sync {
+            tail.synced_end = end;
+        }
+        let new_start = align_down(end);
+        tail.buf.drain(..(new_start - tail.buf_start) as usize);
+        tail.buf_start = new_start;
+        Ok(())
+    }
+
+    /// The extent's file, creating it on first use: the header block alone is written
+    /// and synced, then the directory, so that a valid header proves the extent began
+    /// after every older extent was sealed.
+    async fn extent_file(&self, seq: u64, name: &str) -> Result<Rc<D::File>> {
+        if let Some(file) = &self.state.borrow().extents[&seq].file {
+            return Ok(file.clone());
+        }
+        let path = || self.device.path_of(name);
+        let file = self
+            .device
+            .create(name)
+            .await
+            .map_err(|e| Error::io("creating", path(), 0, e))?;
+        let mut block = vec![0u8; BLOCK_BYTES as usize];
+        let header = ExtentHeader {
+            extent_seq: seq,
+            substore: self.id,
+        };
+        block[..EXTENT_HEADER_LEN].copy_from_slice(&header.encode());
+        file.write_at(0, &block)
+            .await
+            .map_err(|e| Error::io("writing the header of", path(), 0, e))?;
+        file.sync()
+            .await
+            .map_err(|e| Error::io("syncing", path(), 0, e))?;
+        self.device
+            .sync_dir()
+            .await
+            .map_err(|e| Error::io("syncing the directory of", path(), 0, e))?;
+        let file = Rc::new(file);
+        let mut state = self.state.borrow_mut();
+        state.extents.get_mut(&seq).expect("known").file = Some(file.clone());
+        Ok(file)
+    }
+
+    /// The value stored under `key`, if any.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let (entry, file) = {
+            let state = self.state.borrow();
+            let Some(entry) = state.index.get(key) else {
+                return Ok(None);
+            };
+            if is_expired(&entry) {
+                return Ok(None);
+            }
+            let extent = &state.extents[&u64::from(entry.extent)];
+            if let Some(tail) = extent
+                .tail
+                .as_ref()
+                .filter(|t| u64::from(entry.offset) >= t.buf_start)
+            {
+                let at = (u64::from(entry.offset) - tail.buf_start) as usize;
+                let len = record_len_of(&entry, key.len()) as usize;
+                let rec = format::decode_record(&tail.buf[at..at + len])
+                    .expect("records in memory are well formed");
+                return Ok(Some(Bytes::copy_from_slice(rec.value)));
+            }
+            (
+                entry,
+                extent.file.clone().expect("written extents have files"),
+            )
+        };
+        self.read_value(&file, key, &entry).await.map(Some)
+    }
+
+    /// Reads and verifies the record `entry` points at.
+    async fn read_value(&self, file: &D::File, key: &[u8], entry: &Entry) -> Result<Bytes> {
+        let offset = u64::from(entry.offset);
+        let len = record_len_of(entry, key.len());
+        let start = align_down(offset);
+        let path = || {
+            self.device
+                .path_of(&extent_file_name(u64::from(entry.extent)))
+        };
+        let block = file
+            .read_at(start, (align_up(offset + len) - start) as usize)
+            .await
+            .map_err(|e| Error::io("reading", path(), offset, e))?;
+        let at = (offset - start) as usize;
+        let bad = |what: String| Error::corruption(path(), offset, what);
+        let rec = format::decode_record(block.get(at..).unwrap_or_default())
+            .map_err(|e| bad(format!("record does not decode: {e:?}")))?;
+        if rec.key != key || rec.header.seq != entry.seq || rec.header.kind != Kind::Put {
+            return Err(bad("record is not the one the index points at".into()));
+        }
+        let value = rec.header.value_at()..rec.header.record_len();
+        Ok(Bytes::from(block).slice(at + value.start..at + value.end))
+    }
+
+    /// Whether `key` has a live value (no I/O).
+    pub fn exists(&self, key: &[u8]) -> bool {
+        let state = self.state.borrow();
+        state.index.get(key).is_some_and(|e| !is_expired(&e))
+    }
+
+    /// Live keys (keys with a passed expiry count until they are compacted away).
+    pub fn len(&self) -> u64 {
+        self.state.borrow().index.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` with every live key and value once, in no particular order. Writes made
+    /// while it runs may or may not be seen.
+    pub async fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        let mut live: Vec<(Vec<u8>, Entry)> = {
+            let state = self.state.borrow();
+            let entries = state.index.iter().filter(|(_, e)| !is_expired(e));
+            entries.map(|(k, e)| (k.to_vec(), e)).collect()
+        };
+        live.sort_unstable_by_key(|(_, e)| (e.extent, e.offset));
+        let mut reader: Option<(u32, crate::recovery::Scanner<D::File>)> = None;
+        for (key, entry) in &live {
+            let in_memory = {
+                let state = self.state.borrow();
+                let extent = state.extents.get(&u64::from(entry.extent));
+                extent.and_then(|x| x.tail.as_ref()).and_then(|tail| {
+                    let at = u64::from(entry.offset).checked_sub(tail.buf_start)? as usize;
+                    let len = record_len_of(entry, key.len()) as usize;
+                    let rec = format::decode_record(tail.buf.get(at..at + len)?).ok()?;
+                    (rec.header.seq == entry.seq).then(|| rec.value.to_vec())
+                })
+            };
+            if let Some(value) = in_memory {
+                f(key, &value);
+                continue;
+            }
+            if reader.as_ref().is_none_or(|(x, _)| *x != entry.extent) {
+                let file = self
+                    .state
+                    .borrow()
+                    .extents
+                    .get(&u64::from(entry.extent))
+                    .and_then(|e| e.file.clone());
+                let Some(file) = file else { continue }; // compacted away meanwhile
+                let name = extent_file_name(u64::from(entry.extent));
+                let scanner = crate::recovery::Scanner::new(file, self.device.path_of(&name));
+                reader = Some((entry.extent, scanner));
+            }
+            let (_, scanner) = reader.as_mut().expect("set above");
+            let len = record_len_of(entry, key.len());
+            let path = scanner.path();
+            let bytes = scanner.bytes_at(u64::from(entry.offset), len).await?;
+            let rec = format::decode_record(bytes)
+                .map_err(|e| Error::corruption(path, u64::from(entry.offset), format!("{e:?}")))?;
+            if rec.key == key.as_slice() && rec.header.seq == entry.seq {
+                f(key, rec.value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Figures of this substore.
+    pub fn stats(&self) -> SubstoreStats {
+        let state = self.state.borrow();
+        let mut stats = SubstoreStats {
+            keys: state.index.len() as u64,
+            extents: state.extents.len() as u64,
+            buffered_bytes: state.buffered_bytes(),
+            ..SubstoreStats::default()
+        };
+        for e in state.extents.values() {
+            stats.live_bytes += e.live_bytes;
+            stats.tombstone_bytes += e.tombstone_bytes;
+            stats.record_bytes += e.records_end - EXTENT_HEADER_LEN as u64;
+            stats.disk_bytes += match &e.tail {
+                None => e.sealed_len,
+                Some(t) => align_up(t.written_end),
+            };
+        }
+        stats
+    }
+
+    /// Whether an earlier write failure made the substore read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.state.borrow().read_only.is_some()
+    }
+
+    /// Heap bytes of the index.
+    pub fn index_heap_bytes(&self) -> usize {
+        self.state.borrow().index.heap_bytes()
+    }
+
+    /// Flushes and closes. Dropping without `close` loses what was not flushed.
+    pub async fn close(self) -> Result<()> {
+        self.flush().await
+    }
+}

@@ -1,0 +1,93 @@
+//! Basic behaviour of one substore on the in-memory and simulated devices.
+
+use futures_lite::future::block_on;
+use ringkv_engine::limits::{KEY_LEN_MAX, VALUE_LEN_MAX};
+use ringkv_engine::{Config, Error, MemDevice, SimDevice, Substore, SubstoreId};
+
+fn small() -> Config {
+    Config {
+        extent_size_bytes: 64 << 10,
+        write_buffer_bytes: 16 << 10,
+    }
+}
+
+#[test]
+fn put_get_delete_reopen_across_many_extents() {
+    block_on(async {
+        let dev = MemDevice::new();
+        let id = SubstoreId::root(7);
+        let s = Substore::create_or_open(dev.clone(), id, small())
+            .await
+            .unwrap();
+        for i in 0..3000u32 {
+            let value = vec![(i % 251) as u8; (i as usize * 7) % 900];
+            s.put(format!("key{i}").as_bytes(), &value).await.unwrap();
+        }
+        for i in (0..3000u32).step_by(3) {
+            assert!(s.delete(format!("key{i}").as_bytes()).await.unwrap());
+        }
+        assert!(!s.delete(b"never").await.unwrap());
+        assert_eq!(s.len(), 2000);
+        assert!(s.stats().extents > 10, "{:?}", s.stats());
+        s.flush().await.unwrap();
+        check(&s).await;
+        let stats = s.stats();
+        drop(s);
+        let s = Substore::create_or_open(dev.clone(), id, small())
+            .await
+            .unwrap();
+        check(&s).await;
+        assert_eq!(s.stats().keys, stats.keys);
+        assert_eq!(s.stats().live_bytes, stats.live_bytes);
+        let mut n = 0;
+        s.for_each(|k, v| {
+            n += 1;
+            let i: usize = std::str::from_utf8(&k[3..]).unwrap().parse().unwrap();
+            assert_eq!(v.len(), (i * 7) % 900);
+        })
+        .await
+        .unwrap();
+        assert_eq!(n, 2000);
+    });
+}
+
+async fn check(s: &Substore<MemDevice>) {
+    for i in 0..3000u32 {
+        let got = s.get(format!("key{i}").as_bytes()).await.unwrap();
+        if i % 3 == 0 {
+            assert_eq!(got, None, "key{i}");
+        } else {
+            let value = vec![(i % 251) as u8; (i as usize * 7) % 900];
+            assert_eq!(got.as_deref(), Some(&value[..]), "key{i}");
+        }
+    }
+}
+
+#[test]
+fn oversized_input_is_refused_and_changes_nothing() {
+    block_on(async {
+        let s = Substore::create_or_open(SimDevice::new(), SubstoreId::root(0), small())
+            .await
+            .unwrap();
+        s.put(b"k", b"v").await.unwrap();
+        let big_key = vec![0u8; KEY_LEN_MAX + 1];
+        assert!(matches!(
+            s.put(&big_key, b"v").await,
+            Err(Error::KeyTooLarge { .. })
+        ));
+        let big_value = vec![0u8; VALUE_LEN_MAX + 1];
+        assert!(matches!(
+            s.put(b"k", &big_value).await,
+            Err(Error::ValueTooLarge { .. })
+        ));
+        assert_eq!(s.get(b"k").await.unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(s.len(), 1);
+        let max_key = vec![1u8; KEY_LEN_MAX];
+        let max_value = vec![2u8; VALUE_LEN_MAX];
+        s.put(&max_key, &max_value).await.unwrap();
+        s.put(b"", b"").await.unwrap();
+        s.flush().await.unwrap();
+        assert_eq!(s.get(&max_key).await.unwrap().unwrap().len(), VALUE_LEN_MAX);
+        assert_eq!(s.get(b"").await.unwrap().as_deref(), Some(&b""[..]));
+    });
+}
