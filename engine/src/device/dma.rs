@@ -4,8 +4,16 @@
 //! glommio#670). Data is copied into a buffer glommio allocates, because that buffer is
 //! the one registered with io_uring. Listing the directory uses a blocking `read_dir`:
 //! it only runs while a substore opens.
+//!
+//! glommio decides once per thread and block device whether reads may use its I/O
+//! polling ring, by probing with a read of the first DMA file opened there. When that
+//! file is empty the read succeeds without reaching the device, the probe wrongly says
+//! "pollable", and every later read fails with EOPNOTSUPP on devices without polling.
+//! [`DmaDevice::open`] therefore primes the probe with a file that holds data.
 
+use std::cell::RefCell;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -19,12 +27,32 @@ pub struct DmaDevice {
     dir: Rc<PathBuf>,
 }
 
+thread_local! {
+    /// Block devices whose polling probe this thread has primed.
+    static PRIMED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+const PROBE_FILE_NAME: &str = ".ringkv-dma-probe";
+
 impl DmaDevice {
-    /// The device for directory `dir`, which must exist.
-    pub fn new(dir: impl AsRef<Path>) -> Self {
-        Self {
-            dir: Rc::new(dir.as_ref().to_path_buf()),
+    /// The device for directory `dir`, which must exist. Must run on a glommio
+    /// executor; see the module documentation for why it is async.
+    pub async fn open(dir: impl AsRef<Path>) -> io::Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let dev = std::fs::metadata(&dir)?.dev();
+        if !PRIMED.with(|p| p.borrow().contains(&dev)) {
+            let probe = dir.join(PROBE_FILE_NAME);
+            std::fs::write(&probe, [0u8; crate::format::BLOCK_BYTES as usize])?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .dma_open(&probe)
+                .await;
+            std::fs::remove_file(&probe)?;
+            file?.close().await?;
+            PRIMED.with(|p| p.borrow_mut().push(dev));
         }
+        Ok(Self { dir: Rc::new(dir) })
     }
 
     pub fn dir(&self) -> &Path {
