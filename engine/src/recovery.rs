@@ -225,7 +225,7 @@ impl<D: Device> Substore<D> {
                 0,
             ))?);
             let len = file
-                .len()
+                .file_size()
                 .await
                 .map_err(io_err("measuring", path.clone(), 0))?;
             let mut scanner = Scanner::new(file.clone(), path.clone());

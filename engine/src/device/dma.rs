@@ -37,22 +37,32 @@ const PROBE_FILE_NAME: &str = ".ringkv-dma-probe";
 impl DmaDevice {
     /// The device for directory `dir`, which must exist. Must run on a glommio
     /// executor; see the module documentation for why it is async.
-    pub async fn open(dir: impl AsRef<Path>) -> io::Result<Self> {
-        let dir = dir.as_ref().to_path_buf();
-        let dev = std::fs::metadata(&dir)?.dev();
+    pub async fn open(dir: impl AsRef<Path>) -> crate::Result<Self> {
+        let failed = |op| {
+            let path = dir.as_ref().display().to_string();
+            move |e| crate::Error::io(op, path, 0, e)
+        };
+        // Absolute: glommio's `Directory::open` fails with EBADF on relative paths.
+        let dir = std::fs::canonicalize(dir.as_ref()).map_err(failed("resolving"))?;
+        let dev = std::fs::metadata(&dir).map_err(failed("inspecting"))?.dev();
         if !PRIMED.with(|p| p.borrow().contains(&dev)) {
-            let probe = dir.join(PROBE_FILE_NAME);
-            std::fs::write(&probe, [0u8; crate::format::BLOCK_BYTES as usize])?;
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .dma_open(&probe)
-                .await;
-            std::fs::remove_file(&probe)?;
-            file?.close().await?;
+            Self::prime(&dir.join(PROBE_FILE_NAME))
+                .await
+                .map_err(failed("probing direct I/O in"))?;
             PRIMED.with(|p| p.borrow_mut().push(dev));
         }
         Ok(Self { dir: Rc::new(dir) })
+    }
+
+    async fn prime(probe: &Path) -> io::Result<()> {
+        std::fs::write(probe, [0u8; crate::format::BLOCK_BYTES as usize])?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .dma_open(probe)
+            .await;
+        std::fs::remove_file(probe)?;
+        Ok(file?.close().await?)
     }
 
     pub fn dir(&self) -> &Path {
@@ -154,7 +164,7 @@ impl DeviceFile for DmaDeviceFile {
         Ok(self.file.fdatasync().await?)
     }
 
-    async fn len(&self) -> io::Result<u64> {
+    async fn file_size(&self) -> io::Result<u64> {
         Ok(self.file.file_size().await?)
     }
 

@@ -94,7 +94,7 @@ impl DeviceFile for MemFile {
         Ok(())
     }
 
-    async fn len(&self) -> io::Result<u64> {
+    async fn file_size(&self) -> io::Result<u64> {
         Ok(self.bytes.borrow().len() as u64)
     }
 

@@ -56,7 +56,7 @@ pub trait DeviceFile {
     async fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Makes every earlier write (and the file length) durable: fdatasync.
     async fn sync(&self) -> io::Result<()>;
-    async fn len(&self) -> io::Result<u64>;
+    async fn file_size(&self) -> io::Result<u64>;
     async fn truncate(&self, len: u64) -> io::Result<()>;
 }
 

@@ -357,7 +357,7 @@ impl DeviceFile for SimFile {
         Ok(())
     }
 
-    async fn len(&self) -> io::Result<u64> {
+    async fn file_size(&self) -> io::Result<u64> {
         let mut fs = self.fs.borrow_mut();
         Ok(fs.inode(self.ino, self.generation)?.current.len() as u64)
     }
