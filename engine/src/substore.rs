@@ -585,6 +585,13 @@ impl<D: Device> Substore<D> {
     /// Calls `f` with every live key and value once, in no particular order. Writes made
     /// while it runs may or may not be seen.
     pub async fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        self.for_each_async(async |k: &[u8], v: &[u8]| f(k, v))
+            .await
+    }
+
+    /// [`Substore::for_each`] with an async callback, which may wait (to send entries
+    /// on, say) without holding the whole substore in memory.
+    pub async fn for_each_async(&self, mut f: impl AsyncFnMut(&[u8], &[u8])) -> Result<()> {
         let mut live: Vec<(Vec<u8>, Entry)> = {
             let state = self.state.borrow();
             let entries = state.index.iter().filter(|(_, e)| !is_expired(e));
@@ -604,7 +611,7 @@ impl<D: Device> Substore<D> {
                 })
             };
             if let Some(value) = in_memory {
-                f(key, &value);
+                f(key, &value).await;
                 continue;
             }
             if reader.as_ref().is_none_or(|(x, _)| *x != entry.extent) {
@@ -626,7 +633,7 @@ impl<D: Device> Substore<D> {
             let rec = format::decode_record(bytes)
                 .map_err(|e| Error::corruption(path, u64::from(entry.offset), format!("{e:?}")))?;
             if rec.key == key.as_slice() && rec.header.seq == entry.seq {
-                f(key, rec.value);
+                f(key, rec.value).await;
             }
         }
         Ok(())

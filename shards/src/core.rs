@@ -1,0 +1,498 @@
+//! One core: a glommio executor on its own thread that owns a disjoint set of leaves
+//! (substores) and serves the requests routed to it.
+//!
+//! - **Queue and doorbell.** Callers push onto a crossbeam `ArrayQueue` and ring the
+//!   doorbell (one byte on a socketpair) only when the core said it is going to sleep.
+//!   The core drains the queue in batches, spawning a task per request; when the queue
+//!   is empty it sets `sleeping`, checks the queue once more, and awaits the doorbell
+//!   through io_uring. An idle core is parked in the kernel and burns no CPU.
+//! - **Group commit.** In `Sync` mode a put appends to its substore (memory) and then
+//!   waits for a commit: if none is in flight it starts one (one write + one fdatasync
+//!   per dirty substore, in parallel), otherwise it waits for the next. Every put that
+//!   arrives while a sync is in flight shares the next one.
+//! - **Failure.** A failed write or sync is never retried: the core records the cause in
+//!   the database-wide [`Health`], every later write on any core is refused, reads go on.
+//! - **Read cache.** A byte-budgeted LRU of values per core. A read fills it only if no
+//!   write happened on this core while the read was in flight, so it never caches a
+//!   value older than a write it raced with.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
+use event_listener::Event;
+use futures_lite::AsyncReadExt;
+use ringkv_engine::{Config, DmaDevice, Substore, SubstoreId, SubstoreStats};
+
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::layout::Leaf;
+use crate::options::{Durability, Options};
+
+/// Requests handled before the core yields to the tasks it spawned.
+const BATCH_MAX: usize = 256;
+/// Bytes of entries `for_each` sends in one message.
+const FOR_EACH_BATCH_BYTES: usize = 1 << 20;
+
+/// What a caller asks of a core.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Get(Vec<u8>),
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+    Exists(Vec<u8>),
+    Flush,
+    Stats,
+    ForEach(async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>),
+    Shutdown,
+}
+
+/// What a core answers.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Done,
+    Value(Option<Bytes>),
+    Bool(bool),
+    Stats(CoreStats),
+}
+
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) hash: u64,
+    pub(crate) op: Op,
+    pub(crate) reply: futures_channel::oneshot::Sender<Result<Reply>>,
+}
+
+/// Figures of one core.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    pub core: usize,
+    pub substores: u64,
+    pub totals: SubstoreStats,
+    pub cache_bytes: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub commits: u64,
+}
+
+/// Whether the database still accepts writes; shared by every core and caller.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    read_only: OnceLock<String>,
+}
+
+impl Health {
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        match self.read_only.get() {
+            Some(cause) => Err(Error::ReadOnly {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, cause: String) {
+        let _ = self.read_only.set(cause);
+    }
+}
+
+/// The part of a core that callers on other threads touch.
+#[derive(Debug)]
+pub(crate) struct CoreShared {
+    queue: ArrayQueue<Request>,
+    sleeping: AtomicBool,
+    stopped: AtomicBool,
+    doorbell: std::os::unix::net::UnixStream,
+}
+
+impl CoreShared {
+    /// Queues a request; gives it back when the queue is full.
+    pub(crate) fn push(&self, request: Request) -> std::result::Result<(), Request> {
+        self.queue.push(request)?;
+        if self.stopped.load(Ordering::SeqCst) {
+            // The core is gone or going: cancel whatever it will not see.
+            while self.queue.pop().is_some() {}
+        }
+        self.ring();
+        Ok(())
+    }
+
+    /// Wakes the core if it is parked (or about to park).
+    pub(crate) fn ring(&self) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            // A full socket buffer means a wake-up is already pending.
+            let _ = (&self.doorbell).write(&[1]);
+        }
+    }
+}
+
+/// The doorbell's receiving end, handed to the core thread.
+pub(crate) struct Doorbell(std::os::unix::net::UnixStream);
+
+pub(crate) fn channel(queue_depth: usize) -> Result<(Arc<CoreShared>, Doorbell)> {
+    let (tx, rx) = std::os::unix::net::UnixStream::pair().map_err(|source| Error::Io {
+        op: "creating a doorbell",
+        path: Default::default(),
+        source,
+    })?;
+    let nonblocking = tx.set_nonblocking(true).and(rx.set_nonblocking(true));
+    nonblocking.map_err(|source| Error::Io {
+        op: "configuring a doorbell",
+        path: Default::default(),
+        source,
+    })?;
+    let shared = CoreShared {
+        queue: ArrayQueue::new(queue_depth),
+        sleeping: AtomicBool::new(false),
+        stopped: AtomicBool::new(false),
+        doorbell: tx,
+    };
+    Ok((Arc::new(shared), Doorbell(rx)))
+}
+
+struct LeafState {
+    id: SubstoreId,
+    store: Substore<DmaDevice>,
+    dirty: Cell<bool>,
+}
+
+/// A core's state, on its own thread.
+struct Core {
+    index: usize,
+    options: Options,
+    health: Arc<Health>,
+    leaves: BTreeMap<u64, Rc<LeafState>>,
+    cache: RefCell<Cache>,
+    /// Bumped by every write on this core (guards cache fills).
+    writes: Cell<u64>,
+    commit: Committer,
+    flush_scheduled: Cell<bool>,
+    in_flight: Cell<usize>,
+    idle: Event,
+}
+
+#[derive(Default)]
+struct Committer {
+    requested: Cell<u64>,
+    durable: Cell<u64>,
+    running: Cell<bool>,
+    done: Event,
+    commits: Cell<u64>,
+}
+
+/// Runs core `index` until it is told to shut down. Reports the outcome of opening its
+/// leaves on `ready` before it serves anything.
+pub(crate) async fn run(
+    index: usize,
+    leaves: Vec<Leaf>,
+    options: Options,
+    health: Arc<Health>,
+    shared: Arc<CoreShared>,
+    doorbell: Doorbell,
+    ready: std::sync::mpsc::Sender<Result<()>>,
+) {
+    let core = match Core::open(index, leaves, options, health).await {
+        Ok(core) => Rc::new(core),
+        Err(e) => {
+            shared.stopped.store(true, Ordering::SeqCst);
+            while shared.queue.pop().is_some() {}
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    // SAFETY: `doorbell.0` is an open socket that this function owns; into_raw_fd hands
+    // its only copy to glommio, which closes it when the stream drops.
+    #[allow(unsafe_code, reason = "glommio takes a socket only as a raw fd")]
+    let mut bell = unsafe { glommio::net::UnixStream::from_raw_fd(doorbell.0.into_raw_fd()) };
+    let mut buf = [0u8; 64];
+    let shutdown = 'serve: loop {
+        let mut drained = 0;
+        while let Some(request) = shared.queue.pop() {
+            if matches!(request.op, Op::Shutdown) {
+                break 'serve request;
+            }
+            let core = core.clone();
+            core.in_flight.set(core.in_flight.get() + 1);
+            glommio::spawn_local(async move {
+                let Request { hash, op, reply } = request;
+                let result = core.handle(hash, op).await;
+                let _ = reply.send(result);
+                core.in_flight.set(core.in_flight.get() - 1);
+                if core.in_flight.get() == 0 {
+                    core.idle.notify(usize::MAX);
+                }
+            })
+            .detach();
+            drained += 1;
+            if drained % BATCH_MAX == 0 {
+                futures_lite::future::yield_now().await;
+            }
+        }
+        shared.sleeping.store(true, Ordering::SeqCst);
+        if !shared.queue.is_empty() {
+            shared.sleeping.store(false, Ordering::SeqCst);
+            continue;
+        }
+        // Any number of bytes (or an error) means: look at the queue again.
+        let _ = bell.read(&mut buf).await;
+    };
+    while core.in_flight.get() > 0 {
+        let listener = core.idle.listen();
+        if core.in_flight.get() > 0 {
+            listener.await;
+        }
+    }
+    let result = core.close().await;
+    shared.stopped.store(true, Ordering::SeqCst);
+    while let Some(late) = shared.queue.pop() {
+        drop(late); // its caller sees the reply channel close: Error::Closed
+    }
+    let _ = shutdown.reply.send(result.map(|()| Reply::Done));
+}
+
+impl Core {
+    async fn open(
+        index: usize,
+        leaves: Vec<Leaf>,
+        options: Options,
+        health: Arc<Health>,
+    ) -> Result<Self> {
+        let config = Config {
+            extent_size_bytes: options.extent_size_bytes,
+            ..Config::default()
+        };
+        let mut map = BTreeMap::new();
+        for leaf in leaves {
+            let device = DmaDevice::open(&leaf.dir).await?;
+            let store = Substore::create_or_open(device, leaf.id, config).await?;
+            let state = LeafState {
+                id: leaf.id,
+                store,
+                dirty: Cell::new(false),
+            };
+            map.insert(leaf.id.hash_prefix, Rc::new(state));
+        }
+        let cores = options.resolved_cores() as u64;
+        Ok(Self {
+            index,
+            cache: RefCell::new(Cache::new(options.cache_bytes / cores)),
+            options,
+            health,
+            leaves: map,
+            writes: Cell::new(0),
+            commit: Committer::default(),
+            flush_scheduled: Cell::new(false),
+            in_flight: Cell::new(0),
+            idle: Event::new(),
+        })
+    }
+
+    fn leaf(&self, hash: u64) -> &Rc<LeafState> {
+        let (_, leaf) = self
+            .leaves
+            .range(..=hash)
+            .next_back()
+            .expect("routing sends a core only hashes of its leaves");
+        assert!(
+            leaf.id.covers(hash),
+            "hash {hash:#x} routed to the wrong core"
+        );
+        leaf
+    }
+
+    async fn handle(self: &Rc<Self>, hash: u64, op: Op) -> Result<Reply> {
+        match op {
+            Op::Get(key) => self.get(hash, &key).await.map(Reply::Value),
+            Op::Put(key, value) => self
+                .write(hash, &key, Some(&value))
+                .await
+                .map(|_| Reply::Done),
+            Op::Delete(key) => self.write(hash, &key, None).await.map(|_| Reply::Done),
+            Op::Exists(key) => Ok(Reply::Bool(self.leaf(hash).store.exists(&key))),
+            Op::Flush => self.commit().await.map(|()| Reply::Done),
+            Op::Stats => Ok(Reply::Stats(self.stats())),
+            Op::ForEach(sender) => self.for_each(sender).await.map(|()| Reply::Done),
+            Op::Shutdown => unreachable!("the serve loop handles shutdown"),
+        }
+    }
+
+    async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Bytes>> {
+        if let Some(value) = self.cache.borrow_mut().get(key) {
+            return Ok(Some(value));
+        }
+        let writes_before = self.writes.get();
+        let value = self.leaf(hash).store.get(key).await?;
+        if let Some(value) = &value {
+            if self.writes.get() == writes_before {
+                self.cache.borrow_mut().insert(key, value);
+            }
+        }
+        Ok(value)
+    }
+
+    /// A put (`Some(value)`) or a delete (`None`), acknowledged per the durability mode.
+    async fn write(self: &Rc<Self>, hash: u64, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.health.check_writable()?;
+        let leaf = self.leaf(hash).clone();
+        self.writes.set(self.writes.get() + 1);
+        self.cache.borrow_mut().remove(key);
+        let result = match value {
+            Some(value) => leaf.store.put(key, value).await,
+            None => leaf.store.delete(key).await.map(drop),
+        };
+        leaf.dirty.set(true);
+        if let Err(e) = result {
+            return Err(self.failed(e));
+        }
+        match self.options.durability {
+            Durability::Buffered => {
+                self.schedule_flush();
+                Ok(())
+            }
+            _ => self.commit().await,
+        }
+    }
+
+    /// Records a write failure (if it is one) and converts the error.
+    fn failed(&self, e: ringkv_engine::Error) -> Error {
+        if matches!(
+            e,
+            ringkv_engine::Error::Io { .. } | ringkv_engine::Error::ReadOnly { .. }
+        ) {
+            self.health.fail(e.to_string());
+        }
+        e.into()
+    }
+
+    /// Waits until everything appended on this core before the call is durable, sharing
+    /// one round of syncs with every caller that arrives while one is in flight.
+    async fn commit(&self) -> Result<()> {
+        let c = &self.commit;
+        let ticket = c.requested.get() + 1;
+        c.requested.set(ticket);
+        loop {
+            self.health.check_writable()?;
+            if c.durable.get() >= ticket {
+                return Ok(());
+            }
+            if !c.running.get() {
+                c.running.set(true);
+                let target = c.requested.get();
+                let result = self.flush_dirty().await;
+                c.running.set(false);
+                c.commits.set(c.commits.get() + 1);
+                if result.is_ok() {
+                    c.durable.set(target);
+                }
+                c.done.notify(usize::MAX);
+                result?;
+                continue;
+            }
+            // Single-threaded: nothing can finish between the checks and listening.
+            c.done.listen().await;
+        }
+    }
+
+    /// One write + fdatasync per dirty substore, all in flight together.
+    async fn flush_dirty(&self) -> Result<()> {
+        let dirty: Vec<Rc<LeafState>> = self
+            .leaves
+            .values()
+            .filter(|l| l.dirty.replace(false))
+            .cloned()
+            .collect();
+        let tasks: Vec<_> = dirty
+            .into_iter()
+            .map(|leaf| glommio::spawn_local(async move { leaf.store.flush().await }))
+            .collect();
+        let mut first_error = None;
+        for task in tasks {
+            if let Err(e) = task.await {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(self.failed(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Buffered mode: make sure a flush runs within the flush interval.
+    fn schedule_flush(self: &Rc<Self>) {
+        if self.flush_scheduled.replace(true) {
+            return;
+        }
+        let core = self.clone();
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(core.options.flush_interval).await;
+            core.flush_scheduled.set(false);
+            // A failure is recorded in Health; the next write reports it.
+            let _ = core.commit().await;
+        })
+        .detach();
+    }
+
+    fn stats(&self) -> CoreStats {
+        let mut stats = CoreStats {
+            core: self.index,
+            substores: self.leaves.len() as u64,
+            commits: self.commit.commits.get(),
+            ..CoreStats::default()
+        };
+        let cache = self.cache.borrow();
+        (stats.cache_bytes, stats.cache_hits, stats.cache_misses) =
+            (cache.bytes(), cache.hits(), cache.misses());
+        for leaf in self.leaves.values() {
+            let s = leaf.store.stats();
+            let t = &mut stats.totals;
+            t.keys += s.keys;
+            t.live_bytes += s.live_bytes;
+            t.disk_bytes += s.disk_bytes;
+            t.record_bytes += s.record_bytes;
+            t.tombstone_bytes += s.tombstone_bytes;
+            t.extents += s.extents;
+            t.buffered_bytes += s.buffered_bytes;
+        }
+        stats
+    }
+
+    async fn for_each(&self, sender: async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>) -> Result<()> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for leaf in self.leaves.values() {
+            leaf.store
+                .for_each_async(async |k: &[u8], v: &[u8]| {
+                    bytes += k.len() + v.len();
+                    batch.push((k.to_vec(), v.to_vec()));
+                    if bytes >= FOR_EACH_BATCH_BYTES {
+                        bytes = 0;
+                        // A closed channel means the caller gave up; stop sending.
+                        let _ = sender.send(std::mem::take(&mut batch)).await;
+                    }
+                })
+                .await?;
+        }
+        if !batch.is_empty() {
+            let _ = sender.send(batch).await;
+        }
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.health.check_writable().is_ok() {
+            for leaf in self.leaves.values() {
+                leaf.dirty.set(true);
+            }
+            self.commit().await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,381 @@
+//! The handle services hold: `Db`. Cheap to clone, callable from any thread and from any
+//! executor. Each call hashes its key, picks the core from the immutable routing table,
+//! queues the request and waits for the reply (the async twins await it instead).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+use glommio::{LocalExecutorBuilder, Placement};
+use ringkv_engine::check_limits;
+use ringkv_engine::hash::routing_hash;
+
+use crate::core::{self, CoreShared, CoreStats, Health, Op, Reply, Request};
+use crate::error::{Error, Result};
+use crate::layout::{self, DirLock, ROUTE_BITS};
+use crate::options::Options;
+
+/// Figures of a whole database.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live keys.
+    pub keys: u64,
+    /// Bytes of live records.
+    pub live_bytes: u64,
+    /// Bytes the extent files take.
+    pub disk_bytes: u64,
+    /// Leaves of the hash trie (substores).
+    pub substores: u64,
+    /// Per-core figures.
+    pub cores: Vec<CoreStats>,
+}
+
+/// A ringkv database. See the crate documentation.
+#[derive(Clone, Debug)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+type CoreThread = glommio::ExecutorJoinHandle<()>;
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    cores: Vec<Arc<CoreShared>>,
+    route: Box<[u16]>,
+    health: Arc<Health>,
+    closed: AtomicBool,
+    threads: Mutex<Vec<CoreThread>>,
+    lock: Mutex<Option<DirLock>>,
+}
+
+/// CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+impl Db {
+    /// Opens (or creates) the database in directory `path`.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        options.validate()?;
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+            op: "creating",
+            path: path.clone(),
+            source,
+        })?;
+        let lock = layout::lock(&path)?;
+        let leaves = layout::leaves(&path)?;
+        let cores = options.resolved_cores();
+        let assignment = layout::assign(&leaves, cores);
+        let cpus = allowed_cpus();
+        let pin = cpus.len() >= cores;
+        let health = Arc::new(Health::default());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut shared = Vec::with_capacity(cores);
+        let mut threads = Vec::with_capacity(cores);
+        let mut spawn_error = None;
+        for (index, leaves) in assignment.per_core.into_iter().enumerate() {
+            let (core_shared, doorbell) = core::channel(options.queue_depth)?;
+            shared.push(core_shared.clone());
+            let placement = if pin {
+                Placement::Fixed(cpus[index])
+            } else {
+                Placement::Unbound
+            };
+            let (options, health, ready) = (options.clone(), health.clone(), ready_tx.clone());
+            let spawned = LocalExecutorBuilder::new(placement)
+                .name(&format!("ringkv-core-{index}"))
+                .io_memory(options.io_memory_bytes)
+                .spawn(move || async move {
+                    core::run(index, leaves, options, health, core_shared, doorbell, ready).await
+                });
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    spawn_error = Some(Error::Io {
+                        op: "starting a core",
+                        path: path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                    break;
+                }
+            }
+        }
+        drop(ready_tx);
+        let inner = Inner {
+            path,
+            cores: shared,
+            route: assignment.route,
+            health,
+            closed: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            lock: Mutex::new(Some(lock)),
+        };
+        let started = threads.len();
+        *inner.threads.lock().expect("not poisoned") = threads;
+        let mut first_error = spawn_error;
+        for _ in 0..started {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(Error::Closed);
+                }
+            }
+        }
+        let db = Db {
+            inner: Arc::new(inner),
+        };
+        match first_error {
+            None => Ok(db),
+            Some(e) => {
+                let _ = db.inner.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// The directory this database lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Number of cores (executor threads) serving this database.
+    pub fn cores(&self) -> usize {
+        self.inner.cores.len()
+    }
+
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        futures_lite::future::block_on(self.put_async(key, value))
+    }
+
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        futures_lite::future::block_on(self.get_async(key))
+    }
+
+    /// Deletes a key; a missing key is not an error.
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        futures_lite::future::block_on(self.delete_async(key))
+    }
+
+    pub fn exists(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        futures_lite::future::block_on(self.exists_async(key))
+    }
+
+    /// Makes everything acknowledged so far durable.
+    pub fn flush(&self) -> Result<()> {
+        futures_lite::future::block_on(self.flush_async())
+    }
+
+    /// Stores `value` under `key`; returns once durable (`Durability::Sync`) or once in
+    /// memory (`Durability::Buffered`).
+    pub async fn put_async(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        check_limits(key, value, &[])?;
+        self.inner.health.check_writable()?;
+        let op = Op::Put(key.to_vec(), value.to_vec());
+        self.inner.call(routing_hash(key), op).await.map(drop)
+    }
+
+    pub async fn get_async(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        check_limits(key, &[], &[])?;
+        match self
+            .inner
+            .call(routing_hash(key), Op::Get(key.to_vec()))
+            .await?
+        {
+            Reply::Value(v) => Ok(v),
+            other => unreachable!("get answered {other:?}"),
+        }
+    }
+
+    pub async fn delete_async(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        let key = key.as_ref();
+        check_limits(key, &[], &[])?;
+        self.inner.health.check_writable()?;
+        let op = Op::Delete(key.to_vec());
+        self.inner.call(routing_hash(key), op).await.map(drop)
+    }
+
+    pub async fn exists_async(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let key = key.as_ref();
+        check_limits(key, &[], &[])?;
+        match self
+            .inner
+            .call(routing_hash(key), Op::Exists(key.to_vec()))
+            .await?
+        {
+            Reply::Bool(b) => Ok(b),
+            other => unreachable!("exists answered {other:?}"),
+        }
+    }
+
+    pub async fn flush_async(&self) -> Result<()> {
+        self.inner.health.check_writable()?;
+        for core in 0..self.inner.cores.len() {
+            self.inner.call_core(core, 0, Op::Flush).await?;
+        }
+        Ok(())
+    }
+
+    /// Live keys.
+    pub fn len(&self) -> Result<u64> {
+        Ok(self.stats()?.keys)
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        futures_lite::future::block_on(async {
+            let mut stats = Stats::default();
+            for core in 0..self.inner.cores.len() {
+                let Reply::Stats(s) = self.inner.call_core(core, 0, Op::Stats).await? else {
+                    unreachable!("stats answers stats");
+                };
+                stats.keys += s.totals.keys;
+                stats.live_bytes += s.totals.live_bytes;
+                stats.disk_bytes += s.totals.disk_bytes;
+                stats.substores += s.substores;
+                stats.cores.push(s);
+            }
+            Ok(stats)
+        })
+    }
+
+    /// Calls `f` with every live entry once, in no particular order, one core at a time.
+    /// Writes made meanwhile may or may not be seen.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        for core in 0..self.inner.cores.len() {
+            let (sender, receiver) = async_channel::bounded(2);
+            let reply = self.inner.send(core, 0, Op::ForEach(sender))?;
+            while let Ok(batch) = receiver.recv_blocking() {
+                for (k, v) in &batch {
+                    f(k, v);
+                }
+            }
+            futures_lite::future::block_on(Inner::wait(reply))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and stops the cores. Other clones get `Error::Closed` afterwards.
+    pub fn close(self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl Inner {
+    fn core_of(&self, hash: u64) -> usize {
+        usize::from(self.route[(hash >> (64 - u32::from(ROUTE_BITS))) as usize])
+    }
+
+    async fn call(&self, hash: u64, op: Op) -> Result<Reply> {
+        self.call_core(self.core_of(hash), hash, op).await
+    }
+
+    async fn call_core(&self, core: usize, hash: u64, op: Op) -> Result<Reply> {
+        let reply = self.send_async(core, hash, op).await?;
+        Self::wait(reply).await
+    }
+
+    async fn wait(reply: oneshot::Receiver<Result<Reply>>) -> Result<Reply> {
+        reply.await.map_err(|_| Error::Closed)?
+    }
+
+    fn request(&self, hash: u64, op: Op) -> Result<(Request, oneshot::Receiver<Result<Reply>>)> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let (tx, rx) = oneshot::channel();
+        Ok((
+            Request {
+                hash,
+                op,
+                reply: tx,
+            },
+            rx,
+        ))
+    }
+
+    /// Queues a request from a plain thread, waiting while the queue is full.
+    fn send(&self, core: usize, hash: u64, op: Op) -> Result<oneshot::Receiver<Result<Reply>>> {
+        let (mut request, rx) = self.request(hash, op)?;
+        while let Err(back) = self.cores[core].push(request) {
+            request = back;
+            self.cores[core].ring();
+            std::thread::yield_now();
+        }
+        Ok(rx)
+    }
+
+    /// Queues a request from async code, yielding while the queue is full.
+    async fn send_async(
+        &self,
+        core: usize,
+        hash: u64,
+        op: Op,
+    ) -> Result<oneshot::Receiver<Result<Reply>>> {
+        let (mut request, rx) = self.request(hash, op)?;
+        while let Err(back) = self.cores[core].push(request) {
+            request = back;
+            self.cores[core].ring();
+            futures_lite::future::yield_now().await;
+        }
+        Ok(rx)
+    }
+
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut first_error = None;
+        for core in &self.cores {
+            let (tx, rx) = oneshot::channel();
+            let mut request = Request {
+                hash: 0,
+                op: Op::Shutdown,
+                reply: tx,
+            };
+            while let Err(back) = core.push(request) {
+                request = back;
+                core.ring();
+                std::thread::yield_now();
+            }
+            if let Ok(Err(e)) = futures_lite::future::block_on(rx) {
+                first_error.get_or_insert(e);
+            }
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().expect("not poisoned"));
+        for thread in threads {
+            if let Err(e) = thread.join() {
+                first_error.get_or_insert(Error::Io {
+                    op: "stopping a core of",
+                    path: self.path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                });
+            }
+        }
+        self.lock.lock().expect("not poisoned").take();
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

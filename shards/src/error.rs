@@ -1,0 +1,49 @@
+//! The database's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in a database call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("key is {len} bytes; the limit is {max}")]
+    KeyTooLarge { len: usize, max: usize },
+    #[error("value is {len} bytes; the limit is {max}")]
+    ValueTooLarge { len: usize, max: usize },
+    #[error("{path} is in use by another ringkv database (lock file {lock})")]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("the database is closed")]
+    Closed,
+    #[error(
+        "the database is read-only after a failed write or sync ({cause}); reads still work, \
+         reopen it to write again"
+    )]
+    ReadOnly { cause: String },
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    #[error("I/O error while {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {what}")]
+    Layout { path: PathBuf, what: String },
+    #[error(transparent)]
+    Engine(ringkv_engine::Error),
+}
+
+impl From<ringkv_engine::Error> for Error {
+    fn from(e: ringkv_engine::Error) -> Self {
+        match e {
+            ringkv_engine::Error::KeyTooLarge { len, max } => Error::KeyTooLarge { len, max },
+            ringkv_engine::Error::ValueTooLarge { len, max } => Error::ValueTooLarge { len, max },
+            ringkv_engine::Error::ReadOnly { cause } => Error::ReadOnly { cause },
+            other => Error::Engine(other),
+        }
+    }
+}
+
+/// Result with the database's error.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,45 @@
+//! ringkv: a thread-per-core, io_uring, direct-I/O key-value database.
+//!
+//! [`Db::open`] starts one glommio executor per core (pinned when there are enough
+//! CPUs). Each core owns a disjoint set of substores (the leaves of a 16-ary trie over
+//! a stable hash of the key) in their own files. A call hashes its key, picks the core
+//! from a routing table fixed at open, and crosses to it over a lock-free queue; the
+//! core is woken only when it is parked. Writers on a core share group commits.
+//!
+//! The synchronous methods block the calling thread; the `_async` twins return futures
+//! that any executor (tokio, glommio, a plain `block_on`) can await. Do not call the
+//! blocking methods from inside a glommio task of the same process's cores.
+//!
+//! ```
+//! use ringkv::{Db, Durability, Options};
+//!
+//! let dir = tempfile::tempdir_in(".")?; // any directory on a disk that does O_DIRECT
+//! let db = Db::open(dir.path(), Options::default().cores(2).durability(Durability::Sync))?;
+//! db.put("hello", "world")?;                 // durable when it returns
+//! assert_eq!(db.get("hello")?.as_deref(), Some(&b"world"[..]));
+//! assert!(db.exists("hello")?);
+//! db.delete("hello")?;
+//! assert_eq!(db.len()?, 0);
+//! db.close()?;
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(unsafe_code)]
+
+mod cache;
+mod core;
+mod db;
+mod error;
+mod layout;
+mod options;
+
+pub use bytes::Bytes;
+pub use core::CoreStats;
+pub use db::{Db, Stats};
+pub use error::{Error, Result};
+pub use options::{
+    CACHE_DEFAULT_BYTES, CORES_MAX, Durability, FLUSH_INTERVAL_DEFAULT, IO_MEMORY_DEFAULT_BYTES,
+    Options, QUEUE_DEPTH_DEFAULT, SPLIT_THRESHOLD_DEFAULT_BYTES,
+};
+pub use ringkv_engine::SubstoreStats;
+pub use ringkv_engine::limits::{KEY_LEN_MAX, VALUE_LEN_MAX};
