@@ -164,8 +164,7 @@ fn eight_threads_of_mixed_operations_end_in_the_expected_state() {
     threads.into_iter().for_each(|t| t.join().unwrap());
     let expected = |t: u32, k: u32| -> Option<String> {
         (0..300u32)
-            .filter(|i| i % 50 == k && i % 4 != 2)
-            .next_back()
+            .rfind(|i| i % 50 == k && i % 4 != 2)
             .and_then(|i| (i % 4 <= 1).then(|| format!("{t}-{i}")))
     };
     let check = |db: &Db| {
