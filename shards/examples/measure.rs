@@ -1,0 +1,153 @@
+//! The figures issue 3 asks for, from one run on this machine:
+//! single-thread `put` latency with `Sync`; `put` throughput with 16 writer threads
+//! against 1 (group commit); `get` throughput from 2 threads, cached and uncached; CPU
+//! used by an idle open database over 10 seconds.
+//!
+//! `cargo run --release -p ringkv --example measure [DIR]` (DIR defaults to a fresh
+//! directory under ./ringkv-data; it must be on a disk that does O_DIRECT).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use ringkv::{Db, Durability, Options};
+
+const VALUE_BYTES: usize = 100;
+const PHASE: Duration = Duration::from_secs(3);
+
+fn key(i: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&i.to_be_bytes());
+    k[8..].copy_from_slice(&(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_be_bytes());
+    k
+}
+
+fn cpu_time() -> Duration {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .expect("getrusage");
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    tv(usage.user_time()) + tv(usage.system_time())
+}
+
+/// Runs `threads` threads calling `op(thread, i)` for PHASE; returns operations/s.
+fn throughput(threads: u64, op: impl Fn(u64, u64) + Send + Sync + 'static) -> f64 {
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (op, stop, done) = (op.clone(), stop.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    op(t, i);
+                    i += 1;
+                }
+                done.fetch_add(i, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(PHASE);
+    stop.store(true, Ordering::Relaxed);
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let base = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "ringkv-data".to_owned());
+    std::fs::create_dir_all(&base)?;
+    let dir = tempfile::tempdir_in(&base)?;
+    let value = vec![0xa5u8; VALUE_BYTES];
+    println!(
+        "ringkv measure: {} ({} CPUs)",
+        dir.path().display(),
+        std::thread::available_parallelism()?
+    );
+
+    // 1. Single-thread Sync put latency.
+    let db = Db::open(dir.path().join("sync"), Options::default())?;
+    let mut latency = Histogram::<u64>::new(3)?;
+    for i in 0..3000 {
+        let started = Instant::now();
+        db.put(key(i), &value)?;
+        latency.record(started.elapsed().as_micros() as u64)?;
+    }
+    println!(
+        "put, Sync, 1 thread, {VALUE_BYTES} B values: p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us ({} puts)",
+        latency.value_at_quantile(0.5),
+        latency.value_at_quantile(0.9),
+        latency.value_at_quantile(0.99),
+        latency.value_at_quantile(0.999),
+        latency.max(),
+        latency.len()
+    );
+
+    // 2. Group commit: 1 writer thread against 16.
+    let mut rates = Vec::new();
+    for threads in [1u64, 16] {
+        let db2 = db.clone();
+        let value = value.clone();
+        let rate = throughput(threads, move |t, i| {
+            db2.put(key(t << 40 | i), &value).unwrap();
+        });
+        rates.push(rate);
+        println!("put, Sync, {threads:>2} threads: {rate:>9.0} puts/s");
+    }
+    println!(
+        "group commit: 16 threads / 1 thread = {:.1}x",
+        rates[1] / rates[0]
+    );
+    db.close()?;
+
+    // 3. Gets from 2 threads: cached (everything fits) and uncached (cache off).
+    const KEYS: u64 = 100_000;
+    for (name, cache_bytes) in [("cached", 256u64 << 20), ("uncached", 0)] {
+        let path = dir.path().join("gets");
+        let options = Options::default()
+            .durability(Durability::Buffered)
+            .cache_bytes(cache_bytes);
+        let db = Db::open(&path, options)?;
+        if db.len()? == 0 {
+            for i in 0..KEYS {
+                db.put(key(i), &value)?;
+            }
+            db.flush()?;
+        }
+        if cache_bytes > 0 {
+            for i in 0..KEYS {
+                db.get(key(i))?; // warm the cache
+            }
+        }
+        let db2 = db.clone();
+        let rate = throughput(2, move |t, i| {
+            let k = (i.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ t) % KEYS;
+            assert!(db2.get(key(k)).unwrap().is_some());
+        });
+        let stats = db.stats()?;
+        let hits: u64 = stats.cores.iter().map(|c| c.cache_hits).sum();
+        let misses: u64 = stats.cores.iter().map(|c| c.cache_misses).sum();
+        println!(
+            "get, 2 threads, {name:>8}: {rate:>9.0} gets/s (cache hits {hits}, misses {misses})"
+        );
+        db.close()?;
+    }
+
+    // 4. An idle open database.
+    let db = Db::open(dir.path().join("idle"), Options::default())?;
+    db.put("k", "v")?;
+    let before = cpu_time();
+    std::thread::sleep(Duration::from_secs(10));
+    let used = cpu_time() - before;
+    println!(
+        "idle open database, 10 s: {used:?} of CPU time ({} cores)",
+        db.cores()
+    );
+    db.close()?;
+    Ok(())
+}
