@@ -38,8 +38,3 @@ pub use device::{CrashMode, DmaDevice, Fault, FaultOn, MemDevice, SimDevice};
 pub use error::{Error, Result};
 pub use format::SubstoreId;
 pub use substore::{Config, Substore, SubstoreStats, WriteOptions, check_limits};
-
-/// The README's examples compile and run as doctests.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

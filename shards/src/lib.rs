@@ -43,3 +43,8 @@ pub use options::{
 };
 pub use ringkv_engine::SubstoreStats;
 pub use ringkv_engine::limits::{KEY_LEN_MAX, VALUE_LEN_MAX};
+
+/// The README's examples compile and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
