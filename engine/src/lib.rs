@@ -24,6 +24,7 @@
 //! .unwrap();
 //! ```
 
+mod compaction;
 pub mod device;
 mod error;
 pub mod format;
@@ -34,6 +35,7 @@ mod recovery;
 mod substore;
 
 pub use bytes::Bytes;
+pub use compaction::CompactionStats;
 pub use device::{CrashMode, DmaDevice, Fault, FaultOn, MemDevice, SimDevice};
 pub use error::{Error, Result};
 pub use format::SubstoreId;

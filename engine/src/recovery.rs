@@ -190,6 +190,7 @@ impl<D: Device> Substore<D> {
             config,
             state: Default::default(),
             io_lock: async_lock::Mutex::new(()),
+            compaction_lock: async_lock::Mutex::new(()),
         };
         substore.recover(seqs).await?;
         Ok(substore)
@@ -308,46 +309,10 @@ impl<D: Device> Substore<D> {
         scanner: &mut Scanner<D::File>,
         footer: Footer,
     ) -> Result<()> {
-        let summary_at = footer.records_end;
-        let summary = scanner
-            .bytes_at(summary_at, u64::from(footer.summary_len))
-            .await?
-            .to_vec();
-        let mut state = self.state.borrow_mut();
-        if summary.len() == footer.summary_len as usize
-            && format::checksum(&[&summary]) == footer.summary_crc
-        {
-            let mut at = 0;
-            for _ in 0..footer.entry_count {
-                let Some((entry, len)) = format::decode_summary_entry(&summary[at..]) else {
-                    return Err(Error::corruption(
-                        scanner.path(),
-                        summary_at + at as u64,
-                        "summary entry does not decode despite a good checksum",
-                    ));
-                };
-                state.account(seq, entry.offset, &entry.header, entry.key)?;
-                at += len;
-            }
-            state.extents.get_mut(&seq).expect("inserted").records_end = footer.records_end;
-            state.extents.get_mut(&seq).expect("inserted").sealed_len = footer.file_len();
-            return Ok(());
-        }
-        drop(state);
-        // The summary is damaged: the records themselves carry checksums.
-        let end = scan_records(
-            scanner,
-            EXTENT_HEADER_LEN as u64,
-            footer.records_end,
-            |pos, h, key| self.state.borrow_mut().account(seq, pos as u32, h, key),
-        )
-        .await?;
-        if let Some(why) = end.stop {
-            return Err(Error::corruption(
-                scanner.path(),
-                end.end,
-                format!("bad record in a sealed extent ({why:?}); its key summary is damaged too"),
-            ));
+        for (offset, header, key) in sealed_records(scanner, &footer).await? {
+            self.state
+                .borrow_mut()
+                .account(seq, offset, &header, &key)?;
         }
         let mut state = self.state.borrow_mut();
         let extent = state.extents.get_mut(&seq).expect("inserted");
@@ -420,6 +385,67 @@ async fn read_footer<F: DeviceFile>(scanner: &mut Scanner<F>, len: u64) -> Resul
     let bytes = scanner.bytes_at(at, FOOTER_LEN as u64).await?;
     Ok(Footer::decode(bytes)
         .filter(|f| f.records_end >= EXTENT_HEADER_LEN as u64 && f.file_len() == len))
+}
+
+/// Every record of a sealed extent as (offset, header, key), in log order: from the key
+/// summary, or by scanning the records when the summary is damaged (a bad record then
+/// is `Error::Corruption`).
+pub(crate) async fn sealed_records<F: DeviceFile>(
+    scanner: &mut Scanner<F>,
+    footer: &Footer,
+) -> Result<Vec<(u32, RecordHeader, Vec<u8>)>> {
+    let summary_at = footer.records_end;
+    let summary_len = u64::from(footer.summary_len);
+    let summary = scanner.bytes_at(summary_at, summary_len).await?.to_vec();
+    let mut records = Vec::with_capacity(footer.entry_count as usize);
+    if summary.len() as u64 == summary_len && format::checksum(&[&summary]) == footer.summary_crc {
+        let mut at = 0;
+        for _ in 0..footer.entry_count {
+            let Some((entry, len)) = format::decode_summary_entry(&summary[at..]) else {
+                return Err(Error::corruption(
+                    scanner.path(),
+                    summary_at + at as u64,
+                    "summary entry does not decode despite a good checksum",
+                ));
+            };
+            records.push((entry.offset, entry.header, entry.key.to_vec()));
+            at += len;
+        }
+        return Ok(records);
+    }
+    // The summary is damaged: the records themselves carry checksums.
+    let end = scan_records(
+        scanner,
+        EXTENT_HEADER_LEN as u64,
+        footer.records_end,
+        |pos, h, key| {
+            records.push((pos as u32, *h, key.to_vec()));
+            Ok(())
+        },
+    )
+    .await?;
+    if let Some(why) = end.stop {
+        return Err(Error::corruption(
+            scanner.path(),
+            end.end,
+            format!("bad record in a sealed extent ({why:?}); its key summary is damaged too"),
+        ));
+    }
+    Ok(records)
+}
+
+/// The footer of a sealed extent of length `len`.
+pub(crate) async fn sealed_footer<F: DeviceFile>(
+    scanner: &mut Scanner<F>,
+    len: u64,
+) -> Result<Footer> {
+    read_footer(scanner, len).await?.ok_or_else(|| {
+        Error::corruption(
+            scanner.path(),
+            len.saturating_sub(FOOTER_LEN as u64),
+            "bad footer",
+        )
+    })
 }
 
 async fn read_meta<D: Device>(device: &D) -> Result<SubstoreId> {

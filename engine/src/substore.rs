@@ -144,6 +144,8 @@ pub struct Substore<D: Device> {
     pub(crate) config: Config,
     pub(crate) state: RefCell<State<D::File>>,
     pub(crate) io_lock: async_lock::Mutex<()>,
+    /// One compaction at a time per substore.
+    pub(crate) compaction_lock: async_lock::Mutex<()>,
 }
 
 /// Checks a write's sizes against the limits before anything changes.
@@ -169,7 +171,7 @@ pub fn check_limits(key: &[u8], value: &[u8], meta: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn now_unix_ms() -> u64 {
+pub(crate) fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -290,7 +292,7 @@ impl<D: Device> Substore<D> {
         Ok(true)
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         match &self.state.borrow().read_only {
             Some(cause) => Err(Error::ReadOnly {
                 cause: cause.clone(),
@@ -317,29 +319,34 @@ impl<D: Device> Substore<D> {
             key_len: key.len() as u16,
             value_len: value.len() as u32,
         };
+        self.append_record(&mut state, &header, opts.meta, key, value)
+    }
+
+    /// Appends a record with a given header (compaction keeps the original sequence),
+    /// updates the key summary, the index and the live-byte accounting.
+    pub(crate) fn append_record(
+        &self,
+        state: &mut State<D::File>,
+        header: &RecordHeader,
+        meta: &[u8],
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<()> {
         let len = header.record_len() as u64;
-        let extent_seq = self.extent_for_append(&mut state, len);
-        let tail = state
-            .extents
-            .get_mut(&extent_seq)
-            .and_then(|e| e.tail.as_mut());
-        let tail = tail.expect("active extent has a tail");
-        let offset = tail.end();
-        format::encode_record(&mut tail.buf, &header, opts.meta, key, value);
-        let offset = u32::try_from(offset).expect("extent offsets fit u32");
+        let extent_seq = self.extent_for_append(state, len);
+        let extent = state.extents.get_mut(&extent_seq).expect("just chosen");
+        extent.records_end += len;
+        let tail = extent.tail.as_mut().expect("active extent has a tail");
+        let offset = u32::try_from(tail.end()).expect("extent offsets fit u32");
+        format::encode_record(&mut tail.buf, header, meta, key, value);
         let entry = SummaryEntry {
             offset,
-            header,
+            header: *header,
             key,
         };
         format::encode_summary_entry(&mut tail.summary, &entry);
         tail.entries += 1;
-        state
-            .extents
-            .get_mut(&extent_seq)
-            .expect("known")
-            .records_end += len;
-        if let Err(e) = state.account(extent_seq, offset, &header, key) {
+        if let Err(e) = state.account(extent_seq, offset, header, key) {
             // Only a full index fails here; the record is in the buffer but not
             // indexed, so refuse further writes rather than diverge from the log.
             state.read_only = Some(e.to_string());
@@ -621,7 +628,13 @@ impl<D: Device> Substore<D> {
                     .extents
                     .get(&u64::from(entry.extent))
                     .and_then(|e| e.file.clone());
-                let Some(file) = file else { continue }; // compacted away meanwhile
+                let Some(file) = file else {
+                    // Compacted away meanwhile: the record lives elsewhere now.
+                    if let Some(value) = self.get(key).await? {
+                        f(key, &value).await;
+                    }
+                    continue;
+                };
                 let name = extent_file_name(u64::from(entry.extent));
                 let scanner = crate::recovery::Scanner::new(file, self.device.path_of(&name));
                 reader = Some((entry.extent, scanner));

@@ -187,7 +187,44 @@ fn run(seed: u64, steps: usize) {
                     dev.inject(on, 1 + rng.below(3), fault);
                     failed = true; // from now on errors may come
                 }
-                90..=93 => {
+                90..=91 => {
+                    // Compaction runs to the end: when it compacted anything, the copies
+                    // and everything written before them are durable afterwards.
+                    match s.compact(0.3).await {
+                        Ok(stats) if stats.extents == 0 => {}
+                        Ok(_) => {
+                            model.durable = model.current();
+                            model.since.clear();
+                        }
+                        Err(_) if failed => {}
+                        Err(e) => panic!("seed {seed}: compaction failed: {e}"),
+                    }
+                }
+                92..=93 => {
+                    // A crash in the middle of a compaction: poll it a few steps, then
+                    // pull the plug.
+                    let steps = 1 + rng.below(6);
+                    {
+                        let mut compaction = std::pin::pin!(s.compact(0.2));
+                        for _ in 0..steps {
+                            if futures_lite::future::poll_once(compaction.as_mut())
+                                .await
+                                .is_some()
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    drop(store.take());
+                    dev.crash(CrashMode::Random { seed: rng.next() });
+                    let s = Substore::create_or_open(dev.clone(), id, config())
+                        .await
+                        .unwrap();
+                    model.settle(&contents(&s).await, seed);
+                    store = Some(s);
+                    failed = false;
+                }
+                94..=95 => {
                     // Reopen without a crash: unflushed writes may be partly written.
                     drop(store.take());
                     dev.crash(CrashMode::Random { seed: rng.next() });

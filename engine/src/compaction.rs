@@ -1,0 +1,214 @@
+//! Compaction of one substore: a sealed extent whose records are mostly dead is rewritten
+//! — its live records appended to the active extent with their original sequence
+//! numbers — and deleted once the rewrite is durable.
+//!
+//! Steps, in order (ARCHITECTURE.md, "Compaction"):
+//! 1. read the victim's key summary (or scan it if the summary is damaged);
+//! 2. for each record, read it sequentially and, in one synchronous step with no await
+//!    between the check and the append, re-check that the index still points at it and
+//!    append it to the active extent (the index then points at the copy);
+//! 3. tombstones and expired puts: dropped when no older extent exists (nothing older
+//!    can hold the key), and a tombstone also when the key has a newer live value;
+//!    otherwise rewritten (an expired put becomes a tombstone with its sequence);
+//! 4. flush: the copies are durable (write + fdatasync, seals included);
+//! 5. delete the victim file and sync the directory; forget the extent.
+//!
+//! A crash before step 5 completes leaves both copies: recovery replays them in log
+//! order, the copy (later in the log, same sequence) wins, and the victim's bytes count
+//! as dead, so nothing is lost, nothing deleted returns and nothing counts twice.
+
+use std::rc::Rc;
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::format::{self, EXTENT_HEADER_LEN, Kind, RecordHeader, extent_file_name};
+use crate::recovery::{Scanner, sealed_footer, sealed_records};
+use crate::substore::{Substore, now_unix_ms};
+
+/// Records rewritten between two yields to other tasks.
+const RECORDS_PER_YIELD: usize = 64;
+
+/// What a compaction did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    pub extents: u64,
+    pub records_rewritten: u64,
+    pub bytes_rewritten: u64,
+    /// Bytes of extent files deleted.
+    pub bytes_reclaimed: u64,
+    pub tombstones_dropped: u64,
+    pub expired_dropped: u64,
+}
+
+impl CompactionStats {
+    pub fn add(&mut self, other: &CompactionStats) {
+        self.extents += other.extents;
+        self.records_rewritten += other.records_rewritten;
+        self.bytes_rewritten += other.bytes_rewritten;
+        self.bytes_reclaimed += other.bytes_reclaimed;
+        self.tombstones_dropped += other.tombstones_dropped;
+        self.expired_dropped += other.expired_dropped;
+    }
+}
+
+impl<D: Device> Substore<D> {
+    /// Sealed extents whose dead fraction is at least `garbage_ratio_min`, best victim
+    /// first by the cost-benefit rule of LFS: (1 − u) · age / (1 + u), where u is the
+    /// live fraction and age counts extents written since.
+    pub fn compaction_victims(&self, garbage_ratio_min: f64) -> Vec<u64> {
+        let state = self.state.borrow();
+        let newest = state.extents.keys().next_back().copied().unwrap_or(0);
+        let mut scored: Vec<(f64, u64)> = state
+            .extents
+            .iter()
+            .filter(|(_, e)| e.tail.is_none() && e.sealed_len > 0)
+            .filter_map(|(&seq, e)| {
+                let total = e.records_end.saturating_sub(EXTENT_HEADER_LEN as u64);
+                let live = if total == 0 {
+                    0.0
+                } else {
+                    e.live_bytes as f64 / total as f64
+                };
+                let age = (newest - seq + 1) as f64;
+                (1.0 - live >= garbage_ratio_min).then(|| ((1.0 - live) * age / (1.0 + live), seq))
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().map(|(_, seq)| seq).collect()
+    }
+
+    /// Compacts every extent past `garbage_ratio_min`, one at a time.
+    pub async fn compact(&self, garbage_ratio_min: f64) -> Result<CompactionStats> {
+        let mut total = CompactionStats::default();
+        for seq in self.compaction_victims(garbage_ratio_min) {
+            total.add(&self.compact_extent(seq).await?);
+        }
+        Ok(total)
+    }
+
+    /// Rewrites the live records of sealed extent `seq` and deletes it. See the module
+    /// documentation for the steps.
+    pub async fn compact_extent(&self, seq: u64) -> Result<CompactionStats> {
+        let _one_at_a_time = self.compaction_lock.lock().await;
+        self.check_writable()?;
+        let name = extent_file_name(seq);
+        let path = self.device.path_of(&name);
+        let (file, sealed_len) = {
+            let state = self.state.borrow();
+            let Some(extent) = state.extents.get(&seq) else {
+                return Ok(CompactionStats::default()); // already gone
+            };
+            assert!(extent.tail.is_none(), "only sealed extents are compacted");
+            (
+                extent.file.clone().expect("sealed extents have files"),
+                extent.sealed_len,
+            )
+        };
+        let mut scanner = Scanner::new(Rc::clone(&file), path.clone());
+        let footer = sealed_footer(&mut scanner, sealed_len).await?;
+        let records = sealed_records(&mut scanner, &footer).await?;
+        let mut stats = CompactionStats {
+            extents: 1,
+            bytes_reclaimed: sealed_len,
+            ..CompactionStats::default()
+        };
+        let now = now_unix_ms();
+        for (i, (offset, header, key)) in records.iter().enumerate() {
+            if i % RECORDS_PER_YIELD == RECORDS_PER_YIELD - 1 {
+                futures_lite::future::yield_now().await;
+            }
+            let live_put = |state: &crate::substore::State<D::File>| {
+                state.index.get(key).is_some_and(|e| {
+                    u64::from(e.extent) == seq && e.offset == *offset && e.seq == header.seq
+                })
+            };
+            let expired = header.expiry_unix_ms.is_some_and(|at| at <= now);
+            let needed = match header.kind {
+                Kind::Put => live_put(&self.state.borrow()),
+                Kind::Tombstone => self.state.borrow().index.get(key).is_none(),
+            };
+            if !needed {
+                stats.tombstones_dropped += u64::from(header.kind == Kind::Tombstone);
+                continue;
+            }
+            let oldest = self.state.borrow().extents.keys().next() == Some(&seq);
+            if (expired || header.kind == Kind::Tombstone) && oldest {
+                stats.tombstones_dropped += u64::from(header.kind == Kind::Tombstone);
+                stats.expired_dropped += u64::from(expired);
+                if expired {
+                    // Nothing older can hold the key: forget it without a tombstone.
+                    let mut state = self.state.borrow_mut();
+                    if live_put(&state) {
+                        let len = header.record_len() as u64;
+                        state.index.remove(key);
+                        state.extents.get_mut(&seq).expect("victim").live_bytes -= len;
+                    }
+                }
+                continue;
+            }
+            let len = header.record_len() as u64;
+            let bytes = scanner.bytes_at(u64::from(*offset), len).await?;
+            let rec = format::decode_record(bytes).map_err(|e| {
+                Error::corruption(
+                    path.clone(),
+                    u64::from(*offset),
+                    format!("{e:?} while compacting"),
+                )
+            })?;
+            if rec.key != key.as_slice() || rec.header != *header {
+                return Err(Error::corruption(
+                    path.clone(),
+                    u64::from(*offset),
+                    "record differs from its summary",
+                ));
+            }
+            let (header, value) = if expired {
+                let tombstone = RecordHeader {
+                    kind: Kind::Tombstone,
+                    expiry_unix_ms: None,
+                    meta_len: 0,
+                    value_len: 0,
+                    ..*header
+                };
+                (tombstone, &[][..])
+            } else {
+                (*header, rec.value)
+            };
+            let meta = if expired { &[][..] } else { rec.meta };
+            let mut state = self.state.borrow_mut();
+            // Re-check with no await since: a write may have replaced the key meanwhile.
+            let still_needed = match header.kind {
+                Kind::Put => live_put(&state),
+                Kind::Tombstone => {
+                    expired && live_put(&state) || !expired && state.index.get(key).is_none()
+                }
+            };
+            if !still_needed {
+                continue;
+            }
+            self.append_record(&mut state, &header, meta, key, value)?;
+            stats.records_rewritten += 1;
+            stats.bytes_rewritten += header.record_len() as u64;
+            stats.expired_dropped += u64::from(expired);
+        }
+        self.flush().await?;
+        {
+            let state = self.state.borrow();
+            let victim = &state.extents[&seq];
+            assert_eq!(
+                victim.live_bytes, 0,
+                "every live record of extent {seq} was rewritten"
+            );
+        }
+        self.device
+            .remove(&name)
+            .await
+            .map_err(|e| Error::io("removing", path.clone(), 0, e))?;
+        self.device
+            .sync_dir()
+            .await
+            .map_err(|e| Error::io("syncing the directory of", path, 0, e))?;
+        self.state.borrow_mut().extents.remove(&seq);
+        Ok(stats)
+    }
+}
