@@ -41,6 +41,18 @@ pub struct CompactionStats {
 }
 
 impl CompactionStats {
+    /// The work done since `earlier`, a snapshot of the same running totals.
+    pub fn since(&self, earlier: &CompactionStats) -> CompactionStats {
+        CompactionStats {
+            extents: self.extents - earlier.extents,
+            records_rewritten: self.records_rewritten - earlier.records_rewritten,
+            bytes_rewritten: self.bytes_rewritten - earlier.bytes_rewritten,
+            bytes_reclaimed: self.bytes_reclaimed - earlier.bytes_reclaimed,
+            tombstones_dropped: self.tombstones_dropped - earlier.tombstones_dropped,
+            expired_dropped: self.expired_dropped - earlier.expired_dropped,
+        }
+    }
+
     pub fn add(&mut self, other: &CompactionStats) {
         self.extents += other.extents;
         self.records_rewritten += other.records_rewritten;
@@ -75,6 +87,27 @@ impl<D: Device> Substore<D> {
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         scored.into_iter().map(|(_, seq)| seq).collect()
+    }
+
+    /// Seals the active extent if it holds dead bytes, so that a full compaction can
+    /// reach them too; the next write starts a new extent.
+    pub async fn seal_active_if_dead(&self) -> Result<bool> {
+        {
+            let mut state = self.state.borrow_mut();
+            let Some(seq) = state.active else {
+                return Ok(false);
+            };
+            let extent = &state.extents[&seq];
+            let record_bytes = extent.records_end - EXTENT_HEADER_LEN as u64;
+            if record_bytes == extent.live_bytes {
+                return Ok(false);
+            }
+            let tail = state.extents.get_mut(&seq).and_then(|e| e.tail.as_mut());
+            tail.expect("the active extent has a tail").full = true;
+            state.active = None;
+        }
+        self.flush().await?;
+        Ok(true)
     }
 
     /// Compacts every extent past `garbage_ratio_min`, one at a time.

@@ -28,12 +28,12 @@ use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use event_listener::Event;
 use futures_lite::AsyncReadExt;
-use ringkv_engine::{Config, DmaDevice, Substore, SubstoreId, SubstoreStats};
+use ringkv_engine::{CompactionStats, Config, DmaDevice, Substore, SubstoreId, SubstoreStats};
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::layout::Leaf;
-use crate::options::{Durability, Options};
+use crate::options::{COMPACTION_GARBAGE_RATIO_PRESSURE, Durability, Options};
 
 /// Requests handled before the core yields to the tasks it spawned.
 const BATCH_MAX: usize = 256;
@@ -50,6 +50,7 @@ pub(crate) enum Op {
     Flush,
     Stats,
     ForEach(async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>),
+    Compact,
     Shutdown,
 }
 
@@ -60,6 +61,7 @@ pub(crate) enum Reply {
     Value(Option<Bytes>),
     Bool(bool),
     Stats(CoreStats),
+    Compacted(CompactionStats),
 }
 
 #[derive(Debug)]
@@ -79,6 +81,8 @@ pub struct CoreStats {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub commits: u64,
+    /// Compaction work done since open (background and `Db::compact`).
+    pub compaction: CompactionStats,
 }
 
 /// Whether the database still accepts writes; shared by every core and caller.
@@ -175,6 +179,13 @@ struct Core {
     flush_scheduled: Cell<bool>,
     in_flight: Cell<usize>,
     idle: Event,
+    /// Notified on every write, so an idle compaction task can sleep until one.
+    wrote: Event,
+    /// Held by a compaction step; shutdown takes it to wait for the step in progress.
+    compaction_gate: async_lock::Mutex<()>,
+    compaction: Cell<CompactionStats>,
+    stopping: Cell<bool>,
+    data_dir: std::path::PathBuf,
 }
 
 #[derive(Default)]
@@ -208,6 +219,18 @@ pub(crate) async fn run(
     };
     let _ = ready.send(Ok(()));
     drop(ready);
+    if core.options.compaction {
+        let shares = glommio::Shares::Static(core.options.compaction_shares);
+        let queue = glommio::executor().create_task_queue(
+            shares,
+            glommio::Latency::NotImportant,
+            "ringkv-compaction",
+        );
+        let background = core.clone().background_compaction();
+        if let Ok(task) = glommio::spawn_local_into(background, queue) {
+            task.detach();
+        }
+    }
     // SAFETY: `doorbell.0` is an open socket that this function owns; into_raw_fd hands
     // its only copy to glommio, which closes it when the stream drops.
     #[allow(unsafe_code, reason = "glommio takes a socket only as a raw fd")]
@@ -250,7 +273,11 @@ pub(crate) async fn run(
             listener.await;
         }
     }
+    core.stopping.set(true);
+    core.wrote.notify(usize::MAX);
+    let step = core.compaction_gate.lock().await; // the step in progress ends first
     let result = core.close().await;
+    drop(step);
     shared.stopped.store(true, Ordering::SeqCst);
     while let Some(late) = shared.queue.pop() {
         drop(late); // its caller sees the reply channel close: Error::Closed
@@ -265,6 +292,11 @@ impl Core {
         options: Options,
         health: Arc<Health>,
     ) -> Result<Self> {
+        let data_dir = leaves
+            .first()
+            .and_then(|l| l.dir.parent())
+            .map(|d| d.to_path_buf())
+            .unwrap_or_default();
         let config = Config {
             extent_size_bytes: options.extent_size_bytes,
             ..Config::default()
@@ -292,6 +324,11 @@ impl Core {
             flush_scheduled: Cell::new(false),
             in_flight: Cell::new(0),
             idle: Event::new(),
+            wrote: Event::new(),
+            compaction_gate: async_lock::Mutex::new(()),
+            compaction: Cell::new(CompactionStats::default()),
+            stopping: Cell::new(false),
+            data_dir,
         })
     }
 
@@ -320,6 +357,7 @@ impl Core {
             Op::Flush => self.commit().await.map(|()| Reply::Done),
             Op::Stats => Ok(Reply::Stats(self.stats())),
             Op::ForEach(sender) => self.for_each(sender).await.map(|()| Reply::Done),
+            Op::Compact => self.compact_all().await.map(Reply::Compacted),
             Op::Shutdown => unreachable!("the serve loop handles shutdown"),
         }
     }
@@ -343,6 +381,7 @@ impl Core {
         self.health.check_writable()?;
         let leaf = self.leaf(hash).clone();
         self.writes.set(self.writes.get() + 1);
+        self.wrote.notify(1);
         self.cache.borrow_mut().remove(key);
         let result = match value {
             Some(value) => leaf.store.put(key, value).await,
@@ -445,6 +484,7 @@ impl Core {
             core: self.index,
             substores: self.leaves.len() as u64,
             commits: self.commit.commits.get(),
+            compaction: self.compaction.get(),
             ..CoreStats::default()
         };
         let cache = self.cache.borrow();
@@ -484,6 +524,81 @@ impl Core {
             let _ = sender.send(batch).await;
         }
         Ok(())
+    }
+
+    /// One compaction of the best victim of the leaf with the best one, at `ratio`.
+    /// Returns whether there was anything to do.
+    async fn compaction_step(&self, ratio: f64) -> Result<bool> {
+        let _gate = self.compaction_gate.lock().await;
+        if self.stopping.get() {
+            return Ok(false);
+        }
+        for leaf in self.leaves.values() {
+            if let Some(&victim) = leaf.store.compaction_victims(ratio).first() {
+                let stats = leaf
+                    .store
+                    .compact_extent(victim)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                let mut total = self.compaction.get();
+                total.add(&stats);
+                self.compaction.set(total);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `Db::compact`: every extent with any dead byte, on every leaf of this core.
+    async fn compact_all(&self) -> Result<CompactionStats> {
+        self.health.check_writable()?;
+        let before = self.compaction.get();
+        for leaf in self.leaves.values() {
+            leaf.store
+                .seal_active_if_dead()
+                .await
+                .map_err(|e| self.failed(e))?;
+        }
+        while self.compaction_step(f64::MIN_POSITIVE).await? {}
+        Ok(self.compaction.get().since(&before))
+    }
+
+    /// The garbage ratio to compact at now: lower when the disk is filling up.
+    fn compaction_ratio(&self) -> f64 {
+        let free = nix::sys::statvfs::statvfs(&self.data_dir)
+            .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+            .unwrap_or(u64::MAX);
+        if free < self.options.compaction_free_space_min_bytes {
+            COMPACTION_GARBAGE_RATIO_PRESSURE.min(self.options.compaction_garbage_ratio)
+        } else {
+            self.options.compaction_garbage_ratio
+        }
+    }
+
+    /// The background compaction task (low-share task queue): after writes, waits a
+    /// little, then compacts one extent at a time until no victim is left.
+    async fn background_compaction(self: Rc<Self>) {
+        loop {
+            let seen = self.writes.get();
+            let listener = self.wrote.listen();
+            if self.stopping.get() {
+                return;
+            }
+            if self.writes.get() == seen {
+                listener.await;
+            }
+            glommio::timer::sleep(self.options.compaction_interval).await;
+            loop {
+                if self.stopping.get() || self.health.check_writable().is_err() {
+                    return;
+                }
+                match self.compaction_step(self.compaction_ratio()).await {
+                    Ok(true) => futures_lite::future::yield_now().await,
+                    Ok(false) => break,
+                    Err(_) => return, // recorded in Health; writes report it
+                }
+            }
+        }
     }
 
     async fn close(&self) -> Result<()> {

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_channel::oneshot;
 use glommio::{LocalExecutorBuilder, Placement};
-use ringkv_engine::check_limits;
 use ringkv_engine::hash::routing_hash;
+use ringkv_engine::{CompactionStats, check_limits};
 
 use crate::core::{self, CoreShared, CoreStats, Health, Op, Reply, Request};
 use crate::error::{Error, Result};
@@ -270,6 +270,21 @@ impl Db {
             futures_lite::future::block_on(Inner::wait(reply))?;
         }
         Ok(())
+    }
+
+    /// Runs a full compaction pass on every core (every sealed extent with dead bytes)
+    /// and returns when it is done.
+    pub fn compact(&self) -> Result<CompactionStats> {
+        futures_lite::future::block_on(async {
+            let mut total = CompactionStats::default();
+            for core in 0..self.inner.cores.len() {
+                let Reply::Compacted(s) = self.inner.call_core(core, 0, Op::Compact).await? else {
+                    unreachable!("compact answers compacted");
+                };
+                total.add(&s);
+            }
+            Ok(total)
+        })
     }
 
     /// Flushes and stops the cores. Other clones get `Error::Closed` afterwards.

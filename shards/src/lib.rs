@@ -38,11 +38,13 @@ pub use core::CoreStats;
 pub use db::{Db, Stats};
 pub use error::{Error, Result};
 pub use options::{
-    CACHE_DEFAULT_BYTES, CORES_MAX, Durability, FLUSH_INTERVAL_DEFAULT, IO_MEMORY_DEFAULT_BYTES,
-    Options, QUEUE_DEPTH_DEFAULT, SPLIT_THRESHOLD_DEFAULT_BYTES,
+    CACHE_DEFAULT_BYTES, COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES, COMPACTION_GARBAGE_RATIO_DEFAULT,
+    COMPACTION_INTERVAL_DEFAULT, COMPACTION_SHARES_DEFAULT, CORES_MAX, Durability,
+    FLUSH_INTERVAL_DEFAULT, IO_MEMORY_DEFAULT_BYTES, Options, QUEUE_DEPTH_DEFAULT,
+    SPLIT_THRESHOLD_DEFAULT_BYTES,
 };
-pub use ringkv_engine::SubstoreStats;
 pub use ringkv_engine::limits::{KEY_LEN_MAX, VALUE_LEN_MAX};
+pub use ringkv_engine::{CompactionStats, SubstoreStats};
 
 /// The README's examples compile and run as doctests.
 #[doc = include_str!("../../README.md")]

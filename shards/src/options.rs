@@ -18,7 +18,7 @@ pub enum Durability {
 }
 
 /// How a database is opened. Builder methods take and return `Self`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     pub(crate) cores: usize,
     pub(crate) durability: Durability,
@@ -28,6 +28,11 @@ pub struct Options {
     pub(crate) flush_interval: Duration,
     pub(crate) io_memory_bytes: usize,
     pub(crate) queue_depth: usize,
+    pub(crate) compaction: bool,
+    pub(crate) compaction_garbage_ratio: f64,
+    pub(crate) compaction_free_space_min_bytes: u64,
+    pub(crate) compaction_shares: usize,
+    pub(crate) compaction_interval: Duration,
 }
 
 /// Default read-cache budget, shared by all cores: 64 MiB.
@@ -41,6 +46,20 @@ pub const SPLIT_THRESHOLD_DEFAULT_BYTES: u64 = 1 << 30;
 pub const IO_MEMORY_DEFAULT_BYTES: usize = 1 << 20;
 /// Default capacity of each core's request queue; callers wait when it is full.
 pub const QUEUE_DEPTH_DEFAULT: usize = 4096;
+/// Default dead fraction at which a sealed extent is compacted: one half.
+pub const COMPACTION_GARBAGE_RATIO_DEFAULT: f64 = 0.5;
+/// Default free space below which compaction turns aggressive: 1 GiB.
+pub const COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES: u64 = 1 << 30;
+/// Default share of a core's time the compaction task queue gets against the
+/// foreground queue's 1000: 50 (about 5 % when both are busy).
+pub const COMPACTION_SHARES_DEFAULT: usize = 50;
+/// Default pause between background compaction passes: 100 ms.
+pub const COMPACTION_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
+/// Shares of the foreground (request) task queue.
+pub(crate) const FOREGROUND_SHARES: usize = 1000;
+/// Dead fraction used under free-space pressure.
+pub(crate) const COMPACTION_GARBAGE_RATIO_PRESSURE: f64 = 0.1;
+
 /// Most cores a database runs.
 pub const CORES_MAX: usize = 256;
 
@@ -55,6 +74,11 @@ impl Default for Options {
             flush_interval: FLUSH_INTERVAL_DEFAULT,
             io_memory_bytes: IO_MEMORY_DEFAULT_BYTES,
             queue_depth: QUEUE_DEPTH_DEFAULT,
+            compaction: true,
+            compaction_garbage_ratio: COMPACTION_GARBAGE_RATIO_DEFAULT,
+            compaction_free_space_min_bytes: COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES,
+            compaction_shares: COMPACTION_SHARES_DEFAULT,
+            compaction_interval: COMPACTION_INTERVAL_DEFAULT,
         }
     }
 }
@@ -109,6 +133,40 @@ impl Options {
         self
     }
 
+    /// Whether cores compact in the background. Default on; `Db::compact` works either
+    /// way.
+    pub fn background_compaction(mut self, on: bool) -> Self {
+        self.compaction = on;
+        self
+    }
+
+    /// Dead fraction (0..=1) at which a sealed extent becomes a compaction victim.
+    /// Default 0.5.
+    pub fn compaction_garbage_ratio(mut self, ratio: f64) -> Self {
+        self.compaction_garbage_ratio = ratio;
+        self
+    }
+
+    /// Free space on the data directory's file system below which compaction takes any
+    /// extent with a tenth of dead bytes. Default 1 GiB.
+    pub fn compaction_free_space_min_bytes(mut self, n: u64) -> Self {
+        self.compaction_free_space_min_bytes = n;
+        self
+    }
+
+    /// The background I/O budget: shares of each core's time for compaction against
+    /// 1000 for requests (glommio task-queue shares). Default 50.
+    pub fn compaction_shares(mut self, shares: usize) -> Self {
+        self.compaction_shares = shares;
+        self
+    }
+
+    /// Pause between background compaction passes after writes. Default 100 ms.
+    pub fn compaction_interval(mut self, d: Duration) -> Self {
+        self.compaction_interval = d;
+        self
+    }
+
     /// The core count this machine gives for `cores(0)`.
     pub(crate) fn resolved_cores(&self) -> usize {
         if self.cores > 0 {
@@ -136,6 +194,18 @@ impl Options {
         }
         if self.queue_depth == 0 {
             return bad("queue_depth must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.compaction_garbage_ratio) {
+            return bad(format!(
+                "compaction_garbage_ratio {} is outside 0..=1",
+                self.compaction_garbage_ratio
+            ));
+        }
+        if self.compaction_shares == 0 || self.compaction_shares > FOREGROUND_SHARES {
+            return bad(format!(
+                "compaction_shares {} is outside 1..={FOREGROUND_SHARES}",
+                self.compaction_shares
+            ));
         }
         if self.flush_interval.is_zero() {
             return bad("flush_interval must be positive".into());

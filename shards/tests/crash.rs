@@ -55,12 +55,29 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_DIR) else {
         return; // only runs when the parent starts it
     };
-    let durability = match std::env::var(CHILD_MODE).as_deref() {
-        Ok("buffered") => Durability::Buffered,
+    let mode = std::env::var(CHILD_MODE).unwrap_or_default();
+    let durability = match mode.as_str() {
+        "buffered" => Durability::Buffered,
         _ => Durability::Sync,
     };
     let round: u64 = std::env::var(CHILD_ROUND).unwrap().parse().unwrap();
-    let db = Db::open(&dir, options(durability)).unwrap();
+    let mut opts = options(durability);
+    if mode == "compact" {
+        // Compaction everywhere, all the time: background passes right after writes,
+        // and a thread running full passes.
+        opts = opts
+            .compaction_garbage_ratio(0.05)
+            .compaction_interval(Duration::from_millis(1));
+    }
+    let db = Db::open(&dir, opts).unwrap();
+    if mode == "compact" {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            loop {
+                db.compact().unwrap();
+            }
+        });
+    }
     println!("ready");
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -106,7 +123,7 @@ fn run_child(dir: &std::path::Path, mode: &str, round: u64, kill_after: Duration
     reader.join().unwrap()
 }
 
-fn crash_rounds(mode: &str, durability: Durability, rounds: u64) {
+fn crash_rounds(mode: &str, durability: Durability, rounds: u64) -> u64 {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let mut acked: HashMap<String, u64> = HashMap::new();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
@@ -166,6 +183,10 @@ fn crash_rounds(mode: &str, durability: Durability, rounds: u64) {
     if durability == Durability::Sync {
         assert!(total_acks > 0, "no write was acknowledged before the kills");
     }
+    let db = Db::open(dir.path(), options(durability)).unwrap();
+    let stats = db.stats().unwrap();
+    db.close().unwrap();
+    stats.disk_bytes
 }
 
 #[test]
@@ -176,4 +197,10 @@ fn sigkill_during_sync_writes_loses_no_acknowledged_write() {
 #[test]
 fn sigkill_during_buffered_writes_leaves_a_clean_database() {
     crash_rounds("buffered", Durability::Buffered, 4);
+}
+
+#[test]
+fn sigkill_during_compaction_loses_no_acknowledged_write() {
+    // The same checks as the Sync test, while compaction runs non-stop in the child.
+    crash_rounds("compact", Durability::Sync, 6);
 }
