@@ -39,4 +39,4 @@ pub use compaction::CompactionStats;
 pub use device::{CrashMode, DmaDevice, Fault, FaultOn, MemDevice, SimDevice};
 pub use error::{Error, Result};
 pub use format::SubstoreId;
-pub use substore::{Config, Substore, SubstoreStats, WriteOptions, check_limits};
+pub use substore::{Config, StoredRecord, Substore, SubstoreStats, WriteOptions, check_limits};

@@ -73,6 +73,32 @@ pub struct WriteOptions<'a> {
     pub expiry_unix_ms: Option<u64>,
 }
 
+/// A live record as read back: value, metadata and expiry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub value: Bytes,
+    pub meta: Bytes,
+    pub expiry_unix_ms: Option<u64>,
+}
+
+impl StoredRecord {
+    fn copied(rec: &format::RecordRef<'_>) -> Self {
+        Self {
+            value: Bytes::copy_from_slice(rec.value),
+            meta: Bytes::copy_from_slice(rec.meta),
+            expiry_unix_ms: rec.header.expiry_unix_ms,
+        }
+    }
+
+    /// The options that write this record again as it is.
+    pub fn write_options(&self) -> WriteOptions<'_> {
+        WriteOptions {
+            meta: &self.meta,
+            expiry_unix_ms: self.expiry_unix_ms,
+        }
+    }
+}
+
 /// Figures of one substore.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SubstoreStats {
@@ -522,6 +548,11 @@ impl<D: Device> Substore<D> {
 
     /// The value stored under `key`, if any.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self.get_record(key).await?.map(|r| r.value))
+    }
+
+    /// The value stored under `key` with its metadata and expiry, if any.
+    pub async fn get_record(&self, key: &[u8]) -> Result<Option<StoredRecord>> {
         let (entry, file) = {
             let state = self.state.borrow();
             let Some(entry) = state.index.get(key) else {
@@ -540,18 +571,18 @@ impl<D: Device> Substore<D> {
                 let len = record_len_of(&entry, key.len()) as usize;
                 let rec = format::decode_record(&tail.buf[at..at + len])
                     .expect("records in memory are well formed");
-                return Ok(Some(Bytes::copy_from_slice(rec.value)));
+                return Ok(Some(StoredRecord::copied(&rec)));
             }
             (
                 entry,
                 extent.file.clone().expect("written extents have files"),
             )
         };
-        self.read_value(&file, key, &entry).await.map(Some)
+        self.read_record(&file, key, &entry).await.map(Some)
     }
 
     /// Reads and verifies the record `entry` points at.
-    async fn read_value(&self, file: &D::File, key: &[u8], entry: &Entry) -> Result<Bytes> {
+    async fn read_record(&self, file: &D::File, key: &[u8], entry: &Entry) -> Result<StoredRecord> {
         let offset = u64::from(entry.offset);
         let len = record_len_of(entry, key.len());
         let start = align_down(offset);
@@ -570,8 +601,13 @@ impl<D: Device> Substore<D> {
         if rec.key != key || rec.header.seq != entry.seq || rec.header.kind != Kind::Put {
             return Err(bad("record is not the one the index points at".into()));
         }
-        let value = rec.header.value_at()..rec.header.record_len();
-        Ok(Bytes::from(block).slice(at + value.start..at + value.end))
+        let (h, expiry_unix_ms) = (rec.header, rec.header.expiry_unix_ms);
+        let block = Bytes::from(block);
+        Ok(StoredRecord {
+            value: block.slice(at + h.value_at()..at + h.record_len()),
+            meta: block.slice(at + h.prefix_len()..at + h.key_at()),
+            expiry_unix_ms,
+        })
     }
 
     /// Whether `key` has a live value (no I/O).
@@ -599,6 +635,16 @@ impl<D: Device> Substore<D> {
     /// [`Substore::for_each`] with an async callback, which may wait (to send entries
     /// on, say) without holding the whole substore in memory.
     pub async fn for_each_async(&self, mut f: impl AsyncFnMut(&[u8], &[u8])) -> Result<()> {
+        self.for_each_record_async(async |k: &[u8], r: &StoredRecord| f(k, &r.value).await)
+            .await
+    }
+
+    /// [`Substore::for_each_async`] with each record's metadata and expiry (what a copy
+    /// of the substore needs).
+    pub async fn for_each_record_async(
+        &self,
+        mut f: impl AsyncFnMut(&[u8], &StoredRecord),
+    ) -> Result<()> {
         let mut live: Vec<(Vec<u8>, Entry)> = {
             let state = self.state.borrow();
             let entries = state.index.iter().filter(|(_, e)| !is_expired(e));
@@ -614,11 +660,11 @@ impl<D: Device> Substore<D> {
                     let at = u64::from(entry.offset).checked_sub(tail.buf_start)? as usize;
                     let len = record_len_of(entry, key.len()) as usize;
                     let rec = format::decode_record(tail.buf.get(at..at + len)?).ok()?;
-                    (rec.header.seq == entry.seq).then(|| rec.value.to_vec())
+                    (rec.header.seq == entry.seq).then(|| StoredRecord::copied(&rec))
                 })
             };
-            if let Some(value) = in_memory {
-                f(key, &value).await;
+            if let Some(record) = in_memory {
+                f(key, &record).await;
                 continue;
             }
             if reader.as_ref().is_none_or(|(x, _)| *x != entry.extent) {
@@ -630,8 +676,8 @@ impl<D: Device> Substore<D> {
                     .and_then(|e| e.file.clone());
                 let Some(file) = file else {
                     // Compacted away meanwhile: the record lives elsewhere now.
-                    if let Some(value) = self.get(key).await? {
-                        f(key, &value).await;
+                    if let Some(record) = self.get_record(key).await? {
+                        f(key, &record).await;
                     }
                     continue;
                 };
@@ -646,7 +692,8 @@ impl<D: Device> Substore<D> {
             let rec = format::decode_record(bytes)
                 .map_err(|e| Error::corruption(path, u64::from(entry.offset), format!("{e:?}")))?;
             if rec.key == key.as_slice() && rec.header.seq == entry.seq {
-                f(key, rec.value).await;
+                let record = StoredRecord::copied(&rec);
+                f(key, &record).await;
             }
         }
         Ok(())

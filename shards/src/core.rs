@@ -17,7 +17,7 @@
 //!   value older than a write it raced with.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
@@ -34,9 +34,12 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::layout::Leaf;
 use crate::options::{COMPACTION_GARBAGE_RATIO_PRESSURE, Durability, Options};
+use ringkv_engine::hash::routing_hash;
 
 /// Requests handled before the core yields to the tasks it spawned.
 const BATCH_MAX: usize = 256;
+/// Deepest leaf that may still split (the substore id packs prefix bits above bit 56).
+const SPLIT_PREFIX_BITS_MAX: u8 = 52;
 /// Bytes of entries `for_each` sends in one message.
 const FOR_EACH_BATCH_BYTES: usize = 1 << 20;
 
@@ -81,6 +84,8 @@ pub struct CoreStats {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub commits: u64,
+    /// 16-way splits done since open.
+    pub splits: u64,
     /// Compaction work done since open (background and `Db::compact`).
     pub compaction: CompactionStats,
 }
@@ -162,8 +167,28 @@ pub(crate) fn channel(queue_depth: usize) -> Result<(Arc<CoreShared>, Doorbell)>
 
 struct LeafState {
     id: SubstoreId,
+    leaf: Leaf,
     store: Substore<DmaDevice>,
     dirty: Cell<bool>,
+    /// While a split copies this leaf: every key written since the copy began.
+    touched: RefCell<Option<HashSet<Vec<u8>>>>,
+    /// While a split copies the last changes: writes wait for `split_done`.
+    frozen: Cell<bool>,
+}
+
+impl LeafState {
+    async fn open(leaf: Leaf, config: Config) -> Result<Self> {
+        let device = DmaDevice::open(&leaf.dir).await?;
+        let store = Substore::create_or_open(device, leaf.id, config).await?;
+        Ok(Self {
+            id: leaf.id,
+            leaf,
+            store,
+            dirty: Cell::new(false),
+            touched: RefCell::new(None),
+            frozen: Cell::new(false),
+        })
+    }
 }
 
 /// A core's state, on its own thread.
@@ -171,7 +196,10 @@ struct Core {
     index: usize,
     options: Options,
     health: Arc<Health>,
-    leaves: BTreeMap<u64, Rc<LeafState>>,
+    leaves: RefCell<BTreeMap<u64, Rc<LeafState>>>,
+    config: Config,
+    split_done: Event,
+    splits: Cell<u64>,
     cache: RefCell<Cache>,
     /// Bumped by every write on this core (guards cache fills).
     writes: Cell<u64>,
@@ -303,14 +331,8 @@ impl Core {
         };
         let mut map = BTreeMap::new();
         for leaf in leaves {
-            let device = DmaDevice::open(&leaf.dir).await?;
-            let store = Substore::create_or_open(device, leaf.id, config).await?;
-            let state = LeafState {
-                id: leaf.id,
-                store,
-                dirty: Cell::new(false),
-            };
-            map.insert(leaf.id.hash_prefix, Rc::new(state));
+            let state = LeafState::open(leaf, config).await?;
+            map.insert(state.id.hash_prefix, Rc::new(state));
         }
         let cores = options.resolved_cores() as u64;
         Ok(Self {
@@ -318,7 +340,10 @@ impl Core {
             cache: RefCell::new(Cache::new(options.cache_bytes / cores)),
             options,
             health,
-            leaves: map,
+            leaves: RefCell::new(map),
+            config,
+            split_done: Event::new(),
+            splits: Cell::new(0),
             writes: Cell::new(0),
             commit: Committer::default(),
             flush_scheduled: Cell::new(false),
@@ -332,9 +357,9 @@ impl Core {
         })
     }
 
-    fn leaf(&self, hash: u64) -> &Rc<LeafState> {
-        let (_, leaf) = self
-            .leaves
+    fn leaf(&self, hash: u64) -> Rc<LeafState> {
+        let leaves = self.leaves.borrow();
+        let (_, leaf) = leaves
             .range(..=hash)
             .next_back()
             .expect("routing sends a core only hashes of its leaves");
@@ -342,7 +367,12 @@ impl Core {
             leaf.id.covers(hash),
             "hash {hash:#x} routed to the wrong core"
         );
-        leaf
+        leaf.clone()
+    }
+
+    /// The leaves now (a split may change them while the caller awaits).
+    fn leaf_list(&self) -> Vec<Rc<LeafState>> {
+        self.leaves.borrow().values().cloned().collect()
     }
 
     async fn handle(self: &Rc<Self>, hash: u64, op: Op) -> Result<Reply> {
@@ -379,7 +409,20 @@ impl Core {
     /// A put (`Some(value)`) or a delete (`None`), acknowledged per the durability mode.
     async fn write(self: &Rc<Self>, hash: u64, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         self.health.check_writable()?;
-        let leaf = self.leaf(hash).clone();
+        let leaf = loop {
+            let leaf = self.leaf(hash);
+            if !leaf.frozen.get() {
+                break leaf;
+            }
+            // A split is copying this leaf's last changes; then the key has a new leaf.
+            let listener = self.split_done.listen();
+            if self.leaf(hash).frozen.get() {
+                listener.await;
+            }
+        };
+        if let Some(touched) = leaf.touched.borrow_mut().as_mut() {
+            touched.insert(key.to_vec());
+        }
         self.writes.set(self.writes.get() + 1);
         self.wrote.notify(1);
         self.cache.borrow_mut().remove(key);
@@ -443,10 +486,9 @@ impl Core {
     /// One write + fdatasync per dirty substore, all in flight together.
     async fn flush_dirty(&self) -> Result<()> {
         let dirty: Vec<Rc<LeafState>> = self
-            .leaves
-            .values()
+            .leaf_list()
+            .into_iter()
             .filter(|l| l.dirty.replace(false))
-            .cloned()
             .collect();
         let tasks: Vec<_> = dirty
             .into_iter()
@@ -482,7 +524,8 @@ impl Core {
     fn stats(&self) -> CoreStats {
         let mut stats = CoreStats {
             core: self.index,
-            substores: self.leaves.len() as u64,
+            substores: self.leaves.borrow().len() as u64,
+            splits: self.splits.get(),
             commits: self.commit.commits.get(),
             compaction: self.compaction.get(),
             ..CoreStats::default()
@@ -490,7 +533,7 @@ impl Core {
         let cache = self.cache.borrow();
         (stats.cache_bytes, stats.cache_hits, stats.cache_misses) =
             (cache.bytes(), cache.hits(), cache.misses());
-        for leaf in self.leaves.values() {
+        for leaf in self.leaf_list() {
             let s = leaf.store.stats();
             let t = &mut stats.totals;
             t.keys += s.keys;
@@ -507,7 +550,7 @@ impl Core {
     async fn for_each(&self, sender: async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>) -> Result<()> {
         let mut batch = Vec::new();
         let mut bytes = 0;
-        for leaf in self.leaves.values() {
+        for leaf in self.leaf_list() {
             leaf.store
                 .for_each_async(async |k: &[u8], v: &[u8]| {
                     bytes += k.len() + v.len();
@@ -533,7 +576,7 @@ impl Core {
         if self.stopping.get() {
             return Ok(false);
         }
-        for leaf in self.leaves.values() {
+        for leaf in self.leaf_list() {
             if let Some(&victim) = leaf.store.compaction_victims(ratio).first() {
                 let stats = leaf
                     .store
@@ -553,7 +596,7 @@ impl Core {
     async fn compact_all(&self) -> Result<CompactionStats> {
         self.health.check_writable()?;
         let before = self.compaction.get();
-        for leaf in self.leaves.values() {
+        for leaf in self.leaf_list() {
             leaf.store
                 .seal_active_if_dead()
                 .await
@@ -592,7 +635,11 @@ impl Core {
                 if self.stopping.get() || self.health.check_writable().is_err() {
                     return;
                 }
-                match self.compaction_step(self.compaction_ratio()).await {
+                let step = match self.compaction_step(self.compaction_ratio()).await {
+                    Ok(false) => self.split_step().await,
+                    other => other,
+                };
+                match step {
                     Ok(true) => futures_lite::future::yield_now().await,
                     Ok(false) => break,
                     Err(_) => return, // recorded in Health; writes report it
@@ -601,9 +648,106 @@ impl Core {
         }
     }
 
+    /// Splits the first leaf whose live bytes passed the threshold. Returns whether it
+    /// did. Runs with the compaction gate held, so no compaction moves records meanwhile.
+    async fn split_step(&self) -> Result<bool> {
+        let _gate = self.compaction_gate.lock().await;
+        let threshold = self.options.split_threshold_bytes;
+        let big = self.leaf_list().into_iter().find(|l| {
+            l.store.stats().live_bytes > threshold && l.id.prefix_bits <= SPLIT_PREFIX_BITS_MAX
+        });
+        let Some(parent) = big else {
+            return Ok(false);
+        };
+        if self.stopping.get() {
+            return Ok(false);
+        }
+        self.split(&parent).await?;
+        self.splits.set(self.splits.get() + 1);
+        Ok(true)
+    }
+
+    /// Splits `parent` into 16 children on this core (ARCHITECTURE.md, "Splitting"):
+    /// copy while writes go on, freeze and copy the keys written meanwhile, make the
+    /// children durable, retire the parent (the commit point), switch the leaf map.
+    async fn split(&self, parent: &Rc<LeafState>) -> Result<()> {
+        let children = crate::layout::create_children(&parent.leaf)?;
+        let mut stores = Vec::with_capacity(16);
+        for child in children {
+            stores.push(LeafState::open(child, self.config).await?);
+        }
+        let child_of = |key: &[u8]| {
+            let nibble =
+                ringkv_engine::hash::child_nibble(routing_hash(key), parent.id.prefix_bits);
+            &stores[usize::from(nibble)]
+        };
+        *parent.touched.borrow_mut() = Some(HashSet::new());
+        let mut put_failed = None;
+        let copied = parent
+            .store
+            .for_each_record_async(async |key: &[u8], record: &ringkv_engine::StoredRecord| {
+                let child = child_of(key);
+                let put = child
+                    .store
+                    .put_with(key, &record.value, record.write_options());
+                if let Err(e) = put.await {
+                    put_failed.get_or_insert(e);
+                }
+            })
+            .await
+            .and(put_failed.map_or(Ok(()), Err));
+        // Freeze: writes to the parent wait from here until the switch.
+        parent.frozen.set(true);
+        let result = async {
+            copied?;
+            let touched = parent.touched.borrow_mut().take().unwrap_or_default();
+            for key in touched {
+                let child = child_of(&key);
+                match parent.store.get_record(&key).await? {
+                    Some(r) => {
+                        child
+                            .store
+                            .put_with(&key, &r.value, r.write_options())
+                            .await?
+                    }
+                    None => drop(child.store.delete(&key).await?),
+                }
+            }
+            for child in &stores {
+                child.store.flush().await?;
+            }
+            // Let any flush of the parent still in flight finish before its files go.
+            parent.store.flush().await?;
+            // Everything acknowledged on the parent is durable in the children now.
+            crate::layout::retire(&parent.leaf)
+        }
+        .await;
+        if let Err(e) = result {
+            parent.frozen.set(false);
+            self.split_done.notify(usize::MAX);
+            return Err(match e {
+                Error::Engine(e) => self.failed(e),
+                other => {
+                    self.health.fail(other.to_string());
+                    other
+                }
+            });
+        }
+        {
+            let mut leaves = self.leaves.borrow_mut();
+            leaves.remove(&parent.id.hash_prefix);
+            for child in stores {
+                leaves.insert(child.id.hash_prefix, Rc::new(child));
+            }
+        }
+        parent.frozen.set(false);
+        self.split_done.notify(usize::MAX);
+        Ok(())
+    }
+
     async fn close(&self) -> Result<()> {
         if self.health.check_writable().is_ok() {
-            for leaf in self.leaves.values() {
+            for leaf in self.leaf_list() {
                 leaf.dirty.set(true);
             }
             self.commit().await?;

@@ -23,6 +23,8 @@ use crate::error::{Error, Result};
 pub(crate) const LOCK_FILE_NAME: &str = "LOCK";
 pub(crate) const SUBSTORES_DIR: &str = "substores";
 const SUBSTORES_TMP_DIR: &str = "substores.tmp";
+/// A split parent renamed this way is no longer a leaf: its 16 children are.
+const RETIRED_SUFFIX: &str = ".retired";
 /// Depth of a new database's trie, in bits (16 leaves).
 const INITIAL_PREFIX_BITS: u8 = 4;
 /// The routing table covers the top ROUTE_BITS bits of the hash.
@@ -68,7 +70,7 @@ pub(crate) struct Leaf {
     pub(crate) size_bytes: u64,
 }
 
-fn leaf_dir_name(id: &SubstoreId) -> String {
+pub(crate) fn leaf_dir_name(id: &SubstoreId) -> String {
     format!("{:02x}-{:016x}", id.prefix_bits, id.hash_prefix)
 }
 
@@ -84,7 +86,7 @@ fn parse_leaf_dir_name(name: &str) -> Option<(u8, u64)> {
 }
 
 /// The substore id of a leaf: its prefix bits and prefix packed into one number.
-fn leaf_id(prefix_bits: u8, hash_prefix: u64) -> SubstoreId {
+pub(crate) fn leaf_id(prefix_bits: u8, hash_prefix: u64) -> SubstoreId {
     let value = if prefix_bits == 0 {
         0
     } else {
@@ -102,7 +104,7 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { op, path, source }
 }
 
-fn sync_dir(path: &Path) -> Result<()> {
+pub(crate) fn sync_dir(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|d| d.sync_all())
         .map_err(io("syncing the directory", path))
@@ -128,9 +130,16 @@ pub(crate) fn leaves(dir: &Path) -> Result<Vec<Leaf>> {
         sync_dir(dir)?;
     }
     let mut leaves = Vec::new();
+    let mut cleaned = false;
     for entry in std::fs::read_dir(&substores).map_err(io("listing", &substores))? {
         let entry = entry.map_err(io("listing", &substores))?;
         let name = entry.file_name();
+        if name.to_string_lossy().ends_with(RETIRED_SUFFIX) {
+            // A committed split whose parent was not yet removed.
+            std::fs::remove_dir_all(entry.path()).map_err(io("removing", &entry.path()))?;
+            cleaned = true;
+            continue;
+        }
         let Some((bits, prefix)) = name.to_str().and_then(parse_leaf_dir_name) else {
             continue;
         };
@@ -149,8 +158,58 @@ pub(crate) fn leaves(dir: &Path) -> Result<Vec<Leaf>> {
             size_bytes,
         });
     }
+    // Children of a split that never committed lie inside a leaf that is still there.
+    let parents: Vec<SubstoreId> = leaves.iter().map(|l| l.id).collect();
+    let mut kept = Vec::with_capacity(leaves.len());
+    for leaf in leaves {
+        let inside_another = parents
+            .iter()
+            .any(|p| p.prefix_bits < leaf.id.prefix_bits && p.covers(leaf.id.hash_prefix));
+        if inside_another {
+            std::fs::remove_dir_all(&leaf.dir).map_err(io("removing", &leaf.dir))?;
+            cleaned = true;
+        } else {
+            kept.push(leaf);
+        }
+    }
+    if cleaned {
+        sync_dir(&substores)?;
+    }
+    let mut leaves = kept;
     check_tiling(&substores, &mut leaves)?;
     Ok(leaves)
+}
+
+/// Creates the directories of the 16 children of `parent`, beside it.
+pub(crate) fn create_children(parent: &Leaf) -> Result<Vec<Leaf>> {
+    let substores = parent.dir.parent().expect("leaves live in substores/");
+    let mut children = Vec::with_capacity(16);
+    for nibble in 0..16u8 {
+        let child = ringkv_engine::hash::child_id(&parent.id, nibble, 0);
+        let id = leaf_id(child.prefix_bits, child.hash_prefix);
+        let dir = substores.join(leaf_dir_name(&id));
+        std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
+        children.push(Leaf {
+            id,
+            dir,
+            size_bytes: 0,
+        });
+    }
+    sync_dir(substores)?;
+    Ok(children)
+}
+
+/// The commit point of a split: the parent stops being a leaf (an atomic rename, made
+/// durable), then its files are removed.
+pub(crate) fn retire(parent: &Leaf) -> Result<()> {
+    let substores = parent.dir.parent().expect("leaves live in substores/");
+    let mut retired = parent.dir.clone().into_os_string();
+    retired.push(RETIRED_SUFFIX);
+    let retired = PathBuf::from(retired);
+    std::fs::rename(&parent.dir, &retired).map_err(io("retiring", &parent.dir))?;
+    sync_dir(substores)?;
+    std::fs::remove_dir_all(&retired).map_err(io("removing", &retired))?;
+    sync_dir(substores)
 }
 
 fn dir_size(path: &Path) -> Result<u64> {
@@ -277,6 +336,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn uncommitted_children_are_removed_and_retired_parents_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = leaves(dir.path()).unwrap();
+        let children = create_children(&leaves[5]).unwrap();
+        assert_eq!(children.len(), 16);
+        // Not committed: the parent is still a leaf, so the children go.
+        let again = super::leaves(dir.path()).unwrap();
+        assert_eq!(again, leaves);
+        assert!(!children[0].dir.exists());
+        // Committed: the parent is retired, the children stay.
+        let children = create_children(&leaves[5]).unwrap();
+        retire(&leaves[5]).unwrap();
+        let after = super::leaves(dir.path()).unwrap();
+        assert_eq!(after.len(), 31);
+        assert!(children.iter().all(|c| after.contains(c)));
+        // A crash between the rename and the removal: the retired parent is cleaned up.
+        let retired = dir
+            .path()
+            .join(SUBSTORES_DIR)
+            .join("04-1000000000000000.retired");
+        std::fs::create_dir(&retired).unwrap();
+        assert_eq!(super::leaves(dir.path()).unwrap(), after);
+        assert!(!retired.exists());
     }
 
     #[test]

@@ -62,6 +62,18 @@ fn crash_child() {
     };
     let round: u64 = std::env::var(CHILD_ROUND).unwrap().parse().unwrap();
     let mut opts = options(durability);
+    let keys_per_thread = if mode == "split" {
+        1024
+    } else {
+        KEYS_PER_THREAD
+    };
+    if mode == "split" {
+        // Leaves pass the threshold within the first round, so splits run while the
+        // writes go on and the kill lands in the middle of some.
+        opts = opts
+            .split_threshold_bytes(64 << 10)
+            .compaction_interval(Duration::from_millis(1));
+    }
     if mode == "compact" {
         // Compaction everywhere, all the time: background passes right after writes,
         // and a thread running full passes.
@@ -84,7 +96,7 @@ fn crash_child() {
             let db = db.clone();
             std::thread::spawn(move || {
                 for i in 0.. {
-                    let key = format!("t{t}-k{}", i % KEYS_PER_THREAD);
+                    let key = format!("t{t}-k{}", i % keys_per_thread);
                     // Versions grow across rounds so that later rounds overwrite.
                     let version = round * 1_000_000 + i;
                     db.put(&key, value(&key, version)).unwrap();
@@ -168,15 +180,17 @@ fn crash_rounds(mode: &str, durability: Durability, rounds: u64) -> u64 {
                     "round {round}: {key} went back from v{version} to v{got}"
                 );
             }
-            assert_eq!(
-                found,
-                acked.len(),
-                "round {round}: keys never acknowledged appeared"
+            // A put in flight on each writer thread may have landed without its line.
+            assert!(
+                found <= acked.len() + THREADS as usize,
+                "round {round}: {found} keys but only {} acknowledged",
+                acked.len()
             );
         }
+        let substores = db.stats().unwrap().substores;
         eprintln!(
             "{mode} round {round}: killed after {kill_after:?}, {total_acks} acks so far, \
-             {found} keys, reopened in {reopen:?}"
+             {found} keys in {substores} substores, reopened in {reopen:?}"
         );
         db.close().unwrap();
     }
@@ -197,6 +211,12 @@ fn sigkill_during_sync_writes_loses_no_acknowledged_write() {
 #[test]
 fn sigkill_during_buffered_writes_leaves_a_clean_database() {
     crash_rounds("buffered", Durability::Buffered, 4);
+}
+
+#[test]
+fn sigkill_during_splits_loses_no_acknowledged_write() {
+    // The same checks as the Sync test, while leaves split 16 ways in the child.
+    crash_rounds("split", Durability::Sync, 6);
 }
 
 #[test]
