@@ -40,6 +40,11 @@ use ringkv_engine::hash::routing_hash;
 const BATCH_MAX: usize = 256;
 /// Deepest leaf that may still split (the substore id packs prefix bits above bit 56).
 const SPLIT_PREFIX_BITS_MAX: u8 = 52;
+/// A split freezes writes to its parent only once at most this many keys written
+/// during the copy are left to copy again.
+const SPLIT_FREEZE_KEYS_MAX: usize = 64;
+/// Catch-up rounds before a split freezes its parent regardless.
+const SPLIT_CATCH_UP_ROUNDS_MAX: usize = 8;
 /// Bytes of entries `for_each` sends in one message.
 const FOR_EACH_BATCH_BYTES: usize = 1 << 20;
 
@@ -621,8 +626,10 @@ impl Core {
     /// The background compaction task (low-share task queue): after writes, waits a
     /// little, then compacts one extent at a time until no victim is left.
     async fn background_compaction(self: Rc<Self>) {
+        // Writes up to `seen` are covered by a pass that started after them; any later
+        // write (even one made during a pass) earns another pass.
+        let mut seen = 0;
         loop {
-            let seen = self.writes.get();
             let listener = self.wrote.listen();
             if self.stopping.get() {
                 return;
@@ -630,6 +637,7 @@ impl Core {
             if self.writes.get() == seen {
                 listener.await;
             }
+            seen = self.writes.get();
             glommio::timer::sleep(self.options.compaction_interval).await;
             loop {
                 if self.stopping.get() || self.health.check_writable().is_err() {
@@ -696,12 +704,11 @@ impl Core {
             })
             .await
             .and(put_failed.map_or(Ok(()), Err));
-        // Freeze: writes to the parent wait from here until the switch.
-        parent.frozen.set(true);
-        let result = async {
-            copied?;
-            let touched = parent.touched.borrow_mut().take().unwrap_or_default();
-            for key in touched {
+        // Catch up with the keys written during the copy, without blocking writers, until
+        // few are left; then freeze (writes to the parent wait until the switch) and copy
+        // the rest.
+        let copy_touched = async |keys: HashSet<Vec<u8>>| -> Result<()> {
+            for key in keys {
                 let child = child_of(&key);
                 match parent.store.get_record(&key).await? {
                     Some(r) => {
@@ -712,7 +719,40 @@ impl Core {
                     }
                     None => drop(child.store.delete(&key).await?),
                 }
+                glommio::yield_if_needed().await;
             }
+            Ok(())
+        };
+        let take_touched = || {
+            parent
+                .touched
+                .borrow_mut()
+                .replace(HashSet::new())
+                .unwrap_or_default()
+        };
+        let mut caught_up = copied.map_err(Error::from);
+        let mut last = HashSet::new();
+        for _ in 0..SPLIT_CATCH_UP_ROUNDS_MAX {
+            if caught_up.is_err() {
+                break;
+            }
+            last = take_touched();
+            if last.len() <= SPLIT_FREEZE_KEYS_MAX {
+                break;
+            }
+            caught_up = copy_touched(std::mem::take(&mut last)).await;
+        }
+        // The bulk of the children's bytes reach the disk before the freeze.
+        for child in &stores {
+            if caught_up.is_ok() {
+                caught_up = child.store.flush().await.map_err(Error::from);
+            }
+        }
+        parent.frozen.set(true);
+        let result = async {
+            caught_up?;
+            last.extend(parent.touched.borrow_mut().take().unwrap_or_default());
+            copy_touched(last).await?;
             for child in &stores {
                 child.store.flush().await?;
             }

@@ -127,9 +127,22 @@ fn run_child(dir: &std::path::Path, mode: &str, round: u64, kill_after: Duration
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let reader =
-        std::thread::spawn(move || stdout.lines().map_while(Result::ok).collect::<Vec<_>>());
-    std::thread::sleep(kill_after);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in stdout.lines().map_while(Result::ok) {
+            if line.ends_with("ready") {
+                let _ = ready_tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    // The kill lands `kill_after` into the writes (opening many substores takes a while).
+    let started = ready_rx.recv_timeout(Duration::from_secs(60)).is_ok();
+    if started {
+        std::thread::sleep(kill_after);
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     reader.join().unwrap()
