@@ -1,1 +1,106 @@
-fn main() {}
+//! Criterion micro-benchmarks of the engine: record encode and decode, index insert and
+//! lookup at one million keys.
+//!
+//! `cargo bench -p ringkv-engine --bench engine`
+
+use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use ringkv_engine::format::{Kind, RecordHeader, decode_record, encode_record};
+use ringkv_engine::index::{Entry, Index};
+
+const INDEX_KEYS: u64 = 1_000_000;
+
+fn key16(i: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+    k[8..].copy_from_slice(&i.to_le_bytes());
+    k
+}
+
+fn entry(i: u64) -> Entry {
+    Entry {
+        extent: (i >> 16) as u32,
+        offset: (i as u32) << 4,
+        value_len: 100,
+        seq: i,
+        meta_len: 0,
+        expiry_unix_ms: None,
+    }
+}
+
+fn records(c: &mut Criterion) {
+    let mut group = c.benchmark_group("record");
+    for value_len in [100usize, 1024] {
+        let key = key16(7);
+        let value = vec![0xa5u8; value_len];
+        let header = RecordHeader {
+            kind: Kind::Put,
+            seq: 42,
+            expiry_unix_ms: None,
+            meta_len: 0,
+            key_len: 16,
+            value_len: value_len as u32,
+        };
+        group.throughput(Throughput::Elements(1));
+        let mut buf = Vec::with_capacity(header.record_len() * 2);
+        group.bench_function(format!("encode/16B-key/{value_len}B-value"), |b| {
+            b.iter(|| {
+                buf.clear();
+                encode_record(&mut buf, black_box(&header), &[], &key, &value);
+                black_box(buf.len())
+            })
+        });
+        let mut bytes = Vec::new();
+        encode_record(&mut bytes, &header, &[], &key, &value);
+        group.bench_function(format!("decode/16B-key/{value_len}B-value"), |b| {
+            b.iter(|| black_box(decode_record(black_box(&bytes)).unwrap().value.len()))
+        });
+    }
+    group.finish();
+}
+
+fn index(c: &mut Criterion) {
+    let mut group = c.benchmark_group("index");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(INDEX_KEYS));
+    group.bench_function("insert/1M-keys-of-16B", |b| {
+        b.iter_batched(
+            Index::new,
+            |mut index| {
+                for i in 0..INDEX_KEYS {
+                    index.insert(&key16(i), entry(i)).unwrap();
+                }
+                index
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let mut full = Index::new();
+    for i in 0..INDEX_KEYS {
+        full.insert(&key16(i), entry(i)).unwrap();
+    }
+    group.bench_function("lookup-hit/1M-keys-of-16B", |b| {
+        b.iter(|| {
+            let mut found = 0u64;
+            for i in 0..INDEX_KEYS {
+                found += u64::from(
+                    full.get(&key16(i.wrapping_mul(7919) % INDEX_KEYS))
+                        .is_some(),
+                );
+            }
+            black_box(found)
+        })
+    });
+    group.bench_function("lookup-miss/1M-keys-of-16B", |b| {
+        b.iter(|| {
+            let mut found = 0u64;
+            for i in INDEX_KEYS..2 * INDEX_KEYS {
+                found += u64::from(full.get(&key16(i)).is_some());
+            }
+            black_box(found)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, records, index);
+criterion_main!(benches);
