@@ -218,13 +218,7 @@ impl<D: Device> Substore<D> {
         }
         let count = seqs.len();
         for (i, seq) in seqs.into_iter().enumerate() {
-            let name = extent_file_name(seq);
-            let path = self.device.path_of(&name);
-            let file = Rc::new(self.device.open(&name).await.map_err(io_err(
-                "opening",
-                path.clone(),
-                0,
-            ))?);
+            let (file, path) = self.open_extent(seq).await?;
             let len = file
                 .file_size()
                 .await
@@ -271,14 +265,16 @@ impl<D: Device> Substore<D> {
         Ok(())
     }
 
+    /// Opens extent `seq`; returns the file and its path for messages.
+    async fn open_extent(&self, seq: u64) -> Result<(Rc<D::File>, String)> {
+        let path = self.device.path_of(&extent_file_name(seq));
+        let file = self.device.open(&extent_file_name(seq)).await;
+        let file = file.map_err(io_err("opening", path.clone(), 0))?;
+        Ok((Rc::new(file), path))
+    }
+
     async fn newest_extent_is_stillborn(&self, seq: u64) -> Result<bool> {
-        let name = extent_file_name(seq);
-        let path = self.device.path_of(&name);
-        let file = Rc::new(self.device.open(&name).await.map_err(io_err(
-            "opening",
-            path.clone(),
-            0,
-        ))?);
+        let (file, path) = self.open_extent(seq).await?;
         let mut scanner = Scanner::new(file, path.clone());
         let head = scanner.bytes_at(0, BLOCK_BYTES).await?;
         if ExtentHeader::decode(head).is_some() {

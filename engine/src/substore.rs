@@ -117,6 +117,19 @@ pub struct SubstoreStats {
     pub buffered_bytes: u64,
 }
 
+impl SubstoreStats {
+    /// Adds `other`'s figures to these (totals over several substores).
+    pub fn add(&mut self, other: &SubstoreStats) {
+        self.keys += other.keys;
+        self.live_bytes += other.live_bytes;
+        self.disk_bytes += other.disk_bytes;
+        self.record_bytes += other.record_bytes;
+        self.tombstone_bytes += other.tombstone_bytes;
+        self.extents += other.extents;
+        self.buffered_bytes += other.buffered_bytes;
+    }
+}
+
 /// Per-extent accounting and, while the extent is not sealed, its tail.
 #[derive(Debug)]
 pub(crate) struct Extent<F> {

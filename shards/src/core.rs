@@ -539,15 +539,7 @@ impl Core {
         (stats.cache_bytes, stats.cache_hits, stats.cache_misses) =
             (cache.bytes(), cache.hits(), cache.misses());
         for leaf in self.leaf_list() {
-            let s = leaf.store.stats();
-            let t = &mut stats.totals;
-            t.keys += s.keys;
-            t.live_bytes += s.live_bytes;
-            t.disk_bytes += s.disk_bytes;
-            t.record_bytes += s.record_bytes;
-            t.tombstone_bytes += s.tombstone_bytes;
-            t.extents += s.extents;
-            t.buffered_bytes += s.buffered_bytes;
+            stats.totals.add(&leaf.store.stats());
         }
         stats
     }
