@@ -1,0 +1,92 @@
+//! A few seconds of the real binary: ringkv only, YCSB A, reports written and readable.
+
+use std::process::Command;
+
+#[test]
+fn a_short_run_writes_a_summary_with_the_fixed_fields() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let report = dir.path().join("report");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkv-bench"))
+        .args([
+            "run",
+            "--workload",
+            "ycsb-a",
+            "--engines",
+            "ringkv",
+            "--keys",
+            "5000",
+            "--value-bytes",
+            "100",
+        ])
+        .args([
+            "--threads",
+            "2",
+            "--duration-s",
+            "2",
+            "--warmup-s",
+            "0",
+            "--no-device",
+            "--quiet",
+        ])
+        .arg("--dir")
+        .arg(dir.path().join("data"))
+        .arg("--report-dir")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ycsb-a"), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
+            .unwrap();
+    let results = summary["results"].as_array().unwrap();
+    let ops: Vec<&str> = results.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert!(
+        ops.contains(&"read") && ops.contains(&"update") && ops.contains(&"insert"),
+        "{ops:?}"
+    );
+    for r in results {
+        assert_eq!(r["engine"], "ringkv");
+        assert!(r["throughput_ops"].as_f64().unwrap() > 0.0);
+        assert!(r["p50_us"].as_u64().unwrap() <= r["p99_us"].as_u64().unwrap());
+        assert!(r["p999_us"].as_u64().unwrap() <= r["max_us"].as_u64().unwrap());
+    }
+    let hgrm = std::fs::read_to_string(report.join("ringkv-ycsb-a-read.hgrm")).unwrap();
+    let rows = ringkv_bench::report::parse_hgrm(&hgrm);
+    assert!(rows.last().unwrap().1 == 1.0);
+    // The data directory of the run is removed afterwards.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("data")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn unknown_engines_and_workloads_are_clear_errors() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for args in [["--engines", "rocksdb"], ["--workload", "ycsb-e"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringkv-bench"))
+            .arg("run")
+            .args(args)
+            .args([
+                "--keys",
+                "10",
+                "--duration-s",
+                "1",
+                "--no-device",
+                "--quiet",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("ringkv-bench: "), "{stderr}");
+    }
+}
