@@ -53,11 +53,13 @@ impl<F: DeviceFile> Scanner<F> {
     /// Up to `len` bytes at `pos` (fewer only at the end of the file).
     pub(crate) async fn bytes_at(&mut self, pos: u64, len: u64) -> Result<&[u8]> {
         let window_end = self.window_start + self.window.len() as u64;
-        if pos < self.window_start || pos > window_end + SCAN_CHUNK_BYTES as u64 {
+        if pos < self.window_start || pos > window_end {
+            // Outside the window: start a new one at `pos`.
             self.window_start = align_down(pos);
             self.window.clear();
             self.eof = false;
         } else if pos - self.window_start > SCAN_CHUNK_BYTES as u64 {
+            // Inside it but far along: forget what lies before `pos`.
             let drop_to = align_down(pos);
             self.window.drain(..(drop_to - self.window_start) as usize);
             self.window_start = drop_to;

@@ -91,3 +91,29 @@ fn oversized_input_is_refused_and_changes_nothing() {
         assert_eq!(s.get(b"").await.unwrap().as_deref(), Some(&b""[..]));
     });
 }
+
+#[test]
+fn reopens_whatever_the_size_of_the_newest_extent() {
+    // Regression: reading the footer position of an unsealed extent between one and two
+    // scan chunks long (1..2 MiB) used to index past the scanner's window.
+    for records in [500usize, 1100, 1500, 2100, 2600, 5000] {
+        block_on(async {
+            let dev = MemDevice::new();
+            let id = SubstoreId::root(1);
+            let s = Substore::create_or_open(dev.clone(), id, Config::default())
+                .await
+                .unwrap();
+            for i in 0..records {
+                s.put(format!("k{i}").as_bytes(), &[7u8; 1000])
+                    .await
+                    .unwrap();
+            }
+            s.close().await.unwrap();
+            let s = Substore::create_or_open(dev.clone(), id, Config::default())
+                .await
+                .unwrap();
+            assert_eq!(s.len(), records as u64);
+            assert_eq!(s.get(b"k0").await.unwrap().unwrap().len(), 1000);
+        });
+    }
+}
