@@ -2,6 +2,8 @@
 //! measurement and the report writers. The `ringkv-bench` binary is a thin CLI on top.
 
 pub mod device;
+pub mod kvlog;
+pub mod peers;
 pub mod report;
 pub mod runner;
 pub mod workload;

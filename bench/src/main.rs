@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ringkv::Durability;
-use ringkv_bench::device;
 use ringkv_bench::report::{self, OpSummary, Summary};
 use ringkv_bench::runner::{self, Engine, Ringkv, RunConfig};
 use ringkv_bench::workload::{Op, Workload};
+use ringkv_bench::{device, peers};
 
 #[derive(Parser, Debug)]
 #[command(name = "ringkv-bench", version, about = "Benchmark ringkv (and peers) with HdrHistogram tail-latency reports.", long_about = None)]
@@ -49,10 +49,11 @@ enum Command {
 #[derive(clap::Args, Debug, Clone)]
 struct RunArgs {
     /// Workloads, comma-separated: ycsb-a, ycsb-b, ycsb-c, ycsb-d, ycsb-f, fill-random,
-    /// read-random, overwrite, sync-writes.
+    /// read-random, overwrite, sync-writes, kvlog.
     #[arg(long, default_value = "ycsb-a,ycsb-c", value_delimiter = ',')]
     workload: Vec<String>,
-    /// Engines, comma-separated. Built in: ringkv.
+    /// Engines, comma-separated: ringkv, and rocksdb, fjall, redb when built with their
+    /// cargo features.
     #[arg(long, default_value = "ringkv", value_delimiter = ',')]
     engines: Vec<String>,
     /// Records loaded before the workloads run.
@@ -86,6 +87,10 @@ struct RunArgs {
     /// Where summary.json and the .hgrm files go.
     #[arg(long)]
     report_dir: Option<PathBuf>,
+    /// Records of the kvlog workload's batch (its transactions: a hundredth of that, of
+    /// 10 items each).
+    #[arg(long, default_value_t = 2_000_000)]
+    kvlog_records: u64,
     /// Skip the raw-device measurement.
     #[arg(long)]
     no_device: bool,
@@ -113,17 +118,18 @@ fn progress(quiet: bool, len: u64, message: String) -> ProgressBar {
     bar
 }
 
-fn open_engine(name: &str, dir: &std::path::Path, args: &RunArgs) -> Result<Ringkv, String> {
-    let durability = match args.durability {
-        DurabilityArg::Sync => Durability::Sync,
-        DurabilityArg::Buffered => Durability::Buffered,
+fn open_engine(
+    name: &str,
+    dir: &std::path::Path,
+    args: &RunArgs,
+) -> Result<Box<dyn Engine>, String> {
+    let (durability, sync) = match args.durability {
+        DurabilityArg::Sync => (Durability::Sync, true),
+        DurabilityArg::Buffered => (Durability::Buffered, false),
     };
     match name {
-        "ringkv" => Ringkv::open(dir, durability, args.memory_bytes),
-        other => Err(format!(
-            "engine {other} is not available in this build: peers (rocksdb, fjall, redb, lmdb) are not \
-             wired into the rig yet; only ringkv runs"
-        )),
+        "ringkv" => Ok(Box::new(Ringkv::open(dir, durability, args.memory_bytes)?)),
+        peer => peers::open(peer, dir, sync, args.memory_bytes),
     }
 }
 
@@ -133,9 +139,11 @@ fn run(args: RunArgs) -> Result<(), String> {
         .report_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("bench-report-{stamp}")));
+    let kvlog = args.workload.iter().any(|w| w == "kvlog");
     let workloads: Vec<Workload> = args
         .workload
         .iter()
+        .filter(|w| *w != "kvlog")
         .map(|w| {
             Workload::by_name(w)
                 .ok_or_else(|| format!("unknown workload {w} (ycsb-e needs range scans)"))
@@ -153,7 +161,22 @@ fn run(args: RunArgs) -> Result<(), String> {
     let mut summary = Summary::default();
     let mut histograms = Vec::new();
     let data_root = args.dir.join(format!("run-{stamp}"));
-    for engine_name in &args.engines {
+    if kvlog {
+        for engine_name in &args.engines {
+            let dir = data_root.join(format!("{engine_name}-kvlog"));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let bar = progress(args.quiet, 0, format!("{engine_name}: kvlog"));
+            bar.tick();
+            let open = || open_engine(engine_name, &dir, &args);
+            let size = || peers::dir_bytes(&dir);
+            let records = args.kvlog_records;
+            let result =
+                ringkv_bench::kvlog::run(engine_name, records, records / 100, &open, &size)?;
+            bar.finish_and_clear();
+            summary.kvlog.push(result);
+        }
+    }
+    for engine_name in args.engines.iter().filter(|_| !workloads.is_empty()) {
         let dir = data_root.join(engine_name);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let engine = open_engine(engine_name, &dir, &args)?;
@@ -162,7 +185,7 @@ fn run(args: RunArgs) -> Result<(), String> {
             config.keys,
             format!("{engine_name}: load {} keys", config.keys),
         );
-        let (fill, seconds) = runner::load(&engine, &config, &bar)?;
+        let (fill, seconds) = runner::load(engine.as_ref(), &config, &bar)?;
         bar.finish_and_clear();
         summary.results.push(OpSummary::new(
             engine_name,
@@ -179,7 +202,7 @@ fn run(args: RunArgs) -> Result<(), String> {
                 total_ms,
                 format!("{engine_name}: {}", workload.name),
             );
-            let result = runner::run(&engine, workload, &config, &bar)?;
+            let result = runner::run(engine.as_ref(), workload, &config, &bar)?;
             bar.finish_and_clear();
             let mut ops: Vec<(Op, _)> = result.histograms.into_iter().collect();
             ops.sort_by_key(|(op, _)| op.name());
@@ -204,6 +227,18 @@ fn run(args: RunArgs) -> Result<(), String> {
         ));
         engine.close()?;
     }
+    if args.engines.iter().any(|e| e != "ringkv") {
+        summary.notes.push(
+            "peers use buffered I/O and the OS page cache, which this run does not limit: \
+             with a dataset that fits in memory their reads measure memory, ringkv's (direct I/O) \
+             its own cache and the device"
+                .to_owned(),
+        );
+        eprintln!(
+            "ringkv-bench: warning: {}",
+            summary.notes.last().expect("just pushed")
+        );
+    }
     if !args.no_device {
         let bar = progress(args.quiet, 0, "raw device".to_owned());
         bar.tick();
@@ -223,6 +258,21 @@ fn run(args: RunArgs) -> Result<(), String> {
         summary.device = Some(device);
     }
     print!("{}", report::table(&summary.results));
+    for k in &summary.kvlog {
+        println!(
+            "kvlog {:<8} {} records: batch {:.1} s; {} transactions {:.1} s; {} MiB after writing, \
+             {} MiB after closing; random reads warm {:.1} s, cold {:.1} s",
+            k.engine,
+            k.records,
+            k.batch_write_seconds,
+            k.transactions,
+            k.transactions_seconds,
+            k.disk_bytes_after_write >> 20,
+            k.disk_bytes_after_close >> 20,
+            k.random_read_warm_seconds,
+            k.random_read_cold_seconds
+        );
+    }
     if let Some(d) = &summary.device {
         println!(
             "device under {}: 4 KiB random read QD1 {:.0} IOPS (p50 {} us, p99 {} us), QD64 {:.0} IOPS; \

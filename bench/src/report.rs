@@ -64,6 +64,7 @@ pub struct DeviceSummary {
 pub struct Summary {
     pub results: Vec<OpSummary>,
     pub device: Option<DeviceSummary>,
+    pub kvlog: Vec<crate::kvlog::KvlogSummary>,
     pub notes: Vec<String>,
 }
 
@@ -218,6 +219,7 @@ mod tests {
         let summary = Summary {
             results: vec![OpSummary::new("ringkv", "ycsb-a", "read", &h, 1.0)],
             device: Some(DeviceSummary::default()),
+            kvlog: vec![],
             notes: vec![],
         };
         let dir = tempfile::tempdir().unwrap();

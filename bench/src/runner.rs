@@ -23,6 +23,8 @@ pub trait Engine: Send + Sync {
     fn flush(&self) -> Result<(), String>;
     /// Bytes the engine's files take on disk.
     fn disk_bytes(&self) -> u64;
+    /// Makes everything durable and closes.
+    fn close(self: Box<Self>) -> Result<(), String>;
 }
 
 /// ringkv through its public API.
@@ -38,10 +40,6 @@ impl Ringkv {
             .cache_bytes(cache_bytes);
         let db = Db::open(dir, options).map_err(|e| e.to_string())?;
         Ok(Self { db })
-    }
-
-    pub fn close(self) -> Result<(), String> {
-        self.db.close().map_err(|e| e.to_string())
     }
 }
 
@@ -63,6 +61,9 @@ impl Engine for Ringkv {
     }
     fn disk_bytes(&self) -> u64 {
         self.db.stats().map(|s| s.disk_bytes).unwrap_or(0)
+    }
+    fn close(self: Box<Self>) -> Result<(), String> {
+        self.db.close().map_err(|e| e.to_string())
     }
 }
 
