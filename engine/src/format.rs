@@ -456,6 +456,9 @@ impl Footer {
         if b[..4] != FOOTER_MAGIC
             || u32_at(b, FOOTER_CRC_AT) != checksum(&[&b[FOOTER_RECORDS_END_AT..]])
             || u32_at(b, FOOTER_RESERVED_AT) != 0
+            // Offsets inside an extent are u32 (the index keeps them so): a larger
+            // `records_end` is not a footer ringkv wrote, and would overflow `file_len`.
+            || u64_at(b, FOOTER_RECORDS_END_AT) > u64::from(u32::MAX)
         {
             return None;
         }
@@ -525,7 +528,8 @@ pub fn extent_file_name(extent_seq: u64) -> String {
 /// The sequence of an extent file name, or `None` for any other name.
 pub fn parse_extent_file_name(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(".ext")?;
-    if hex.len() != 16 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+    // Exactly what `extent_file_name` writes: lower-case hex, so one sequence has one name.
+    if hex.len() != 16 || !hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()

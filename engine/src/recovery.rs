@@ -277,11 +277,25 @@ impl<D: Device> Substore<D> {
 
     async fn newest_extent_is_stillborn(&self, seq: u64) -> Result<bool> {
         let (file, path) = self.open_extent(seq).await?;
-        let mut scanner = Scanner::new(file, path.clone());
+        let mut scanner = Scanner::new(file.clone(), path.clone());
         let head = scanner.bytes_at(0, BLOCK_BYTES).await?;
         if ExtentHeader::decode(head).is_some() {
             return Ok(false);
         }
+        // A stillborn extent holds its header block and nothing else: records are
+        // written only after the header is durable, and a footer only after them.
+        let len = file
+            .file_size()
+            .await
+            .map_err(io_err("measuring", path.clone(), 0))?;
+        if len > BLOCK_BYTES {
+            return Err(Error::corruption(
+                path,
+                0,
+                "bad extent header in a file that holds data",
+            ));
+        }
+        let head = scanner.bytes_at(0, BLOCK_BYTES).await?;
         let first = head.get(EXTENT_HEADER_LEN..).unwrap_or_default();
         let record_follows = match format::decode_record_header(first) {
             Ok(h) => {

@@ -480,12 +480,11 @@ impl<D: Device> Substore<D> {
                 let mut bytes = Vec::with_capacity((footer.file_len() - tail.buf_start) as usize);
                 bytes.extend_from_slice(&tail.buf);
                 bytes.extend_from_slice(&tail.summary);
-                bytes.resize(
-                    (footer.file_len() - tail.buf_start) as usize - FOOTER_LEN,
-                    0,
-                );
-                bytes.extend_from_slice(&footer.encode());
-                (tail.buf_start, bytes, end, Some(footer.file_len()))
+                // The footer goes in a second write (below), once everything it vouches
+                // for is durable: a torn seal can then never show a footer whose summary
+                // or records did not reach the disk.
+                bytes.resize((footer.file_len() - tail.buf_start) as usize, 0);
+                (tail.buf_start, bytes, end, Some(footer))
             } else if end == tail.written_end && (!sync || end == tail.synced_end) {
                 return Ok(());
             } else {
@@ -503,13 +502,26 @@ impl<D: Device> Substore<D> {
                 .await
                 .map_err(|e| Error::io("syncing", path(), at, e))?;
         }
+        if let Some(footer) = &seal {
+            // The last block again, now ending with the footer; its other bytes are the
+            // same as the durable ones, so a torn write cannot damage them.
+            let last = footer.file_len() - BLOCK_BYTES;
+            let mut block = bytes[(last - at) as usize..].to_vec();
+            block[BLOCK_BYTES as usize - FOOTER_LEN..].copy_from_slice(&footer.encode());
+            file.write_at(last, &block)
+                .await
+                .map_err(|e| Error::io("writing the footer of", path(), last, e))?;
+            file.sync()
+                .await
+                .map_err(|e| Error::io("syncing", path(), last, e))?;
+        }
         let mut state = self.state.borrow_mut();
         let extent = state
             .extents
             .get_mut(&seq)
             .expect("extents outlive their I/O");
-        if let Some(sealed_len) = seal {
-            extent.sealed_len = sealed_len;
+        if let Some(footer) = seal {
+            extent.sealed_len = footer.file_len();
             extent.tail = None;
             return Ok(());
         }

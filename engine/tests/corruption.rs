@@ -287,3 +287,18 @@ fn wrong_identity_and_missing_substore_are_typed_errors() {
         assert!(matches!(r, Err(Error::InvalidConfig(_))));
     });
 }
+
+#[test]
+fn zeroed_first_block_of_the_newest_extent_is_corruption_not_a_silent_delete() {
+    block_on(async {
+        let dev = filled(1000).await;
+        let newest = (1..100)
+            .rev()
+            .find(|&s| dev.file_len(&extent_file_name(s)).is_some())
+            .unwrap();
+        let name = extent_file_name(newest);
+        dev.corrupt(&name, |b| b[..4096].fill(0));
+        assert!(matches!(open(&dev).await, Err(Error::Corruption { offset: 0, .. })));
+        assert!(dev.file_len(&name).is_some(), "the damaged extent is kept for inspection");
+    });
+}
