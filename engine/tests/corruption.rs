@@ -298,7 +298,13 @@ fn zeroed_first_block_of_the_newest_extent_is_corruption_not_a_silent_delete() {
             .unwrap();
         let name = extent_file_name(newest);
         dev.corrupt(&name, |b| b[..4096].fill(0));
-        assert!(matches!(open(&dev).await, Err(Error::Corruption { offset: 0, .. })));
-        assert!(dev.file_len(&name).is_some(), "the damaged extent is kept for inspection");
+        assert!(matches!(
+            open(&dev).await,
+            Err(Error::Corruption { offset: 0, .. })
+        ));
+        assert!(
+            dev.file_len(&name).is_some(),
+            "the damaged extent is kept for inspection"
+        );
     });
 }
