@@ -52,6 +52,23 @@ fn complete(ring: &mut IoUring, want: u32) -> std::io::Result<Vec<(u64, i32)>> {
         .collect())
 }
 
+/// Submits one operation and waits until it completes with `expected` bytes (0 for a
+/// sync). Callers pass entries pointing at their own live buffers (or none), and the
+/// operation finishes before this returns, so no buffer is freed while the kernel uses it.
+fn run_one(
+    ring: &mut IoUring,
+    entry: &io_uring::squeue::Entry,
+    expected: usize,
+) -> std::io::Result<()> {
+    // SAFETY: the memory `entry` points at belongs to the caller and outlives this call,
+    // and we wait below for the operation to complete.
+    unsafe { ring.submission().push(entry) }.map_err(std::io::Error::other)?;
+    for (_, result) in complete(ring, 1)? {
+        check(result, expected)?;
+    }
+    Ok(())
+}
+
 fn check(result: i32, expected: usize) -> std::io::Result<()> {
     if result < 0 {
         return Err(std::io::Error::from_raw_os_error(-result));
@@ -74,21 +91,13 @@ fn sequential_write(ring: &mut IoUring, file: &File, bytes: u64) -> std::io::Res
         let write = opcode::Write::new(fd, buf.as_ptr(), SEQUENTIAL_CHUNK as u32)
             .offset(offset)
             .build();
-        // SAFETY: `buf` outlives the operation: we wait for its completion right below.
-        unsafe { ring.submission().push(&write) }.map_err(std::io::Error::other)?;
-        for (_, result) in complete(ring, 1)? {
-            check(result, SEQUENTIAL_CHUNK)?;
-        }
+        run_one(ring, &write, SEQUENTIAL_CHUNK)?;
         offset += SEQUENTIAL_CHUNK as u64;
     }
     let sync = opcode::Fsync::new(fd)
         .flags(types::FsyncFlags::DATASYNC)
         .build();
-    // SAFETY: fsync references no memory.
-    unsafe { ring.submission().push(&sync) }.map_err(std::io::Error::other)?;
-    for (_, result) in complete(ring, 1)? {
-        check(result, 0)?;
-    }
+    run_one(ring, &sync, 0)?;
     Ok(bytes as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -161,19 +170,11 @@ fn sync_writes(
         let write = opcode::Write::new(fd, buf.as_ptr(), BLOCK as u32)
             .offset(offset)
             .build();
-        // SAFETY: `buf` outlives the operation; we wait for it below.
-        unsafe { ring.submission().push(&write) }.map_err(std::io::Error::other)?;
-        for (_, result) in complete(ring, 1)? {
-            check(result, BLOCK)?;
-        }
+        run_one(ring, &write, BLOCK)?;
         let sync = opcode::Fsync::new(fd)
             .flags(types::FsyncFlags::DATASYNC)
             .build();
-        // SAFETY: fsync references no memory.
-        unsafe { ring.submission().push(&sync) }.map_err(std::io::Error::other)?;
-        for (_, result) in complete(ring, 1)? {
-            check(result, 0)?;
-        }
+        run_one(ring, &sync, 0)?;
         latency
             .record(op_started.elapsed().as_micros() as u64)
             .map_err(std::io::Error::other)?;
