@@ -59,7 +59,73 @@ pub(crate) enum Op {
     Stats,
     ForEach(async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>),
     Compact,
+    /// Atomic read-modify-write of one key; answers the value before.
+    Update(Vec<u8>, UpdateFn),
+    /// Runs a closure on this core's executor (it spawns the caller's task).
+    Spawn(SpawnFn),
     Shutdown,
+}
+
+/// What a read-modify-write does with the value it saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// Leave the key as it is.
+    Keep,
+    /// Store this value.
+    Put(Vec<u8>),
+    /// Delete the key.
+    Delete,
+}
+
+/// The function of a read-modify-write, run on the core that owns the key.
+pub(crate) struct UpdateFn(pub(crate) Box<Decide>);
+/// What an update runs on the value it saw.
+type Decide = dyn FnOnce(Option<&[u8]>) -> Update + Send;
+/// A closure that runs on a core's thread, handed that core.
+pub(crate) struct SpawnFn(pub(crate) Box<dyn FnOnce(Here) + Send>);
+
+impl std::fmt::Debug for UpdateFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpdateFn")
+    }
+}
+
+impl std::fmt::Debug for SpawnFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpawnFn")
+    }
+}
+
+/// A core, as seen by tasks running on its own thread: calls for keys it owns go
+/// straight to it, without crossing a queue.
+#[derive(Clone)]
+pub(crate) struct Here(Rc<Core>);
+
+impl std::fmt::Debug for Here {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Here").field(&self.0.index).finish()
+    }
+}
+
+impl Here {
+    pub(crate) fn index(&self) -> usize {
+        self.0.index
+    }
+
+    /// Handles `op` on this core, counted as in flight so that shutdown waits for it.
+    pub(crate) async fn call(&self, hash: u64, op: Op) -> Result<Reply> {
+        let core = &self.0;
+        if core.stopping.get() {
+            return Err(Error::Closed);
+        }
+        core.in_flight.set(core.in_flight.get() + 1);
+        let result = core.handle(hash, op).await;
+        core.in_flight.set(core.in_flight.get() - 1);
+        if core.in_flight.get() == 0 {
+            core.idle.notify(usize::MAX);
+        }
+        result
+    }
 }
 
 /// What a core answers.
@@ -93,6 +159,21 @@ pub struct CoreStats {
     pub splits: u64,
     /// Compaction work done since open (background and `Db::compact`).
     pub compaction: CompactionStats,
+    /// Requests waiting in this core's queue when the figures were taken.
+    pub queued: u64,
+    /// Requests being served when the figures were taken.
+    pub in_flight: u64,
+    /// Each leaf (substore) this core owns.
+    pub leaves: Vec<LeafStats>,
+}
+
+/// Figures of one leaf (substore).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeafStats {
+    /// The leaf's directory name under `substores/`.
+    pub name: String,
+    /// The substore's figures.
+    pub stats: SubstoreStats,
 }
 
 /// Whether the database still accepts writes; shared by every core and caller.
@@ -135,6 +216,11 @@ impl CoreShared {
         }
         self.ring();
         Ok(())
+    }
+
+    /// Requests waiting in the queue.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     /// Wakes the core if it is parked (or about to park).
@@ -393,6 +479,11 @@ impl Core {
             Op::Stats => Ok(Reply::Stats(self.stats())),
             Op::ForEach(sender) => self.for_each(sender).await.map(|()| Reply::Done),
             Op::Compact => self.compact_all().await.map(Reply::Compacted),
+            Op::Update(key, f) => self.update(hash, &key, f).await.map(Reply::Value),
+            Op::Spawn(f) => {
+                (f.0)(Here(self.clone()));
+                Ok(Reply::Done)
+            }
             Op::Shutdown => unreachable!("the serve loop handles shutdown"),
         }
     }
@@ -446,6 +537,34 @@ impl Core {
             }
             _ => self.commit().await,
         }
+    }
+
+    /// Reads `key`, lets `f` decide, and writes the outcome, with no other write of the
+    /// key in between: the read is retried until no write on this core raced with it
+    /// and the leaf is not frozen by a split, and the write then appends in the same
+    /// poll (appending never waits). Answers the value `f` saw.
+    async fn update(self: &Rc<Self>, hash: u64, key: &[u8], f: UpdateFn) -> Result<Option<Bytes>> {
+        self.health.check_writable()?;
+        let old = loop {
+            if self.leaf(hash).frozen.get() {
+                let listener = self.split_done.listen();
+                if self.leaf(hash).frozen.get() {
+                    listener.await;
+                }
+                continue;
+            }
+            let writes_before = self.writes.get();
+            let old = self.get(hash, key).await?;
+            if self.writes.get() == writes_before && !self.leaf(hash).frozen.get() {
+                break old;
+            }
+        };
+        let write = match (f.0)(old.as_deref()) {
+            Update::Keep => return Ok(old),
+            Update::Put(value) => self.write(hash, key, Some(&value)).await,
+            Update::Delete => self.write(hash, key, None).await,
+        };
+        write.map(|()| old)
     }
 
     /// Records a write failure (if it is one) and converts the error.
@@ -539,8 +658,14 @@ impl Core {
         (stats.cache_bytes, stats.cache_hits, stats.cache_misses) =
             (cache.bytes(), cache.hits(), cache.misses());
         for leaf in self.leaf_list() {
-            stats.totals.add(&leaf.store.stats());
+            let figures = leaf.store.stats();
+            stats.totals.add(&figures);
+            stats.leaves.push(LeafStats {
+                name: crate::layout::leaf_dir_name(&leaf.id),
+                stats: figures,
+            });
         }
+        stats.in_flight = self.in_flight.get() as u64;
         stats
     }
 

@@ -12,7 +12,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 use ringkv_engine::hash::routing_hash;
 use ringkv_engine::{CompactionStats, check_limits};
 
-use crate::core::{self, CoreShared, CoreStats, Health, Op, Reply, Request};
+use crate::core::{
+    self, CoreShared, CoreStats, Health, Here, Op, Reply, Request, SpawnFn, Update, UpdateFn,
+};
 use crate::error::{Error, Result};
 use crate::layout::{self, DirLock, ROUTE_BITS};
 use crate::options::Options;
@@ -230,6 +232,59 @@ impl Db {
         Ok(())
     }
 
+    /// Atomically reads `key`, lets `f` decide what to do with the value it sees, and
+    /// does it: no other write of the key comes between the read and the write (the
+    /// building block of compare-and-set, increments, appends). `f` runs once, on the
+    /// core that owns the key, and must not block. Returns the value `f` saw.
+    pub fn update(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
+    ) -> Result<Option<Bytes>> {
+        futures_lite::future::block_on(self.update_async(key, f))
+    }
+
+    pub async fn update_async(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
+    ) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        check_limits(key, &[], &[])?;
+        self.inner.health.check_writable()?;
+        let op = Op::Update(key.to_vec(), UpdateFn(Box::new(f)));
+        match self.inner.call(routing_hash(key), op).await? {
+            Reply::Value(v) => Ok(v),
+            other => unreachable!("update answered {other:?}"),
+        }
+    }
+
+    /// Runs `task` on core `core`'s executor thread: `make` is called there with a
+    /// [`Local`] handle and the future it returns is spawned as a task of that core.
+    /// This is how a server serves connections on every core (thread per core): calls
+    /// made through the `Local` for keys the core owns skip the queue. The task runs
+    /// until it ends or the database closes; it holds a clone of the `Db`, so close the
+    /// database explicitly.
+    pub fn spawn_on_core<F, Fut>(&self, core: usize, make: F) -> Result<()>
+    where
+        F: FnOnce(Local) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        if core >= self.inner.cores.len() {
+            return Err(Error::InvalidOptions(format!(
+                "core {core} does not exist (the database has {} cores)",
+                self.inner.cores.len()
+            )));
+        }
+        let db = self.clone();
+        let spawn = SpawnFn(Box::new(move |here: Here| {
+            let local = Local { db, here };
+            glommio::spawn_local(make(local)).detach();
+        }));
+        let reply = self.inner.send(core, 0, Op::Spawn(spawn))?;
+        futures_lite::future::block_on(Inner::wait(reply)).map(drop)
+    }
+
     /// Live keys.
     pub fn len(&self) -> Result<u64> {
         Ok(self.stats()?.keys)
@@ -246,6 +301,8 @@ impl Db {
                 let Reply::Stats(s) = self.inner.call_core(core, 0, Op::Stats).await? else {
                     unreachable!("stats answers stats");
                 };
+                let mut s = s;
+                s.queued = self.inner.cores[core].queued() as u64;
                 stats.keys += s.totals.keys;
                 stats.live_bytes += s.totals.live_bytes;
                 stats.disk_bytes += s.totals.disk_bytes;
@@ -290,6 +347,101 @@ impl Db {
     /// Flushes and stops the cores. Other clones get `Error::Closed` afterwards.
     pub fn close(self) -> Result<()> {
         self.inner.close()
+    }
+}
+
+/// A handle for tasks running on one of the database's cores (see
+/// [`Db::spawn_on_core`]). Calls for keys this core owns are served in place; others
+/// cross to their core as [`Db`]'s do. Its futures are not `Send`: they stay on the
+/// core's thread.
+#[derive(Clone, Debug)]
+pub struct Local {
+    db: Db,
+    here: Here,
+}
+
+impl Local {
+    /// The core this task runs on.
+    pub fn core(&self) -> usize {
+        self.here.index()
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Whether this core owns `key` (its calls are served without crossing cores).
+    pub fn owns(&self, key: impl AsRef<[u8]>) -> bool {
+        self.db.inner.core_of(routing_hash(key.as_ref())) == self.here.index()
+    }
+
+    async fn call(&self, key: &[u8], op: Op) -> Result<Reply> {
+        let hash = routing_hash(key);
+        let core = self.db.inner.core_of(hash);
+        if core != self.here.index() {
+            return self.db.inner.call_core(core, hash, op).await;
+        }
+        if self.db.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        self.here.call(hash, op).await
+    }
+
+    /// [`Db::get_async`], served in place when this core owns the key.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        check_limits(key, &[], &[])?;
+        match self.call(key, Op::Get(key.to_vec())).await? {
+            Reply::Value(v) => Ok(v),
+            other => unreachable!("get answered {other:?}"),
+        }
+    }
+
+    /// [`Db::put_async`], served in place when this core owns the key.
+    pub async fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        check_limits(key, value, &[])?;
+        self.db.inner.health.check_writable()?;
+        self.call(key, Op::Put(key.to_vec(), value.to_vec()))
+            .await
+            .map(drop)
+    }
+
+    /// [`Db::delete_async`], served in place when this core owns the key.
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        let key = key.as_ref();
+        check_limits(key, &[], &[])?;
+        self.db.inner.health.check_writable()?;
+        self.call(key, Op::Delete(key.to_vec())).await.map(drop)
+    }
+
+    /// [`Db::exists_async`], served in place when this core owns the key.
+    pub async fn exists(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let key = key.as_ref();
+        check_limits(key, &[], &[])?;
+        match self.call(key, Op::Exists(key.to_vec())).await? {
+            Reply::Bool(b) => Ok(b),
+            other => unreachable!("exists answered {other:?}"),
+        }
+    }
+
+    /// [`Db::update_async`], served in place when this core owns the key.
+    pub async fn update(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
+    ) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        check_limits(key, &[], &[])?;
+        self.db.inner.health.check_writable()?;
+        match self
+            .call(key, Op::Update(key.to_vec(), UpdateFn(Box::new(f))))
+            .await?
+        {
+            Reply::Value(v) => Ok(v),
+            other => unreachable!("update answered {other:?}"),
+        }
     }
 }
 

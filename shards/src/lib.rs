@@ -34,8 +34,8 @@ mod layout;
 mod options;
 
 pub use bytes::Bytes;
-pub use core::CoreStats;
-pub use db::{Db, Stats};
+pub use core::{CoreStats, LeafStats, Update};
+pub use db::{Db, Local, Stats};
 pub use error::{Error, Result};
 pub use options::{
     CACHE_DEFAULT_BYTES, COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES, COMPACTION_GARBAGE_RATIO_DEFAULT,
