@@ -1,0 +1,39 @@
+//! `ringkv`: tools over a data directory, and `ringkv serve`, a Redis-protocol server.
+//!
+//! Each subcommand lives in its own module; this file only parses the command line and
+//! dispatches.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringkv",
+    version,
+    about = "ringkv: data-directory tools and a Redis-protocol server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints this build's version and the on-disk format version it reads and writes.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            let format = ringkv_engine::format::FORMAT_VERSION;
+            println!(
+                "ringkv {} (on-disk format {format})",
+                env!("CARGO_PKG_VERSION")
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}
