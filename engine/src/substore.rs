@@ -635,6 +635,15 @@ impl<D: Device> Substore<D> {
         })
     }
 
+    /// Calls `f` with every live key and the length of its record, from the index (no
+    /// I/O). `f` must not call back into this substore.
+    pub fn for_each_key(&self, mut f: impl FnMut(&[u8], u64)) {
+        let state = self.state.borrow();
+        for (key, entry) in state.index.iter().filter(|(_, e)| !is_expired(e)) {
+            f(key, record_len_of(&entry, key.len()));
+        }
+    }
+
     /// Whether `key` has a live value (no I/O).
     pub fn exists(&self, key: &[u8]) -> bool {
         let state = self.state.borrow();

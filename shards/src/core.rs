@@ -33,7 +33,7 @@ use ringkv_engine::{CompactionStats, Config, DmaDevice, Substore, SubstoreId, Su
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::layout::Leaf;
-use crate::options::{COMPACTION_GARBAGE_RATIO_PRESSURE, Durability, Options};
+use crate::options::{COMPACTION_GARBAGE_RATIO_PRESSURE, Durability, Options, SplitMode};
 use ringkv_engine::hash::routing_hash;
 
 /// Requests handled before the core yields to the tasks it spawned.
@@ -172,6 +172,9 @@ pub struct CoreStats {
 pub struct LeafStats {
     /// The leaf's directory name under `substores/`.
     pub name: String,
+    /// A handed-over parent still read behind its children (`SplitMode::HandOver`); its
+    /// `keys` and `live_bytes` count only what no child has overwritten yet.
+    pub ancestor: bool,
     /// The substore's figures.
     pub stats: SubstoreStats,
 }
@@ -256,6 +259,13 @@ pub(crate) fn channel(queue_depth: usize) -> Result<(Arc<CoreShared>, Doorbell)>
     Ok((Arc::new(shared), Doorbell(rx)))
 }
 
+/// What a core owns: its leaves and the ancestors behind some of them.
+#[derive(Debug)]
+pub(crate) struct Owned {
+    pub(crate) leaves: Vec<Leaf>,
+    pub(crate) ancestors: Vec<Leaf>,
+}
+
 struct LeafState {
     id: SubstoreId,
     leaf: Leaf,
@@ -265,9 +275,30 @@ struct LeafState {
     touched: RefCell<Option<HashSet<Vec<u8>>>>,
     /// While a split copies the last changes: writes wait for `split_done`.
     frozen: Cell<bool>,
+    /// The handed-over parent this leaf reads behind until its records have moved.
+    ancestor: RefCell<Option<Rc<LeafState>>>,
 }
 
 impl LeafState {
+    fn ancestor(&self) -> Option<Rc<LeafState>> {
+        self.ancestor.borrow().clone()
+    }
+
+    /// The key's value: this leaf's, or else its ancestor's.
+    async fn get(&self, key: &[u8]) -> ringkv_engine::Result<Option<Bytes>> {
+        if self.store.exists(key) {
+            return self.store.get(key).await;
+        }
+        match self.ancestor() {
+            Some(ancestor) => ancestor.store.get(key).await,
+            None => Ok(None),
+        }
+    }
+
+    fn exists(&self, key: &[u8]) -> bool {
+        self.store.exists(key) || self.ancestor().is_some_and(|a| a.store.exists(key))
+    }
+
     async fn open(leaf: Leaf, config: Config) -> Result<Self> {
         let device = DmaDevice::open(&leaf.dir).await?;
         let store = Substore::create_or_open(device, leaf.id, config).await?;
@@ -278,6 +309,7 @@ impl LeafState {
             dirty: Cell::new(false),
             touched: RefCell::new(None),
             frozen: Cell::new(false),
+            ancestor: RefCell::new(None),
         })
     }
 }
@@ -288,6 +320,8 @@ struct Core {
     options: Options,
     health: Arc<Health>,
     leaves: RefCell<BTreeMap<u64, Rc<LeafState>>>,
+    /// Handed-over parents whose records have not all moved to their children yet.
+    ancestors: RefCell<Vec<Rc<LeafState>>>,
     config: Config,
     split_done: Event,
     splits: Cell<u64>,
@@ -320,14 +354,14 @@ struct Committer {
 /// leaves on `ready` before it serves anything.
 pub(crate) async fn run(
     index: usize,
-    leaves: Vec<Leaf>,
+    owned: Owned,
     options: Options,
     health: Arc<Health>,
     shared: Arc<CoreShared>,
     doorbell: Doorbell,
     ready: std::sync::mpsc::Sender<Result<()>>,
 ) {
-    let core = match Core::open(index, leaves, options, health).await {
+    let core = match Core::open(index, owned, options, health).await {
         Ok(core) => Rc::new(core),
         Err(e) => {
             shared.stopped.store(true, Ordering::SeqCst);
@@ -407,10 +441,11 @@ pub(crate) async fn run(
 impl Core {
     async fn open(
         index: usize,
-        leaves: Vec<Leaf>,
+        owned: Owned,
         options: Options,
         health: Arc<Health>,
     ) -> Result<Self> {
+        let Owned { leaves, ancestors } = owned;
         let data_dir = leaves
             .first()
             .and_then(|l| l.dir.parent())
@@ -425,6 +460,17 @@ impl Core {
             let state = LeafState::open(leaf, config).await?;
             map.insert(state.id.hash_prefix, Rc::new(state));
         }
+        let mut behind = Vec::with_capacity(ancestors.len());
+        for ancestor in ancestors {
+            let ancestor = Rc::new(LeafState::open(ancestor, config).await?);
+            for leaf in map
+                .values()
+                .filter(|l| ancestor.id.covers(l.id.hash_prefix))
+            {
+                *leaf.ancestor.borrow_mut() = Some(ancestor.clone());
+            }
+            behind.push(ancestor);
+        }
         let cores = options.resolved_cores() as u64;
         Ok(Self {
             index,
@@ -432,6 +478,7 @@ impl Core {
             options,
             health,
             leaves: RefCell::new(map),
+            ancestors: RefCell::new(behind),
             config,
             split_done: Event::new(),
             splits: Cell::new(0),
@@ -466,6 +513,13 @@ impl Core {
         self.leaves.borrow().values().cloned().collect()
     }
 
+    /// The leaves and the ancestors: every substore that takes writes.
+    fn store_list(&self) -> Vec<Rc<LeafState>> {
+        let mut all = self.leaf_list();
+        all.extend(self.ancestors.borrow().iter().cloned());
+        all
+    }
+
     async fn handle(self: &Rc<Self>, hash: u64, op: Op) -> Result<Reply> {
         match op {
             Op::Get(key) => self.get(hash, &key).await.map(Reply::Value),
@@ -474,7 +528,7 @@ impl Core {
                 .await
                 .map(|_| Reply::Done),
             Op::Delete(key) => self.write(hash, &key, None).await.map(|_| Reply::Done),
-            Op::Exists(key) => Ok(Reply::Bool(self.leaf(hash).store.exists(&key))),
+            Op::Exists(key) => Ok(Reply::Bool(self.leaf(hash).exists(&key))),
             Op::Flush => self.commit().await.map(|()| Reply::Done),
             Op::Stats => Ok(Reply::Stats(self.stats())),
             Op::ForEach(sender) => self.for_each(sender).await.map(|()| Reply::Done),
@@ -493,7 +547,7 @@ impl Core {
             return Ok(Some(value));
         }
         let writes_before = self.writes.get();
-        let value = self.leaf(hash).store.get(key).await?;
+        let value = self.leaf(hash).get(key).await?;
         if let Some(value) = &value {
             if self.writes.get() == writes_before {
                 self.cache.borrow_mut().insert(key, value);
@@ -522,9 +576,19 @@ impl Core {
         self.writes.set(self.writes.get() + 1);
         self.wrote.notify(1);
         self.cache.borrow_mut().remove(key);
-        let result = match value {
-            Some(value) => leaf.store.put(key, value).await,
-            None => leaf.store.delete(key).await.map(drop),
+        let result = match (value, leaf.ancestor()) {
+            (Some(value), _) => leaf.store.put(key, value).await,
+            (None, None) => leaf.store.delete(key).await.map(drop),
+            (None, Some(ancestor)) => {
+                // The ancestor's tombstone first: until the leaf's lands too, a read
+                // sees the leaf's value or nothing, never the ancestor's older one.
+                ancestor.dirty.set(true);
+                let behind = ancestor.store.delete(key).await.map(drop);
+                match behind {
+                    Ok(()) => leaf.store.delete(key).await.map(drop),
+                    err => err,
+                }
+            }
         };
         leaf.dirty.set(true);
         if let Err(e) = result {
@@ -610,7 +674,7 @@ impl Core {
     /// One write + fdatasync per dirty substore, all in flight together.
     async fn flush_dirty(&self) -> Result<()> {
         let dirty: Vec<Rc<LeafState>> = self
-            .leaf_list()
+            .store_list()
             .into_iter()
             .filter(|l| l.dirty.replace(false))
             .collect();
@@ -662,6 +726,23 @@ impl Core {
             stats.totals.add(&figures);
             stats.leaves.push(LeafStats {
                 name: crate::layout::leaf_dir_name(&leaf.id),
+                ancestor: false,
+                stats: figures,
+            });
+        }
+        for ancestor in self.ancestors.borrow().iter() {
+            let mut figures = ancestor.store.stats();
+            (figures.keys, figures.live_bytes) = (0, 0);
+            ancestor.store.for_each_key(|key, len| {
+                if !self.leaf(routing_hash(key)).store.exists(key) {
+                    figures.keys += 1;
+                    figures.live_bytes += len;
+                }
+            });
+            stats.totals.add(&figures);
+            stats.leaves.push(LeafStats {
+                name: crate::layout::leaf_dir_name(&ancestor.id),
+                ancestor: true,
                 stats: figures,
             });
         }
@@ -672,9 +753,23 @@ impl Core {
     async fn for_each(&self, sender: async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>) -> Result<()> {
         let mut batch = Vec::new();
         let mut bytes = 0;
-        for leaf in self.leaf_list() {
-            leaf.store
+        // Ancestors first, each key only if no leaf has it now; then the leaves. No
+        // record moves from an ancestor to a leaf meanwhile (moves hold the gate), so a
+        // key is seen twice only if it is written during the call.
+        let behind = !self.ancestors.borrow().is_empty();
+        let _gate = match behind {
+            true => Some(self.compaction_gate.lock().await),
+            false => None,
+        };
+        let ancestors = self.ancestors.borrow().clone();
+        let sources = ancestors.into_iter().map(|a| (a, true));
+        for (source, behind) in sources.chain(self.leaf_list().into_iter().map(|l| (l, false))) {
+            source
+                .store
                 .for_each_async(async |k: &[u8], v: &[u8]| {
+                    if behind && self.leaf(routing_hash(k)).store.exists(k) {
+                        return;
+                    }
                     bytes += k.len() + v.len();
                     batch.push((k.to_vec(), v.to_vec()));
                     if bytes >= FOR_EACH_BATCH_BYTES {
@@ -718,6 +813,7 @@ impl Core {
     async fn compact_all(&self) -> Result<CompactionStats> {
         self.health.check_writable()?;
         let before = self.compaction.get();
+        while self.move_step().await? {}
         for leaf in self.leaf_list() {
             leaf.store
                 .seal_active_if_dead()
@@ -761,7 +857,10 @@ impl Core {
                     return;
                 }
                 let step = match self.compaction_step(self.compaction_ratio()).await {
-                    Ok(false) => self.split_step().await,
+                    Ok(false) => match self.move_step().await {
+                        Ok(false) => self.split_step().await,
+                        other => other,
+                    },
                     other => other,
                 };
                 match step {
@@ -778,8 +877,11 @@ impl Core {
     async fn split_step(&self) -> Result<bool> {
         let _gate = self.compaction_gate.lock().await;
         let threshold = self.options.split_threshold_bytes;
+        // A leaf still reading behind an ancestor splits only once that is retired.
         let big = self.leaf_list().into_iter().find(|l| {
-            l.store.stats().live_bytes > threshold && l.id.prefix_bits <= SPLIT_PREFIX_BITS_MAX
+            l.store.stats().live_bytes > threshold
+                && l.id.prefix_bits <= SPLIT_PREFIX_BITS_MAX
+                && l.ancestor().is_none()
         });
         let Some(parent) = big else {
             return Ok(false);
@@ -787,9 +889,108 @@ impl Core {
         if self.stopping.get() {
             return Ok(false);
         }
-        self.split(&parent).await?;
+        match self.options.split_mode {
+            SplitMode::HandOver => self.hand_over(&parent).await?,
+            _ => self.split(&parent).await?,
+        }
         self.splits.set(self.splits.get() + 1);
         Ok(true)
+    }
+
+    /// `SplitMode::HandOver`: makes `parent` an ancestor of 16 new, empty children at
+    /// once (ARCHITECTURE.md, "Splitting"). The marker file is the commit point and is
+    /// durable before any write reaches a child.
+    async fn hand_over(&self, parent: &Rc<LeafState>) -> Result<()> {
+        let children = crate::layout::create_children(&parent.leaf)?;
+        let mut stores = Vec::with_capacity(16);
+        for child in children {
+            stores.push(Rc::new(LeafState::open(child, self.config).await?));
+        }
+        if let Err(e) = crate::layout::hand_over(&parent.leaf) {
+            // Whether the marker is on disk is unknown: stop writing rather than guess.
+            self.health.fail(e.to_string());
+            return Err(e);
+        }
+        let mut leaves = self.leaves.borrow_mut();
+        leaves.remove(&parent.id.hash_prefix);
+        for child in stores {
+            *child.ancestor.borrow_mut() = Some(parent.clone());
+            leaves.insert(child.id.hash_prefix, child);
+        }
+        self.ancestors.borrow_mut().push(parent.clone());
+        Ok(())
+    }
+
+    /// Moves the records of one ancestor that no child has overwritten into the
+    /// children, makes them durable and retires the ancestor. Returns whether there was
+    /// an ancestor to work on.
+    async fn move_step(&self) -> Result<bool> {
+        let _gate = self.compaction_gate.lock().await;
+        let ancestor = self.ancestors.borrow().first().cloned();
+        let Some(ancestor) = ancestor else {
+            return Ok(false);
+        };
+        if self.stopping.get() {
+            return Ok(false);
+        }
+        match self.move_ancestor(&ancestor).await {
+            Ok(()) => Ok(true),
+            Err(Error::Engine(e)) => Err(self.failed(e)),
+            Err(e) => {
+                self.health.fail(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    async fn move_ancestor(&self, ancestor: &Rc<LeafState>) -> Result<()> {
+        let mut put_failed = None;
+        ancestor
+            .store
+            .for_each_record_async(async |key: &[u8], record: &ringkv_engine::StoredRecord| {
+                if self.stopping.get() || put_failed.is_some() {
+                    return; // resumed by the next open
+                }
+                let leaf = self.leaf(routing_hash(key));
+                // Deleted since (the ancestor holds a tombstone) or overwritten in the
+                // leaf: nothing to move. The check and the append share one poll.
+                if ancestor.store.exists(key) && !leaf.store.exists(key) {
+                    leaf.dirty.set(true);
+                    let put = leaf
+                        .store
+                        .put_with(key, &record.value, record.write_options());
+                    if let Err(e) = put.await {
+                        put_failed = Some(e);
+                    }
+                }
+                glommio::yield_if_needed().await;
+            })
+            .await?;
+        if let Some(e) = put_failed {
+            return Err(e.into());
+        }
+        if self.stopping.get() {
+            return Ok(());
+        }
+        let children: Vec<Rc<LeafState>> = self
+            .leaf_list()
+            .into_iter()
+            .filter(|l| l.ancestor().is_some_and(|a| Rc::ptr_eq(&a, ancestor)))
+            .collect();
+        for child in &children {
+            child.store.flush().await?;
+        }
+        // Tombstones the ancestor took from deletes in flight become durable with it.
+        ancestor.store.flush().await?;
+        // Everything the ancestor held is durable in its children: it can go.
+        crate::layout::retire(&ancestor.leaf)?;
+        for child in &children {
+            child.ancestor.borrow_mut().take();
+        }
+        self.ancestors
+            .borrow_mut()
+            .retain(|a| !Rc::ptr_eq(a, ancestor));
+        Ok(())
     }
 
     /// Splits `parent` into 16 children on this core (ARCHITECTURE.md, "Splitting"):
@@ -904,7 +1105,7 @@ impl Core {
 
     async fn close(&self) -> Result<()> {
         if self.health.check_writable().is_ok() {
-            for leaf in self.leaf_list() {
+            for leaf in self.store_list() {
                 leaf.dirty.set(true);
             }
             self.commit().await?;

@@ -75,9 +75,10 @@ impl Db {
             source,
         })?;
         let lock = layout::lock(&path)?;
-        let leaves = layout::leaves(&path)?;
+        let (leaves, ancestors) = layout::scan(&path)?;
         let cores = options.resolved_cores();
-        let assignment = layout::assign(&leaves, cores);
+        let assignment = layout::assign(&leaves, &ancestors, cores);
+        let mut ancestors = assignment.ancestors.into_iter();
         let cpus = allowed_cpus();
         let pin = cpus.len() >= cores;
         let health = Arc::new(Health::default());
@@ -86,6 +87,7 @@ impl Db {
         let mut threads = Vec::with_capacity(cores);
         let mut spawn_error = None;
         for (index, leaves) in assignment.per_core.into_iter().enumerate() {
+            let ancestors = ancestors.next().unwrap_or_default();
             let (core_shared, doorbell) = core::channel(options.queue_depth)?;
             shared.push(core_shared.clone());
             let placement = if pin {
@@ -98,7 +100,8 @@ impl Db {
                 .name(&format!("ringkv-core-{index}"))
                 .io_memory(options.io_memory_bytes)
                 .spawn(move || async move {
-                    core::run(index, leaves, options, health, core_shared, doorbell, ready).await
+                    let owned = core::Owned { leaves, ancestors };
+                    core::run(index, owned, options, health, core_shared, doorbell, ready).await
                 });
             match spawned {
                 Ok(thread) => threads.push(thread),

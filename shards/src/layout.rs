@@ -4,6 +4,9 @@
 //! DIR/LOCK                      flock'ed while a process has the database open
 //! DIR/substores/P-HHHHHHHHHHHHHHHH/   one leaf of the 16-ary hash trie, a substore:
 //!                               P = prefix bits (2 hex digits), H = hash prefix
+//! DIR/substores/.../HANDED-OVER an ancestor: a split parent handed over to its 16
+//!                               children (SplitMode::HandOver), read behind them
+//!                               until its records have moved
 //! ```
 //!
 //! A new database starts with the 16 leaves of depth 1 (prefix_bits 4), created in
@@ -25,6 +28,8 @@ pub(crate) const SUBSTORES_DIR: &str = "substores";
 const SUBSTORES_TMP_DIR: &str = "substores.tmp";
 /// A split parent renamed this way is no longer a leaf: its 16 children are.
 const RETIRED_SUFFIX: &str = ".retired";
+/// The file that makes a leaf an ancestor: the commit point of a hand-over split.
+const HANDED_OVER_FILE_NAME: &str = "HANDED-OVER";
 /// Depth of a new database's trie, in bits (16 leaves).
 const INITIAL_PREFIX_BITS: u8 = 4;
 /// The routing table covers the top ROUTE_BITS bits of the hash.
@@ -111,7 +116,13 @@ pub(crate) fn sync_dir(path: &Path) -> Result<()> {
 }
 
 /// Creates the initial trie if the database is new, then lists and checks the leaves.
+#[cfg(test)]
 pub(crate) fn leaves(dir: &Path) -> Result<Vec<Leaf>> {
+    scan(dir).map(|(leaves, _)| leaves)
+}
+
+/// [`leaves`], and the ancestors (handed-over parents) behind them.
+pub(crate) fn scan(dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
     let substores = dir.join(SUBSTORES_DIR);
     if !substores.exists() {
         let tmp = dir.join(SUBSTORES_TMP_DIR);
@@ -130,6 +141,7 @@ pub(crate) fn leaves(dir: &Path) -> Result<Vec<Leaf>> {
         sync_dir(dir)?;
     }
     let mut leaves = Vec::new();
+    let mut ancestors = Vec::new();
     let mut cleaned = false;
     for entry in std::fs::read_dir(&substores).map_err(io("listing", &substores))? {
         let entry = entry.map_err(io("listing", &substores))?;
@@ -152,11 +164,16 @@ pub(crate) fn leaves(dir: &Path) -> Result<Vec<Leaf>> {
             });
         }
         let size_bytes = dir_size(&path)?;
-        leaves.push(Leaf {
+        let leaf = Leaf {
             id,
             dir: path,
             size_bytes,
-        });
+        };
+        if leaf.dir.join(HANDED_OVER_FILE_NAME).exists() {
+            ancestors.push(leaf);
+        } else {
+            leaves.push(leaf);
+        }
     }
     // Children of a split that never committed lie inside a leaf that is still there.
     let parents: Vec<SubstoreId> = leaves.iter().map(|l| l.id).collect();
@@ -177,7 +194,34 @@ pub(crate) fn leaves(dir: &Path) -> Result<Vec<Leaf>> {
     }
     let mut leaves = kept;
     check_tiling(&substores, &mut leaves)?;
-    Ok(leaves)
+    ancestors.sort_by_key(|l| l.id.hash_prefix);
+    for ancestor in &ancestors {
+        let covered = leaves
+            .iter()
+            .filter(|l| ancestor.id.covers(l.id.hash_prefix))
+            .count();
+        if covered != 16
+            || ancestors
+                .iter()
+                .any(|a| a != ancestor && a.id.covers(ancestor.id.hash_prefix))
+        {
+            return Err(Error::Layout {
+                path: ancestor.dir.clone(),
+                what: format!("an ancestor must lie behind exactly 16 leaves; it covers {covered}"),
+            });
+        }
+    }
+    Ok((leaves, ancestors))
+}
+
+/// The commit point of a hand-over split: `parent` (whose 16 children exist) becomes
+/// an ancestor, durably, before any write reaches a child.
+pub(crate) fn hand_over(parent: &Leaf) -> Result<()> {
+    let marker = parent.dir.join(HANDED_OVER_FILE_NAME);
+    File::create(&marker)
+        .and_then(|f| f.sync_all())
+        .map_err(io("creating", &marker))?;
+    sync_dir(&parent.dir)
 }
 
 /// Creates the directories of the 16 children of `parent`, beside it.
@@ -253,22 +297,33 @@ fn check_tiling(substores: &Path, leaves: &mut [Leaf]) -> Result<()> {
 #[derive(Debug)]
 pub(crate) struct Assignment {
     pub(crate) per_core: Vec<Vec<Leaf>>,
+    /// Ancestors per core: each on the core of all the leaves it lies behind.
+    pub(crate) ancestors: Vec<Vec<Leaf>>,
     /// Core of each value of the top ROUTE_BITS bits of the hash.
     pub(crate) route: Box<[u16]>,
 }
 
 /// Balances leaves over `cores` by size. Leaves deeper than ROUTE_BITS are grouped under
-/// their ancestor at ROUTE_BITS so that one routing entry names one core.
-pub(crate) fn assign(leaves: &[Leaf], cores: usize) -> Assignment {
+/// their ancestor at ROUTE_BITS so that one routing entry names one core; the leaves
+/// behind a handed-over ancestor are grouped with it, so that one core owns them all.
+pub(crate) fn assign(leaves: &[Leaf], ancestors: &[Leaf], cores: usize) -> Assignment {
     assert!(cores > 0 && cores <= usize::from(u16::MAX));
     let route_shift = 64 - u32::from(ROUTE_BITS);
+    // The route entries a group spans: its own, or those of the ancestor it lies behind.
+    let span = |leaf: &Leaf| {
+        let unit = ancestors
+            .iter()
+            .find(|a| a.id.covers(leaf.id.hash_prefix))
+            .map_or(leaf.id, |a| a.id);
+        let first = (unit.hash_prefix >> route_shift) as usize;
+        (first, 1usize << ROUTE_BITS.saturating_sub(unit.prefix_bits))
+    };
     // Groups: (first route entry, entry count, leaves, bytes).
     let mut groups: Vec<(usize, usize, Vec<Leaf>, u64)> = Vec::new();
     for leaf in leaves {
-        let first = (leaf.id.hash_prefix >> route_shift) as usize;
-        let count = 1usize << ROUTE_BITS.saturating_sub(leaf.id.prefix_bits);
+        let (first, count) = span(leaf);
         match groups.last_mut() {
-            Some(g) if leaf.id.prefix_bits > ROUTE_BITS && g.0 == first => {
+            Some(g) if g.0 == first && g.1 == count => {
                 g.2.push(leaf.clone());
                 g.3 += leaf.size_bytes;
             }
@@ -294,7 +349,16 @@ pub(crate) fn assign(leaves: &[Leaf], cores: usize) -> Assignment {
         route.iter().all(|&c| c != u16::MAX),
         "every route entry assigned"
     );
-    Assignment { per_core, route }
+    let mut per_core_ancestors = vec![Vec::new(); cores];
+    for ancestor in ancestors {
+        let core = route[(ancestor.id.hash_prefix >> route_shift) as usize];
+        per_core_ancestors[usize::from(core)].push(ancestor.clone());
+    }
+    Assignment {
+        per_core,
+        ancestors: per_core_ancestors,
+        route,
+    }
 }
 
 #[cfg(test)]
@@ -326,7 +390,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let leaves = leaves(dir.path()).unwrap();
         for cores in 1..=5 {
-            let a = assign(&leaves, cores);
+            let a = assign(&leaves, &[], cores);
             let counts: Vec<usize> = a.per_core.iter().map(Vec::len).collect();
             assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1);
             for (core, owned) in a.per_core.iter().enumerate() {

@@ -17,6 +17,23 @@ pub enum Durability {
     Buffered,
 }
 
+/// How a substore that passed `split_threshold_bytes` becomes 16 children
+/// (ARCHITECTURE.md, "Splitting").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SplitMode {
+    /// Copy every live record into the children while writes go on, catch up with the
+    /// keys written meanwhile, freeze the parent briefly for the last ones, then retire
+    /// it. The parent's bytes are written twice before the split is done.
+    #[default]
+    Copy,
+    /// Hand the parent over at once: it stops taking puts and stays behind the children
+    /// as a read-only ancestor (deletes still reach it as tombstones); a background
+    /// task later moves only the records that no child has overwritten, then retires
+    /// it. No freeze; records overwritten before the move are never copied.
+    HandOver,
+}
+
 /// How a database is opened. Builder methods take and return `Self`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
@@ -25,6 +42,7 @@ pub struct Options {
     pub(crate) cache_bytes: u64,
     pub(crate) extent_size_bytes: u64,
     pub(crate) split_threshold_bytes: u64,
+    pub(crate) split_mode: SplitMode,
     pub(crate) flush_interval: Duration,
     pub(crate) io_memory_bytes: usize,
     pub(crate) queue_depth: usize,
@@ -71,6 +89,7 @@ impl Default for Options {
             cache_bytes: CACHE_DEFAULT_BYTES,
             extent_size_bytes: ringkv_engine::limits::EXTENT_SIZE_DEFAULT_BYTES,
             split_threshold_bytes: SPLIT_THRESHOLD_DEFAULT_BYTES,
+            split_mode: SplitMode::default(),
             flush_interval: FLUSH_INTERVAL_DEFAULT,
             io_memory_bytes: IO_MEMORY_DEFAULT_BYTES,
             queue_depth: QUEUE_DEPTH_DEFAULT,
@@ -158,6 +177,12 @@ impl Options {
     /// 1000 for requests (glommio task-queue shares). Default 50.
     pub fn compaction_shares(mut self, shares: usize) -> Self {
         self.compaction_shares = shares;
+        self
+    }
+
+    /// How substores split: [`SplitMode::Copy`] (default) or [`SplitMode::HandOver`].
+    pub fn split_mode(mut self, mode: SplitMode) -> Self {
+        self.split_mode = mode;
         self
     }
 
