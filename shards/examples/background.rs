@@ -2,6 +2,9 @@
 //! splitting run, next to the same run with both paused; space amplification after an
 //! overwrite-heavy run and after `Db::compact`; write amplification.
 //!
+//! Three runs on fresh directories, one after the other: background work paused,
+//! running with `SplitMode::Copy`, running with `SplitMode::HandOver`.
+//!
 //! `cargo run --release -p ringkv --example background [DIR] [SECONDS]`
 
 use std::sync::Arc;
@@ -9,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ringkv::{Db, Durability, Options};
+use ringkv::{Db, Durability, Options, SplitMode};
 
 const KEYS: u64 = 200_000;
 const VALUE_BYTES: usize = 200;
@@ -112,15 +115,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&base)?;
     let dir = tempfile::tempdir_in(&base)?;
     let record_bytes = (VALUE_BYTES + 16 + 20) as u64;
-    for background in [false, true] {
+    let runs = [
+        ("paused", false, SplitMode::Copy),
+        ("running, split by copy", true, SplitMode::Copy),
+        ("running, split by hand-over", true, SplitMode::HandOver),
+    ];
+    for (name, background, split_mode) in runs {
         let options = Options::default()
+            .split_mode(split_mode)
             .durability(Durability::Buffered)
             .extent_size_bytes(1 << 20)
-            .split_threshold_bytes(3 << 20)
+            .split_threshold_bytes(2 << 20)
             .cache_bytes(8 << 20)
             .background_compaction(background);
-        let name = if background { "running" } else { "paused" };
-        let db = Db::open(dir.path().join(name), options)?;
+        let db = Db::open(dir.path().join(name.replace([' ', ','], "-")), options)?;
         let value = vec![0x5a; VALUE_BYTES];
         for i in 0..KEYS {
             db.put(key(i), &value)?;
@@ -132,12 +140,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let written = storage_write_bytes() - written_before;
         let stats = db.stats()?;
         let compacted: u64 = stats.cores.iter().map(|c| c.compaction.extents).sum();
+        let leaves = stats.cores.iter().flat_map(|c| &c.leaves);
+        let ancestors = leaves.filter(|l| l.ancestor).count();
         let splits: u64 = stats.cores.iter().map(|c| c.splits).sum();
         println!("== compaction and splitting {name} ({seconds} s, {THREADS} threads, 50 % puts)");
         println!("{}", line("put", &r.put));
         println!("{}", line("get", &r.get));
         println!(
-            "extents compacted {compacted}, splits {splits}, substores {}; space amplification \
+            "extents compacted {compacted}, splits {splits}, substores {} ({ancestors} ancestors \
+             not yet moved); space amplification \
              {:.2} (disk {} MiB / live {} MiB); write amplification {:.2} ({} MiB written for {} MiB of records)",
             stats.substores,
             stats.disk_bytes as f64 / stats.live_bytes as f64,
