@@ -114,8 +114,8 @@ pub async fn verify_substore<D: Device>(
         id: expected,
         report: SubstoreReport::default(),
         index: Index::new(),
-        newest: HashMap::new(),
-        suspect: HashSet::new(),
+        newest: HashMap::default(),
+        suspect: HashSet::default(),
         progress,
     };
     if names.iter().any(|n| n == META_FILE_TMP_NAME) {
@@ -341,9 +341,9 @@ struct Verifier<'a, D: Device> {
     /// The index as opening would build it.
     index: Index,
     /// The newest record of each key among the records whose checksum matched.
-    newest: HashMap<Vec<u8>, Newest>,
+    newest: HashMap<Vec<u8>, Newest, ahash::RandomState>,
     /// Records already reported as bad (extent, offset): the index check skips them.
-    suspect: HashSet<(u64, u32)>,
+    suspect: HashSet<(u64, u32), ahash::RandomState>,
     progress: &'a mut dyn FnMut(u64),
 }
 

@@ -263,6 +263,22 @@ fn load_stops_at_a_malformed_line_and_names_it() {
 }
 
 #[test]
+fn load_keeps_the_last_line_of_a_repeated_key() {
+    let dir = tempdir();
+    let mut input = String::new();
+    let mut last = BTreeMap::new();
+    for i in 0..3000 {
+        let key = format!("k{}", i % 7 + (i / 500) % 3);
+        input += &format!("{{\"key\":\"{key}\",\"value\":\"{i}\"}}\n");
+        last.insert(key.into_bytes(), i.to_string().into_bytes());
+    }
+    let out = ringkv_in(&["load", path(dir.path())], input.as_bytes());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "loaded 3000 entries\n");
+    assert_eq!(entries(dir.path()), last);
+}
+
+#[test]
 fn get_put_del_and_their_exit_codes() {
     let dir = tempdir();
     let d = path(dir.path());

@@ -14,10 +14,14 @@
 //! reads either form for each field, skips blank lines, and refuses anything else with
 //! the line number.
 
+use std::collections::HashSet;
 use std::fs::File;
+use std::future::Future;
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Write};
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::task::Poll;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -25,7 +29,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::{Create, Failure, OpenArgs, Outcome, open, progress};
-use ringkv::Durability;
+use ringkv::{Db, Durability, KEY_LEN_MAX, VALUE_LEN_MAX};
 
 const FORMAT_HELP: &str = "\
 Format: one JSON object per line, {\"key\": K, \"value\": V}, where K and V are each a \
@@ -176,37 +180,156 @@ pub(crate) fn load(args: &LoadArgs) -> Outcome {
         None => progress::spinner("loading"), // counts lines
     };
     let mut input = BufReader::with_capacity(1 << 16, std::io::stdin().lock());
+    let mut loader = Loader::new(&db);
     let mut line = Vec::new();
     let mut number = 0u64;
-    let mut loaded = 0u64;
     let result = loop {
         line.clear();
         let read = match input.read_until(b'\n', &mut line) {
-            Ok(0) => break Ok(()),
+            Ok(0) => break loader.flush(),
             Ok(read) => read,
             Err(source) => {
                 let what = format!("reading stdin after line {number}");
-                break Err(Failure::Io { what, source });
+                break loader.flush().and(Err(Failure::Io { what, source }));
             }
         };
         number += 1;
         bar.inc(if input_len.is_some() { read as u64 } else { 1 });
-        let (key, value) = match decode_line(&line) {
-            Ok(Some(entry)) => entry,
-            Ok(None) => continue,
-            Err(what) => break Err(Failure::Input(format!("stdin line {number}: {what}"))),
-        };
-        if let Err(e) = db.put(&key, &value) {
-            break Err(Failure::Input(format!("stdin line {number}: {e}")));
+        match decode_line(&line).and_then(|entry| entry.map(within_limits).transpose()) {
+            Ok(Some((key, value))) => {
+                if let Err(e) = loader.add(number, key, value) {
+                    break Err(e);
+                }
+            }
+            Ok(None) => {}
+            Err(what) => {
+                let bad = Failure::Input(format!("stdin line {number}: {what}"));
+                break loader.flush().and(Err(bad));
+            }
         }
-        loaded += 1;
     };
     bar.finish_and_clear();
+    let loaded = loader.loaded;
     db.close()?; // durable: everything stored before a bad line is kept
     result?;
     println!("loaded {loaded} entries");
     Ok(ExitCode::SUCCESS)
 }
+
+/// An entry the database would refuse is a bad line like any other.
+fn within_limits((key, value): Entry) -> Result<Entry, String> {
+    if key.len() > KEY_LEN_MAX {
+        return Err(format!(
+            "key is {} bytes; the limit is {KEY_LEN_MAX}",
+            key.len()
+        ));
+    }
+    if value.len() > VALUE_LEN_MAX {
+        return Err(format!(
+            "value is {} bytes; the limit is {VALUE_LEN_MAX}",
+            value.len()
+        ));
+    }
+    Ok((key, value))
+}
+
+/// Entries in flight together at most: one queue crossing each, but the cores are woken
+/// once per batch instead of once per entry.
+const LOAD_BATCH_ENTRIES: usize = 256;
+/// Key and value bytes held by one batch at most.
+const LOAD_BATCH_BYTES: usize = 8 << 20;
+
+/// Entries that go in flight together.
+#[derive(Debug, Default)]
+struct Batch {
+    /// (line number, key, value).
+    entries: Vec<(u64, Vec<u8>, Vec<u8>)>,
+    keys: HashSet<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// Whether the batch must be put before an entry with `key` and `size` bytes joins
+    /// it: it is full, or it holds the key already (the later line must win, so two
+    /// puts of one key are never in flight together).
+    fn must_flush_before(&self, key: &[u8], size: usize) -> bool {
+        self.entries.len() == LOAD_BATCH_ENTRIES
+            || (!self.entries.is_empty() && self.bytes + size > LOAD_BATCH_BYTES)
+            || self.keys.contains(key)
+    }
+
+    fn push(&mut self, line: u64, key: Vec<u8>, value: Vec<u8>) {
+        self.bytes += key.len() + value.len();
+        self.keys.insert(key.clone());
+        self.entries.push((line, key, value));
+    }
+}
+
+/// Puts entries in batches whose puts are all in flight at once.
+struct Loader<'a> {
+    db: &'a Db,
+    batch: Batch,
+    loaded: u64,
+}
+
+impl<'a> Loader<'a> {
+    fn new(db: &'a Db) -> Self {
+        Loader {
+            db,
+            batch: Batch::default(),
+            loaded: 0,
+        }
+    }
+
+    fn add(&mut self, line: u64, key: Vec<u8>, value: Vec<u8>) -> Result<(), Failure> {
+        if self.batch.must_flush_before(&key, key.len() + value.len()) {
+            self.flush()?;
+        }
+        self.batch.push(line, key, value);
+        Ok(())
+    }
+
+    /// Puts the batch; on a failure, the earliest line that failed (later lines of the
+    /// batch may have been stored).
+    fn flush(&mut self) -> Result<(), Failure> {
+        let db = self.db;
+        let mut pending: Vec<(u64, PutFuture<'_>)> = self
+            .batch
+            .entries
+            .iter()
+            .map(|(line, key, value)| (*line, Box::pin(db.put_async(key, value)) as PutFuture<'_>))
+            .collect();
+        let mut failed: Option<(u64, ringkv::Error)> = None;
+        futures_lite::future::block_on(std::future::poll_fn(|cx| {
+            pending.retain_mut(|(line, put)| match put.as_mut().poll(cx) {
+                Poll::Pending => true,
+                Poll::Ready(Ok(())) => false,
+                Poll::Ready(Err(e)) => {
+                    if failed.as_ref().is_none_or(|(first, _)| *line < *first) {
+                        failed = Some((*line, e));
+                    }
+                    false
+                }
+            });
+            if pending.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }));
+        drop(pending);
+        self.loaded += self.batch.entries.len() as u64;
+        self.batch = Batch::default();
+        match failed {
+            None => Ok(()),
+            Some((line, e)) => Err(Failure::Input(format!(
+                "stdin line {line}: {e} (lines up to {line} may have been stored)"
+            ))),
+        }
+    }
+}
+
+type PutFuture<'a> = Pin<Box<dyn Future<Output = ringkv::Result<()>> + 'a>>;
 
 #[cfg(test)]
 mod tests {
@@ -241,6 +364,21 @@ mod tests {
             round_trip(b"k", b"\xff", false),
             b"{\"key\":\"k\",\"value\":{\"base64\":\"/w==\"}}\n"
         );
+    }
+
+    #[test]
+    fn a_batch_ends_before_a_repeated_key_and_when_full() {
+        let mut batch = Batch::default();
+        batch.push(1, b"a".to_vec(), b"1".to_vec());
+        assert!(batch.must_flush_before(b"a", 2));
+        assert!(!batch.must_flush_before(b"b", 2));
+        assert!(batch.must_flush_before(b"b", LOAD_BATCH_BYTES));
+        for i in 1..LOAD_BATCH_ENTRIES {
+            batch.push(1, i.to_string().into_bytes(), Vec::new());
+        }
+        assert!(batch.must_flush_before(b"new", 0));
+        // One entry larger than the byte budget still gets a batch of its own.
+        assert!(!Batch::default().must_flush_before(b"big", LOAD_BATCH_BYTES * 2));
     }
 
     #[test]
