@@ -70,12 +70,14 @@ struct JsonReport<'a> {
 
 pub(crate) fn run(args: &VerifyArgs) -> Outcome {
     let started = Instant::now();
-    let bar = progress::bytes(0, "verifying");
+    let mut bar = None; // made once the total is known
     let report = ringkv::verify_with_progress(&args.dir, |done, total| {
-        bar.set_length(total);
+        let bar = bar.get_or_insert_with(|| progress::bytes(total, "verifying"));
         bar.set_position(done);
     });
-    bar.finish_and_clear();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let report = report?;
     if args.json {
         let json = JsonReport {
