@@ -8,7 +8,8 @@
 //! - [`hash`]: the stable routing hash;
 //! - [`device`]: the I/O seam (glommio DMA files, memory, a simulated faulty disk);
 //! - [`index`]: the in-memory index;
-//! - [`Substore`]: writes, reads, flush, recovery.
+//! - [`Substore`]: writes, reads, flush, recovery;
+//! - [`verify`]: a read-only check of every checksum and of the index against the log.
 //!
 //! ```
 //! use ringkv_engine::{Config, MemDevice, Substore, SubstoreId};
@@ -33,6 +34,7 @@ pub mod index;
 pub mod limits;
 mod recovery;
 mod substore;
+pub mod verify;
 
 pub use bytes::Bytes;
 pub use compaction::CompactionStats;

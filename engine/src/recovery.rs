@@ -389,7 +389,10 @@ impl<D: Device> Substore<D> {
 }
 
 /// The footer of a sealed extent, if the file ends with a valid one that fits.
-async fn read_footer<F: DeviceFile>(scanner: &mut Scanner<F>, len: u64) -> Result<Option<Footer>> {
+pub(crate) async fn read_footer<F: DeviceFile>(
+    scanner: &mut Scanner<F>,
+    len: u64,
+) -> Result<Option<Footer>> {
     if len < BLOCK_BYTES || len % BLOCK_BYTES != 0 {
         return Ok(None);
     }

@@ -25,11 +25,11 @@ use crate::error::{Error, Result};
 
 pub(crate) const LOCK_FILE_NAME: &str = "LOCK";
 pub(crate) const SUBSTORES_DIR: &str = "substores";
-const SUBSTORES_TMP_DIR: &str = "substores.tmp";
+pub(crate) const SUBSTORES_TMP_DIR: &str = "substores.tmp";
 /// A split parent renamed this way is no longer a leaf: its 16 children are.
-const RETIRED_SUFFIX: &str = ".retired";
+pub(crate) const RETIRED_SUFFIX: &str = ".retired";
 /// The file that makes a leaf an ancestor: the commit point of a hand-over split.
-const HANDED_OVER_FILE_NAME: &str = "HANDED-OVER";
+pub(crate) const HANDED_OVER_FILE_NAME: &str = "HANDED-OVER";
 /// Depth of a new database's trie, in bits (16 leaves).
 const INITIAL_PREFIX_BITS: u8 = 4;
 /// The routing table covers the top ROUTE_BITS bits of the hash.
@@ -79,7 +79,7 @@ pub(crate) fn leaf_dir_name(id: &SubstoreId) -> String {
     format!("{:02x}-{:016x}", id.prefix_bits, id.hash_prefix)
 }
 
-fn parse_leaf_dir_name(name: &str) -> Option<(u8, u64)> {
+pub(crate) fn parse_leaf_dir_name(name: &str) -> Option<(u8, u64)> {
     let (bits, prefix) = name.split_once('-')?;
     if bits.len() != 2 || prefix.len() != 16 {
         return None;
@@ -268,7 +268,7 @@ fn dir_size(path: &Path) -> Result<u64> {
 }
 
 /// The leaves must cover every hash exactly once.
-fn check_tiling(substores: &Path, leaves: &mut [Leaf]) -> Result<()> {
+pub(crate) fn check_tiling(substores: &Path, leaves: &mut [Leaf]) -> Result<()> {
     leaves.sort_by_key(|l| l.id.hash_prefix);
     let mut next: u128 = 0;
     for leaf in leaves.iter() {

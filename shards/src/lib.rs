@@ -32,6 +32,7 @@ mod db;
 mod error;
 mod layout;
 mod options;
+mod verify;
 
 pub use bytes::Bytes;
 pub use core::{CoreStats, LeafStats, Update};
@@ -44,7 +45,9 @@ pub use options::{
     SPLIT_THRESHOLD_DEFAULT_BYTES, SplitMode,
 };
 pub use ringkv_engine::limits::{KEY_LEN_MAX, VALUE_LEN_MAX};
+pub use ringkv_engine::verify::{Finding, SubstoreReport};
 pub use ringkv_engine::{CompactionStats, SubstoreStats};
+pub use verify::{LeafReport, VerifyReport, verify, verify_with_progress};
 
 /// The README's examples compile and run as doctests.
 #[doc = include_str!("../../README.md")]

@@ -173,6 +173,17 @@ fn deletes_and_puts_behind_an_ancestor_survive_reopens_and_the_move() {
     };
     check(&db, &model, "behind the ancestor");
     db.close().unwrap();
+    let report = ringkv::verify(dir.path()).unwrap();
+    assert!(
+        report.is_ok(),
+        "{:?}",
+        report.problems().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        report.leaves.len(),
+        32,
+        "31 leaves and the ancestor are verified"
+    );
     let db = Db::open(dir.path(), quiet(1)).unwrap();
     check(&db, &model, "reopened behind the ancestor");
     db.compact().unwrap(); // moves the rest and retires the ancestor

@@ -1,17 +1,20 @@
 //! `ringkv`: tools over a data directory, and `ringkv serve`, a Redis-protocol server.
 //!
 //! Each subcommand lives in its own module; this file only parses the command line and
-//! dispatches.
+//! dispatches. The data-directory commands are in [`cli`].
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ringkv",
     version,
-    about = "ringkv: data-directory tools and a Redis-protocol server"
+    about = "ringkv: data-directory tools and a Redis-protocol server",
+    after_help = cli::EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -22,6 +25,8 @@ struct Cli {
 enum Command {
     /// Prints this build's version and the on-disk format version it reads and writes.
     Version,
+    #[command(flatten)]
+    Data(cli::DataCommand),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +40,6 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Data(command) => cli::run(command),
     }
 }

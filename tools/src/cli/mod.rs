@@ -1,0 +1,141 @@
+//! The data-directory commands of `ringkv`: stats, verify, compact, get, put, del, dump
+//! and load. Each opens the database in a directory for the length of one command
+//! (`verify` does not open it: it reads the files), so none of them can run while another
+//! process, a `ringkv serve` say, holds the directory: the library's lock refuses it.
+//!
+//! Exit codes are the same for every command: 0 done (or found), 1 a negative answer (a
+//! missing key for `get`, problems found by `verify`), 2 an error.
+
+mod dump;
+mod kv;
+mod progress;
+mod stats;
+mod text;
+mod verify;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use ringkv::{Db, Durability, Options};
+
+/// A negative answer: `get` found no value, `verify` found problems.
+pub(crate) const EXIT_NEGATIVE: u8 = 1;
+/// Something went wrong: bad arguments or input, a locked directory, an I/O error.
+pub(crate) const EXIT_ERROR: u8 = 2;
+
+/// The exit codes, for `--help`.
+pub(crate) const EXIT_CODES_HELP: &str = "\
+Exit codes: 0 done or found; 1 a negative answer (get: no such key; verify: problems \
+found); 2 an error (bad arguments or input, a directory another process has open, I/O).";
+
+/// The name of the directory of leaves inside a database (`shards/src/layout.rs`).
+const SUBSTORES_DIR: &str = "substores";
+
+/// The data-directory commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DataCommand {
+    Stats(stats::StatsArgs),
+    Verify(verify::VerifyArgs),
+    Compact(kv::CompactArgs),
+    Get(kv::GetArgs),
+    Put(kv::PutArgs),
+    Del(kv::DelArgs),
+    Dump(dump::DumpArgs),
+    Load(dump::LoadArgs),
+}
+
+/// Runs one command and maps its outcome to an exit code, printing errors on stderr.
+pub(crate) fn run(command: DataCommand) -> ExitCode {
+    let outcome = match command {
+        DataCommand::Stats(args) => stats::run(&args),
+        DataCommand::Verify(args) => verify::run(&args),
+        DataCommand::Compact(args) => kv::compact(&args),
+        DataCommand::Get(args) => kv::get(&args),
+        DataCommand::Put(args) => kv::put(&args),
+        DataCommand::Del(args) => kv::del(&args),
+        DataCommand::Dump(args) => dump::dump(&args),
+        DataCommand::Load(args) => dump::load(&args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("ringkv: {failure}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The library said no.
+    Db(ringkv::Error),
+    /// Bad arguments or input, said plainly.
+    Input(String),
+    /// Reading input or writing output failed.
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Db(e @ ringkv::Error::Locked { .. }) => write!(
+                f,
+                "{e}. Stop the program that has it open (a running `ringkv serve`?) and try \
+                 again."
+            ),
+            Failure::Db(e) => write!(f, "{e}"),
+            Failure::Input(what) => write!(f, "{what}"),
+            Failure::Io { what, source } => write!(f, "{what}: {source}"),
+        }
+    }
+}
+
+impl From<ringkv::Error> for Failure {
+    fn from(e: ringkv::Error) -> Self {
+        Failure::Db(e)
+    }
+}
+
+pub(crate) type Outcome = Result<ExitCode, Failure>;
+
+/// The database directory and how to open it; shared by the commands that open one.
+#[derive(Debug, Args)]
+pub(crate) struct OpenArgs {
+    /// The database directory.
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+    /// Cores (executor threads) to open the database with. Each takes 1 MiB of locked
+    /// memory; data never moves whatever the count.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) cores: u16,
+}
+
+/// Whether `open` may create a database that does not exist yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Create {
+    Yes,
+    No,
+}
+
+/// Opens the database for one command: few cores, no background compaction (the
+/// command is short; `compact` compacts on demand).
+pub(crate) fn open(args: &OpenArgs, create: Create, durability: Durability) -> Result<Db, Failure> {
+    if create == Create::No && !args.dir.join(SUBSTORES_DIR).is_dir() {
+        return Err(Failure::Input(format!(
+            "{} is not a ringkv database (no {SUBSTORES_DIR}/ directory in it)",
+            args.dir.display()
+        )));
+    }
+    let options = Options::default()
+        .cores(usize::from(args.cores))
+        .background_compaction(false)
+        .durability(durability);
+    Ok(Db::open(&args.dir, options)?)
+}
