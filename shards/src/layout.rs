@@ -155,9 +155,11 @@ pub(crate) fn scan(dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
         let Some((bits, prefix)) = name.to_str().and_then(parse_leaf_dir_name) else {
             continue;
         };
-        let id = leaf_id(bits, prefix);
         let path = entry.path();
-        if bits > 64 || bits % 4 != 0 || leaf_dir_name(&id) != name.to_string_lossy() {
+        // Prefix bits are checked before they are used to shift.
+        let valid = bits <= 64 && bits % 4 == 0;
+        let id = leaf_id(bits.min(64), prefix);
+        if !valid || leaf_dir_name(&id) != name.to_string_lossy() {
             return Err(Error::Layout {
                 path,
                 what: "not a valid leaf name".into(),
@@ -426,6 +428,18 @@ mod tests {
         std::fs::create_dir(&retired).unwrap();
         assert_eq!(super::leaves(dir.path()).unwrap(), after);
         assert!(!retired.exists());
+    }
+
+    #[test]
+    fn a_leaf_name_with_too_many_prefix_bits_is_a_layout_error() {
+        let dir = tempfile::tempdir().unwrap();
+        leaves(dir.path()).unwrap();
+        let bad = dir.path().join(SUBSTORES_DIR).join("48-0000000000000000");
+        std::fs::create_dir(bad).unwrap();
+        assert!(matches!(
+            super::leaves(dir.path()),
+            Err(Error::Layout { .. })
+        ));
     }
 
     #[test]
