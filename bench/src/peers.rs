@@ -54,13 +54,10 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 
 /// Whether peer `name` was built into this binary (its cargo feature).
 pub fn built_in(name: &str) -> bool {
-    match name {
-        "rocksdb" => cfg!(feature = "rocksdb"),
-        "fjall" => cfg!(feature = "fjall"),
-        "redb" => cfg!(feature = "redb"),
-        "lmdb" => cfg!(feature = "lmdb"),
-        _ => false,
-    }
+    (name == "rocksdb" && cfg!(feature = "rocksdb"))
+        || (name == "fjall" && cfg!(feature = "fjall"))
+        || (name == "redb" && cfg!(feature = "redb"))
+        || (name == "lmdb" && cfg!(feature = "lmdb"))
 }
 
 /// Opens peer `name` in `dir`, or says why it cannot.
