@@ -3,7 +3,10 @@
 
 pub mod device;
 pub mod kvlog;
+pub mod memory;
 pub mod peers;
+pub mod phase;
+pub mod plot;
 pub mod report;
 pub mod runner;
 pub mod workload;

@@ -2,16 +2,15 @@
 //! short real run of ringkv on a fresh directory under the current directory, the raw
 //! device measured beside it, a report on the terminal and in files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ringkv::Durability;
-use ringkv_bench::report::{self, OpSummary, Summary};
-use ringkv_bench::runner::{self, Engine, Ringkv, RunConfig};
-use ringkv_bench::workload::{Op, Workload};
-use ringkv_bench::{device, peers};
+use ringkv_bench::memory::{self, MemoryCgroup};
+use ringkv_bench::phase::{self, PhaseSpec};
+use ringkv_bench::plot::{self, PlotData};
+use ringkv_bench::report::{self, Interval, Summary};
+use ringkv_bench::{device, kvlog};
 
 #[derive(Parser, Debug)]
 #[command(name = "ringkv-bench", version, about = "Benchmark ringkv (and peers) with HdrHistogram tail-latency reports.", long_about = None)]
@@ -44,6 +43,17 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// One engine's phase, run by `run` in a child process (internal).
+    #[command(hide = true)]
+    Phase {
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long)]
+        result: PathBuf,
+        /// The `cgroup.procs` file of the memory cgroup to join first.
+        #[arg(long)]
+        cgroup_procs: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -52,8 +62,8 @@ struct RunArgs {
     /// read-random, overwrite, sync-writes, kvlog.
     #[arg(long, default_value = "ycsb-a,ycsb-c", value_delimiter = ',')]
     workload: Vec<String>,
-    /// Engines, comma-separated: ringkv, and rocksdb, fjall, redb when built with their
-    /// cargo features.
+    /// Engines, comma-separated: ringkv, and rocksdb, fjall, redb, lmdb when built with
+    /// their cargo features. Each runs in a child process of its own, one after the other.
     #[arg(long, default_value = "ringkv", value_delimiter = ',')]
     engines: Vec<String>,
     /// Records loaded before the workloads run.
@@ -78,13 +88,25 @@ struct RunArgs {
     target_rate: Option<f64>,
     #[arg(long, value_enum, default_value_t = DurabilityArg::Buffered)]
     durability: DurabilityArg,
-    /// Memory budget: ringkv's read cache.
-    #[arg(long, default_value_t = 64 << 20)]
-    memory_bytes: u64,
+    /// Memory budget: every engine's cache (ringkv's read cache, the peers' block or page
+    /// caches). As root, each engine also runs in a memory cgroup limited to the budget
+    /// plus --memory-headroom-bytes, and the page cache is dropped before each engine.
+    #[arg(long, alias = "memory-bytes", default_value_t = 64 << 20)]
+    memory_budget_bytes: u64,
+    /// What an engine may use beyond its cache inside its cgroup: indexes, memtables,
+    /// write buffers, the rig's own buffers.
+    #[arg(long, default_value_t = 256 << 20)]
+    memory_headroom_bytes: u64,
+    /// Run the engines without a memory cgroup even where one could be made.
+    #[arg(long)]
+    no_cgroup: bool,
+    /// Do not drop the page cache between phases even as root.
+    #[arg(long)]
+    no_drop_caches: bool,
     /// Data directory (a fresh subdirectory is made per engine).
     #[arg(long, default_value = "ringkv-bench-data")]
     dir: PathBuf,
-    /// Where summary.json and the .hgrm files go.
+    /// Where summary.json, the .hgrm files, the interval log and the plots go.
     #[arg(long)]
     report_dir: Option<PathBuf>,
     /// Records of the kvlog workload's batch (its transactions: a hundredth of that, of
@@ -105,158 +127,115 @@ fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn progress(quiet: bool, len: u64, message: String) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if quiet {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    if let Ok(style) = ProgressStyle::with_template("{msg:<28} [{bar:40}] {percent:>3}% {elapsed}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(message);
-    bar
+/// The bytes the largest data set of the run takes (keys and values only).
+fn dataset_bytes(args: &RunArgs, has_workloads: bool) -> u64 {
+    let workloads = if has_workloads {
+        args.keys * (args.key_bytes + args.value_bytes) as u64
+    } else {
+        0
+    };
+    let kvlog = if args.workload.iter().any(|w| w == "kvlog") {
+        let records = args.kvlog_records + args.kvlog_records / 100 * kvlog::TRANSACTION_ITEMS;
+        records * (kvlog::KEY_BYTES + kvlog::VALUE_BYTES) as u64
+    } else {
+        0
+    };
+    workloads.max(kvlog)
 }
 
-fn open_engine(
-    name: &str,
-    dir: &std::path::Path,
+/// Everything the engines' phases measured, merged.
+#[derive(Default)]
+struct Collected {
+    summary: Summary,
+    plots: PlotData,
+    intervals: Vec<Interval>,
+    failures: Vec<String>,
+}
+
+fn collect(into: &mut Collected, engine: &str, result: phase::PhaseResult) -> Result<(), String> {
+    into.summary.results.extend(result.results);
+    into.summary.kvlog.extend(result.kvlog);
+    into.summary.notes.extend(result.notes);
+    for h in result.histograms {
+        let histogram = report::from_base64(&h.base64)?;
+        into.plots
+            .histograms
+            .push((engine.to_owned(), h.workload, h.op, histogram));
+    }
+    for (workload, per_second) in result.throughput {
+        into.plots
+            .throughput
+            .push((engine.to_owned(), workload, per_second));
+    }
+    for i in result.intervals {
+        into.intervals.push(Interval {
+            tag: format!("{engine}/{}/{}", i.workload, i.op),
+            start_unix_s: i.start_unix_s,
+            duration_s: i.duration_s,
+            histogram: report::from_base64(&i.base64)?,
+        });
+    }
+    Ok(())
+}
+
+/// Runs each engine's phase in its own child process (and cgroup where possible).
+fn run_engines(
     args: &RunArgs,
-) -> Result<Box<dyn Engine>, String> {
-    let (durability, sync) = match args.durability {
-        DurabilityArg::Sync => (Durability::Sync, true),
-        DurabilityArg::Buffered => (Durability::Buffered, false),
-    };
-    match name {
-        "ringkv" => Ok(Box::new(Ringkv::open(dir, durability, args.memory_bytes)?)),
-        peer => peers::open(peer, dir, sync, args.memory_bytes),
-    }
-}
-
-fn run(args: RunArgs) -> Result<(), String> {
-    let stamp = unix_seconds();
-    let report_dir = args
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("bench-report-{stamp}")));
+    workloads: &[String],
+    plan: &memory::Plan,
+    data_root: &Path,
+    into: &mut Collected,
+) -> Result<(), String> {
     let kvlog = args.workload.iter().any(|w| w == "kvlog");
-    let workloads: Vec<Workload> = args
-        .workload
-        .iter()
-        .filter(|w| *w != "kvlog")
-        .map(|w| {
-            Workload::by_name(w)
-                .ok_or_else(|| format!("unknown workload {w} (ycsb-e needs range scans)"))
-        })
-        .collect::<Result<_, _>>()?;
-    let config = RunConfig {
-        keys: args.keys,
-        key_bytes: args.key_bytes,
-        value_bytes: args.value_bytes,
-        threads: args.threads,
-        duration: Duration::from_secs(args.duration_s),
-        warmup: Duration::from_secs(args.warmup_s),
-        target_rate: args.target_rate,
-    };
-    let mut summary = Summary::default();
-    let mut histograms = Vec::new();
-    let data_root = args.dir.join(format!("run-{stamp}"));
-    if kvlog {
-        for engine_name in &args.engines {
-            let dir = data_root.join(format!("{engine_name}-kvlog"));
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let bar = progress(args.quiet, 0, format!("{engine_name}: kvlog"));
-            bar.tick();
-            let open = || open_engine(engine_name, &dir, &args);
-            let size = || peers::dir_bytes(&dir);
-            let records = args.kvlog_records;
-            let result =
-                ringkv_bench::kvlog::run(engine_name, records, records / 100, &open, &size)?;
-            bar.finish_and_clear();
-            summary.kvlog.push(result);
-        }
-    }
-    for engine_name in args.engines.iter().filter(|_| !workloads.is_empty()) {
-        let dir = data_root.join(engine_name);
+    for engine in &args.engines {
+        let dir = data_root.join(engine);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let engine = open_engine(engine_name, &dir, &args)?;
-        let bar = progress(
-            args.quiet,
-            config.keys,
-            format!("{engine_name}: load {} keys", config.keys),
-        );
-        let (fill, seconds) = runner::load(engine.as_ref(), &config, &bar)?;
-        bar.finish_and_clear();
-        summary.results.push(OpSummary::new(
-            engine_name,
-            "load",
-            "insert",
-            &fill,
-            seconds,
-        ));
-        histograms.push((format!("{engine_name}-load-insert"), fill));
-        for workload in &workloads {
-            let total_ms = (config.warmup + config.duration).as_millis() as u64;
-            let bar = progress(
-                args.quiet,
-                total_ms,
-                format!("{engine_name}: {}", workload.name),
-            );
-            let result = runner::run(engine.as_ref(), workload, &config, &bar)?;
-            bar.finish_and_clear();
-            let mut ops: Vec<(Op, _)> = result.histograms.into_iter().collect();
-            ops.sort_by_key(|(op, _)| op.name());
-            for (op, h) in ops {
-                summary.results.push(OpSummary::new(
-                    engine_name,
-                    workload.name,
-                    op.name(),
-                    &h,
-                    result.seconds,
-                ));
-                histograms.push((format!("{engine_name}-{}-{}", workload.name, op.name()), h));
+        if plan.drop_caches {
+            memory::drop_caches()?;
+        }
+        let cgroup = match (&plan.controller, plan.cgroup_limit_bytes) {
+            (Some(controller), Some(limit)) => {
+                let name = format!("ringkv-bench-{}-{engine}", std::process::id());
+                Some(MemoryCgroup::create(controller, &name, limit)?)
             }
-            summary.notes.push(format!(
-                "{engine_name} {}: operations per second, second by second: {:?}",
-                workload.name, result.per_second
+            _ => None,
+        };
+        let spec = PhaseSpec {
+            engine: engine.clone(),
+            workloads: workloads.to_vec(),
+            kvlog_records: kvlog.then_some(args.kvlog_records),
+            keys: args.keys,
+            key_bytes: args.key_bytes,
+            value_bytes: args.value_bytes,
+            threads: args.threads,
+            duration_s: args.duration_s,
+            warmup_s: args.warmup_s,
+            target_rate: args.target_rate,
+            sync: matches!(args.durability, DurabilityArg::Sync),
+            memory_budget_bytes: args.memory_budget_bytes,
+            dir,
+            drop_caches: plan.drop_caches,
+            quiet: args.quiet,
+        };
+        match phase::spawn(&spec, data_root, cgroup.as_ref()) {
+            Ok(result) => collect(into, engine, result)?,
+            Err(e) => {
+                eprintln!("ringkv-bench: {e}; going on with the other engines");
+                into.failures.push(e);
+            }
+        }
+        if let Some(cgroup) = &cgroup {
+            into.summary.notes.push(format!(
+                "{engine}: ran in a memory cgroup limited to {} MiB; peak charged (heap and page cache) {} MiB",
+                cgroup.limit_bytes().unwrap_or(0) >> 20,
+                cgroup.peak_bytes().unwrap_or(0) >> 20
             ));
         }
-        summary.notes.push(format!(
-            "{engine_name}: {} MiB on disk after the run",
-            engine.disk_bytes() >> 20
-        ));
-        engine.close()?;
     }
-    if args.engines.iter().any(|e| e != "ringkv") {
-        summary.notes.push(
-            "peers use buffered I/O and the OS page cache, which this run does not limit: \
-             with a dataset that fits in memory their reads measure memory, ringkv's (direct I/O) \
-             its own cache and the device"
-                .to_owned(),
-        );
-        eprintln!(
-            "ringkv-bench: warning: {}",
-            summary.notes.last().expect("just pushed")
-        );
-    }
-    if !args.no_device {
-        let bar = progress(args.quiet, 0, "raw device".to_owned());
-        bar.tick();
-        let device = device::measure(&args.dir, 256 << 20, Duration::from_secs(3))
-            .map_err(|e| format!("measuring the device under {}: {e}", args.dir.display()))?;
-        bar.finish_and_clear();
-        let record_bytes = (args.key_bytes + args.value_bytes) as f64;
-        for r in &mut summary.results {
-            r.percent_of_device = Some(match r.op.as_str() {
-                "read" | "rmw" => 100.0 * r.throughput_ops / device.random_read_4k_qd64_iops,
-                _ => {
-                    100.0 * r.throughput_ops * record_bytes
-                        / (device.sequential_write_mib_s * (1 << 20) as f64)
-                }
-            });
-        }
-        summary.device = Some(device);
-    }
+    Ok(())
+}
+
+fn print_report(summary: &Summary) {
     print!("{}", report::table(&summary.results));
     for k in &summary.kvlog {
         println!(
@@ -288,21 +267,107 @@ fn run(args: RunArgs) -> Result<(), String> {
             d.write_4k_fdatasync_p99_us
         );
     }
-    report::write(&report_dir, &summary, &histograms)
-        .map_err(|e| format!("{}: {e}", report_dir.display()))?;
+}
+
+fn write_reports(report_dir: &Path, collected: &Collected) -> Result<usize, String> {
+    let in_dir = |e: String| format!("{}: {e}", report_dir.display());
+    let histograms: Vec<(String, hdrhistogram::Histogram<u64>)> = collected
+        .plots
+        .histograms
+        .iter()
+        .map(|(engine, workload, op, h)| (format!("{engine}-{workload}-{op}"), h.clone()))
+        .collect();
+    report::write(report_dir, &collected.summary, &histograms)
+        .map_err(|e| in_dir(e.to_string()))?;
+    if !collected.intervals.is_empty() {
+        let log = report::interval_log(&collected.intervals)?;
+        std::fs::write(report_dir.join("latency.hlog"), log).map_err(|e| in_dir(e.to_string()))?;
+    }
+    let plots = plot::write_all(report_dir, &collected.plots)?;
+    Ok(plots.len())
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let stamp = unix_seconds();
+    let report_dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("bench-report-{stamp}")));
+    let workloads: Vec<String> = args
+        .workload
+        .iter()
+        .filter(|w| *w != "kvlog")
+        .cloned()
+        .collect();
+    for w in &workloads {
+        if ringkv_bench::workload::Workload::by_name(w).is_none() {
+            return Err(format!("unknown workload {w} (ycsb-e needs range scans)"));
+        }
+    }
+    for engine in &args.engines {
+        phase::check_engine(engine)?;
+    }
+    let mut facts = memory::Facts::gather();
+    if args.no_cgroup {
+        facts.controller = Err("--no-cgroup".to_owned());
+    }
+    let mut plan = memory::plan(
+        &facts,
+        args.memory_budget_bytes,
+        args.memory_headroom_bytes,
+        dataset_bytes(&args, !workloads.is_empty()),
+    );
+    plan.drop_caches &= !args.no_drop_caches;
+    let mut collected = Collected::default();
+    for warning in &plan.warnings {
+        eprintln!("ringkv-bench: warning: {warning}");
+        collected.summary.notes.push(format!("warning: {warning}"));
+    }
+    let data_root = args.dir.join(format!("run-{stamp}"));
+    std::fs::create_dir_all(&data_root).map_err(|e| format!("{}: {e}", data_root.display()))?;
+    run_engines(&args, &workloads, &plan, &data_root, &mut collected)?;
+    if !args.no_device {
+        let bar = phase::progress(args.quiet, 0, "raw device".to_owned());
+        bar.tick();
+        let device = device::measure(&args.dir, 256 << 20, Duration::from_secs(3))
+            .map_err(|e| format!("measuring the device under {}: {e}", args.dir.display()))?;
+        bar.finish_and_clear();
+        let record_bytes = (args.key_bytes + args.value_bytes) as f64;
+        for r in &mut collected.summary.results {
+            r.percent_of_device = Some(match r.op.as_str() {
+                "read" | "rmw" => 100.0 * r.throughput_ops / device.random_read_4k_qd64_iops,
+                _ => {
+                    100.0 * r.throughput_ops * record_bytes
+                        / (device.sequential_write_mib_s * (1 << 20) as f64)
+                }
+            });
+        }
+        collected.summary.device = Some(device);
+    }
+    print_report(&collected.summary);
+    let plots = write_reports(&report_dir, &collected)?;
     println!(
-        "reports: {}/summary.json and {} .hgrm files",
+        "reports: {}/summary.json, {} .hgrm files, latency.hlog (interval log), {plots} plots (SVG and PNG)",
         report_dir.display(),
-        histograms.len()
+        collected.plots.histograms.len()
     );
     std::fs::remove_dir_all(&data_root).map_err(|e| format!("{}: {e}", data_root.display()))?;
-    Ok(())
+    if collected.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(collected.failures.join("; "))
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::Run(args)) => run(args),
+        Some(Command::Phase {
+            spec,
+            result,
+            cgroup_procs,
+        }) => phase::child_main(&spec, &result, cgroup_procs.as_deref()),
         Some(Command::Device { dir, mib, seconds }) => {
             device::measure(&dir, mib << 20, Duration::from_secs(seconds))
                 .map(|d| println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default()))

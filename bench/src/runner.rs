@@ -1,13 +1,18 @@
 //! Runs a workload against an engine: load, warm-up, measured phase, with one
 //! HdrHistogram per thread and operation merged at the end, and optional open-loop
 //! pacing whose latency counts from each request's intended start time (so queueing
-//! behind a slow request is not hidden: coordinated omission is corrected).
+//! behind a slow request is not hidden: coordinated omission is corrected). Each thread
+//! also cuts its measurements into one-second interval histograms (kept encoded, a few
+//! hundred bytes each, so a long run does not grow the rig's memory), merged per
+//! second and operation at the end: the interval log and the throughput plot.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 
 use hdrhistogram::Histogram;
 use ringkv::{Db, Durability, Options};
@@ -85,12 +90,64 @@ pub struct RunConfig {
 pub struct RunResult {
     pub seconds: f64,
     pub histograms: HashMap<Op, Histogram<u64>>,
-    /// Completed operations per second, second by second.
+    /// Completed operations per second, second by second (whole measured seconds).
     pub per_second: Vec<u64>,
+    /// One histogram per measured second (counted from `started_unix_s`) and operation,
+    /// in order; together they hold exactly what `histograms` holds.
+    pub intervals: Vec<(u64, Op, Histogram<u64>)>,
+    /// When the measured phase began, seconds since the Unix epoch.
+    pub started_unix_s: f64,
 }
 
-fn new_histogram() -> Histogram<u64> {
+/// Latencies in microseconds, up to a minute, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+/// A histogram in HdrHistogram's V2 encoding (uncompressed).
+pub fn encode(h: &Histogram<u64>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    V2Serializer::new()
+        .serialize(h, &mut bytes)
+        .expect("a histogram encodes into memory");
+    bytes
+}
+
+/// The inverse of [`encode`].
+pub fn decode(bytes: &[u8]) -> Result<Histogram<u64>, String> {
+    Deserializer::new()
+        .deserialize(&mut &bytes[..])
+        .map_err(|e| format!("decoding a histogram: {e:?}"))
+}
+
+/// One thread's interval histograms: the current second's per operation, and the
+/// finished ones encoded.
+#[derive(Debug, Default)]
+struct Intervals {
+    current: HashMap<Op, (u64, Histogram<u64>)>,
+    done: Vec<(u64, Op, Vec<u8>)>,
+}
+
+impl Intervals {
+    fn record(&mut self, second: u64, op: Op, us: u64) {
+        let (at, h) = self
+            .current
+            .entry(op)
+            .or_insert_with(|| (second, new_histogram()));
+        if *at != second {
+            self.done.push((*at, op, encode(h)));
+            h.reset();
+            *at = second;
+        }
+        let _ = h.record(us.min(h.high()));
+    }
+
+    fn finish(mut self) -> Vec<(u64, Op, Vec<u8>)> {
+        for (op, (at, h)) in self.current.drain() {
+            self.done.push((at, op, encode(&h)));
+        }
+        self.done
+    }
 }
 
 /// Inserts records 0..keys from `threads` threads; returns the fill histogram and the
@@ -145,10 +202,8 @@ pub fn run(
 ) -> Result<RunResult, String> {
     let chooser = KeyChooser::new(workload.distribution, config.keys);
     let stop = AtomicBool::new(false);
-    let measuring = AtomicBool::new(false);
-    let total = config.warmup + config.duration;
-    let seconds = total.as_secs() as usize + 2;
-    let per_second: Vec<AtomicU64> = (0..seconds).map(|_| AtomicU64::new(0)).collect();
+    // Set when the warm-up ends: requests completing after it are measured.
+    let measuring: OnceLock<Instant> = OnceLock::new();
     let origin = Instant::now();
     let interval = config
         .target_rate
@@ -156,11 +211,11 @@ pub fn run(
     let results = std::thread::scope(|s| {
         let workers: Vec<_> = (0..config.threads)
             .map(|t| {
-                let (chooser, stop, measuring, per_second) =
-                    (&chooser, &stop, &measuring, &per_second);
+                let (chooser, stop, measuring) = (&chooser, &stop, &measuring);
                 s.spawn(move || {
                     let mut rng = Rng::new(0x5eed ^ t);
                     let mut histograms: HashMap<Op, Histogram<u64>> = HashMap::new();
+                    let mut intervals = Intervals::default();
                     let value = vec![0xa5; config.value_bytes];
                     let mut intended = Instant::now();
                     while !stop.load(Ordering::Relaxed) {
@@ -192,23 +247,23 @@ pub fn run(
                             }
                         }
                         let done = Instant::now();
-                        if measuring.load(Ordering::Relaxed) {
+                        if let Some(measure_started) = measuring.get() {
                             let us = done.duration_since(start).as_micros().max(1) as u64;
                             let h = histograms.entry(op).or_insert_with(new_histogram);
                             let _ = h.record(us.min(h.high()));
-                            let second = done.duration_since(origin).as_secs() as usize;
-                            if let Some(slot) = per_second.get(second) {
-                                slot.fetch_add(1, Ordering::Relaxed);
-                            }
+                            let second = done.saturating_duration_since(*measure_started);
+                            intervals.record(second.as_secs(), op, us);
                         }
                     }
-                    Ok::<_, String>(histograms)
+                    Ok::<_, String>((histograms, intervals.finish()))
                 })
             })
             .collect();
         std::thread::sleep(config.warmup);
-        measuring.store(true, Ordering::Relaxed);
-        let measure_started = Instant::now();
+        let started_unix_s = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let measure_started = *measuring.get_or_init(Instant::now);
         while measure_started.elapsed() < config.duration {
             std::thread::sleep(Duration::from_millis(100).min(config.duration));
             progress.set_position(origin.elapsed().as_millis() as u64);
@@ -219,30 +274,44 @@ pub fn run(
             .into_iter()
             .map(|w| w.join().expect("worker thread"))
             .collect();
-        (measured, results)
+        (measured, started_unix_s, results)
     });
-    let (measured, per_thread) = results;
+    let (measured, started_unix_s, per_thread) = results;
     let mut histograms: HashMap<Op, Histogram<u64>> = HashMap::new();
+    let mut intervals: BTreeMap<(u64, &'static str), (Op, Histogram<u64>)> = BTreeMap::new();
     for thread in per_thread {
-        for (op, h) in thread? {
+        let (thread_histograms, thread_intervals) = thread?;
+        for (op, h) in thread_histograms {
             histograms
                 .entry(op)
                 .or_insert_with(new_histogram)
                 .add(h)
                 .map_err(|e| e.to_string())?;
         }
+        for (second, op, bytes) in thread_intervals {
+            intervals
+                .entry((second, op.name()))
+                .or_insert_with(|| (op, new_histogram()))
+                .1
+                .add(decode(&bytes)?)
+                .map_err(|e| e.to_string())?;
+        }
     }
-    let skip = config.warmup.as_secs() as usize;
-    let per_second = per_second
-        .iter()
-        .skip(skip)
-        .take(config.duration.as_secs() as usize)
-        .map(|c| c.load(Ordering::Relaxed))
-        .collect();
+    let mut per_second = vec![0; config.duration.as_secs() as usize];
+    for (&(second, _), (_, h)) in &intervals {
+        if let Some(slot) = per_second.get_mut(second as usize) {
+            *slot += h.len();
+        }
+    }
     Ok(RunResult {
         seconds: measured,
         histograms,
         per_second,
+        intervals: intervals
+            .into_iter()
+            .map(|((second, _), (op, h))| (second, op, h))
+            .collect(),
+        started_unix_s,
     })
 }
 

@@ -1,4 +1,7 @@
-//! A few seconds of the real binary: ringkv only, YCSB A, reports written and readable.
+//! A few seconds of the real binary: ringkv only, YCSB A, reports written and readable:
+//! the interval log reads back with the hdrhistogram crate's own parser and its
+//! intervals add up to the run's totals, the plots exist, and (where the run could make
+//! one, as root) no memory cgroup is left behind.
 
 use std::process::Command;
 
@@ -32,8 +35,12 @@ fn a_short_run_writes_a_summary_with_the_fixed_fields() {
         .arg(dir.path().join("data"))
         .arg("--report-dir")
         .arg(&report)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = out.id();
+    let out = out.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -59,6 +66,50 @@ fn a_short_run_writes_a_summary_with_the_fixed_fields() {
     let hgrm = std::fs::read_to_string(report.join("ringkv-ycsb-a-read.hgrm")).unwrap();
     let rows = ringkv_bench::report::parse_hgrm(&hgrm);
     assert!(rows.last().unwrap().1 == 1.0);
+    // The interval log: one histogram per second and operation, adding up to the totals.
+    let log = std::fs::read(report.join("latency.hlog")).unwrap();
+    let intervals = ringkv_bench::report::read_interval_log(&log).unwrap();
+    assert!(intervals.len() >= 2 * 3, "{} intervals", intervals.len());
+    for r in results.iter().filter(|r| r["workload"] == "ycsb-a") {
+        let tag = format!("ringkv/ycsb-a/{}", r["op"].as_str().unwrap());
+        let counted: u64 = intervals
+            .iter()
+            .filter(|i| i.tag == tag)
+            .map(|i| i.histogram.len())
+            .sum();
+        assert_eq!(counted, r["operations"].as_u64().unwrap(), "{tag}");
+    }
+    assert!(
+        intervals
+            .iter()
+            .all(|i| i.start_unix_s > 1.6e9 && i.duration_s == 1.0)
+    );
+    // The plots, as SVG and PNG.
+    for stem in [
+        "latency-ycsb-a-read",
+        "latency-ycsb-a-update",
+        "throughput-ycsb-a",
+    ] {
+        for ext in ["svg", "png"] {
+            let path = report.join(format!("{stem}.{ext}"));
+            assert!(
+                std::fs::metadata(&path).unwrap().len() > 1000,
+                "{}",
+                path.display()
+            );
+        }
+    }
+    // No memory cgroup of this run is left (they are named after the rig's pid).
+    if let Ok(controller) = ringkv_bench::memory::find_controller() {
+        let prefix = format!("ringkv-bench-{pid}-");
+        let left: Vec<_> = std::fs::read_dir(&controller.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
     // The data directory of the run is removed afterwards.
     assert_eq!(
         std::fs::read_dir(dir.path().join("data")).unwrap().count(),
