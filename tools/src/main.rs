@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod server;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ringkv",
@@ -22,6 +24,8 @@ struct Cli {
 enum Command {
     /// Prints this build's version and the on-disk format version it reads and writes.
     Version,
+    /// Serves the database over the Redis protocol (RESP2/RESP3), one listener per core.
+    Serve(Box<server::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +39,6 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Serve(args) => server::run(*args),
     }
 }
