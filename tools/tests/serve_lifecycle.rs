@@ -188,6 +188,22 @@ fn a_config_file_sets_what_flags_set_and_metrics_are_served() {
 }
 
 #[test]
+fn a_restart_takes_the_same_port_while_the_last_connections_close() {
+    let dir = tempdir();
+    let server = Server::start(dir.path(), &[]);
+    let port = server.port.to_string();
+    // Clients that stay connected: the server closes first, so its side of each
+    // connection lingers (FIN-WAIT) after it exits, holding the port.
+    let clients: Vec<_> = (0..4).map(|_| server.client()).collect();
+    assert_eq!(server.signal(Signal::SIGTERM).code(), Some(0));
+    let server = Server::start(dir.path(), &["--port", &port]);
+    let mut c = server.client();
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    drop(clients);
+}
+
+#[test]
 fn a_second_server_cannot_take_the_same_port_or_directory() {
     let dir = tempdir();
     let other = tempdir();

@@ -147,8 +147,7 @@ fn start_listeners(db: &ringkv::Db, shared: &Arc<Shared>, addr: SocketAddr) -> R
         let (ready_tx, ready_rx) = mpsc::channel();
         let shared = shared.clone();
         db.spawn_on_core(core, move |local| async move {
-            // glommio's bind sets SO_REUSEPORT: every core listens on the same port.
-            match TcpListener::bind(addr) {
+            match listen(addr) {
                 Ok(listener) => {
                     let _ = ready_tx.send(Ok(()));
                     accept_loop(Rc::new(CoreCtx::new(local, shared)), listener).await;
@@ -167,6 +166,37 @@ fn start_listeners(db: &ringkv::Db, shared: &Arc<Shared>, addr: SocketAddr) -> R
     }
     Ok(())
 }
+
+/// A listening socket on `addr` for this core's executor, with SO_REUSEPORT (every core
+/// listens on the same port; the kernel spreads connections) and SO_REUSEADDR (a
+/// restart can bind while the last run's connections are still closing, as Redis
+/// can). glommio's own `TcpListener::bind` sets only the first.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, setsockopt, socket,
+        sockopt,
+    };
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, IntoRawFd as _};
+    let family = if addr.is_ipv6() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    nix::sys::socket::listen(
+        &fd,
+        Backlog::new(LISTEN_BACKLOG).map_err(std::io::Error::from)?,
+    )?;
+    // SAFETY: `fd` is a bound, listening TCP socket that nothing else refers to;
+    // `into_raw_fd` gives up our ownership, and the listener closes it when dropped.
+    Ok(unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) })
+}
+
+/// Pending connections per listener, as Redis's default `tcp-backlog`.
+const LISTEN_BACKLOG: i32 = 511;
 
 /// Accepts connections on one core until the server stops.
 async fn accept_loop(ctx: Rc<CoreCtx>, listener: TcpListener) {

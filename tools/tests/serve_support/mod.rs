@@ -30,18 +30,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a 2-core server on a free port over `dir`, with `extra` flags.
+    /// Starts a server over `dir` with `extra` flags: 2 cores and a free port unless
+    /// `extra` says otherwise.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
         Self::try_start(dir, extra).unwrap_or_else(|e| panic!("starting ringkv serve: {e}"))
     }
 
     pub fn try_start(dir: &Path, extra: &[&str]) -> Result<Server, String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ringkv"));
-        command
-            .arg("serve")
-            .arg("--dir")
-            .arg(dir)
-            .args(["--port", "0"]);
+        command.arg("serve").arg("--dir").arg(dir);
+        if !extra.contains(&"--port") {
+            command.args(["--port", "0"]);
+        }
         if !extra.contains(&"--cores") {
             command.args(["--cores", "2"]);
         }
@@ -54,10 +54,9 @@ impl Server {
             .map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
-        let lines = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
+                let _ = tx.send(line);
             }
         });
         let (err_tx, err_rx) = mpsc::channel();
