@@ -59,14 +59,23 @@ run_all() { # label port
     bench "$1, pipelined, random keys" "$2" -t set,get -n "$n_pipelined" -P 16 -c 50 -r 1000000
 }
 
+stop_last() { # stops the server started last, so that it idles beside no other run
+    kill -TERM "${pids[-1]}"
+    wait "${pids[-1]}" 2>/dev/null || true
+}
+
 start_ringkv ringkv-sync 7301 sync
 run_all "ringkv serve, sync" 7301
+stop_last
 start_ringkv ringkv-buffered 7302 buffered
 run_all "ringkv serve, buffered" 7302
+stop_last
 start_redis redis-always 7303 always
 run_all "redis-server, appendfsync always" 7303
+stop_last
 start_redis redis-everysec 7304 everysec
 run_all "redis-server, appendfsync everysec" 7304
+stop_last
 
 for durability in sync buffered; do
     start_ringkv "tw-$durability-a" 7311 "$durability"

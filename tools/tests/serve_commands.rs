@@ -363,6 +363,25 @@ fn pipelined_commands_answer_in_order() {
     let expected: String = (0..400).map(|i| format!("{i},")).collect();
     assert_eq!(log, expected);
 
+    // Consecutive SETs of one key: only the last one's value stays, each is answered,
+    // and a read between two of them sees the one before it.
+    let mut pipe = redis::pipe();
+    for i in 0..300 {
+        pipe.cmd("SET").arg("hot").arg(i);
+        if i % 100 == 50 {
+            pipe.cmd("GET").arg("hot");
+        }
+    }
+    pipe.cmd("GET").arg("hot");
+    let replies: Vec<Value> = pipe.query(&mut c).unwrap();
+    let reads: Vec<&Value> = replies.iter().filter(|v| **v != Value::Okay).collect();
+    let want: Vec<Value> = ["50", "150", "250", "299"]
+        .iter()
+        .map(|v| Value::BulkString(v.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(reads, want.iter().collect::<Vec<_>>());
+    assert_eq!(replies.len(), 304);
+
     // One write holding many commands, answered in one stream.
     let mut raw = server.raw();
     let mut request = Vec::new();

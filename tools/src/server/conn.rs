@@ -5,7 +5,9 @@
 //! pipeline run concurrently as long as no two of them touch the same key (a command
 //! on a key already in flight first waits for everything before it); any other command
 //! waits for everything before it and runs alone. Without pipelining this is one
-//! command at a time.
+//! command at a time. One exception to "same key waits": a plain `SET k v` that follows
+//! a plain `SET k` not yet started absorbs it (only the last value is written; both are
+//! answered when it is acknowledged), as if the two had run back to back.
 //!
 //! Bounds: one request may take at most `max_input_bytes` (the parser refuses it as
 //! soon as its headers show it would not fit), and the input buffer holds at most that
@@ -17,7 +19,7 @@
 //! A command future is never dropped before it completes (the library's in-place calls
 //! count themselves in flight until they finish): only reads race with shutdown.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -25,12 +27,11 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use futures_util::StreamExt;
-use futures_util::stream::FuturesOrdered;
+use futures_util::future::join_all;
 use glommio::net::TcpStream;
 
 use super::admin::{self, After};
-use super::commands::{self, Plan};
+use super::commands::{self, Cmd, Plan};
 use super::frame::{Frame, Protocol, err};
 use super::metrics::{CoreMetrics, Kind};
 use super::resp::{self, Args, Parsed};
@@ -77,22 +78,52 @@ impl ConnState {
 
 type Pending = Pin<Box<dyn Future<Output = Frame>>>;
 
-/// Key commands in flight, in request order, and the keys they touch.
+/// One request of a run.
+enum Job {
+    /// Not started yet (futures do nothing until polled).
+    Pending(Pending),
+    /// Answered without running.
+    Answer(Frame),
+    /// A plain SET overwritten by the plain SET of the same key at this index before it
+    /// ran: it is answered with that one's reply.
+    Absorbed(usize),
+}
+
+/// Key commands to run together, in request order, and the keys they touch.
 struct Run {
-    futures: FuturesOrdered<Pending>,
-    keys: HashSet<Bytes>,
+    jobs: Vec<Job>,
+    /// Each key and the job that touches it.
+    keys: HashMap<Bytes, usize>,
+    /// Jobs that are a plain `SET key value`.
+    plain_sets: HashSet<usize>,
+    started: Instant,
 }
 
 impl Run {
     fn new() -> Run {
         Run {
-            futures: FuturesOrdered::new(),
-            keys: HashSet::new(),
+            jobs: Vec::new(),
+            keys: HashMap::new(),
+            plain_sets: HashSet::new(),
+            started: Instant::now(),
         }
     }
 
     fn admits(&self, keys: &[Bytes]) -> bool {
-        self.futures.len() < RUN_MAX && keys.iter().all(|k| !self.keys.contains(k))
+        self.jobs.len() < RUN_MAX && keys.iter().all(|k| !self.keys.contains_key(k))
+    }
+
+    /// If the job on `key` is a plain SET not yet started, marks it absorbed by the job
+    /// about to be pushed and says so.
+    fn absorb_set(&mut self, key: &Bytes) -> bool {
+        let Some(&earlier) = self.keys.get(key) else {
+            return false;
+        };
+        if self.jobs.len() >= RUN_MAX || !self.plain_sets.remove(&earlier) {
+            return false;
+        }
+        self.jobs[earlier] = Job::Absorbed(self.jobs.len());
+        true
     }
 }
 
@@ -201,23 +232,32 @@ impl Conn {
                 self.ctx
                     .metrics
                     .record(Kind::Other, std::time::Duration::ZERO);
-                run.futures.push_back(Box::pin(std::future::ready(frame)));
+                run.jobs.push(Job::Answer(frame));
                 Flow::Continue
             }
             Plan::Keyed(spec) => {
                 let keys: Vec<Bytes> = spec.key_args(&args).cloned().collect();
-                if !run.admits(&keys) {
+                // SET k a; SET k b with nothing on k between: only b is written, and
+                // both are answered when it is (write absorption). Without it, a hot
+                // key's pipelined Sync writes would wait for one commit each.
+                let plain_set = spec.cmd == Cmd::Set && args.len() == 3;
+                let absorbed = plain_set && run.absorb_set(&keys[0]);
+                if !absorbed && !run.admits(&keys) {
                     self.drain(run).await;
                 }
-                run.keys.extend(keys);
+                let index = run.jobs.len();
+                if plain_set {
+                    run.plain_sets.insert(index);
+                }
+                run.keys.extend(keys.into_iter().map(|k| (k, index)));
                 let ctx = self.ctx.clone();
-                run.futures.push_back(Box::pin(async move {
+                run.jobs.push(Job::Pending(Box::pin(async move {
                     let started = Instant::now();
                     let metrics = ctx.metrics.clone();
                     let frame = strings::execute(ctx, spec.cmd, args).await;
                     metrics.record(spec.kind, started.elapsed());
                     frame
-                }));
+                })));
                 Flow::Continue
             }
             Plan::Alone(spec) => {
@@ -236,12 +276,40 @@ impl Conn {
         }
     }
 
-    /// Waits for every command in flight and queues their replies, in order.
+    /// Runs the run's commands concurrently and queues their replies, in order.
     async fn drain(&mut self, run: &mut Run) {
-        while let Some(frame) = run.futures.next().await {
-            self.emit(frame);
-        }
+        let jobs = std::mem::take(&mut run.jobs);
         run.keys.clear();
+        run.plain_sets.clear();
+        let mut frames: Vec<Option<Frame>> = Vec::with_capacity(jobs.len());
+        let mut pending = Vec::new();
+        let mut absorbed = Vec::new();
+        for (i, job) in jobs.into_iter().enumerate() {
+            match job {
+                Job::Answer(frame) => frames.push(Some(frame)),
+                Job::Pending(future) => {
+                    frames.push(None);
+                    pending.push((i, future));
+                }
+                Job::Absorbed(by) => {
+                    frames.push(None);
+                    absorbed.push((i, by));
+                }
+            }
+        }
+        let (indexes, futures): (Vec<usize>, Vec<Pending>) = pending.into_iter().unzip();
+        for (i, frame) in indexes.into_iter().zip(join_all(futures).await) {
+            frames[i] = Some(frame);
+        }
+        // An absorbing SET comes later than the one it absorbs: resolve from the end.
+        for &(i, by) in absorbed.iter().rev() {
+            frames[i] = frames[by].clone();
+            self.ctx.metrics.record(Kind::Write, run.started.elapsed());
+        }
+        run.started = Instant::now();
+        for frame in frames {
+            self.emit(frame.expect("every job of a run is answered"));
+        }
     }
 
     /// Queues one reply (an error instead when it is larger than the output limit).
