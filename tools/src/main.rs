@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod server;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +28,8 @@ enum Command {
     Version,
     #[command(flatten)]
     Data(cli::DataCommand),
+    /// Serves the database over the Redis protocol (RESP2/RESP3), one listener per core.
+    Serve(Box<server::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -41,5 +44,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Data(command) => cli::run(command),
+        Command::Serve(args) => server::run(*args),
     }
 }

@@ -1,0 +1,297 @@
+//! The key commands: GET, SET, SETNX, GETSET, MGET, MSET, DEL, UNLINK, EXISTS, INCR,
+//! DECR, INCRBY, DECRBY, APPEND, STRLEN.
+//!
+//! Each runs through the core's `Local` handle: in place for keys this core owns,
+//! across the library's queues for the others. Every read-modify-write (SET with NX,
+//! XX or GET, SETNX, GETSET, the counters, APPEND, and DEL's count) is one
+//! `Local::update`, atomic on the key's core. The decision closure cannot return a
+//! reply, so the reply is computed again here from the value the update saw, with the
+//! same pure function: both always agree.
+//!
+//! Commands over several keys (MGET, MSET, DEL, EXISTS) run their keys concurrently;
+//! each key is atomic, the command as a whole is not.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use ringkv::Update;
+
+use super::commands::{Cmd, wrong_arity};
+use super::frame::{Frame, err};
+use super::metrics::CoreMetrics;
+use super::resp::parse_i64;
+use super::shared::CoreCtx;
+
+/// Runs key command `cmd` (arity and authentication already checked).
+pub async fn execute(ctx: Rc<CoreCtx>, cmd: Cmd, args: Vec<Bytes>) -> Frame {
+    let key = &args[1];
+    match cmd {
+        Cmd::Get => get(&ctx, key).await,
+        Cmd::Set => set(&ctx, &args).await,
+        Cmd::SetNx => match set_with(&ctx, key, &args[2], Condition::Nx).await {
+            Ok(seen) => Frame::Integer(i64::from(seen.is_none())),
+            Err(frame) => frame,
+        },
+        Cmd::GetSet => match set_with(&ctx, key, &args[2], Condition::Always).await {
+            Ok(seen) => Frame::optional(seen),
+            Err(frame) => frame,
+        },
+        Cmd::MGet => mget(&ctx, &args[1..]).await,
+        Cmd::MSet => mset(&ctx, &args).await,
+        Cmd::Del | Cmd::Unlink => del(&ctx, &args[1..]).await,
+        Cmd::Exists => exists(&ctx, &args[1..]).await,
+        Cmd::Incr => incr_by(&ctx, key, 1).await,
+        Cmd::Decr => incr_by(&ctx, key, -1).await,
+        Cmd::IncrBy => match parse_i64(&args[2]) {
+            Some(delta) => incr_by(&ctx, key, delta).await,
+            None => not_an_integer(),
+        },
+        Cmd::DecrBy => match parse_i64(&args[2]).map(i64::checked_neg) {
+            Some(Some(delta)) => incr_by(&ctx, key, delta).await,
+            Some(None) => err("decrement would overflow"),
+            None => not_an_integer(),
+        },
+        Cmd::Append => append(&ctx, key, args[2].clone()).await,
+        Cmd::StrLen => match ctx.local.get(key).await {
+            Ok(value) => Frame::Integer(value.map_or(0, |v| v.len() as i64)),
+            Err(e) => db_error(e),
+        },
+        other => unreachable!("{other:?} is not a key command"),
+    }
+}
+
+/// The reply for a database error.
+pub fn db_error(e: ringkv::Error) -> Frame {
+    match e {
+        ringkv::Error::ValueTooLarge { len, max } => err(format!(
+            "string exceeds maximum allowed size (the value would be {len} bytes; the limit is {max})"
+        )),
+        ringkv::Error::Closed => err("the server is shutting down"),
+        other => err(other.to_string()),
+    }
+}
+
+fn not_an_integer() -> Frame {
+    err("value is not an integer or out of range")
+}
+
+fn syntax_error() -> Frame {
+    err("syntax error")
+}
+
+async fn get(ctx: &CoreCtx, key: &Bytes) -> Frame {
+    match ctx.local.get(key).await {
+        Ok(value) => {
+            count_hit(ctx, value.is_some());
+            Frame::optional(value)
+        }
+        Err(e) => db_error(e),
+    }
+}
+
+fn count_hit(ctx: &CoreCtx, hit: bool) {
+    let m = &ctx.metrics;
+    CoreMetrics::add(
+        if hit {
+            &m.keyspace_hits
+        } else {
+            &m.keyspace_misses
+        },
+        1,
+    );
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Condition {
+    Always,
+    /// Only if the key does not exist.
+    Nx,
+    /// Only if the key exists.
+    Xx,
+}
+
+impl Condition {
+    fn allows(self, seen: Option<&[u8]>) -> bool {
+        match self {
+            Condition::Always => true,
+            Condition::Nx => seen.is_none(),
+            Condition::Xx => seen.is_some(),
+        }
+    }
+}
+
+/// SET key value [NX | XX] [GET]; the expiry options are refused.
+async fn set(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
+    let (key, value) = (&args[1], &args[2]);
+    let mut condition = Condition::Always;
+    let mut get = false;
+    for option in &args[3..] {
+        let option = option.to_ascii_uppercase();
+        match option.as_slice() {
+            b"NX" if condition != Condition::Xx => condition = Condition::Nx,
+            b"XX" if condition != Condition::Nx => condition = Condition::Xx,
+            b"GET" => get = true,
+            b"EX" | b"PX" | b"EXAT" | b"PXAT" | b"KEEPTTL" => {
+                return err(
+                    "SET EX, PX, EXAT, PXAT and KEEPTTL are not supported: ringkv has no key \
+                     expiry through its API yet",
+                );
+            }
+            _ => return syntax_error(),
+        }
+    }
+    if condition == Condition::Always && !get {
+        return match ctx.local.put(key, value).await {
+            Ok(()) => Frame::ok(),
+            Err(e) => db_error(e),
+        };
+    }
+    match set_with(ctx, key, value, condition).await {
+        Ok(seen) if get => Frame::optional(seen),
+        Ok(seen) if condition.allows(seen.as_deref()) => Frame::ok(),
+        Ok(_) => Frame::Null,
+        Err(frame) => frame,
+    }
+}
+
+/// Stores `value` if `condition` allows it, atomically; returns the value seen.
+async fn set_with(
+    ctx: &CoreCtx,
+    key: &Bytes,
+    value: &Bytes,
+    condition: Condition,
+) -> Result<Option<Bytes>, Frame> {
+    let value = value.clone();
+    ctx.local
+        .update(key, move |seen| {
+            if condition.allows(seen) {
+                Update::Put(value.to_vec())
+            } else {
+                Update::Keep
+            }
+        })
+        .await
+        .map_err(db_error)
+}
+
+/// The new value of a counter that holds `seen`, or the error to answer.
+fn incremented(seen: Option<&[u8]>, delta: i64) -> Result<i64, Frame> {
+    let current = match seen {
+        None => 0,
+        Some(v) => parse_i64(v).ok_or_else(not_an_integer)?,
+    };
+    current
+        .checked_add(delta)
+        .ok_or_else(|| err("increment or decrement would overflow"))
+}
+
+async fn incr_by(ctx: &CoreCtx, key: &Bytes, delta: i64) -> Frame {
+    let result = ctx
+        .local
+        .update(key, move |seen| match incremented(seen, delta) {
+            Ok(n) => Update::Put(n.to_string().into_bytes()),
+            Err(_) => Update::Keep,
+        })
+        .await;
+    match result {
+        Ok(seen) => match incremented(seen.as_deref(), delta) {
+            Ok(n) => Frame::Integer(n),
+            Err(frame) => frame,
+        },
+        Err(e) => db_error(e),
+    }
+}
+
+async fn append(ctx: &CoreCtx, key: &Bytes, suffix: Bytes) -> Frame {
+    let suffix_len = suffix.len();
+    let result = ctx
+        .local
+        .update(key, move |seen| {
+            let mut value = Vec::with_capacity(seen.map_or(0, <[u8]>::len) + suffix.len());
+            value.extend_from_slice(seen.unwrap_or_default());
+            value.extend_from_slice(&suffix);
+            Update::Put(value)
+        })
+        .await;
+    match result {
+        Ok(seen) => Frame::Integer((seen.map_or(0, |v| v.len()) + suffix_len) as i64),
+        Err(e) => db_error(e),
+    }
+}
+
+async fn mget(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
+    let values = join_all(keys.iter().map(|k| ctx.local.get(k))).await;
+    let mut frames = Vec::with_capacity(values.len());
+    for value in values {
+        match value {
+            Ok(value) => {
+                count_hit(ctx, value.is_some());
+                frames.push(Frame::optional(value));
+            }
+            Err(e) => return db_error(e),
+        }
+    }
+    Frame::Array(frames)
+}
+
+async fn mset(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
+    if args.len() % 2 == 0 {
+        return wrong_arity("mset");
+    }
+    let pairs = args[1..].chunks_exact(2);
+    let results = join_all(pairs.map(|p| ctx.local.put(&p[0], &p[1]))).await;
+    match results.into_iter().find_map(Result::err) {
+        None => Frame::ok(),
+        Some(e) => db_error(e),
+    }
+}
+
+async fn del(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
+    let deleting = keys.iter().map(|k| {
+        ctx.local.update(k, |seen| {
+            if seen.is_some() {
+                Update::Delete
+            } else {
+                Update::Keep
+            }
+        })
+    });
+    let mut deleted = 0;
+    for result in join_all(deleting).await {
+        match result {
+            Ok(seen) => deleted += i64::from(seen.is_some()),
+            Err(e) => return db_error(e),
+        }
+    }
+    Frame::Integer(deleted)
+}
+
+async fn exists(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
+    let mut found = 0;
+    for result in join_all(keys.iter().map(|k| ctx.local.exists(k))).await {
+        match result {
+            Ok(present) => found += i64::from(present),
+            Err(e) => return db_error(e),
+        }
+    }
+    Frame::Integer(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_as_redis() {
+        assert_eq!(incremented(None, 5), Ok(5));
+        assert_eq!(incremented(Some(b"-3"), 1), Ok(-2));
+        assert!(incremented(Some(b"x"), 1).is_err());
+        assert!(incremented(Some(b" 1"), 1).is_err());
+        assert!(incremented(Some(b"9223372036854775807"), 1).is_err());
+        assert_eq!(
+            incremented(Some(b"9223372036854775807"), -1),
+            Ok(i64::MAX - 1)
+        );
+    }
+}
