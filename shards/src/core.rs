@@ -118,13 +118,21 @@ impl Here {
         if core.stopping.get() {
             return Err(Error::Closed);
         }
-        core.in_flight.set(core.in_flight.get() + 1);
-        let result = core.handle(hash, op).await;
-        core.in_flight.set(core.in_flight.get() - 1);
-        if core.in_flight.get() == 0 {
-            core.idle.notify(usize::MAX);
+        // Counted down on drop as well, so a caller that drops the future mid-call
+        // does not leave shutdown waiting for it.
+        struct InFlight<'a>(&'a Core);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                let core = self.0;
+                core.in_flight.set(core.in_flight.get() - 1);
+                if core.in_flight.get() == 0 {
+                    core.idle.notify(usize::MAX);
+                }
+            }
         }
-        result
+        core.in_flight.set(core.in_flight.get() + 1);
+        let _counted = InFlight(core);
+        core.handle(hash, op).await
     }
 }
 
