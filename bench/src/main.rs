@@ -346,8 +346,13 @@ fn run(args: RunArgs) -> Result<(), String> {
     }
     print_report(&collected.summary);
     let plots = write_reports(&report_dir, &collected)?;
+    let log = if collected.intervals.is_empty() {
+        ""
+    } else {
+        ", latency.hlog (interval log)"
+    };
     println!(
-        "reports: {}/summary.json, {} .hgrm files, latency.hlog (interval log), {plots} plots (SVG and PNG)",
+        "reports: {}/summary.json, {} .hgrm files{log}, {plots} plots (SVG and PNG)",
         report_dir.display(),
         collected.plots.histograms.len()
     );

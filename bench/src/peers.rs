@@ -19,7 +19,8 @@
 //!   address space, not preallocated: no `MDB_WRITEMAP`), `MDB_NORDAHEAD` because every
 //!   workload here reads single random keys (LMDB's own advice for random access to a
 //!   database larger than memory), reads in their own read transaction;
-//! - **compression** off; everything else at the engine's defaults.
+//! - **compression** off (fjall: data blocks and journal, which it compresses with LZ4 by
+//!   default); everything else at the engine's defaults.
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -275,10 +276,17 @@ mod fjall_peer {
         pub fn open(dir: &Path, sync: bool, memory_bytes: u64) -> Result<Self, String> {
             let db = fjall::Database::builder(dir)
                 .cache_size(memory_bytes)
+                .journal_compression(fjall::CompressionType::None)
                 .open()
                 .map_err(|e| e.to_string())?;
+            // fjall compresses data blocks of level 2 and below with LZ4 by default.
+            let uncompressed = || {
+                fjall::KeyspaceCreateOptions::default().data_block_compression_policy(
+                    fjall::config::CompressionPolicy::all(fjall::CompressionType::None),
+                )
+            };
             let items = db
-                .keyspace("bench", fjall::KeyspaceCreateOptions::default)
+                .keyspace("bench", uncompressed)
                 .map_err(|e| e.to_string())?;
             Ok(Self {
                 db,
