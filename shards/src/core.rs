@@ -380,6 +380,9 @@ pub(crate) async fn run(
     };
     let _ = ready.send(Ok(()));
     drop(ready);
+    // Kept, not detached: glommio does not drop the futures of tasks still pending when
+    // the executor ends, so this task (which holds the core) is cancelled at shutdown.
+    let mut background = None;
     if core.options.compaction {
         let shares = glommio::Shares::Static(core.options.compaction_shares);
         let queue = glommio::executor().create_task_queue(
@@ -387,10 +390,7 @@ pub(crate) async fn run(
             glommio::Latency::NotImportant,
             "ringkv-compaction",
         );
-        let background = core.clone().background_compaction();
-        if let Ok(task) = glommio::spawn_local_into(background, queue) {
-            task.detach();
-        }
+        background = glommio::spawn_local_into(core.clone().background_compaction(), queue).ok();
     }
     // SAFETY: `doorbell.0` is an open socket that this function owns; into_raw_fd hands
     // its only copy to glommio, which closes it when the stream drops.
@@ -437,6 +437,11 @@ pub(crate) async fn run(
     core.stopping.set(true);
     core.wrote.notify(usize::MAX);
     let step = core.compaction_gate.lock().await; // the step in progress ends first
+    if let Some(task) = background {
+        // No step is running (the gate is ours): the task waits or sleeps, and drops
+        // its hold on the core here.
+        task.cancel().await;
+    }
     let result = core.close().await;
     drop(step);
     shared.stopped.store(true, Ordering::SeqCst);
@@ -707,9 +712,15 @@ impl Core {
         if self.flush_scheduled.replace(true) {
             return;
         }
-        let core = self.clone();
+        // A weak hold: this task may still be sleeping when the core shuts down (close
+        // flushes anyway), and glommio does not drop a pending task's future then.
+        let core = Rc::downgrade(self);
+        let interval = self.options.flush_interval;
         glommio::spawn_local(async move {
-            glommio::timer::sleep(core.options.flush_interval).await;
+            glommio::timer::sleep(interval).await;
+            let Some(core) = core.upgrade() else {
+                return;
+            };
             core.flush_scheduled.set(false);
             // A failure is recorded in Health; the next write reports it.
             let _ = core.commit().await;
