@@ -155,6 +155,9 @@ struct Collected {
 fn collect(into: &mut Collected, engine: &str, result: phase::PhaseResult) -> Result<(), String> {
     into.summary.results.extend(result.results);
     into.summary.kvlog.extend(result.kvlog);
+    for note in result.notes.iter().filter(|n| n.contains(": skipped: ")) {
+        eprintln!("ringkv-bench: {note}");
+    }
     into.summary.notes.extend(result.notes);
     for h in result.histograms {
         let histogram = report::from_base64(&h.base64)?;
@@ -301,7 +304,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         .collect();
     for w in &workloads {
         if ringkv_bench::workload::Workload::by_name(w).is_none() {
-            return Err(format!("unknown workload {w} (ycsb-e needs range scans)"));
+            return Err(format!("unknown workload {w}"));
         }
     }
     for engine in &args.engines {

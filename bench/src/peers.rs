@@ -181,6 +181,9 @@ impl<E: Engine + 'static> Engine for PeriodicSync<E> {
     fn get(&self, key: &[u8]) -> Result<Option<usize>, String> {
         self.engine.get(key)
     }
+    fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
+        self.engine.scan(start, count)
+    }
     fn flush(&self) -> Result<(), String> {
         self.failed()?;
         self.engine.flush()
@@ -246,6 +249,15 @@ mod rocks {
                 .get_pinned(key)
                 .map_err(|e| e.to_string())?
                 .map(|v| v.len()))
+        }
+        fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
+            let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
+            let mut read = 0;
+            for item in self.db.iterator(mode).take(count) {
+                item.map_err(|e| e.to_string())?;
+                read += 1;
+            }
+            Ok(Some(read))
         }
         fn flush(&self) -> Result<(), String> {
             self.db.flush_wal(true).map_err(|e| e.to_string())
@@ -316,6 +328,14 @@ mod fjall_peer {
                 .get(key)
                 .map_err(|e| e.to_string())?
                 .map(|v| v.len()))
+        }
+        fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
+            let mut read = 0;
+            for item in self.items.range(start..).take(count) {
+                item.into_inner().map_err(|e| e.to_string())?;
+                read += 1;
+            }
+            Ok(Some(read))
         }
         fn flush(&self) -> Result<(), String> {
             self.db
@@ -391,6 +411,20 @@ mod redb_peer {
                 .map_err(|e| e.to_string())?
                 .map(|v| v.value().len()))
         }
+        fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
+            let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+            let table = match txn.open_table(TABLE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Some(0)),
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut read = 0;
+            for item in table.range(start..).map_err(|e| e.to_string())?.take(count) {
+                item.map_err(|e| e.to_string())?;
+                read += 1;
+            }
+            Ok(Some(read))
+        }
         fn flush(&self) -> Result<(), String> {
             let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
             txn.set_durability(redb::Durability::Immediate)
@@ -463,6 +497,17 @@ mod lmdb_peer {
         fn get(&self, key: &[u8]) -> Result<Option<usize>, String> {
             let txn = self.env.read_txn().map_err(text)?;
             Ok(self.db.get(&txn, key).map_err(text)?.map(<[u8]>::len))
+        }
+        fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
+            use std::ops::Bound;
+            let txn = self.env.read_txn().map_err(text)?;
+            let range = (Bound::Included(start), Bound::Unbounded);
+            let mut read = 0;
+            for item in self.db.range(&txn, &range).map_err(text)?.take(count) {
+                item.map_err(text)?;
+                read += 1;
+            }
+            Ok(Some(read))
         }
         fn flush(&self) -> Result<(), String> {
             self.env.force_sync().map_err(text)

@@ -189,6 +189,18 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseResult, String> {
         base64: report::to_base64(&fill),
     });
     for workload in &workloads {
+        if workload.scans()
+            && engine
+                .scan(&crate::workload::key(0, spec.key_bytes), 1)?
+                .is_none()
+        {
+            out.notes.push(format!(
+                "{name} {}: skipped: {name} has no ordered scan (keys are hashed to cores and \
+                 substores)",
+                workload.name
+            ));
+            continue;
+        }
         let total_ms = (config.warmup + config.duration).as_millis() as u64;
         let bar = progress(spec.quiet, total_ms, format!("{name}: {}", workload.name));
         let result = runner::run(engine.as_ref(), workload, &config, &bar)?;

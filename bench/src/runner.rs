@@ -17,7 +17,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use ringkv::{Db, Durability, Options};
 
-use crate::workload::{KeyChooser, Op, Rng, Workload, key};
+use crate::workload::{KeyChooser, Op, Rng, SCAN_LENGTH_MAX, Workload, key};
 
 /// What the rig needs of an engine. Peers implement it behind cargo features.
 pub trait Engine: Send + Sync {
@@ -26,6 +26,12 @@ pub trait Engine: Send + Sync {
     /// The value's length, if the key exists.
     fn get(&self, key: &[u8]) -> Result<Option<usize>, String>;
     fn flush(&self) -> Result<(), String>;
+    /// Reads up to `count` records in key order from `start` (YCSB E) and returns how
+    /// many it read; `None`: the engine has no ordered scan.
+    fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
+        let _ = (start, count);
+        Ok(None)
+    }
     /// Bytes the engine's files take on disk.
     fn disk_bytes(&self) -> u64;
     /// Makes everything durable and closes.
@@ -244,6 +250,13 @@ pub fn run(
                                 let k = key(chooser.existing(&mut rng), config.key_bytes);
                                 engine.get(&k)?;
                                 engine.put(&k, &value)?;
+                            }
+                            Op::Scan => {
+                                let start = key(chooser.existing(&mut rng), config.key_bytes);
+                                let count = 1 + rng.next_u64() % SCAN_LENGTH_MAX;
+                                if engine.scan(&start, count as usize)?.is_none() {
+                                    return Err(format!("{} has no ordered scan", engine.name()));
+                                }
                             }
                         }
                         let done = Instant::now();

@@ -10,7 +10,12 @@ pub enum Op {
     Update,
     Insert,
     ReadModifyWrite,
+    /// Up to [`SCAN_LENGTH_MAX`] records in key order from an existing key (YCSB E).
+    Scan,
 }
+
+/// YCSB E's longest scan (`maxscanlength`); lengths are uniform in 1..=this.
+pub const SCAN_LENGTH_MAX: u64 = 100;
 
 impl Op {
     pub fn name(self) -> &'static str {
@@ -19,6 +24,7 @@ impl Op {
             Op::Update => "update",
             Op::Insert => "insert",
             Op::ReadModifyWrite => "rmw",
+            Op::Scan => "scan",
         }
     }
 }
@@ -43,9 +49,9 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Workloads by name: `ycsb-a`, `ycsb-b`, `ycsb-c`, `ycsb-d`, `ycsb-f`, `fill-random`,
-    /// `read-random`, `overwrite`, `sync-writes`. (`ycsb-e` needs range scans, which a
-    /// hash-partitioned store does not offer.)
+    /// Workloads by name: `ycsb-a` … `ycsb-f`, `fill-random`, `read-random`, `overwrite`,
+    /// `sync-writes`. `ycsb-e` scans key ranges, which only engines with an ordered scan
+    /// run (not ringkv: its keys are hashed to cores and substores).
     pub fn by_name(name: &str) -> Option<Workload> {
         use Distribution::*;
         use Op::*;
@@ -54,6 +60,7 @@ impl Workload {
             "ycsb-b" => ("ycsb-b", vec![(Read, 95), (Update, 5)], Zipfian),
             "ycsb-c" => ("ycsb-c", vec![(Read, 100)], Zipfian),
             "ycsb-d" => ("ycsb-d", vec![(Read, 95), (Insert, 5)], Latest),
+            "ycsb-e" => ("ycsb-e", vec![(Scan, 95), (Insert, 5)], Zipfian),
             "ycsb-f" => ("ycsb-f", vec![(Read, 50), (ReadModifyWrite, 50)], Zipfian),
             "fill-random" => ("fill-random", vec![(Insert, 100)], Uniform),
             "read-random" => ("read-random", vec![(Read, 100)], Uniform),
@@ -66,6 +73,11 @@ impl Workload {
             mix,
             distribution,
         })
+    }
+
+    /// Whether the workload scans key ranges.
+    pub fn scans(&self) -> bool {
+        self.mix.iter().any(|&(op, _)| op == Op::Scan)
     }
 
     /// The operation for a uniform random number.
@@ -211,7 +223,7 @@ mod tests {
     #[test]
     fn mixes_give_their_ratios() {
         let mut rng = Rng::new(1);
-        for name in ["ycsb-a", "ycsb-b", "ycsb-d", "ycsb-f"] {
+        for name in ["ycsb-a", "ycsb-b", "ycsb-d", "ycsb-e", "ycsb-f"] {
             let w = Workload::by_name(name).unwrap();
             let mut counts: HashMap<Op, u32> = HashMap::new();
             for _ in 0..100_000 {
@@ -225,7 +237,9 @@ mod tests {
                 );
             }
         }
-        assert!(Workload::by_name("ycsb-e").is_none());
+        assert!(Workload::by_name("ycsb-e").unwrap().scans());
+        assert!(!Workload::by_name("ycsb-a").unwrap().scans());
+        assert!(Workload::by_name("ycsb-g").is_none());
     }
 
     #[test]
