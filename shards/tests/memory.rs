@@ -6,6 +6,7 @@
 //! and was killed for memory). A counting allocator sees every thread's allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
+
+/// The tests share the counter: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const KEYS: u32 = 20_000;
 const VALUE: usize = 512;
@@ -61,6 +65,7 @@ fn cycle(dir: &std::path::Path, durability: Durability) -> usize {
 
 #[test]
 fn close_gives_back_what_the_database_held() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let before = LIVE.load(Ordering::Relaxed);
     for durability in [Durability::Buffered, Durability::Buffered] {
@@ -79,4 +84,46 @@ fn close_gives_back_what_the_database_held() {
             "{durability:?}: {kept} of {held} bytes still allocated after close"
         );
     }
+}
+
+#[test]
+fn the_read_cache_allocates_what_its_budget_says() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let budget: u64 = 4 << 20;
+    let options = Options::default()
+        .cores(2)
+        .durability(Durability::Buffered)
+        .extent_size_bytes(1 << 20)
+        .cache_bytes(budget)
+        .background_compaction(false);
+    let db = Db::open(dir.path(), options).unwrap();
+    // 12 MB of values: three times what the cache may hold.
+    let value = vec![7u8; 750];
+    let keys = 16_000u32;
+    for i in 0..keys {
+        db.put(format!("key-{i:029}").as_bytes(), &value).unwrap();
+    }
+    db.flush().unwrap();
+    let before = LIVE.load(Ordering::Relaxed);
+    for i in 0..keys {
+        db.get(format!("key-{i:029}").as_bytes()).unwrap().unwrap();
+    }
+    let added = LIVE.load(Ordering::Relaxed).saturating_sub(before) as u64;
+    let counted: u64 = db
+        .stats()
+        .unwrap()
+        .cores
+        .iter()
+        .map(|c| c.cache_bytes)
+        .sum();
+    db.close().unwrap();
+    assert!(
+        counted <= budget,
+        "the cache counts {counted} bytes, over {budget}"
+    );
+    assert!(
+        added > budget * 9 / 10 && added < budget * 11 / 10,
+        "reading through a {budget}-byte cache allocated {added} bytes"
+    );
 }
