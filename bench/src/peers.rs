@@ -88,6 +88,25 @@ pub fn open(
     }
 }
 
+/// How many of up to `count` scanned records read without error (a peer's `scan`).
+#[cfg(any(
+    feature = "rocksdb",
+    feature = "fjall",
+    feature = "redb",
+    feature = "lmdb"
+))]
+fn count_scanned<T, E: std::fmt::Display>(
+    items: impl Iterator<Item = Result<T, E>>,
+    count: usize,
+) -> Result<Option<usize>, String> {
+    let mut read = 0;
+    for item in items.take(count) {
+        item.map_err(|e| e.to_string())?;
+        read += 1;
+    }
+    Ok(Some(read))
+}
+
 /// A buffered engine gets a background thread that makes it durable every
 /// [`BUFFERED_SYNC_INTERVAL`]; a synchronous one is returned as it is.
 pub fn buffered<E: Engine + 'static>(engine: E, sync: bool) -> Box<dyn Engine> {
@@ -252,12 +271,7 @@ mod rocks {
         }
         fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
             let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
-            let mut read = 0;
-            for item in self.db.iterator(mode).take(count) {
-                item.map_err(|e| e.to_string())?;
-                read += 1;
-            }
-            Ok(Some(read))
+            super::count_scanned(self.db.iterator(mode), count)
         }
         fn flush(&self) -> Result<(), String> {
             self.db.flush_wal(true).map_err(|e| e.to_string())
@@ -330,12 +344,8 @@ mod fjall_peer {
                 .map(|v| v.len()))
         }
         fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
-            let mut read = 0;
-            for item in self.items.range(start..).take(count) {
-                item.into_inner().map_err(|e| e.to_string())?;
-                read += 1;
-            }
-            Ok(Some(read))
+            let items = self.items.range(start..).map(|guard| guard.into_inner());
+            super::count_scanned(items, count)
         }
         fn flush(&self) -> Result<(), String> {
             self.db
@@ -381,6 +391,20 @@ mod redb_peer {
         }
     }
 
+    impl Redb {
+        /// The table in a read transaction of its own; `None` before the first write.
+        fn read_table(
+            &self,
+        ) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>, String> {
+            let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+            match txn.open_table(TABLE) {
+                Ok(table) => Ok(Some(table)),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }
+
     impl Engine for Redb {
         fn name(&self) -> &'static str {
             "redb"
@@ -400,11 +424,8 @@ mod redb_peer {
             txn.commit().map_err(|e| e.to_string())
         }
         fn get(&self, key: &[u8]) -> Result<Option<usize>, String> {
-            let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-            let table = match txn.open_table(TABLE) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
+            let Some(table) = self.read_table()? else {
+                return Ok(None);
             };
             Ok(table
                 .get(key)
@@ -412,18 +433,11 @@ mod redb_peer {
                 .map(|v| v.value().len()))
         }
         fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
-            let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-            let table = match txn.open_table(TABLE) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Some(0)),
-                Err(e) => return Err(e.to_string()),
+            let Some(table) = self.read_table()? else {
+                return Ok(Some(0));
             };
-            let mut read = 0;
-            for item in table.range(start..).map_err(|e| e.to_string())?.take(count) {
-                item.map_err(|e| e.to_string())?;
-                read += 1;
-            }
-            Ok(Some(read))
+            let items = table.range(start..).map_err(|e| e.to_string())?;
+            super::count_scanned(items, count)
         }
         fn flush(&self) -> Result<(), String> {
             let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
@@ -502,12 +516,8 @@ mod lmdb_peer {
             use std::ops::Bound;
             let txn = self.env.read_txn().map_err(text)?;
             let range = (Bound::Included(start), Bound::Unbounded);
-            let mut read = 0;
-            for item in self.db.range(&txn, &range).map_err(text)?.take(count) {
-                item.map_err(text)?;
-                read += 1;
-            }
-            Ok(Some(read))
+            let items = self.db.range(&txn, &range).map_err(text)?;
+            super::count_scanned(items.map(|item| item.map_err(text)), count)
         }
         fn flush(&self) -> Result<(), String> {
             self.env.force_sync().map_err(text)
