@@ -8,7 +8,8 @@
 //! - [`hash`]: the stable routing hash;
 //! - [`device`]: the I/O seam (glommio DMA files, memory, a simulated faulty disk);
 //! - [`index`]: the in-memory index;
-//! - [`Substore`]: writes, reads, flush, recovery;
+//! - [`Substore`]: writes, reads, flush, recovery (strict, or a [`Recovery::Salvage`]
+//!   that keeps every intact record and quarantines damaged bytes);
 //! - [`verify`]: a read-only check of every checksum and of the index against the log.
 //!
 //! ```
@@ -27,12 +28,14 @@
 
 mod compaction;
 pub mod device;
+mod diagnose;
 mod error;
 pub mod format;
 pub mod hash;
 pub mod index;
 pub mod limits;
 mod recovery;
+mod salvage;
 mod substore;
 pub mod verify;
 
@@ -41,4 +44,5 @@ pub use compaction::CompactionStats;
 pub use device::{CrashMode, DmaDevice, Fault, FaultOn, MemDevice, SimDevice};
 pub use error::{Error, Result};
 pub use format::SubstoreId;
+pub use salvage::{Recovery, Salvaged};
 pub use substore::{Config, StoredRecord, Substore, SubstoreStats, WriteOptions, check_limits};

@@ -6,23 +6,32 @@
 //!   replaced by a scan of the records, which must end exactly where the footer says.
 //!   A bad footer, or a bad record found by that scan, is `Error::Corruption` naming the
 //!   file and offset.
-//! - The newest extent, when unsealed, is scanned record by record. The first record
-//!   that is torn, zeroed or fails its checksum ends it: the file is truncated there and
-//!   synced before anything new is appended.
+//! - The newest extent, when unsealed, is scanned record by record up to the first bad
+//!   one. What follows is judged by [`crate::diagnose::classify_tail`]: zeros, the torn
+//!   end of the last write or the key summary of an interrupted seal are cut off (the
+//!   file is truncated and synced before anything new is appended: none of it was ever
+//!   durable); anything else is damage, and opening fails with `Error::Corruption`
+//!   naming the file and offset, having changed nothing, unless the caller asked for a
+//!   salvage ([`crate::salvage`]).
 //! - A newest extent whose header is invalid was being created when the process died
-//!   (its header is synced before any record is written): it is removed, unless a valid
-//!   record follows the header, which means the header itself was damaged.
+//!   only if it reads as all zeros ([`crate::diagnose::stillborn`]): then it is removed.
+//!   Any other invalid header is corruption.
+//! - Every field read from disk is bounded before use: an extent sequence past the
+//!   index's u32, a record sequence past 2^48 − 1, a summary entry outside its extent, an
+//!   entry count larger than its summary can hold are `Error::Corruption`, never a panic.
 
 use std::rc::Rc;
 
 use crate::device::{Device, DeviceFile};
+use crate::diagnose::{self, BadRecord, Stillborn, TailEnd};
 use crate::error::{Error, Result};
 use crate::format::{
     self, BLOCK_BYTES, EXTENT_HEADER_LEN, ExtentHeader, FOOTER_LEN, Footer, META_FILE_LEN,
     META_FILE_NAME, META_FILE_TMP_NAME, RecordError, RecordHeader, SubstoreId, SummaryEntry,
     align_down, align_up, extent_file_name, parse_extent_file_name,
 };
-use crate::limits::SCAN_CHUNK_BYTES;
+use crate::limits::{SCAN_CHUNK_BYTES, SEQ_MAX};
+use crate::salvage::Recovery;
 use crate::substore::{Config, Extent, Substore, Tail};
 
 /// Sequential reader over one file, reading aligned chunks and keeping a window.
@@ -87,7 +96,7 @@ struct ScanEnd {
     /// End of the last good record.
     end: u64,
     /// Why the scan stopped (`None`: it reached `limit`).
-    stop: Option<RecordError>,
+    stop: Option<BadRecord>,
 }
 
 /// Decodes records from `start` until `limit` or the first bad one, calling `f` for each.
@@ -97,33 +106,49 @@ async fn scan_records<F: DeviceFile>(
     limit: u64,
     mut f: impl FnMut(u64, &RecordHeader, &[u8]) -> Result<()>,
 ) -> Result<ScanEnd> {
+    let path = scanner.path();
     let mut pos = start;
     while pos < limit {
         let fixed = (format::RECORD_HEADER_LEN + format::RECORD_EXPIRY_LEN) as u64;
         let head = scanner.bytes_at(pos, fixed.min(limit - pos)).await?;
         let header = match format::decode_record_header(head) {
             Ok(h) => h,
-            Err(e) => {
+            Err(error) => {
+                let stop = BadRecord {
+                    error,
+                    header: None,
+                };
                 return Ok(ScanEnd {
                     end: pos,
-                    stop: Some(e),
+                    stop: Some(stop),
                 });
             }
         };
         let len = header.record_len() as u64;
         if pos + len > limit {
+            let stop = BadRecord {
+                error: RecordError::Truncated,
+                header: Some(header),
+            };
             return Ok(ScanEnd {
                 end: pos,
-                stop: Some(RecordError::Truncated),
+                stop: Some(stop),
             });
         }
         let bytes = scanner.bytes_at(pos, len).await?;
         match format::decode_record(bytes) {
-            Ok(rec) => f(pos, &rec.header, rec.key)?,
-            Err(e) => {
+            Ok(rec) => {
+                check_seq(&path, pos, &rec.header)?;
+                f(pos, &rec.header, rec.key)?;
+            }
+            Err(error) => {
+                let stop = BadRecord {
+                    error,
+                    header: Some(header),
+                };
                 return Ok(ScanEnd {
                     end: pos,
-                    stop: Some(e),
+                    stop: Some(stop),
                 });
             }
         }
@@ -135,7 +160,23 @@ async fn scan_records<F: DeviceFile>(
     })
 }
 
-fn io_err(op: &'static str, path: String, offset: u64) -> impl FnOnce(std::io::Error) -> Error {
+/// A record sequence the index cannot hold was never written by ringkv.
+fn check_seq(path: &str, pos: u64, header: &RecordHeader) -> Result<()> {
+    if header.seq > SEQ_MAX {
+        let what = format!(
+            "record sequence {} is past 2^48 - 1, which no version of ringkv writes",
+            header.seq
+        );
+        return Err(Error::corruption(path.to_owned(), pos, what));
+    }
+    Ok(())
+}
+
+pub(crate) fn io_err(
+    op: &'static str,
+    path: String,
+    offset: u64,
+) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(op, path, offset, e)
 }
 
@@ -186,21 +227,28 @@ impl<D: Device> Substore<D> {
                 "extent files exist but the substore metadata file is missing",
             ));
         };
-        let substore = Substore {
+        let mut substore = Substore {
             device,
             id,
             config,
             state: Default::default(),
             io_lock: async_lock::Mutex::new(()),
             compaction_lock: async_lock::Mutex::new(()),
+            salvaged: Vec::new(),
         };
         substore.recover(seqs).await?;
+        substore.salvaged = substore.finish_salvages().await?;
         Ok(substore)
     }
 
     async fn recover(&self, mut seqs: Vec<u64>) -> Result<()> {
-        // A newest extent with a bad header never held a durable record: drop it.
-        while let Some(&last) = seqs.last() {
+        if let Some(&seq) = seqs.iter().find(|&&s| u32::try_from(s).is_err()) {
+            let path = self.device.path_of(&extent_file_name(seq));
+            let what = "extent sequence past 2^32 - 1, which no version of ringkv writes";
+            return Err(Error::corruption(path, 0, what));
+        }
+        // A newest extent whose creation a crash cut short never held a record: drop it.
+        if let Some(&last) = seqs.last() {
             if self.newest_extent_is_stillborn(last).await? {
                 let name = extent_file_name(last);
                 let path = self.device.path_of(&name);
@@ -214,8 +262,6 @@ impl<D: Device> Substore<D> {
                     0,
                 ))?;
                 seqs.pop();
-            } else {
-                break;
             }
         }
         let count = seqs.len();
@@ -277,42 +323,16 @@ impl<D: Device> Substore<D> {
 
     async fn newest_extent_is_stillborn(&self, seq: u64) -> Result<bool> {
         let (file, path) = self.open_extent(seq).await?;
-        let mut scanner = Scanner::new(file.clone(), path.clone());
-        let head = scanner.bytes_at(0, BLOCK_BYTES).await?;
-        if ExtentHeader::decode(head).is_some() {
-            return Ok(false);
-        }
-        // A stillborn extent holds its header block and nothing else: records are
-        // written only after the header is durable, and a footer only after them.
         let len = file
             .file_size()
             .await
             .map_err(io_err("measuring", path.clone(), 0))?;
-        if len > BLOCK_BYTES {
-            return Err(Error::corruption(
-                path,
-                0,
-                "bad extent header in a file that holds data",
-            ));
+        let mut scanner = Scanner::new(file, path.clone());
+        match diagnose::stillborn(&mut scanner, len).await? {
+            Stillborn::No => Ok(false),
+            Stillborn::Yes => Ok(true),
+            Stillborn::Damaged { what } => Err(Error::corruption(path, 0, what)),
         }
-        let head = scanner.bytes_at(0, BLOCK_BYTES).await?;
-        let first = head.get(EXTENT_HEADER_LEN..).unwrap_or_default();
-        let record_follows = match format::decode_record_header(first) {
-            Ok(h) => {
-                let len = h.record_len() as u64;
-                let bytes = scanner.bytes_at(EXTENT_HEADER_LEN as u64, len).await?;
-                format::decode_record(bytes).is_ok()
-            }
-            Err(_) => false,
-        };
-        if record_follows {
-            return Err(Error::corruption(
-                path,
-                0,
-                "bad extent header before valid records",
-            ));
-        }
-        Ok(true)
     }
 
     async fn recover_sealed(
@@ -322,6 +342,16 @@ impl<D: Device> Substore<D> {
         footer: Footer,
     ) -> Result<()> {
         for (offset, header, key) in sealed_records(scanner, &footer).await? {
+            let end = u64::from(offset) + header.record_len() as u64;
+            if u64::from(offset) < EXTENT_HEADER_LEN as u64 || end > footer.records_end {
+                let what = format!(
+                    "the key summary lists a record at {offset}..{end}, outside the records \
+                     ({EXTENT_HEADER_LEN}..{})",
+                    footer.records_end
+                );
+                return Err(Error::corruption(scanner.path(), footer.records_end, what));
+            }
+            check_seq(&scanner.path, u64::from(offset), &header)?;
             self.state
                 .borrow_mut()
                 .account(seq, offset, &header, &key)?;
@@ -342,7 +372,8 @@ impl<D: Device> Substore<D> {
     ) -> Result<()> {
         let mut summary = Vec::new();
         let mut entries = 0u32;
-        let end = scan_records(scanner, EXTENT_HEADER_LEN as u64, len, |pos, h, key| {
+        let mut first = None;
+        let scan = scan_records(scanner, EXTENT_HEADER_LEN as u64, len, |pos, h, key| {
             let offset = u32::try_from(pos).expect("extent offsets fit u32");
             format::encode_summary_entry(
                 &mut summary,
@@ -353,10 +384,21 @@ impl<D: Device> Substore<D> {
                 },
             );
             entries += 1;
+            first.get_or_insert_with(|| (*h, key.to_vec()));
             self.state.borrow_mut().account(seq, offset, h, key)
         })
-        .await?
-        .end;
+        .await?;
+        let end = scan.end;
+        if let Some(bad) = scan.stop {
+            let first = first.as_ref().map(|(h, k)| (h, k.as_slice()));
+            let tail = diagnose::classify_tail(scanner, end, len, bad, first).await?;
+            if let TailEnd::Damage { offset, what } = tail {
+                match self.config.recovery {
+                    Recovery::Strict => return Err(refusal(scanner.path(), offset, what)),
+                    Recovery::Salvage => self.quarantine(seq, scanner, end, len).await?,
+                }
+            }
+        }
         if len > end {
             let path = scanner.path();
             file.truncate(end)
@@ -388,6 +430,16 @@ impl<D: Device> Substore<D> {
     }
 }
 
+/// The error a strict open returns for damage: nothing was changed.
+fn refusal(path: String, offset: u64, what: String) -> Error {
+    let what = format!(
+        "{what}. Nothing was changed: `ringkv verify` explains, and a salvage (`ringkv \
+         salvage`, or `Recovery::Salvage`) keeps every intact record and moves the damaged \
+         bytes into a quarantine file"
+    );
+    Error::corruption(path, offset, what)
+}
+
 /// The footer of a sealed extent, if the file ends with a valid one that fits.
 pub(crate) async fn read_footer<F: DeviceFile>(
     scanner: &mut Scanner<F>,
@@ -412,7 +464,9 @@ pub(crate) async fn sealed_records<F: DeviceFile>(
     let summary_at = footer.records_end;
     let summary_len = u64::from(footer.summary_len);
     let summary = scanner.bytes_at(summary_at, summary_len).await?.to_vec();
-    let mut records = Vec::with_capacity(footer.entry_count as usize);
+    // The count is bounded by what the summary can hold before it sizes anything.
+    let entries_max = summary.len() / format::SUMMARY_ENTRY_FIXED_LEN;
+    let mut records = Vec::with_capacity((footer.entry_count as usize).min(entries_max));
     if summary.len() as u64 == summary_len && format::checksum(&[&summary]) == footer.summary_crc {
         let mut at = 0;
         for _ in 0..footer.entry_count {

@@ -32,6 +32,7 @@ use crate::limits::{
     EXTENT_SIZE_DEFAULT_BYTES, EXTENT_SIZE_MAX_BYTES, EXTENT_SIZE_MIN_BYTES, KEY_LEN_MAX,
     META_LEN_MAX, SEQ_MAX, VALUE_LEN_MAX, WRITE_BUFFER_DEFAULT_BYTES,
 };
+use crate::salvage::{Recovery, Salvaged};
 
 /// How a substore is sized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub struct Config {
     pub extent_size_bytes: u64,
     /// Unwritten bytes buffered before they are written out (not synced) on their own.
     pub write_buffer_bytes: usize,
+    /// What opening does about damage in the newest extent: refuse (the default) or
+    /// salvage.
+    pub recovery: Recovery,
 }
 
 impl Default for Config {
@@ -48,6 +52,7 @@ impl Default for Config {
         Self {
             extent_size_bytes: EXTENT_SIZE_DEFAULT_BYTES,
             write_buffer_bytes: WRITE_BUFFER_DEFAULT_BYTES,
+            recovery: Recovery::Strict,
         }
     }
 }
@@ -185,6 +190,8 @@ pub struct Substore<D: Device> {
     pub(crate) io_lock: async_lock::Mutex<()>,
     /// One compaction at a time per substore.
     pub(crate) compaction_lock: async_lock::Mutex<()>,
+    /// What opening salvaged (empty unless opened with [`Recovery::Salvage`]).
+    pub(crate) salvaged: Vec<Salvaged>,
 }
 
 /// Checks a write's sizes against the limits before anything changes.
@@ -304,6 +311,11 @@ impl<D: Device> Substore<D> {
 
     pub fn config(&self) -> Config {
         self.config
+    }
+
+    /// What opening salvaged: one entry per damaged extent it quarantined and cut.
+    pub fn salvaged(&self) -> &[Salvaged] {
+        &self.salvaged
     }
 
     /// Stores `value` under `key`. Visible to reads at once; durable after `flush`.

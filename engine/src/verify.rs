@@ -29,19 +29,21 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::device::{Device, DeviceFile};
+use crate::diagnose::{
+    self, BadRecord, Stillborn, TailEnd, describe_bad, footer_diagnosis, unit_diagnosis,
+};
 use crate::error::{Error, Result};
 use crate::format::{
     self, BLOCK_BYTES, EXTENT_HEADER_CRC_AT, EXTENT_HEADER_LEN, EXTENT_HEADER_RESERVED_AT,
-    EXTENT_HEADER_SEQ_AT, EXTENT_HEADER_SUBSTORE_AT, EXTENT_MAGIC, ExtentHeader, FOOTER_CRC_AT,
-    FOOTER_ENTRY_COUNT_AT, FOOTER_LEN, FOOTER_MAGIC, FOOTER_RECORDS_END_AT, FOOTER_RESERVED_AT,
-    Footer, Kind, META_CRC_AT, META_FILE_LEN, META_FILE_NAME, META_FILE_TMP_NAME, META_MAGIC,
-    META_RESERVED_AT, META_SUBSTORE_AT, RECORD_EXPIRY_LEN, RECORD_HEADER_LEN, RecordError,
-    RecordHeader, SECTOR_BYTES, SUMMARY_ENTRY_FIXED_LEN, SubstoreId, extent_file_name,
+    EXTENT_HEADER_SEQ_AT, EXTENT_HEADER_SUBSTORE_AT, EXTENT_MAGIC, ExtentHeader,
+    FOOTER_ENTRY_COUNT_AT, FOOTER_LEN, Footer, Kind, META_CRC_AT, META_FILE_LEN, META_FILE_NAME,
+    META_FILE_TMP_NAME, META_MAGIC, META_RESERVED_AT, META_SUBSTORE_AT, RECORD_EXPIRY_LEN,
+    RECORD_HEADER_LEN, RecordError, RecordHeader, SubstoreId, extent_file_name,
     parse_extent_file_name,
 };
 use crate::hash::routing_hash;
 use crate::index::{Entry, Index};
-use crate::limits::{KEY_LEN_MAX, SCAN_CHUNK_BYTES, SEQ_MAX};
+use crate::limits::SEQ_MAX;
 use crate::recovery::{Scanner, read_footer, sealed_records};
 
 /// Something the verifier found, and where.
@@ -231,108 +233,6 @@ fn show_key(key: &[u8]) -> String {
     }
 }
 
-fn describe_bad(error: RecordError, header: Option<&RecordHeader>, limit: u64) -> String {
-    match (error, header) {
-        (RecordError::Checksum, Some(h)) => format!(
-            "record checksum mismatch (a {}-byte record, seq {} by its header)",
-            h.record_len(),
-            h.seq
-        ),
-        (RecordError::Truncated, Some(h)) => format!(
-            "record of {} bytes runs past the end of the records at {limit}",
-            h.record_len()
-        ),
-        (RecordError::Truncated, None) => {
-            format!("a record header is cut off by the end of the records at {limit}")
-        }
-        _ => "not a record: bad flags or lengths in the record header".into(),
-    }
-}
-
-/// Whether the bytes of a bad record, `bytes` read from file offset `start`, could be a
-/// write torn by a crash: under the device assumption each 512-byte sector of a torn
-/// write is old or new, and old bytes past the durable end are zeros, so some sector's
-/// share of the record reads as all zeros.
-fn torn_consistent(bytes: &[u8], start: u64) -> bool {
-    let end = start + bytes.len() as u64;
-    let mut at = start;
-    while at < end {
-        let sector_end = ((at / SECTOR_BYTES) + 1) * SECTOR_BYTES;
-        let chunk = &bytes[(at - start) as usize..(sector_end.min(end) - start) as usize];
-        if chunk.iter().all(|&b| b == 0) {
-            return true;
-        }
-        at = sector_end;
-    }
-    false
-}
-
-/// Whether 32 bytes were meant as a footer: the magic is there, or the checksum matches
-/// the rest (so one damaged byte anywhere still shows which it was).
-fn footer_like(b: &[u8]) -> bool {
-    b.len() == FOOTER_LEN
-        && (b[..4] == FOOTER_MAGIC
-            || u32::from_le_bytes(b[FOOTER_CRC_AT..][..4].try_into().expect("4 bytes"))
-                == format::checksum(&[&b[FOOTER_RECORDS_END_AT..]]))
-}
-
-/// Why the unit in `b` with `magic`, checksum at `crc_at` covering `crc_from..len` and
-/// reserved bytes from `reserved_at` does not decode.
-fn unit_diagnosis(
-    b: &[u8],
-    magic: [u8; 4],
-    crc_at: usize,
-    crc_from: usize,
-    reserved_at: usize,
-    len: usize,
-) -> String {
-    if b.len() < len {
-        return format!("only {} of its {len} bytes are present", b.len());
-    }
-    let b = &b[..len];
-    if b[..4] != magic {
-        return format!("bad magic {:02x?} (expected {magic:02x?})", &b[..4]);
-    }
-    let stored = u32::from_le_bytes(b[crc_at..][..4].try_into().expect("4 bytes"));
-    let computed = format::checksum(&[&b[crc_from..]]);
-    if stored != computed {
-        return format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})");
-    }
-    if b[reserved_at..].iter().any(|&x| x != 0) {
-        return "reserved bytes are not zero".into();
-    }
-    "malformed fields (prefix bits or hash prefix)".into()
-}
-
-fn footer_diagnosis(b: &[u8], len: u64) -> String {
-    if len < BLOCK_BYTES || len % BLOCK_BYTES != 0 {
-        return format!("the file is {len} bytes, not a whole number of 4096-byte blocks");
-    }
-    let why = unit_diagnosis(
-        b,
-        FOOTER_MAGIC,
-        FOOTER_CRC_AT,
-        FOOTER_RECORDS_END_AT,
-        FOOTER_RESERVED_AT,
-        FOOTER_LEN,
-    );
-    if !why.starts_with("malformed") {
-        return why;
-    }
-    match Footer::decode(b) {
-        Some(f) if f.records_end < EXTENT_HEADER_LEN as u64 => {
-            format!("records_end {} is inside the header", f.records_end)
-        }
-        Some(f) => format!(
-            "records_end {} and summary_len {} make a file of {} bytes, not {len}",
-            f.records_end,
-            f.summary_len,
-            f.file_len()
-        ),
-        None => "records_end does not fit an extent offset (u32)".into(),
-    }
-}
-
 struct Verifier<'a, D: Device> {
     device: &'a D,
     /// The identity extents must carry and keys must hash into.
@@ -413,22 +313,26 @@ impl<D: Device> Verifier<'_, D> {
         Ok((Scanner::new(Rc::new(file), path), len))
     }
 
-    /// Whether extent `seq`, the newest left, is one that open removes: a header that
-    /// never became durable in a file of at most one block with no record after it.
+    /// Whether extent `seq`, the newest left, is one that open removes (see
+    /// [`diagnose::stillborn`]); a damaged header is a problem, and the extent is then
+    /// checked like the others.
     async fn stillborn(&mut self, seq: u64) -> Result<bool> {
         let (mut scanner, len) = self.open(seq).await?;
-        let head = scanner.bytes_at(0, BLOCK_BYTES).await?.to_vec();
-        if ExtentHeader::decode(&head).is_some() || len > BLOCK_BYTES {
-            return Ok(false);
+        match diagnose::stillborn(&mut scanner, len).await? {
+            Stillborn::No => Ok(false),
+            Stillborn::Damaged { what } => {
+                let what = format!("{what}: opening refuses this extent");
+                self.problem(scanner.path(), 0, what);
+                Ok(false)
+            }
+            Stillborn::Yes => {
+                let what = "an extent whose creation never finished (all zeros): opening \
+                            removes it";
+                self.note(scanner.path(), 0, what);
+                (self.progress)(len);
+                Ok(true)
+            }
         }
-        if let Step::Good(..) = step(&mut scanner, EXTENT_HEADER_LEN as u64, len).await? {
-            return Ok(false);
-        }
-        let what = "an extent whose creation never finished (no valid header, no record): \
-                    opening removes it";
-        self.note(scanner.path(), 0, what);
-        (self.progress)(len);
-        Ok(true)
     }
 
     async fn extent(&mut self, seq: u64, newest: bool) -> Result<()> {
@@ -729,69 +633,31 @@ impl<D: Device> Verifier<'_, D> {
         let Some((error, header)) = stop else {
             return Ok(());
         };
-        if all_zero_from(scanner, pos, len).await? {
-            return Ok(()); // zero padding after the last record: a clean end
+        let first = records.first().map(|r| (&r.header, r.key.as_slice()));
+        let bad = BadRecord { error, header };
+        let end = diagnose::classify_tail(scanner, pos, len, bad, first).await?;
+        if matches!(end, TailEnd::Clean) {
+            return Ok(());
         }
         self.suspect.insert((seq, pos as u32));
-        let describe = describe_bad(error, header.as_ref(), len);
-        let cut = len - pos;
-        let footer_at = len.saturating_sub(FOOTER_LEN as u64);
-        let footer = scanner
-            .bytes_at(footer_at, FOOTER_LEN as u64)
-            .await?
-            .to_vec();
-        if newest && len % BLOCK_BYTES == 0 && footer_at >= pos && footer_like(&footer) {
-            let what = format!(
-                "bad footer ({}): the extent was sealed, yet opening would take it as \
-                 unsealed and cut it at {pos}",
-                footer_diagnosis(&footer, len)
-            );
-            self.problem(path, footer_at, what);
-            return Ok(());
-        }
-        let first = records.first();
-        let head = scanner.bytes_at(pos, (SUMMARY_ENTRY_FIXED_LEN + KEY_LEN_MAX) as u64);
-        let summary_follows = format::decode_summary_entry(head.await?).is_some_and(|(e, _)| {
-            e.offset == EXTENT_HEADER_LEN as u32
-                && first.is_some_and(|r| r.header == e.header && r.key == e.key)
-        });
-        if summary_follows {
-            if newest {
-                let what = "a key summary without its footer (a seal interrupted by a crash): \
-                            opening cuts it off and appends to the extent again";
-                self.note(path, pos, what);
+        match end {
+            TailEnd::Clean => {}
+            TailEnd::InterruptedSeal => {
+                if newest {
+                    let what = "a key summary without its footer (a seal interrupted by a \
+                                crash): opening cuts it off and appends to the extent again";
+                    self.note(path, pos, what);
+                }
             }
-            return Ok(());
-        }
-        if !newest {
-            self.problem(path, pos, describe);
-            return Ok(());
-        }
-        let fixed = (RECORD_HEADER_LEN + RECORD_EXPIRY_LEN) as u64;
-        let claimed_end = header.map_or(pos + fixed, |h| pos + h.record_len() as u64);
-        let runs_past = claimed_end > len;
-        // A crash leaves whole sectors; ringkv itself cuts only at record boundaries.
-        if runs_past && len % SECTOR_BYTES != 0 {
-            let what = format!(
-                "the file ends inside a record ({describe}) and its length, {len}, is not a \
-                 whole number of 512-byte sectors: it was truncated"
-            );
-            self.problem(path, pos, what);
-            return Ok(());
-        }
-        let region = scanner.bytes_at(pos, claimed_end.min(len) - pos).await?;
-        if runs_past || torn_consistent(region, pos) {
-            let what = format!(
-                "the log ends in a torn write ({describe}): opening cuts the extent here, \
-                 dropping {cut} bytes that no flush had made durable"
-            );
-            self.note(path, pos, what);
-        } else {
-            let what = format!(
-                "{describe}, in the newest extent: damage, not a torn write (none of its \
-                 sectors reads as zeros); opening would cut the extent here, losing {cut} bytes"
-            );
-            self.problem(path, pos, what);
+            _ if !newest => self.problem(path, pos, describe_bad(error, header.as_ref(), len)),
+            TailEnd::Torn { what } => self.note(path, pos, what),
+            TailEnd::Damage { offset, what } => {
+                let what = format!(
+                    "{what}; opening refuses the database, changing nothing \
+                     (`ringkv salvage` keeps every intact record and moves these bytes aside)"
+                );
+                self.problem(path, offset, what);
+            }
         }
         Ok(())
     }
@@ -908,27 +774,6 @@ impl<D: Device> Verifier<'_, D> {
         self.report.keys = self.index.len() as u64;
         self.report.live_bytes = live_bytes;
     }
-}
-
-/// Whether every byte of the file from `pos` to `len` is zero.
-async fn all_zero_from<F: DeviceFile>(
-    scanner: &mut Scanner<F>,
-    pos: u64,
-    len: u64,
-) -> Result<bool> {
-    let mut at = pos;
-    while at < len {
-        let n = (len - at).min(SCAN_CHUNK_BYTES as u64);
-        let bytes = scanner.bytes_at(at, n).await?;
-        if bytes.iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        if bytes.len() as u64 != n {
-            break; // the file is shorter than it said
-        }
-        at += n;
-    }
-    Ok(true)
 }
 
 #[cfg(test)]

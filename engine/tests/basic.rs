@@ -8,6 +8,7 @@ fn small() -> Config {
     Config {
         extent_size_bytes: 64 << 10,
         write_buffer_bytes: 16 << 10,
+        ..Config::default()
     }
 }
 

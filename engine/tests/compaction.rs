@@ -12,6 +12,7 @@ fn config() -> Config {
     Config {
         extent_size_bytes: 64 << 10,
         write_buffer_bytes: 32 << 10,
+        ..Config::default()
     }
 }
 

@@ -1,10 +1,14 @@
 //! Damaged files: flipped bytes in sealed extents (values, key summaries, footers,
-//! headers) and in the active tail. Each gives the right typed error or the right
-//! truncation, never a panic or a wrong value, and every other key stays readable.
+//! headers) and in the active tail. Each gives the right typed error, never a panic or a
+//! wrong value, and every other key stays readable. Only the torn end of the last write
+//! is cut at open; damage anywhere is refused with the files unchanged, and a salvage
+//! keeps every intact record.
 
 use futures_lite::future::block_on;
-use ringkv_engine::format::{FOOTER_LEN, extent_file_name};
-use ringkv_engine::{Config, CrashMode, Error, Fault, FaultOn, SimDevice, Substore, SubstoreId};
+use ringkv_engine::format::{FOOTER_LEN, RECORD_HEADER_LEN, extent_file_name};
+use ringkv_engine::{
+    Config, CrashMode, Error, Fault, FaultOn, Recovery, SimDevice, Substore, SubstoreId,
+};
 
 const ID: SubstoreId = SubstoreId::root(3);
 
@@ -12,6 +16,7 @@ fn config() -> Config {
     Config {
         extent_size_bytes: 64 << 10,
         write_buffer_bytes: 1 << 20,
+        ..Config::default()
     }
 }
 
@@ -34,6 +39,13 @@ async fn filled(n: usize) -> SimDevice {
     }
     s.close().await.unwrap();
     dev
+}
+
+fn salvage() -> Config {
+    Config {
+        recovery: Recovery::Salvage,
+        ..config()
+    }
 }
 
 async fn open(dev: &SimDevice) -> Result<Substore<SimDevice>, Error> {
@@ -159,26 +171,156 @@ fn damaged_header_of_the_newest_extent_with_records_is_corruption() {
     });
 }
 
+/// The newest extent's name.
+fn newest(dev: &SimDevice) -> String {
+    let newest = (1..100)
+        .rev()
+        .find(|&s| dev.file_len(&extent_file_name(s)).is_some());
+    extent_file_name(newest.unwrap())
+}
+
+/// A copy of a file's bytes.
+fn bytes_of(dev: &SimDevice, name: &str) -> Vec<u8> {
+    let mut copy = Vec::new();
+    dev.corrupt(name, |b| copy = b.clone());
+    copy
+}
+
+/// `filled(1000)` with one byte flipped in the value of key 995, the fifth-from-last
+/// record of the newest extent; returns the device, that extent and the flipped offset.
+async fn damaged_fifth_from_last() -> (SimDevice, String, usize) {
+    let dev = filled(1000).await;
+    let name = newest(&dev);
+    let at = find(&dev, &name, b"value-0995-");
+    flip(&dev, &name, at);
+    (dev, name, at)
+}
+
 #[test]
-fn flipped_byte_in_the_active_tail_truncates_there() {
+fn flipped_byte_in_the_newest_extent_refuses_to_open_and_changes_nothing() {
     block_on(async {
-        let dev = filled(1000).await;
-        let newest = (1..100)
-            .rev()
-            .find(|&s| dev.file_len(&extent_file_name(s)).is_some());
-        let name = extent_file_name(newest.unwrap());
-        let at = find(&dev, &name, b"value-0995-");
-        flip(&dev, &name, at);
-        let s = open(&dev).await.unwrap();
-        for i in 0..995 {
+        let (dev, name, at) = damaged_fifth_from_last().await;
+        let before = bytes_of(&dev, &name);
+        let files = {
+            use ringkv_engine::device::Device;
+            dev.list().await.unwrap()
+        };
+        match open(&dev).await {
+            Err(Error::Corruption { path, offset, what }) => {
+                assert!(path.ends_with(&name), "{path}");
+                let record = at - RECORD_HEADER_LEN - key(995).len();
+                assert_eq!(offset as usize, record, "{what}");
+                assert!(
+                    what.contains("salvage"),
+                    "the error shows a way forward: {what}"
+                );
+            }
+            other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(bytes_of(&dev, &name), before, "the extent is unchanged");
+        use ringkv_engine::device::Device;
+        assert_eq!(dev.list().await.unwrap(), files, "no file added or removed");
+    });
+}
+
+#[test]
+fn salvage_keeps_every_intact_record_and_quarantines_the_damaged_bytes() {
+    block_on(async {
+        let (dev, name, at) = damaged_fifth_from_last().await;
+        let record = at - RECORD_HEADER_LEN - key(995).len();
+        let damaged = bytes_of(&dev, &name)[record..].to_vec();
+        let s = Substore::create_or_open(dev.clone(), ID, salvage())
+            .await
+            .unwrap();
+        let report = s.salvaged().to_vec();
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert_eq!(report[0].offset as usize, record);
+        assert_eq!(
+            report[0].records_kept, 4,
+            "keys 996..1000 follow the damage"
+        );
+        assert_eq!(report[0].damaged_regions, 1, "key 995's record");
+        let quarantine = report[0]
+            .quarantine_path
+            .rsplit(['/', ':'])
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            bytes_of(&dev, &quarantine),
+            damaged,
+            "the damaged bytes are kept aside"
+        );
+        for i in (0..1000).filter(|&i| i != 995) {
             assert_eq!(s.get(&key(i)).await.unwrap().unwrap(), value(i), "key {i}");
         }
-        for i in 995..1000 {
-            assert_eq!(
-                s.get(&key(i)).await.unwrap(),
-                None,
-                "key {i} is past the cut"
-            );
+        assert_eq!(s.get(&key(995)).await.unwrap(), None);
+        drop(s);
+        // The salvage is durable, and a strict open accepts its result.
+        dev.crash(CrashMode::DropUnsynced);
+        let s = open(&dev).await.unwrap();
+        assert_eq!(s.len(), 999);
+        assert_eq!(s.get(&key(999)).await.unwrap().unwrap(), value(999));
+        assert!(s.salvaged().is_empty());
+    });
+}
+
+#[test]
+fn a_salvage_cut_short_is_refused_by_a_strict_open_and_finished_by_another_salvage() {
+    block_on(async {
+        use ringkv_engine::device::{Device, DeviceFile};
+        let (dev, name, at) = damaged_fifth_from_last().await;
+        let record = at - RECORD_HEADER_LEN - key(995).len();
+        let s = Substore::create_or_open(dev.clone(), ID, salvage())
+            .await
+            .unwrap();
+        let done = s.salvaged()[0]
+            .quarantine_path
+            .rsplit(['/', ':'])
+            .next()
+            .unwrap()
+            .to_owned();
+        drop(s);
+        // Back to the state after the cut and before the re-append (steps 2 and 3).
+        let pending = done.replace(".bin", ".pending");
+        dev.rename(&done, &pending).await.unwrap();
+        let f = dev.open(&name).await.unwrap();
+        f.truncate(record as u64).await.unwrap();
+        f.sync().await.unwrap();
+        dev.sync_dir().await.unwrap();
+        match open(&dev).await {
+            Err(Error::Corruption { path, .. }) => assert!(path.ends_with(&pending), "{path}"),
+            other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+        }
+        let s = Substore::create_or_open(dev.clone(), ID, salvage())
+            .await
+            .unwrap();
+        assert_eq!(s.salvaged()[0].records_kept, 4);
+        assert_eq!(s.len(), 999);
+        for i in 996..1000 {
+            assert_eq!(s.get(&key(i)).await.unwrap().unwrap(), value(i), "key {i}");
+        }
+    });
+}
+
+#[test]
+fn torn_tail_of_the_last_write_is_cut_and_the_cut_is_durable() {
+    block_on(async {
+        let dev = filled(1000).await;
+        let name = newest(&dev);
+        let at = find(&dev, &name, b"value-0995-");
+        // A torn write: the sector holding part of key 995's value never reached the disk.
+        let sector = at.next_multiple_of(512);
+        dev.corrupt(&name, |b| b[sector..sector + 512].fill(0));
+        let s = open(&dev).await.unwrap();
+        let cut = (0..1000).find(|&i| {
+            let k = key(i);
+            futures_lite::future::block_on(s.get(&k)).unwrap().is_none()
+        });
+        let cut = cut.expect("the torn record and what follows are cut");
+        assert!((995..=996).contains(&cut), "{cut}");
+        for i in 0..cut {
+            assert_eq!(s.get(&key(i)).await.unwrap().unwrap(), value(i), "key {i}");
         }
         // The cut is durable: new writes after it survive another crash.
         s.put(b"after", b"cut").await.unwrap();
@@ -187,7 +329,7 @@ fn flipped_byte_in_the_active_tail_truncates_there() {
         dev.crash(CrashMode::DropUnsynced);
         let s = open(&dev).await.unwrap();
         assert_eq!(s.get(b"after").await.unwrap().as_deref(), Some(&b"cut"[..]));
-        assert_eq!(s.len(), 996);
+        assert_eq!(s.len(), cut as u64 + 1);
     });
 }
 
@@ -306,5 +448,75 @@ fn zeroed_first_block_of_the_newest_extent_is_corruption_not_a_silent_delete() {
             dev.file_len(&name).is_some(),
             "the damaged extent is kept for inspection"
         );
+    });
+}
+
+/// Where the records of extent `name` end (the first zero byte after the last record).
+fn records_end(dev: &SimDevice, name: &str) -> usize {
+    let bytes = bytes_of(dev, name);
+    let last = find(dev, name, &value(9));
+    last + value(9).len()
+        + bytes[last + value(9).len()..]
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap()
+}
+
+#[test]
+fn a_record_with_a_valid_checksum_and_an_impossible_sequence_is_corruption_not_a_panic() {
+    block_on(async {
+        use ringkv_engine::format::{Kind, RecordHeader, encode_record};
+        let dev = filled(10).await;
+        let name = newest(&dev);
+        let at = records_end(&dev, &name);
+        let mut record = Vec::new();
+        let header = RecordHeader {
+            kind: Kind::Put,
+            seq: u64::MAX - 1,
+            expiry_unix_ms: None,
+            meta_len: 0,
+            key_len: 3,
+            value_len: 1,
+        };
+        encode_record(&mut record, &header, b"", b"key", b"v");
+        dev.corrupt(&name, |b| b[at..at + record.len()].copy_from_slice(&record));
+        match open(&dev).await {
+            Err(Error::Corruption { offset, what, .. }) => {
+                assert_eq!(offset as usize, at, "{what}");
+                assert!(what.contains("sequence"), "{what}");
+            }
+            other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+        }
+    });
+}
+
+#[test]
+fn an_extent_number_past_the_index_range_is_corruption_not_a_panic() {
+    block_on(async {
+        use ringkv_engine::device::{Device, DeviceFile};
+        let dev = filled(10).await;
+        let name = extent_file_name(1 << 32);
+        let f = dev.create(&name).await.unwrap();
+        f.write_at(0, &[0u8; 4096]).await.unwrap();
+        match open(&dev).await {
+            Err(Error::Corruption { path, .. }) => assert!(path.ends_with(&name), "{path}"),
+            other => panic!("expected corruption, got {:?}", other.map(|_| ())),
+        }
+    });
+}
+
+#[test]
+fn a_footer_counting_more_entries_than_its_summary_holds_is_corruption_not_an_abort() {
+    block_on(async {
+        use ringkv_engine::format::Footer;
+        let dev = filled(1000).await;
+        let name = extent_file_name(1);
+        let len = dev.file_len(&name).unwrap() as usize;
+        dev.corrupt(&name, |b| {
+            let mut footer = Footer::decode(&b[len - FOOTER_LEN..]).unwrap();
+            footer.entry_count = u32::MAX;
+            b[len - FOOTER_LEN..].copy_from_slice(&footer.encode());
+        });
+        assert!(matches!(open(&dev).await, Err(Error::Corruption { .. })));
     });
 }

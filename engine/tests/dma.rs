@@ -21,6 +21,7 @@ fn config() -> Config {
     Config {
         extent_size_bytes: 64 << 10,
         write_buffer_bytes: 32 << 10,
+        ..Config::default()
     }
 }
 

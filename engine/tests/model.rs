@@ -94,6 +94,7 @@ fn config() -> Config {
     Config {
         extent_size_bytes: 64 << 10,
         write_buffer_bytes: 8 << 10,
+        ..Config::default()
     }
 }
 

@@ -13,6 +13,7 @@ fn config() -> Config {
     Config {
         extent_size_bytes: 64 << 10,
         write_buffer_bytes: 1 << 20,
+        ..Config::default()
     }
 }
 
@@ -21,6 +22,7 @@ fn config_small_buffer() -> Config {
     Config {
         extent_size_bytes: 64 << 10,
         write_buffer_bytes: 8 << 10,
+        ..Config::default()
     }
 }
 
