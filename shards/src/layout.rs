@@ -121,83 +121,266 @@ pub(crate) fn leaves(dir: &Path) -> Result<Vec<Leaf>> {
     scan(dir).map(|(leaves, _)| leaves)
 }
 
-/// [`leaves`], and the ancestors (handed-over parents) behind them.
+/// [`leaves`], and the ancestors (handed-over parents) behind them. Nothing is removed
+/// until the whole layout has been read and checked: every removal is of something a
+/// crash left behind that was never acknowledged (ARCHITECTURE.md, "Destructive steps
+/// at open").
 pub(crate) fn scan(dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
     let substores = dir.join(SUBSTORES_DIR);
-    if !substores.exists() {
-        let tmp = dir.join(SUBSTORES_TMP_DIR);
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io("removing", &tmp))?;
-        }
-        std::fs::create_dir(&tmp).map_err(io("creating", &tmp))?;
-        let shift = 64 - u32::from(INITIAL_PREFIX_BITS);
-        for i in 0..1u64 << INITIAL_PREFIX_BITS {
-            let id = leaf_id(INITIAL_PREFIX_BITS, i << shift);
-            let leaf = tmp.join(leaf_dir_name(&id));
-            std::fs::create_dir(&leaf).map_err(io("creating", &leaf))?;
-        }
-        sync_dir(&tmp)?;
-        std::fs::rename(&tmp, &substores).map_err(io("renaming", &tmp))?;
-        sync_dir(dir)?;
+    if !dir_present(&substores)? {
+        create_trie(dir)?;
     }
-    let mut leaves = Vec::new();
-    let mut ancestors = Vec::new();
-    let mut cleaned = false;
-    for entry in std::fs::read_dir(&substores).map_err(io("listing", &substores))? {
-        let entry = entry.map_err(io("listing", &substores))?;
-        let name = entry.file_name();
-        if name.to_string_lossy().ends_with(RETIRED_SUFFIX) {
-            // A committed split whose parent was not yet removed.
-            std::fs::remove_dir_all(entry.path()).map_err(io("removing", &entry.path()))?;
-            cleaned = true;
-            continue;
-        }
-        let Some((bits, prefix)) = name.to_str().and_then(parse_leaf_dir_name) else {
-            continue;
-        };
-        let path = entry.path();
-        // Prefix bits are checked before they are used to shift.
-        let valid = bits <= 64 && bits % 4 == 0;
-        let id = leaf_id(bits.min(64), prefix);
-        if !valid || leaf_dir_name(&id) != name.to_string_lossy() {
-            return Err(Error::Layout {
-                path,
-                what: "not a valid leaf name".into(),
-            });
-        }
-        let size_bytes = dir_size(&path)?;
-        let leaf = Leaf {
-            id,
-            dir: path,
-            size_bytes,
-        };
-        if leaf.dir.join(HANDED_OVER_FILE_NAME).exists() {
-            ancestors.push(leaf);
-        } else {
-            leaves.push(leaf);
-        }
+    let plan = plan(&substores, list(&substores)?)?;
+    for path in &plan.remove {
+        std::fs::remove_dir_all(path).map_err(io("removing", path))?;
     }
-    // Children of a split that never committed lie inside a leaf that is still there.
-    let parents: Vec<SubstoreId> = leaves.iter().map(|l| l.id).collect();
-    let mut kept = Vec::with_capacity(leaves.len());
-    for leaf in leaves {
-        let inside_another = parents
-            .iter()
-            .any(|p| p.prefix_bits < leaf.id.prefix_bits && p.covers(leaf.id.hash_prefix));
-        if inside_another {
-            std::fs::remove_dir_all(&leaf.dir).map_err(io("removing", &leaf.dir))?;
-            cleaned = true;
-        } else {
-            kept.push(leaf);
-        }
-    }
-    if cleaned {
+    if !plan.remove.is_empty() {
         sync_dir(&substores)?;
     }
-    let mut leaves = kept;
-    check_tiling(&substores, &mut leaves)?;
+    Ok((plan.leaves, plan.ancestors))
+}
+
+/// What is at `path`, without following a last symbolic link. `None` only when nothing
+/// is there (ENOENT): a path that cannot be inspected is an error, never "absent".
+fn probe(path: &Path) -> Result<Option<std::fs::FileType>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta.file_type())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io {
+            op: "inspecting",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Whether the directory `path` exists (a symbolic link to one counts); anything else
+/// at that name is a layout error.
+fn dir_present(path: &Path) -> Result<bool> {
+    let is_dir = match probe(path)? {
+        None => return Ok(false),
+        Some(kind) if kind.is_symlink() => std::fs::metadata(path)
+            .map_err(io("following the link", path))?
+            .is_dir(),
+        Some(kind) => kind.is_dir(),
+    };
+    match is_dir {
+        true => Ok(true),
+        false => Err(Error::Layout {
+            path: path.to_path_buf(),
+            what: "expected a directory".into(),
+        }),
+    }
+}
+
+/// Whether the leaf in `dir` is an ancestor: its `HANDED-OVER` marker is a regular file.
+/// Only a clean "no such file" means it is not; a marker that cannot be inspected, or
+/// that is not a regular file, is an error, because taking it for absent would remove
+/// the children that hold every write since the hand-over.
+pub(crate) fn handed_over(dir: &Path) -> Result<bool> {
+    let marker = dir.join(HANDED_OVER_FILE_NAME);
+    match probe(&marker)? {
+        None => Ok(false),
+        Some(kind) if kind.is_file() => Ok(true),
+        Some(_) => Err(Error::Layout {
+            path: marker,
+            what: "the hand-over marker is not a regular file, so whether the split \
+                   committed cannot be told"
+                .into(),
+        }),
+    }
+}
+
+/// Creates the 16 leaves of a new database in `substores.tmp`, then renames it into
+/// place: a crash leaves either no trie or a whole one.
+fn create_trie(dir: &Path) -> Result<()> {
+    let substores = dir.join(SUBSTORES_DIR);
+    let tmp = dir.join(SUBSTORES_TMP_DIR);
+    if probe(&tmp)?.is_some() {
+        remove_unfinished_creation(&tmp)?;
+    }
+    std::fs::create_dir(&tmp).map_err(io("creating", &tmp))?;
+    let shift = 64 - u32::from(INITIAL_PREFIX_BITS);
+    for i in 0..1u64 << INITIAL_PREFIX_BITS {
+        let id = leaf_id(INITIAL_PREFIX_BITS, i << shift);
+        let leaf = tmp.join(leaf_dir_name(&id));
+        std::fs::create_dir(&leaf).map_err(io("creating", &leaf))?;
+    }
+    sync_dir(&tmp)?;
+    std::fs::rename(&tmp, &substores).map_err(io("renaming", &tmp))?;
+    sync_dir(dir)
+}
+
+/// Removes what an interrupted [`create_trie`] left: empty leaf directories and the
+/// directory holding them. Anything else there was not made by it and is kept (a
+/// layout error): one empty directory at a time, nothing can be lost.
+fn remove_unfinished_creation(tmp: &Path) -> Result<()> {
+    let foreign = |path: &Path| Error::Layout {
+        path: path.to_path_buf(),
+        what: "an unfinished creation leaves only empty leaf directories here; \
+               this was not made by ringkv, so it is left alone"
+            .into(),
+    };
+    if !probe(tmp)?.is_some_and(|kind| kind.is_dir()) {
+        return Err(foreign(tmp));
+    }
+    for entry in std::fs::read_dir(tmp).map_err(io("listing", tmp))? {
+        let entry = entry.map_err(io("listing", tmp))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io("inspecting", &path))?;
+        let leaf_named = entry.file_name().to_str().and_then(parse_leaf_dir_name);
+        if !kind.is_dir() || leaf_named.is_none() {
+            return Err(foreign(&path));
+        }
+        // Fails (ENOTEMPTY) rather than remove anything inside.
+        std::fs::remove_dir(&path).map_err(io("removing the empty", &path))?;
+    }
+    std::fs::remove_dir(tmp).map_err(io("removing the empty", tmp))
+}
+
+/// The directories under `substores/`, read without changing anything.
+struct Listing {
+    leaves: Vec<Leaf>,
+    ancestors: Vec<Leaf>,
+    /// Parents of committed splits (`….retired`) and their ids.
+    retired: Vec<(PathBuf, SubstoreId)>,
+}
+
+/// The leaf id a directory name stands for: `None` for a name that is not a leaf's
+/// (ignored), an error for a leaf name that cannot be one.
+fn named_leaf(path: &Path, name: &str) -> Result<Option<SubstoreId>> {
+    let Some((bits, prefix)) = parse_leaf_dir_name(name) else {
+        return Ok(None);
+    };
+    // Prefix bits are checked before they are used to shift.
+    let valid = bits <= 64 && bits % 4 == 0;
+    let id = leaf_id(bits.min(64), prefix);
+    if !valid || leaf_dir_name(&id) != name {
+        return Err(Error::Layout {
+            path: path.to_path_buf(),
+            what: "not a valid leaf name".into(),
+        });
+    }
+    Ok(Some(id))
+}
+
+fn list(substores: &Path) -> Result<Listing> {
+    let mut listing = Listing {
+        leaves: Vec::new(),
+        ancestors: Vec::new(),
+        retired: Vec::new(),
+    };
+    for entry in std::fs::read_dir(substores).map_err(io("listing", substores))? {
+        let path = entry.map_err(io("listing", substores))?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if let Some(stem) = name.strip_suffix(RETIRED_SUFFIX) {
+            if let Some(id) = named_leaf(&path, stem)?
+                && dir_present(&path)?
+            {
+                listing.retired.push((path, id));
+            }
+            continue;
+        }
+        let Some(id) = named_leaf(&path, &name)? else {
+            continue;
+        };
+        let leaf = Leaf {
+            id,
+            size_bytes: dir_size(&path)?,
+            dir: path,
+        };
+        match handed_over(&leaf.dir)? {
+            true => listing.ancestors.push(leaf),
+            false => listing.leaves.push(leaf),
+        }
+    }
+    Ok(listing)
+}
+
+/// What open keeps and what it removes, decided from a [`Listing`] alone, and checked
+/// whole before anything is removed.
+struct Plan {
+    leaves: Vec<Leaf>,
+    ancestors: Vec<Leaf>,
+    /// Children of splits that never committed, and parents of splits that did.
+    remove: Vec<PathBuf>,
+}
+
+fn plan(substores: &Path, listing: Listing) -> Result<Plan> {
+    let Listing {
+        leaves,
+        mut ancestors,
+        retired,
+    } = listing;
+    let ids: Vec<SubstoreId> = leaves.iter().map(|l| l.id).collect();
+    let mut remove = Vec::new();
+    let mut kept = Vec::with_capacity(leaves.len());
+    for leaf in leaves {
+        match uncommitted(&ids, &leaf)? {
+            true => remove.push(leaf.dir),
+            false => kept.push(leaf),
+        }
+    }
+    check_tiling(substores, &mut kept)?;
+    for (path, id) in retired {
+        check_retired(&kept, &path, &id)?;
+        remove.push(path);
+    }
     ancestors.sort_by_key(|l| l.id.hash_prefix);
-    for ancestor in &ancestors {
+    check_ancestors(&kept, &ancestors)?;
+    Ok(Plan {
+        leaves: kept,
+        ancestors,
+        remove,
+    })
+}
+
+/// Whether `leaf` is a child of a split that never committed: it lies inside another
+/// leaf (not an ancestor: its marker was read as absent), which still holds every
+/// acknowledged write of its range. Only a direct child (4 bits deeper) can be one;
+/// anything deeper inside a leaf is no state a crash leaves, and is an error.
+fn uncommitted(ids: &[SubstoreId], leaf: &Leaf) -> Result<bool> {
+    let mut inside = ids
+        .iter()
+        .filter(|p| p.prefix_bits < leaf.id.prefix_bits && p.covers(leaf.id.hash_prefix))
+        .peekable();
+    if inside.peek().is_none() {
+        return Ok(false);
+    }
+    match inside.find(|p| p.prefix_bits + 4 != leaf.id.prefix_bits) {
+        None => Ok(true),
+        Some(outer) => Err(Error::Layout {
+            path: leaf.dir.clone(),
+            what: format!(
+                "lies inside leaf {} but is not one of its children",
+                leaf_dir_name(outer)
+            ),
+        }),
+    }
+}
+
+/// A retired parent may be removed only once leaves deeper than it (its children)
+/// cover its range; a leaf of its own depth or shallower covering it means the layout
+/// is not one a split leaves.
+fn check_retired(kept: &[Leaf], path: &Path, id: &SubstoreId) -> Result<()> {
+    let over = kept
+        .iter()
+        .find(|l| l.id.prefix_bits <= id.prefix_bits && l.id.covers(id.hash_prefix));
+    match over {
+        None => Ok(()),
+        Some(leaf) => Err(Error::Layout {
+            path: path.to_path_buf(),
+            what: format!(
+                "a retired parent must lie behind its children, but leaf {} covers it",
+                leaf.dir.display()
+            ),
+        }),
+    }
+}
+
+/// Each ancestor lies behind exactly 16 leaves and behind no other ancestor.
+fn check_ancestors(leaves: &[Leaf], ancestors: &[Leaf]) -> Result<()> {
+    for ancestor in ancestors {
         let covered = leaves
             .iter()
             .filter(|l| ancestor.id.covers(l.id.hash_prefix))
@@ -213,7 +396,7 @@ pub(crate) fn scan(dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
             });
         }
     }
-    Ok((leaves, ancestors))
+    Ok(())
 }
 
 /// The commit point of a hand-over split: `parent` (whose 16 children exist) becomes
@@ -424,10 +607,127 @@ mod tests {
         let retired = dir
             .path()
             .join(SUBSTORES_DIR)
-            .join("04-1000000000000000.retired");
+            .join("04-5000000000000000.retired");
         std::fs::create_dir(&retired).unwrap();
+        std::fs::write(retired.join("SUBSTORE"), b"anything").unwrap();
         assert_eq!(super::leaves(dir.path()).unwrap(), after);
         assert!(!retired.exists());
+    }
+
+    /// Every file and directory under `dir`.
+    fn tree(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(tree(&path));
+            }
+            found.push(path);
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn nothing_is_removed_when_the_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = leaves(dir.path()).unwrap();
+        create_children(&leaves[5]).unwrap(); // uncommitted: open would remove them
+        std::fs::remove_dir(&leaves[3].dir).unwrap(); // but the layout has a hole
+        let before = tree(dir.path());
+        assert!(matches!(
+            super::leaves(dir.path()),
+            Err(Error::Layout { .. })
+        ));
+        assert_eq!(tree(dir.path()), before);
+    }
+
+    #[test]
+    fn a_marker_that_is_not_a_regular_file_is_a_layout_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = leaves(dir.path()).unwrap();
+        create_children(&leaves[5]).unwrap();
+        let marker = leaves[5].dir.join(HANDED_OVER_FILE_NAME);
+        std::fs::create_dir(&marker).unwrap();
+        let before = tree(dir.path());
+        let err = super::leaves(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Layout { path, .. } if path == &marker),
+            "{err:?}"
+        );
+        assert_eq!(tree(dir.path()), before);
+        std::fs::remove_dir(&marker).unwrap();
+        File::create(&marker).unwrap();
+        assert_eq!(
+            super::leaves(dir.path()).unwrap().len(),
+            31,
+            "an ancestor now"
+        );
+    }
+
+    #[test]
+    fn a_leaf_deeper_than_a_child_inside_a_leaf_is_kept_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = leaves(dir.path()).unwrap();
+        let deep = leaf_id(8, 0x5300_0000_0000_0000);
+        let deep = Leaf {
+            id: deep,
+            dir: leaves[5].dir.with_file_name(leaf_dir_name(&deep)),
+            size_bytes: 0,
+        };
+        let grandchildren = create_children(&deep).unwrap();
+        let err = super::leaves(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::Layout { .. }), "{err:?}");
+        assert!(grandchildren.iter().all(|g| g.dir.is_dir()));
+    }
+
+    #[test]
+    fn a_retired_parent_covered_by_a_leaf_of_its_depth_is_kept_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = leaves(dir.path()).unwrap();
+        let retired = dir
+            .path()
+            .join(SUBSTORES_DIR)
+            .join("04-1000000000000000.retired");
+        std::fs::create_dir(&retired).unwrap();
+        let err = super::leaves(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Layout { path, .. } if path == &retired),
+            "{err:?}"
+        );
+        assert!(retired.is_dir() && leaves[1].dir.is_dir());
+    }
+
+    #[test]
+    fn an_unfinished_creation_is_removed_only_if_it_holds_nothing_but_empty_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(SUBSTORES_TMP_DIR);
+        let leaf = tmp.join(leaf_dir_name(&leaf_id(4, 0)));
+        std::fs::create_dir_all(&leaf).unwrap();
+        std::fs::write(leaf.join("SUBSTORE"), b"not made by an unfinished creation").unwrap();
+        assert!(matches!(super::leaves(dir.path()), Err(Error::Io { .. })));
+        assert!(leaf.join("SUBSTORE").is_file());
+        std::fs::remove_file(leaf.join("SUBSTORE")).unwrap();
+        std::fs::write(tmp.join("notes.txt"), b"somebody's").unwrap();
+        assert!(matches!(
+            super::leaves(dir.path()),
+            Err(Error::Layout { .. })
+        ));
+        assert!(tmp.join("notes.txt").is_file());
+        std::fs::remove_file(tmp.join("notes.txt")).unwrap();
+        assert_eq!(super::leaves(dir.path()).unwrap().len(), 16);
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn a_substores_path_that_is_not_a_directory_is_a_layout_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SUBSTORES_DIR), b"x").unwrap();
+        assert!(matches!(
+            super::leaves(dir.path()),
+            Err(Error::Layout { .. })
+        ));
+        assert!(!dir.path().join(SUBSTORES_TMP_DIR).exists());
     }
 
     #[test]
