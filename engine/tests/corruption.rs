@@ -520,3 +520,23 @@ fn a_footer_counting_more_entries_than_its_summary_holds_is_corruption_not_an_ab
         assert!(matches!(open(&dev).await, Err(Error::Corruption { .. })));
     });
 }
+
+#[test]
+fn a_read_error_while_opening_fails_the_open_and_changes_nothing() {
+    block_on(async {
+        let dev = filled(1000).await;
+        let name = newest(&dev);
+        let before = bytes_of(&dev, &name);
+        for nth in 1..6 {
+            dev.inject(FaultOn::Read, nth, Fault::Io);
+            assert!(
+                matches!(open(&dev).await, Err(Error::Io { .. })),
+                "read {nth}"
+            );
+            dev.crash(CrashMode::DropUnsynced); // clears the armed fault if not reached
+        }
+        assert_eq!(bytes_of(&dev, &name), before);
+        let s = open(&dev).await.unwrap();
+        assert_eq!(s.len(), 1000);
+    });
+}

@@ -1,12 +1,18 @@
-//! A simulated disk for crash and fault tests, modelled on what a real disk may do:
+//! A simulated disk for crash and fault tests, modelled on what a real disk may do and
+//! forgiving nothing the device assumption (FORMAT.md) does not promise:
 //!
 //! - every write lands in a pending list; `sync` makes a file's pending writes durable;
-//! - creates, removes and renames are durable only after `sync_dir`;
+//! - a failed `sync` loses the file's pending writes for good (as Linux does after a
+//!   failed fsync: the pages are marked clean, so a retried fsync succeeds without
+//!   writing them); reads still see them until a crash, as from the page cache;
+//! - creates, removes and renames are durable only after `sync_dir`; a crash keeps a
+//!   prefix of the name changes since the last one, chosen by the seed;
 //! - [`SimDevice::crash`] throws away what was not durable, keeping a chosen part of it:
-//!   nothing, everything but a tear of the last write at a sector boundary, or a random
-//!   prefix of writes with the next one torn;
-//! - [`SimDevice::inject`] makes the n-th next write or sync fail with EIO or ENOSPC
-//!   (the failed write changes nothing).
+//!   nothing; everything but the last write of each file, which keeps any subset of its
+//!   sectors; or any subset of the sectors of every unsynced write (a truncate kept or
+//!   not), since a disk may persist writes between flushes in any order;
+//! - [`SimDevice::inject`] makes the n-th next read, write or sync fail with EIO or
+//!   ENOSPC (the failed read or write changes nothing).
 //!
 //! File handles from before a crash are dead: every operation on them fails.
 
@@ -25,11 +31,12 @@ use crate::format::SECTOR_BYTES;
 pub enum CrashMode {
     /// Every unsynced write and name change is lost.
     DropUnsynced,
-    /// Every unsynced write survives but the last one of each file, which keeps only a
-    /// prefix of its sectors chosen with `seed`.
+    /// Every unsynced write and name change survives but the last write of each file,
+    /// which keeps a subset of its sectors chosen with `seed`.
     TearLast { seed: u64 },
-    /// For each file, a random prefix of its unsynced writes survives, the next one is
-    /// torn at a random sector boundary, the rest are lost.
+    /// Each sector of each unsynced write survives or not, each unsynced truncate
+    /// survives or not, and a prefix of the unsynced name changes survives, all chosen
+    /// with `seed`.
     Random { seed: u64 },
 }
 
@@ -54,7 +61,9 @@ impl Fault {
 /// Which operation a fault hits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultOn {
+    Read,
     Write,
+    /// A file's `sync` or the directory's `sync_dir`.
     Sync,
 }
 
@@ -65,7 +74,7 @@ struct Inode {
     pending: Vec<Pending>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Pending {
     Write { offset: u64, data: Vec<u8> },
     Truncate { len: u64 },
@@ -89,9 +98,19 @@ struct SimFs {
     durable_names: BTreeMap<String, u64>,
     next_inode: u64,
     generation: u64,
+    /// Name changes since the last `sync_dir`, oldest first.
+    name_log: Vec<NameOp>,
     faults: Vec<(FaultOn, u64, Fault)>,
+    reads: u64,
     writes: u64,
     syncs: u64,
+}
+
+/// A change of the directory, durable only after `sync_dir`.
+#[derive(Debug)]
+enum NameOp {
+    Link(String, u64),
+    Unlink(String),
 }
 
 impl SimFs {
@@ -109,6 +128,7 @@ impl SimFs {
     /// Counts an operation and returns the fault armed for it, if any.
     fn take_fault(&mut self, on: FaultOn) -> Option<Fault> {
         let count = match on {
+            FaultOn::Read => &mut self.reads,
             FaultOn::Write => &mut self.writes,
             FaultOn::Sync => &mut self.syncs,
         };
@@ -145,26 +165,31 @@ fn next_random(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Keeps the first `sectors` sectors of a write, as a torn write would.
-fn torn(pending: &Pending, sectors: u64) -> Option<Pending> {
-    match pending {
+/// What survives of one unsynced operation: a write keeps the sectors whose bit is set
+/// in a random draw (any subset), a truncate survives or not.
+fn survivors(op: &Pending, rng: &mut u64) -> Vec<Pending> {
+    match op {
         Pending::Write { offset, data } => {
-            let keep = usize::try_from(sectors * SECTOR_BYTES)
-                .unwrap_or(usize::MAX)
-                .min(data.len());
-            Some(Pending::Write {
-                offset: *offset,
-                data: data[..keep].to_vec(),
-            })
+            let sector = SECTOR_BYTES as usize;
+            let mut kept = Vec::new();
+            let mut bits = 0;
+            for (i, chunk) in data.chunks(sector).enumerate() {
+                if i % 64 == 0 {
+                    bits = next_random(rng);
+                }
+                if bits & (1 << (i % 64)) != 0 {
+                    kept.push(Pending::Write {
+                        offset: offset + (i * sector) as u64,
+                        data: chunk.to_vec(),
+                    });
+                }
+            }
+            kept
         }
-        Pending::Truncate { .. } => None,
-    }
-}
-
-fn sectors_of(pending: &Pending) -> u64 {
-    match pending {
-        Pending::Write { data, .. } => data.len() as u64 / SECTOR_BYTES,
-        Pending::Truncate { .. } => 0,
+        Pending::Truncate { len } if next_random(rng) % 2 == 0 => {
+            vec![Pending::Truncate { len: *len }]
+        }
+        Pending::Truncate { .. } => Vec::new(),
     }
 }
 
@@ -177,6 +202,7 @@ impl SimDevice {
     pub fn inject(&self, on: FaultOn, nth: u64, fault: Fault) {
         let mut fs = self.fs.borrow_mut();
         let base = match on {
+            FaultOn::Read => fs.reads,
             FaultOn::Write => fs.writes,
             FaultOn::Sync => fs.syncs,
         };
@@ -195,37 +221,44 @@ impl SimDevice {
         let mut fs = self.fs.borrow_mut();
         fs.generation += 1;
         fs.faults.clear();
-        fs.names = fs.durable_names.clone();
-        let live: Vec<u64> = fs.names.values().copied().collect();
-        fs.inodes.retain(|ino, _| live.contains(ino));
         let mut rng = match mode {
             CrashMode::DropUnsynced => 0,
             CrashMode::TearLast { seed } | CrashMode::Random { seed } => seed,
         };
+        let log = std::mem::take(&mut fs.name_log);
+        let kept_names = match mode {
+            CrashMode::DropUnsynced => 0,
+            CrashMode::TearLast { .. } => log.len(),
+            CrashMode::Random { .. } => (next_random(&mut rng) % (log.len() as u64 + 1)) as usize,
+        };
+        let mut names = fs.durable_names.clone();
+        for op in &log[..kept_names] {
+            match op {
+                NameOp::Link(name, ino) => names.insert(name.clone(), *ino),
+                NameOp::Unlink(name) => names.remove(name),
+            };
+        }
+        fs.names = names.clone();
+        fs.durable_names = names;
+        let live: Vec<u64> = fs.names.values().copied().collect();
+        fs.inodes.retain(|ino, _| live.contains(ino));
         // Visit files in a fixed order so that a seed always gives the same disk.
         let mut inos: Vec<u64> = fs.inodes.keys().copied().collect();
         inos.sort_unstable();
         for ino in inos {
             let inode = fs.inodes.get_mut(&ino).expect("listed above");
             let pending = std::mem::take(&mut inode.pending);
-            let (kept, tear) = match mode {
-                CrashMode::DropUnsynced => (0, None),
-                CrashMode::TearLast { .. } => {
-                    let kept = pending.len().saturating_sub(1);
-                    (kept, pending.last())
-                }
-                CrashMode::Random { .. } => {
-                    let kept = (next_random(&mut rng) % (pending.len() as u64 + 1)) as usize;
-                    (kept, pending.get(kept))
-                }
-            };
             let mut disk = std::mem::take(&mut inode.durable);
-            for op in &pending[..kept] {
-                op.apply(&mut disk);
-            }
-            if let Some(op) = tear {
-                let sectors = next_random(&mut rng) % (sectors_of(op) + 1);
-                if let Some(part) = torn(op, sectors) {
+            let last = pending.len().saturating_sub(1);
+            for (i, op) in pending.iter().enumerate() {
+                let kept = match mode {
+                    CrashMode::DropUnsynced => Vec::new(),
+                    CrashMode::TearLast { .. } if i < last => vec![op.clone()],
+                    CrashMode::TearLast { .. } | CrashMode::Random { .. } => {
+                        survivors(op, &mut rng)
+                    }
+                };
+                for part in kept {
                     part.apply(&mut disk);
                 }
             }
@@ -282,21 +315,24 @@ impl Device for SimDevice {
         fs.next_inode += 1;
         fs.inodes.insert(ino, Inode::default());
         fs.names.insert(name.to_owned(), ino);
+        fs.name_log.push(NameOp::Link(name.to_owned(), ino));
         Ok(self.handle(ino, fs.generation))
     }
 
     async fn remove(&self, name: &str) -> io::Result<()> {
         let mut fs = self.fs.borrow_mut();
-        fs.names
-            .remove(name)
-            .map(drop)
-            .ok_or_else(|| not_found(name))
+        fs.names.remove(name).ok_or_else(|| not_found(name))?;
+        fs.name_log.push(NameOp::Unlink(name.to_owned()));
+        Ok(())
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let mut fs = self.fs.borrow_mut();
         let ino = fs.names.remove(from).ok_or_else(|| not_found(from))?;
         fs.names.insert(to.to_owned(), ino);
+        // One journal transaction: the new name and the old name's removal go together.
+        fs.name_log.push(NameOp::Link(to.to_owned(), ino));
+        fs.name_log.push(NameOp::Unlink(from.to_owned()));
         Ok(())
     }
 
@@ -310,6 +346,7 @@ impl Device for SimDevice {
             return Err(fault.error());
         }
         fs.durable_names = fs.names.clone();
+        fs.name_log.clear();
         Ok(())
     }
 
@@ -322,6 +359,10 @@ impl DeviceFile for SimFile {
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         assert_aligned(offset, len);
         let mut fs = self.fs.borrow_mut();
+        fs.inode(self.ino, self.generation)?;
+        if let Some(fault) = fs.take_fault(FaultOn::Read) {
+            return Err(fault.error());
+        }
         let inode = fs.inode(self.ino, self.generation)?;
         Ok(read_clipped(&inode.current, offset, len))
     }
@@ -346,14 +387,16 @@ impl DeviceFile for SimFile {
     async fn sync(&self) -> io::Result<()> {
         let mut fs = self.fs.borrow_mut();
         fs.inode(self.ino, self.generation)?;
-        if let Some(fault) = fs.take_fault(FaultOn::Sync) {
+        let fault = fs.take_fault(FaultOn::Sync);
+        let inode = fs.inode(self.ino, self.generation)?;
+        let pending = std::mem::take(&mut inode.pending);
+        if let Some(fault) = fault {
+            // The pending writes are gone for good; reads see them until a crash.
             return Err(fault.error());
         }
-        let inode = fs.inode(self.ino, self.generation)?;
-        for op in std::mem::take(&mut inode.pending) {
+        for op in pending {
             op.apply(&mut inode.durable);
         }
-        debug_assert_eq!(inode.durable, inode.current);
         Ok(())
     }
 
