@@ -238,6 +238,11 @@ impl<D: Device> Substore<D> {
         };
         substore.recover(seqs).await?;
         substore.salvaged = substore.finish_salvages().await?;
+        {
+            // Everything recovery kept is on stable storage.
+            let mut state = substore.state.borrow_mut();
+            state.durable_seq = state.next_seq - 1;
+        }
         Ok(substore)
     }
 
@@ -399,13 +404,15 @@ impl<D: Device> Substore<D> {
                 }
             }
         }
+        let path = scanner.path();
         if len > end {
-            let path = scanner.path();
             file.truncate(end)
                 .await
                 .map_err(io_err("truncating", path.clone(), end))?;
-            file.sync().await.map_err(io_err("syncing", path, end))?;
         }
+        // What was read may sit in a volatile cache if the process died before a flush:
+        // synced here, every record the index now serves is durable (and the cut too).
+        file.sync().await.map_err(io_err("syncing", path, end))?;
         let buf_start = align_down(end);
         let buf = scanner.bytes_at(buf_start, end - buf_start).await?.to_vec();
         assert_eq!(

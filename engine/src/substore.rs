@@ -178,6 +178,12 @@ pub(crate) struct State<F> {
     /// The extent accepting appends, if any.
     pub(crate) active: Option<u64>,
     pub(crate) read_only: Option<String>,
+    /// Every record with a sequence up to this one is on stable storage (or a copy of
+    /// one that is: compaction keeps sequences).
+    pub(crate) durable_seq: u64,
+    /// Keys whose newest record is a tombstone not yet on stable storage, with its
+    /// sequence: the index no longer has them, yet a crash would bring them back.
+    pub(crate) unsynced_deletes: hashbrown::HashMap<Vec<u8>, u64, ahash::RandomState>,
 }
 
 /// One substore. See the module documentation.
@@ -248,6 +254,8 @@ impl<F> Default for State<F> {
             extents: BTreeMap::new(),
             active: None,
             read_only: None,
+            durable_seq: 0,
+            unsynced_deletes: Default::default(),
         }
     }
 }
@@ -370,6 +378,9 @@ impl<D: Device> Substore<D> {
             key_len: key.len() as u16,
             value_len: value.len() as u32,
         };
+        if kind == Kind::Tombstone {
+            state.unsynced_deletes.insert(key.to_vec(), seq);
+        }
         self.append_record(&mut state, &header, opts.meta, key, value)
     }
 
@@ -460,16 +471,25 @@ impl<D: Device> Substore<D> {
     async fn write_out(&self, sync: bool) -> Result<()> {
         let _io = self.io_lock.lock().await;
         self.check_writable()?;
-        let seqs: Vec<u64> = {
+        let (seqs, covers) = {
             let state = self.state.borrow();
             let tails = state.extents.iter().filter(|(_, e)| e.tail.is_some());
-            tails.map(|(&seq, _)| seq).collect()
+            (
+                tails.map(|(&seq, _)| seq).collect::<Vec<u64>>(),
+                state.next_seq - 1,
+            )
         };
         for seq in seqs {
             if let Err(e) = self.write_extent(seq, sync).await {
                 self.state.borrow_mut().read_only = Some(e.to_string());
                 return Err(e);
             }
+        }
+        if sync {
+            // Every record appended before this pass began is durable now.
+            let mut state = self.state.borrow_mut();
+            state.durable_seq = state.durable_seq.max(covers);
+            state.unsynced_deletes.retain(|_, seq| *seq > covers);
         }
         Ok(())
     }
@@ -654,6 +674,18 @@ impl<D: Device> Substore<D> {
         for (key, entry) in state.index.iter().filter(|(_, e)| !is_expired(e)) {
             f(key, record_len_of(&entry, key.len()));
         }
+    }
+
+    /// Whether what reads answer for `key` is on stable storage, so that no crash can take
+    /// it back: its newest record (put or tombstone) was covered by a successful flush.
+    /// No I/O.
+    pub fn is_durable(&self, key: &[u8]) -> bool {
+        let state = self.state.borrow();
+        let put_durable = state
+            .index
+            .get(key)
+            .is_none_or(|e| e.seq <= state.durable_seq);
+        put_durable && !state.unsynced_deletes.contains_key(key)
     }
 
     /// Whether `key` has a live value (no I/O).

@@ -118,3 +118,51 @@ fn reopens_whatever_the_size_of_the_newest_extent() {
         });
     }
 }
+
+#[test]
+fn is_durable_tells_which_answers_a_crash_could_take_back() {
+    block_on(async {
+        let dev = SimDevice::new();
+        let id = SubstoreId::root(9);
+        let s = Substore::create_or_open(dev.clone(), id, small())
+            .await
+            .unwrap();
+        assert!(
+            s.is_durable(b"absent"),
+            "an absent key reads as absent after any crash"
+        );
+        s.put(b"a", b"1").await.unwrap();
+        assert!(!s.is_durable(b"a"), "a put not yet flushed");
+        s.flush().await.unwrap();
+        assert!(s.is_durable(b"a"));
+        s.put(b"a", b"2").await.unwrap();
+        assert!(
+            !s.is_durable(b"a"),
+            "a new value not yet flushed over a durable one"
+        );
+        s.flush().await.unwrap();
+        s.delete(b"a").await.unwrap();
+        assert!(
+            !s.is_durable(b"a"),
+            "a delete not yet flushed: a crash brings 2 back"
+        );
+        s.flush().await.unwrap();
+        assert!(s.is_durable(b"a"));
+        // Compaction copies keep their sequences: what they copy stays durable.
+        for i in 0..2000u32 {
+            s.put(format!("k{}", i % 200).as_bytes(), &[7; 100])
+                .await
+                .unwrap();
+        }
+        s.flush().await.unwrap();
+        s.compact(0.1).await.unwrap();
+        assert!(s.is_durable(b"k7"));
+        s.put(b"late", b"x").await.unwrap();
+        drop(s);
+        // After a reopen everything recovery kept is durable.
+        let s = Substore::create_or_open(dev.clone(), id, small())
+            .await
+            .unwrap();
+        assert!(s.is_durable(b"late") && s.is_durable(b"k7"));
+    });
+}

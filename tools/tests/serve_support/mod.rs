@@ -242,25 +242,53 @@ impl Raw {
     }
 }
 
-/// An external program the test needs, from PATH; `None` (skip) only when
-/// RINGKV_SKIP_EXTERNAL=1, a loud failure otherwise.
+/// An external program the test needs, from PATH. When it is missing, the project's own
+/// `tools/install-test-deps.sh` installs it (once per test process), so that the README's
+/// test command passes on a fresh machine by itself. `None` (skip) only when
+/// RINGKV_SKIP_EXTERNAL=1; a loud failure when the install does not bring it.
 pub fn external(program: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(program))
-            .find(|p| p.is_file())
-    });
-    if found.is_some() {
-        return found;
+    if let Some(found) = on_path(program) {
+        return Some(found);
     }
     if std::env::var("RINGKV_SKIP_EXTERNAL").as_deref() == Ok("1") {
         eprintln!("skipping: {program} is not installed and RINGKV_SKIP_EXTERNAL=1");
         return None;
     }
+    let install = install_test_deps();
+    if let Some(found) = on_path(program) {
+        return Some(found);
+    }
     panic!(
-        "{program} is not installed: run tools/install-test-deps.sh (Debian's redis-tools, \
-         redis-server and nutcracker), or set RINGKV_SKIP_EXTERNAL=1 to skip these tests"
+        "{program} is not installed, and tools/install-test-deps.sh did not bring it \
+         ({install}); install Debian's redis-tools, redis-server and nutcracker, or set \
+         RINGKV_SKIP_EXTERNAL=1 to skip these tests"
     );
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Runs tools/install-test-deps.sh once per process; what it said, for messages.
+fn install_test_deps() -> &'static str {
+    static OUTCOME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OUTCOME.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/install-test-deps.sh");
+        eprintln!("installing the serve tests' programs with {script}");
+        match Command::new("bash").arg(script).output() {
+            Ok(out) if out.status.success() => "it ran".to_owned(),
+            Ok(out) => format!(
+                "it failed with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => format!("it could not run: {e}"),
+        }
+    })
 }
 
 /// A port nobody listens on right now.
