@@ -67,6 +67,16 @@ impl Error {
         }
     }
 
+    /// Whether this error means the process or the system is out of file descriptors
+    /// (EMFILE, ENFILE): a resource error, not a failed write. Nothing reached the disk,
+    /// so the operation can be tried again once descriptors are free.
+    pub fn is_out_of_descriptors(&self) -> bool {
+        const ENFILE: i32 = 23;
+        const EMFILE: i32 = 24;
+        matches!(self, Self::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(EMFILE | ENFILE)))
+    }
+
     /// Whether this error means the disk is out of space.
     pub fn is_no_space(&self) -> bool {
         matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)

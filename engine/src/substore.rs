@@ -481,7 +481,12 @@ impl<D: Device> Substore<D> {
         };
         for seq in seqs {
             if let Err(e) = self.write_extent(seq, sync).await {
-                self.state.borrow_mut().read_only = Some(e.to_string());
+                // Out of descriptors, an extent file could not be created or its
+                // directory opened: nothing reached the disk and the tail is still in
+                // memory, so the next write-out tries again. Anything else is final.
+                if !e.is_out_of_descriptors() {
+                    self.state.borrow_mut().read_only = Some(e.to_string());
+                }
                 return Err(e);
             }
         }
@@ -576,11 +581,19 @@ impl<D: Device> Substore<D> {
             return Ok(file.clone());
         }
         let path = || self.device.path_of(name);
-        let file = self
-            .device
-            .create(name)
-            .await
-            .map_err(|e| Error::io("creating", path(), 0, e))?;
+        let file = match self.device.create(name).await {
+            // An earlier attempt created it and then ran out of descriptors (syncing the
+            // directory): it holds at most a header, no record. Start it again.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                self.device
+                    .remove(name)
+                    .await
+                    .map_err(|e| Error::io("removing", path(), 0, e))?;
+                self.device.create(name).await
+            }
+            other => other,
+        };
+        let file = file.map_err(|e| Error::io("creating", path(), 0, e))?;
         let mut block = vec![0u8; BLOCK_BYTES as usize];
         let header = ExtentHeader {
             extent_seq: seq,

@@ -540,3 +540,30 @@ fn a_read_error_while_opening_fails_the_open_and_changes_nothing() {
         assert_eq!(s.len(), 1000);
     });
 }
+
+#[test]
+fn out_of_descriptors_fails_that_write_out_and_the_next_one_succeeds() {
+    block_on(async {
+        let dev = filled(10).await;
+        let s = open(&dev).await.unwrap();
+        for i in 10..1000 {
+            s.put(&key(i), &value(i)).await.unwrap();
+        }
+        // The next extent file cannot be created: EMFILE.
+        dev.inject(FaultOn::Open, 1, Fault::TooManyFiles);
+        let e = s.flush().await.unwrap_err();
+        assert!(e.is_out_of_descriptors(), "{e}");
+        assert!(
+            !s.is_read_only(),
+            "a resource error does not turn it read-only"
+        );
+        // Descriptors are free again: the records still in memory go out with the next.
+        s.flush().await.unwrap();
+        drop(s);
+        dev.crash(CrashMode::DropUnsynced);
+        let s = open(&dev).await.unwrap();
+        for j in 0..1000 {
+            assert_eq!(s.get(&key(j)).await.unwrap().unwrap(), value(j), "key {j}");
+        }
+    });
+}

@@ -11,8 +11,8 @@
 //!   nothing; everything but the last write of each file, which keeps any subset of its
 //!   sectors; or any subset of the sectors of every unsynced write (a truncate kept or
 //!   not), since a disk may persist writes between flushes in any order;
-//! - [`SimDevice::inject`] makes the n-th next read, write or sync fail with EIO or
-//!   ENOSPC (the failed read or write changes nothing).
+//! - [`SimDevice::inject`] makes the n-th next open (or create), read, write or sync
+//!   fail with EIO, ENOSPC or EMFILE (the failed operation changes nothing).
 //!
 //! File handles from before a crash are dead: every operation on them fails.
 
@@ -47,6 +47,8 @@ pub enum Fault {
     Io,
     /// ENOSPC.
     NoSpace,
+    /// EMFILE: the process is out of file descriptors.
+    TooManyFiles,
 }
 
 impl Fault {
@@ -54,6 +56,7 @@ impl Fault {
         match self {
             Fault::Io => io::Error::from_raw_os_error(5),
             Fault::NoSpace => io::Error::from_raw_os_error(28),
+            Fault::TooManyFiles => io::Error::from_raw_os_error(24),
         }
     }
 }
@@ -61,6 +64,8 @@ impl Fault {
 /// Which operation a fault hits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultOn {
+    /// A `create` or `open` of a file.
+    Open,
     Read,
     Write,
     /// A file's `sync` or the directory's `sync_dir`.
@@ -101,6 +106,7 @@ struct SimFs {
     /// Name changes since the last `sync_dir`, oldest first.
     name_log: Vec<NameOp>,
     faults: Vec<(FaultOn, u64, Fault)>,
+    opens: u64,
     reads: u64,
     writes: u64,
     syncs: u64,
@@ -128,6 +134,7 @@ impl SimFs {
     /// Counts an operation and returns the fault armed for it, if any.
     fn take_fault(&mut self, on: FaultOn) -> Option<Fault> {
         let count = match on {
+            FaultOn::Open => &mut self.opens,
             FaultOn::Read => &mut self.reads,
             FaultOn::Write => &mut self.writes,
             FaultOn::Sync => &mut self.syncs,
@@ -202,6 +209,7 @@ impl SimDevice {
     pub fn inject(&self, on: FaultOn, nth: u64, fault: Fault) {
         let mut fs = self.fs.borrow_mut();
         let base = match on {
+            FaultOn::Open => fs.opens,
             FaultOn::Read => fs.reads,
             FaultOn::Write => fs.writes,
             FaultOn::Sync => fs.syncs,
@@ -301,13 +309,19 @@ impl Device for SimDevice {
     type File = SimFile;
 
     async fn open(&self, name: &str) -> io::Result<SimFile> {
-        let fs = self.fs.borrow();
+        let mut fs = self.fs.borrow_mut();
+        if let Some(fault) = fs.take_fault(FaultOn::Open) {
+            return Err(fault.error());
+        }
         let ino = *fs.names.get(name).ok_or_else(|| not_found(name))?;
         Ok(self.handle(ino, fs.generation))
     }
 
     async fn create(&self, name: &str) -> io::Result<SimFile> {
         let mut fs = self.fs.borrow_mut();
+        if let Some(fault) = fs.take_fault(FaultOn::Open) {
+            return Err(fault.error());
+        }
         if fs.names.contains_key(name) {
             return Err(already_exists(name));
         }
