@@ -12,6 +12,10 @@
 //!   arrives while a sync is in flight shares the next one.
 //! - **Failure.** A failed write or sync is never retried: the core records the cause in
 //!   the database-wide [`Health`], every later write on any core is refused, reads go on.
+//! - **Death.** A panic on the core's thread (a bug, an engine assertion, a panicking
+//!   task spawned on it) ends the core: its thread catches the unwind and marks the
+//!   core dead in [`CoreShared`], which releases every caller waiting on it, even one
+//!   whose task glommio lost with the executor, with `Error::CoreFailed`.
 //! - **Read cache.** A byte-budgeted LRU of values per core. A read fills it only if no
 //!   write happened on this core while the read was in flight, so it never caches a
 //!   value older than a write it raced with.
@@ -211,13 +215,68 @@ impl Health {
 /// The part of a core that callers on other threads touch.
 #[derive(Debug)]
 pub(crate) struct CoreShared {
+    index: usize,
     queue: ArrayQueue<Request>,
     sleeping: AtomicBool,
+    /// Set when the core takes no more requests: shut down, failed to open, or dead.
     stopped: AtomicBool,
+    /// Why the core's thread ended abnormally (a panic, or an executor that could not
+    /// start). Set before `stopped`.
+    dead: OnceLock<String>,
+    /// Notified when `stopped` or `dead` is set.
+    ended: Event,
     doorbell: std::os::unix::net::UnixStream,
 }
 
 impl CoreShared {
+    /// Marks the core stopped: later requests are cancelled as they are queued.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.ended.notify(usize::MAX);
+        while self.queue.pop().is_some() {}
+    }
+
+    /// Marks the core dead (its thread panicked or never started): every waiting and
+    /// later request to it fails with [`Error::CoreFailed`]. Called from the core's
+    /// thread after the executor has unwound, or by open for a thread that never ran.
+    pub(crate) fn die(&self, message: String) {
+        let _ = self.dead.set(message);
+        // No doorbell rings from now on: nobody reads it.
+        self.sleeping.store(false, Ordering::SeqCst);
+        self.stop();
+    }
+
+    /// The error for a request the core will never answer.
+    pub(crate) fn gone(&self) -> Error {
+        match self.dead.get() {
+            Some(message) => Error::CoreFailed {
+                core: self.index,
+                message: message.clone(),
+            },
+            None => Error::Closed,
+        }
+    }
+
+    /// Resolves once the core is dead.
+    pub(crate) async fn died(&self) {
+        self.until(|| self.dead.get().is_some()).await
+    }
+
+    /// Resolves once the core takes no more requests (stopped or dead).
+    pub(crate) async fn ended(&self) {
+        self.until(|| self.stopped.load(Ordering::SeqCst)).await
+    }
+
+    async fn until(&self, done: impl Fn() -> bool) {
+        loop {
+            let listener = self.ended.listen();
+            if done() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
     /// Queues a request; gives it back when the queue is full.
     pub(crate) fn push(&self, request: Request) -> std::result::Result<(), Request> {
         self.queue.push(request)?;
@@ -246,7 +305,7 @@ impl CoreShared {
 /// The doorbell's receiving end, handed to the core thread.
 pub(crate) struct Doorbell(std::os::unix::net::UnixStream);
 
-pub(crate) fn channel(queue_depth: usize) -> Result<(Arc<CoreShared>, Doorbell)> {
+pub(crate) fn channel(index: usize, queue_depth: usize) -> Result<(Arc<CoreShared>, Doorbell)> {
     let (tx, rx) = std::os::unix::net::UnixStream::pair().map_err(|source| Error::Io {
         op: "creating a doorbell",
         path: Default::default(),
@@ -259,9 +318,12 @@ pub(crate) fn channel(queue_depth: usize) -> Result<(Arc<CoreShared>, Doorbell)>
         source,
     })?;
     let shared = CoreShared {
+        index,
         queue: ArrayQueue::new(queue_depth),
         sleeping: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
+        dead: OnceLock::new(),
+        ended: Event::new(),
         doorbell: tx,
     };
     Ok((Arc::new(shared), Doorbell(rx)))
@@ -358,6 +420,10 @@ struct Committer {
     commits: Cell<u64>,
 }
 
+/// Where each core reports, with its index, whether it opened its leaves (or why its
+/// thread ended before it could).
+pub(crate) type Ready = std::sync::mpsc::Sender<(usize, Result<()>)>;
+
 /// Runs core `index` until it is told to shut down. Reports the outcome of opening its
 /// leaves on `ready` before it serves anything.
 pub(crate) async fn run(
@@ -367,18 +433,17 @@ pub(crate) async fn run(
     health: Arc<Health>,
     shared: Arc<CoreShared>,
     doorbell: Doorbell,
-    ready: std::sync::mpsc::Sender<Result<()>>,
+    ready: Ready,
 ) {
     let core = match Core::open(index, owned, options, health).await {
         Ok(core) => Rc::new(core),
         Err(e) => {
-            shared.stopped.store(true, Ordering::SeqCst);
-            while shared.queue.pop().is_some() {}
-            let _ = ready.send(Err(e));
+            shared.stop();
+            let _ = ready.send((index, Err(e)));
             return;
         }
     };
-    let _ = ready.send(Ok(()));
+    let _ = ready.send((index, Ok(())));
     drop(ready);
     // Kept, not detached: glommio does not drop the futures of tasks still pending when
     // the executor ends, so this task (which holds the core) is cancelled at shutdown.
@@ -444,10 +509,9 @@ pub(crate) async fn run(
     }
     let result = core.close().await;
     drop(step);
-    shared.stopped.store(true, Ordering::SeqCst);
-    while let Some(late) = shared.queue.pop() {
-        drop(late); // its caller sees the reply channel close: Error::Closed
-    }
+    // Requests still queued are dropped: their callers see the reply channel close
+    // and get Error::Closed.
+    shared.stop();
     let _ = shutdown.reply.send(result.map(|()| Reply::Done));
 }
 

@@ -2,18 +2,20 @@
 //! executor. Each call hashes its key, picks the core from the immutable routing table,
 //! queues the request and waits for the reply (the async twins await it instead).
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_channel::oneshot;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use ringkv_engine::hash::routing_hash;
 use ringkv_engine::{CompactionStats, check_limits};
 
 use crate::core::{
-    self, CoreShared, CoreStats, Health, Here, Op, Reply, Request, SpawnFn, Update, UpdateFn,
+    self, CoreShared, CoreStats, Doorbell, Health, Here, Op, Reply, Request, SpawnFn, Update,
+    UpdateFn,
 };
 use crate::error::{Error, Result};
 use crate::layout::{self, DirLock, ROUTE_BITS};
@@ -41,7 +43,7 @@ pub struct Db {
     inner: Arc<Inner>,
 }
 
-type CoreThread = glommio::ExecutorJoinHandle<()>;
+type CoreThread = std::thread::JoinHandle<()>;
 
 #[derive(Debug)]
 struct Inner {
@@ -64,10 +66,154 @@ fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// What every core thread is started with.
+struct Start {
+    options: Options,
+    health: Arc<Health>,
+    ready: core::Ready,
+    path: PathBuf,
+}
+
+impl Start {
+    /// Starts one thread per core, pinned when there are enough CPUs. Stops at the
+    /// first thread that cannot be created: the cores after it are marked dead, so
+    /// that close does not wait for them. Returns the threads started and that error.
+    fn all(
+        self,
+        cores: impl Iterator<Item = ((Arc<CoreShared>, Doorbell), core::Owned)>,
+    ) -> (Vec<CoreThread>, Option<Error>) {
+        let cpus = allowed_cpus();
+        let cores: Vec<_> = cores.collect();
+        let pin = cpus.len() >= cores.len();
+        let mut threads = Vec::with_capacity(cores.len());
+        let mut cores = cores.into_iter().enumerate();
+        while let Some((index, ((shared, doorbell), owned))) = cores.next() {
+            let placement = match pin {
+                true => Placement::Fixed(cpus[index]),
+                false => Placement::Unbound,
+            };
+            match self.one(index, placement, shared.clone(), doorbell, owned) {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    shared.die(format!("not started: {e}"));
+                    for (_, ((later, _), _)) in cores {
+                        later.die(format!("not started: {e}"));
+                    }
+                    return (threads, Some(e));
+                }
+            }
+        }
+        (threads, None)
+    }
+
+    /// The thread of core `index`: its executor runs the core until shutdown. A panic
+    /// anywhere on the executor (a request, the background task, a task spawned with
+    /// `Db::spawn_on_core`) or an executor that cannot start marks the core dead and
+    /// is reported on `ready`; it goes no further than this thread.
+    fn one(
+        &self,
+        index: usize,
+        placement: Placement,
+        shared: Arc<CoreShared>,
+        doorbell: Doorbell,
+        owned: core::Owned,
+    ) -> Result<CoreThread> {
+        let builder = LocalExecutorBuilder::new(placement).io_memory(self.options.io_memory_bytes);
+        let (options, health, ready) = (
+            self.options.clone(),
+            self.health.clone(),
+            self.ready.clone(),
+        );
+        let thread = move || {
+            let fail = |message: String| {
+                shared.die(message);
+                let _ = ready.send((index, Err(shared.gone())));
+            };
+            let executor = match make_executor(builder) {
+                Ok(executor) => executor,
+                Err(message) => return fail(message),
+            };
+            let main = core::run(
+                index,
+                owned,
+                options,
+                health,
+                shared.clone(),
+                doorbell,
+                ready.clone(),
+            );
+            let run = std::panic::catch_unwind(AssertUnwindSafe(|| executor.run(main)));
+            if let Err(panic) = run {
+                fail(panic_message(&*panic));
+            }
+            // Dropped only now, once every caller has been released.
+            drop(executor);
+        };
+        std::thread::Builder::new()
+            .name(format!("ringkv-core-{index}"))
+            .spawn(thread)
+            .map_err(|source| Error::Io {
+                op: "starting a core thread for",
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// A glommio executor on this thread, or why there is none (glommio returns some
+/// failures and panics on others, e.g. when io_uring_setup is refused).
+fn make_executor(builder: LocalExecutorBuilder) -> std::result::Result<LocalExecutor, String> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| builder.make())) {
+        Ok(Ok(executor)) => Ok(executor),
+        Ok(Err(e)) => Err(format!("its executor could not start: {e}")),
+        Err(panic) => Err(format!(
+            "its executor could not start: {}",
+            panic_message(&*panic)
+        )),
+    }
+}
+
+/// The message a panic was raised with.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(message), _) => (*message).to_owned(),
+        (_, Some(message)) => message.clone(),
+        _ => "a panic without a message".to_owned(),
+    }
+}
+
+/// Waits until each of the first `started` cores has reported whether it opened its
+/// leaves; the first failure, if any. Each core thread reports at least once, even
+/// when it panics or its executor never starts.
+fn await_ready(
+    ready: &std::sync::mpsc::Receiver<(usize, Result<()>)>,
+    started: usize,
+) -> Option<Error> {
+    let mut reported = vec![false; started];
+    let mut first_error = None;
+    while reported.contains(&false) {
+        match ready.recv() {
+            Ok((index, outcome)) => {
+                reported[index] = true;
+                if let Err(e) = outcome {
+                    first_error.get_or_insert(e);
+                }
+            }
+            // Cannot happen while a core has not reported: its thread holds a sender.
+            Err(_) => return first_error.or(Some(Error::Closed)),
+        }
+    }
+    first_error
+}
+
 impl Db {
     /// Opens (or creates) the database in directory `path`.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
         options.validate()?;
+        host::check(&options)?;
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(|source| Error::Io {
             op: "creating",
@@ -78,71 +224,38 @@ impl Db {
         let (leaves, ancestors) = layout::scan(&path)?;
         let cores = options.resolved_cores();
         let assignment = layout::assign(&leaves, &ancestors, cores);
-        let mut ancestors = assignment.ancestors.into_iter();
-        let cpus = allowed_cpus();
-        let pin = cpus.len() >= cores;
+        let channels = (0..cores)
+            .map(|index| core::channel(index, options.queue_depth))
+            .collect::<Result<Vec<_>>>()?;
+        let shared: Vec<Arc<CoreShared>> = channels.iter().map(|(s, _)| s.clone()).collect();
         let health = Arc::new(Health::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let mut shared = Vec::with_capacity(cores);
-        let mut threads = Vec::with_capacity(cores);
-        let mut spawn_error = None;
-        for (index, leaves) in assignment.per_core.into_iter().enumerate() {
-            let ancestors = ancestors.next().unwrap_or_default();
-            let (core_shared, doorbell) = core::channel(options.queue_depth)?;
-            shared.push(core_shared.clone());
-            let placement = if pin {
-                Placement::Fixed(cpus[index])
-            } else {
-                Placement::Unbound
-            };
-            let (options, health, ready) = (options.clone(), health.clone(), ready_tx.clone());
-            let spawned = LocalExecutorBuilder::new(placement)
-                .name(&format!("ringkv-core-{index}"))
-                .io_memory(options.io_memory_bytes)
-                .spawn(move || async move {
-                    let owned = core::Owned { leaves, ancestors };
-                    core::run(index, owned, options, health, core_shared, doorbell, ready).await
-                });
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                Err(e) => {
-                    spawn_error = Some(Error::Io {
-                        op: "starting a core",
-                        path: path.clone(),
-                        source: std::io::Error::other(e.to_string()),
-                    });
-                    break;
-                }
-            }
-        }
-        drop(ready_tx);
+        let owned = assignment
+            .per_core
+            .into_iter()
+            .zip(assignment.ancestors)
+            .map(|(leaves, ancestors)| core::Owned { leaves, ancestors });
+        let start = Start {
+            options,
+            health: health.clone(),
+            ready: ready_tx,
+            path: path.clone(),
+        };
+        let (threads, spawn_error) = start.all(channels.into_iter().zip(owned));
+        let started = threads.len();
         let inner = Inner {
             path,
             cores: shared,
             route: assignment.route,
             health,
             closed: AtomicBool::new(false),
-            threads: Mutex::new(Vec::new()),
+            threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
         };
-        let started = threads.len();
-        *inner.threads.lock().expect("not poisoned") = threads;
-        let mut first_error = spawn_error;
-        for _ in 0..started {
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_error.get_or_insert(Error::Closed);
-                }
-            }
-        }
         let db = Db {
             inner: Arc::new(inner),
         };
-        match first_error {
+        match spawn_error.or(await_ready(&ready_rx, started)) {
             None => Ok(db),
             Some(e) => {
                 let _ = db.inner.close();
@@ -285,7 +398,7 @@ impl Db {
             glommio::spawn_local(make(local)).detach();
         }));
         let reply = self.inner.send(core, 0, Op::Spawn(spawn))?;
-        futures_lite::future::block_on(Inner::wait(reply)).map(drop)
+        futures_lite::future::block_on(self.inner.wait(core, reply)).map(drop)
     }
 
     /// Live keys.
@@ -322,12 +435,14 @@ impl Db {
         for core in 0..self.inner.cores.len() {
             let (sender, receiver) = async_channel::bounded(2);
             let reply = self.inner.send(core, 0, Op::ForEach(sender))?;
-            while let Ok(batch) = receiver.recv_blocking() {
+            let next = || self.inner.block_unless_dead(core, receiver.recv());
+            // A dead core's task may never drop its sender: stop waiting then.
+            while let Ok(batch) = next()? {
                 for (k, v) in &batch {
                     f(k, v);
                 }
             }
-            futures_lite::future::block_on(Inner::wait(reply))?;
+            futures_lite::future::block_on(self.inner.wait(core, reply))?;
         }
         Ok(())
     }
@@ -459,11 +574,29 @@ impl Inner {
 
     async fn call_core(&self, core: usize, hash: u64, op: Op) -> Result<Reply> {
         let reply = self.send_async(core, hash, op).await?;
-        Self::wait(reply).await
+        self.wait(core, reply).await
     }
 
-    async fn wait(reply: oneshot::Receiver<Result<Reply>>) -> Result<Reply> {
-        reply.await.map_err(|_| Error::Closed)?
+    /// The reply of a request queued on `core`, or why there will be none: the core
+    /// died (`Error::CoreFailed`, even when the request's task was lost with it) or
+    /// stopped (`Error::Closed`).
+    async fn wait(&self, core: usize, reply: oneshot::Receiver<Result<Reply>>) -> Result<Reply> {
+        let shared = &self.cores[core];
+        let replied = async { Some(reply.await) };
+        let died = async {
+            shared.died().await;
+            None
+        };
+        match futures_lite::FutureExt::or(replied, died).await {
+            Some(Ok(result)) => result,
+            Some(Err(_cancelled)) => {
+                // Dropped unanswered: at shutdown, or while a panic unwinds the core
+                // (which marks it dead right after). Wait for the core's verdict.
+                shared.ended().await;
+                Err(shared.gone())
+            }
+            None => Err(shared.gone()),
+        }
     }
 
     fn request(&self, hash: u64, op: Op) -> Result<(Request, oneshot::Receiver<Result<Reply>>)> {
@@ -479,6 +612,17 @@ impl Inner {
             },
             rx,
         ))
+    }
+
+    /// Blocks on `future` unless core `core` dies first.
+    fn block_unless_dead<T>(&self, core: usize, future: impl Future<Output = T>) -> Result<T> {
+        let shared = &self.cores[core];
+        let died = async {
+            shared.died().await;
+            Err(shared.gone())
+        };
+        let done = async { Ok(future.await) };
+        futures_lite::future::block_on(futures_lite::FutureExt::or(done, died))
     }
 
     /// Queues a request from a plain thread, waiting while the queue is full.
@@ -513,7 +657,7 @@ impl Inner {
             return Ok(());
         }
         let mut first_error = None;
-        for core in &self.cores {
+        for (index, core) in self.cores.iter().enumerate() {
             let (tx, rx) = oneshot::channel();
             let mut request = Request {
                 hash: 0,
@@ -525,17 +669,22 @@ impl Inner {
                 core.ring();
                 std::thread::yield_now();
             }
-            if let Ok(Err(e)) = futures_lite::future::block_on(rx) {
-                first_error.get_or_insert(e);
+            match futures_lite::future::block_on(self.wait(index, rx)) {
+                Ok(_) | Err(Error::Closed) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         let threads = std::mem::take(&mut *self.threads.lock().expect("not poisoned"));
         for thread in threads {
-            if let Err(e) = thread.join() {
+            // A core thread catches its own panics (they kill only the core), so a
+            // join error is a panic in marking it dead: report it all the same.
+            if thread.join().is_err() {
                 first_error.get_or_insert(Error::Io {
                     op: "stopping a core of",
                     path: self.path.clone(),
-                    source: std::io::Error::other(e.to_string()),
+                    source: std::io::Error::other("a core thread panicked while stopping"),
                 });
             }
         }
@@ -547,5 +696,147 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+mod host {
+    //! What the host must allow before glommio executors start: its floor on the
+    //! locked-memory limit, and the io_uring system calls. Without these checks an
+    //! executor fails inside its own thread (glommio returns an error for the first and
+    //! panics on the second, calling the kernel too old), and the error says nothing
+    //! about what to change. Each finding is an [`Error::Unsupported`] naming the
+    //! limit or setting to change.
+
+    use nix::errno::Errno;
+    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
+
+    use crate::error::{Error, Result};
+    use crate::options::Options;
+
+    /// glommio 0.9 (`Reactor::new`, `MIN_MEMLOCK_LIMIT`) refuses to make an executor
+    /// when the soft RLIMIT_MEMLOCK is below this.
+    const MEMLOCK_MIN_BYTES: u64 = 512 << 10;
+    /// Rings of one glommio executor that register its I/O memory (main, latency,
+    /// poll). Without CAP_IPC_LOCK each registration is charged to the user's locked
+    /// memory; one that does not fit is skipped (the executor then does unregistered
+    /// I/O), so this sizes a recommendation, not a requirement.
+    const RINGS_PER_EXECUTOR: u64 = 3;
+    /// glommio rounds an executor's I/O memory up to whole pages and at least this.
+    const IO_MEMORY_FLOOR_BYTES: u64 = 64 << 10;
+    /// Size of `struct io_uring_params`, all zero for a plain ring.
+    const IO_URING_PARAMS_BYTES: usize = 120;
+
+    pub(super) fn check(options: &Options) -> Result<()> {
+        check_memlock(options)?;
+        check_io_uring()
+    }
+
+    /// Locked memory that lets every core register its I/O memory with all its rings.
+    fn memlock_recommended_bytes(options: &Options) -> u64 {
+        let io = (options.io_memory_bytes as u64).next_multiple_of(4096);
+        let per_core = RINGS_PER_EXECUTOR * io.max(IO_MEMORY_FLOOR_BYTES);
+        MEMLOCK_MIN_BYTES.max(per_core * options.resolved_cores() as u64)
+    }
+
+    fn kib(bytes: u64) -> String {
+        match bytes {
+            RLIM_INFINITY => "unlimited".to_owned(),
+            _ => format!("{} KiB", bytes / 1024),
+        }
+    }
+
+    fn check_memlock(options: &Options) -> Result<()> {
+        let (soft, hard) = getrlimit(Resource::RLIMIT_MEMLOCK).map_err(|e| Error::Io {
+            op: "reading the locked-memory limit (RLIMIT_MEMLOCK) of",
+            path: "this process".into(),
+            source: e.into(),
+        })?;
+        if soft >= MEMLOCK_MIN_BYTES {
+            return Ok(());
+        }
+        let recommended = memlock_recommended_bytes(options);
+        Err(Error::Unsupported {
+            what: format!(
+                "the locked-memory limit (RLIMIT_MEMLOCK) is {} (hard limit {}); glommio's \
+                 executors need at least {} to start",
+                kib(soft),
+                kib(hard),
+                kib(MEMLOCK_MIN_BYTES)
+            ),
+            advice: format!(
+                "raise it to {} or more for {} cores with {} of io_memory each (what lets \
+                 every io_uring ring register its buffers): `ulimit -l {}` in the shell that \
+                 starts the process, LimitMEMLOCK={}K in its systemd unit, a memlock line in \
+                 /etc/security/limits.conf, or `--ulimit memlock=...` for a container",
+                kib(recommended),
+                options.resolved_cores(),
+                kib(options.io_memory_bytes as u64),
+                recommended / 1024,
+                recommended / 1024,
+            ),
+        })
+    }
+
+    fn check_io_uring() -> Result<()> {
+        let Err(errno) = io_uring_setup() else {
+            return Ok(());
+        };
+        let advice = match errno {
+            Errno::ENOSYS => "the kernel has no io_uring (ringkv needs Linux 5.8 or later \
+                              built with CONFIG_IO_URING), or a seccomp filter hides it: a \
+                              container needs a seccomp profile that allows io_uring_setup, \
+                              io_uring_enter and io_uring_register"
+                .to_owned(),
+            Errno::EPERM => eperm_advice(),
+            Errno::ENOMEM => "this kernel charges io_uring rings to the locked-memory limit: \
+                              raise `ulimit -l` (LimitMEMLOCK in a systemd unit)"
+                .to_owned(),
+            _ => "see io_uring_setup(2)".to_owned(),
+        };
+        Err(Error::Unsupported {
+            what: format!("io_uring is unavailable: io_uring_setup failed with {errno}"),
+            advice,
+        })
+    }
+
+    /// Why io_uring_setup may answer EPERM here, from the sysctl that can cause it.
+    fn eperm_advice() -> String {
+        let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled");
+        match sysctl.as_deref().map(str::trim) {
+            Ok("2") => "the sysctl kernel.io_uring_disabled is 2 (io_uring is off for every \
+                        process): set it to 0 (`sysctl -w kernel.io_uring_disabled=0`)"
+                .to_owned(),
+            Ok("1") => "the sysctl kernel.io_uring_disabled is 1 (io_uring only for processes \
+                        with CAP_SYS_ADMIN or in the group kernel.io_uring_group): add the \
+                        user to that group, or set the sysctl to 0"
+                .to_owned(),
+            _ => "a seccomp filter or security module denies io_uring_setup (container \
+                  runtimes' default profiles do): run with a profile that allows \
+                  io_uring_setup, io_uring_enter and io_uring_register"
+                .to_owned(),
+        }
+    }
+
+    /// Sets up a one-entry io_uring and closes it: whether this process may use one.
+    #[allow(
+        unsafe_code,
+        reason = "no dependency of this crate wraps io_uring_setup"
+    )]
+    fn io_uring_setup() -> std::result::Result<(), Errno> {
+        let mut params = [0u64; IO_URING_PARAMS_BYTES / 8];
+        let entries: nix::libc::c_long = 1;
+        // SAFETY: io_uring_setup(2) takes an entry count and a pointer to a `struct
+        // io_uring_params` (120 bytes), which `params` is: zeroed (no flags), aligned
+        // for its u64 fields, alive until the call returns. The kernel reads and writes
+        // only those bytes.
+        let fd = unsafe {
+            nix::libc::syscall(nix::libc::SYS_io_uring_setup, entries, params.as_mut_ptr())
+        };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        let fd = std::os::fd::RawFd::try_from(fd).expect("a file descriptor fits a RawFd");
+        let _ = nix::unistd::close(fd);
+        Ok(())
     }
 }

@@ -30,6 +30,16 @@ pub enum Error {
     },
     #[error("{path}: {what}")]
     Layout { path: PathBuf, what: String },
+    /// A core's thread panicked (a bug, or an assertion on bytes read from disk) or its
+    /// executor could not start. Every request routed to that core fails with this;
+    /// the other cores go on. Writes the core acknowledged in `Durability::Sync` are on
+    /// disk; reopen the database to serve its leaves again.
+    #[error("core {core} failed: {message}")]
+    CoreFailed { core: usize, message: String },
+    /// This machine or process cannot run the database as configured: `what` is the
+    /// finding, `advice` what to change.
+    #[error("{what}; {advice}")]
+    Unsupported { what: String, advice: String },
     #[error(transparent)]
     Engine(ringkv_engine::Error),
 }

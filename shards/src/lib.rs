@@ -10,6 +10,13 @@
 //! that any executor (tokio, glommio, a plain `block_on`) can await. Do not call the
 //! blocking methods from inside a glommio task of the same process's cores.
 //!
+//! Open checks the host first: a locked-memory limit glommio refuses, or io_uring
+//! denied (seccomp, the `kernel.io_uring_disabled` sysctl), is an
+//! [`Error::Unsupported`] that says what to change. A panic on a core (a bug, or a
+//! task given to [`Db::spawn_on_core`] that panics) ends that core only: every request
+//! routed to it fails with [`Error::CoreFailed`] and `close` returns that error after
+//! stopping the others.
+//!
 //! ```
 //! use ringkv::{Db, Durability, Options};
 //!
