@@ -32,7 +32,9 @@ use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use event_listener::Event;
 use futures_lite::AsyncReadExt;
-use ringkv_engine::{CompactionStats, Config, DmaDevice, Substore, SubstoreId, SubstoreStats};
+use ringkv_engine::{
+    CompactionStats, Config, DmaDevice, Salvaged, Substore, SubstoreId, SubstoreStats,
+};
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
@@ -49,6 +51,9 @@ const SPLIT_PREFIX_BITS_MAX: u8 = 52;
 const SPLIT_FREEZE_KEYS_MAX: usize = 64;
 /// Catch-up rounds before a split freezes its parent regardless.
 const SPLIT_CATCH_UP_ROUNDS_MAX: usize = 8;
+/// First and longest wait before a failed background step is tried again.
+const BACKGROUND_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const BACKGROUND_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes of entries `for_each` sends in one message.
 const FOR_EACH_BATCH_BYTES: usize = 1 << 20;
 
@@ -171,6 +176,12 @@ pub struct CoreStats {
     pub splits: u64,
     /// Compaction work done since open (background and `Db::compact`).
     pub compaction: CompactionStats,
+    /// Background steps (compaction, record moves, splits) that failed since open. Each
+    /// is logged; the step is tried again after a back-off unless the database turned
+    /// read-only.
+    pub background_errors: u64,
+    /// The cause of the last background failure, if any.
+    pub background_error: Option<String>,
     /// Requests waiting in this core's queue when the figures were taken.
     pub queued: u64,
     /// Requests being served when the figures were taken.
@@ -189,6 +200,8 @@ pub struct LeafStats {
     pub ancestor: bool,
     /// The substore's figures.
     pub stats: SubstoreStats,
+    /// What opening salvaged in it ([`Recovery::Salvage`](ringkv_engine::Recovery)).
+    pub salvaged: Vec<Salvaged>,
 }
 
 /// Whether the database still accepts writes; shared by every core and caller.
@@ -407,6 +420,11 @@ struct Core {
     /// Held by a compaction step; shutdown takes it to wait for the step in progress.
     compaction_gate: async_lock::Mutex<()>,
     compaction: Cell<CompactionStats>,
+    /// Extents whose compaction met corruption: not chosen again while open.
+    damaged_extents: RefCell<HashSet<(SubstoreId, u64)>>,
+    /// Background steps (compaction, moves, splits) that failed, and the last cause.
+    background_errors: Cell<u64>,
+    background_error: RefCell<Option<String>>,
     stopping: Cell<bool>,
     data_dir: std::path::PathBuf,
 }
@@ -530,6 +548,7 @@ impl Core {
             .unwrap_or_default();
         let config = Config {
             extent_size_bytes: options.extent_size_bytes,
+            recovery: options.recovery,
             ..Config::default()
         };
         let mut map = BTreeMap::new();
@@ -567,6 +586,9 @@ impl Core {
             wrote: Event::new(),
             compaction_gate: async_lock::Mutex::new(()),
             compaction: Cell::new(CompactionStats::default()),
+            damaged_extents: RefCell::default(),
+            background_errors: Cell::new(0),
+            background_error: RefCell::new(None),
             stopping: Cell::new(false),
             data_dir,
         })
@@ -605,7 +627,10 @@ impl Core {
                 .await
                 .map(|_| Reply::Done),
             Op::Delete(key) => self.write(hash, &key, None).await.map(|_| Reply::Done),
-            Op::Exists(key) => Ok(Reply::Bool(self.leaf(hash).exists(&key))),
+            Op::Exists(key) => {
+                self.wait_durable(hash, &key).await?;
+                Ok(Reply::Bool(self.leaf(hash).exists(&key)))
+            }
             Op::Flush => self.commit().await.map(|()| Reply::Done),
             Op::Stats => Ok(Reply::Stats(self.stats())),
             Op::ForEach(sender) => self.for_each(sender).await.map(|()| Reply::Done),
@@ -619,10 +644,37 @@ impl Core {
         }
     }
 
+    /// In `Sync` mode, waits until what a read of `key` would answer is durable: a put
+    /// or delete of it appended but not yet committed is committed first, so no reader
+    /// sees a write that a crash could take back. `Buffered` reads see every write at
+    /// once.
+    async fn wait_durable(&self, hash: u64, key: &[u8]) -> Result<()> {
+        if self.options.durability == Durability::Buffered {
+            return Ok(());
+        }
+        loop {
+            let leaf = self.leaf(hash);
+            let behind = leaf.ancestor().is_none_or(|a| a.store.is_durable(key));
+            if leaf.store.is_durable(key) && behind {
+                return Ok(());
+            }
+            // Commits everything appended so far (joining a round in flight). The writer
+            // marks its leaf dirty only after its append returns; mark it here too, or
+            // the round could skip the record this read waits for.
+            leaf.dirty.set(true);
+            if let Some(ancestor) = leaf.ancestor() {
+                ancestor.dirty.set(true);
+            }
+            self.commit().await?;
+        }
+    }
+
     async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Bytes>> {
+        // A cached value is durable: every write of a key removes it from the cache.
         if let Some(value) = self.cache.borrow_mut().get(key) {
             return Ok(Some(value));
         }
+        self.wait_durable(hash, key).await?;
         let writes_before = self.writes.get();
         let value = self.leaf(hash).get(key).await?;
         if let Some(value) = &value {
@@ -799,6 +851,8 @@ impl Core {
             splits: self.splits.get(),
             commits: self.commit.commits.get(),
             compaction: self.compaction.get(),
+            background_errors: self.background_errors.get(),
+            background_error: self.background_error.borrow().clone(),
             ..CoreStats::default()
         };
         let cache = self.cache.borrow();
@@ -811,6 +865,7 @@ impl Core {
                 name: crate::layout::leaf_dir_name(&leaf.id),
                 ancestor: false,
                 stats: figures,
+                salvaged: leaf.store.salvaged().to_vec(),
             });
         }
         for ancestor in self.ancestors.borrow().iter() {
@@ -827,6 +882,7 @@ impl Core {
                 name: crate::layout::leaf_dir_name(&ancestor.id),
                 ancestor: true,
                 stats: figures,
+                salvaged: ancestor.store.salvaged().to_vec(),
             });
         }
         stats.in_flight = self.in_flight.get() as u64;
@@ -877,12 +933,20 @@ impl Core {
             return Ok(false);
         }
         for leaf in self.leaf_list() {
-            if let Some(&victim) = leaf.store.compaction_victims(ratio).first() {
-                let stats = leaf
-                    .store
-                    .compact_extent(victim)
-                    .await
-                    .map_err(|e| self.failed(e))?;
+            let victims = leaf.store.compaction_victims(ratio);
+            let damaged = |v: &u64| self.damaged_extents.borrow().contains(&(leaf.id, *v));
+            if let Some(victim) = victims.into_iter().find(|v| !damaged(v)) {
+                let compacted = leaf.store.compact_extent(victim).await;
+                if let Err(e @ ringkv_engine::Error::Corruption { .. }) = &compacted {
+                    // Reported (Stats, log) by the caller; other victims go on. Reads of
+                    // the damaged records report it too.
+                    self.damaged_extents.borrow_mut().insert((leaf.id, victim));
+                    log::error!(
+                        "ringkv core {}: compaction skips a damaged extent: {e}",
+                        self.index
+                    );
+                }
+                let stats = compacted.map_err(|e| self.failed(e))?;
                 let mut total = self.compaction.get();
                 total.add(&stats);
                 self.compaction.set(total);
@@ -935,23 +999,52 @@ impl Core {
             }
             seen = self.writes.get();
             glommio::timer::sleep(self.options.compaction_interval).await;
+            let mut backoff = BACKGROUND_BACKOFF_MIN;
             loop {
                 if self.stopping.get() || self.health.check_writable().is_err() {
                     return;
                 }
-                let step = match self.compaction_step(self.compaction_ratio()).await {
-                    Ok(false) => match self.move_step().await {
-                        Ok(false) => self.split_step().await,
-                        other => other,
-                    },
-                    other => other,
-                };
-                match step {
+                match self.background_step().await {
                     Ok(true) => futures_lite::future::yield_now().await,
                     Ok(false) => break,
-                    Err(_) => return, // recorded in Health; writes report it
+                    Err(e) => {
+                        self.background_failed(&e, backoff);
+                        // A failed write or sync turned the database read-only (the
+                        // check above ends the task); anything else is tried again.
+                        glommio::timer::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKGROUND_BACKOFF_MAX);
+                    }
                 }
             }
+        }
+    }
+
+    /// One bounded step of background work, in order of urgency: compact an extent, move
+    /// an ancestor's records, split a leaf. Returns whether there was work.
+    async fn background_step(&self) -> Result<bool> {
+        if self.compaction_step(self.compaction_ratio()).await? {
+            return Ok(true);
+        }
+        if self.move_step().await? {
+            return Ok(true);
+        }
+        self.split_step().await
+    }
+
+    /// Records and logs a failed background step.
+    fn background_failed(&self, e: &Error, retry_in: std::time::Duration) {
+        self.background_errors.set(self.background_errors.get() + 1);
+        *self.background_error.borrow_mut() = Some(e.to_string());
+        if self.health.check_writable().is_err() {
+            log::error!(
+                "ringkv core {}: background work stopped, the database is read-only: {e}",
+                self.index
+            );
+        } else {
+            log::error!(
+                "ringkv core {}: background step failed, trying again in {retry_in:?}: {e}",
+                self.index
+            );
         }
     }
 
@@ -984,11 +1077,12 @@ impl Core {
     /// once (ARCHITECTURE.md, "Splitting"). The marker file is the commit point and is
     /// durable before any write reaches a child.
     async fn hand_over(&self, parent: &Rc<LeafState>) -> Result<()> {
-        let children = crate::layout::create_children(&parent.leaf)?;
-        let mut stores = Vec::with_capacity(16);
-        for child in children {
-            stores.push(Rc::new(LeafState::open(child, self.config).await?));
-        }
+        let stores: Vec<Rc<LeafState>> = self
+            .open_children(parent)
+            .await?
+            .into_iter()
+            .map(Rc::new)
+            .collect();
         if let Err(e) = crate::layout::hand_over(&parent.leaf) {
             // Whether the marker is on disk is unknown: stop writing rather than guess.
             self.health.fail(e.to_string());
@@ -1079,12 +1173,28 @@ impl Core {
     /// Splits `parent` into 16 children on this core (ARCHITECTURE.md, "Splitting"):
     /// copy while writes go on, freeze and copy the keys written meanwhile, make the
     /// children durable, retire the parent (the commit point), switch the leaf map.
-    async fn split(&self, parent: &Rc<LeafState>) -> Result<()> {
+    /// Creates and opens the 16 children of `parent`. When that fails, the children
+    /// (uncommitted, empty) are removed again so that the split can be tried later.
+    async fn open_children(&self, parent: &LeafState) -> Result<Vec<LeafState>> {
         let children = crate::layout::create_children(&parent.leaf)?;
         let mut stores = Vec::with_capacity(16);
-        for child in children {
-            stores.push(LeafState::open(child, self.config).await?);
+        for child in &children {
+            match LeafState::open(child.clone(), self.config).await {
+                Ok(store) => stores.push(store),
+                Err(e) => {
+                    drop(stores); // their files close before their directories go
+                    if let Err(cleanup) = crate::layout::discard_children(&children) {
+                        log::error!("ringkv: removing the children of a failed split: {cleanup}");
+                    }
+                    return Err(e);
+                }
+            }
         }
+        Ok(stores)
+    }
+
+    async fn split(&self, parent: &Rc<LeafState>) -> Result<()> {
+        let stores = self.open_children(parent).await?;
         let child_of = |key: &[u8]| {
             let nibble =
                 ringkv_engine::hash::child_nibble(routing_hash(key), parent.id.prefix_bits);

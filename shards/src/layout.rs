@@ -417,15 +417,34 @@ pub(crate) fn create_children(parent: &Leaf) -> Result<Vec<Leaf>> {
         let child = ringkv_engine::hash::child_id(&parent.id, nibble, 0);
         let id = leaf_id(child.prefix_bits, child.hash_prefix);
         let dir = substores.join(leaf_dir_name(&id));
-        std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
+        if let Err(e) = std::fs::create_dir(&dir) {
+            let _ = discard_children(&children); // the error below says what matters
+            return Err(io("creating", &dir)(e));
+        }
         children.push(Leaf {
             id,
             dir,
             size_bytes: 0,
         });
     }
-    sync_dir(substores)?;
+    if let Err(e) = sync_dir(substores) {
+        let _ = discard_children(&children);
+        return Err(e);
+    }
     Ok(children)
+}
+
+/// Removes the children of a split that failed before its commit point (no marker, the
+/// parent not retired), so that the split can be tried again. No write ever reached
+/// them: writes go to children only after the commit point. Open would remove them too.
+pub(crate) fn discard_children(children: &[Leaf]) -> Result<()> {
+    let Some(substores) = children.first().and_then(|c| c.dir.parent()) else {
+        return Ok(());
+    };
+    for child in children {
+        std::fs::remove_dir_all(&child.dir).map_err(io("removing", &child.dir))?;
+    }
+    sync_dir(substores)
 }
 
 /// The commit point of a split: the parent stops being a leaf (an atomic rename, made

@@ -53,7 +53,7 @@ pub use options::{
 };
 pub use ringkv_engine::limits::{KEY_LEN_MAX, VALUE_LEN_MAX};
 pub use ringkv_engine::verify::{Finding, SubstoreReport};
-pub use ringkv_engine::{CompactionStats, SubstoreStats};
+pub use ringkv_engine::{CompactionStats, Recovery, Salvaged, SubstoreStats};
 pub use verify::{LeafReport, VerifyReport, verify, verify_with_progress};
 
 /// The README's examples compile and run as doctests.

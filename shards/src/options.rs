@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ringkv_engine::Recovery;
+
 use crate::error::{Error, Result};
 use ringkv_engine::limits::{EXTENT_SIZE_MAX_BYTES, EXTENT_SIZE_MIN_BYTES};
 
@@ -51,6 +53,7 @@ pub struct Options {
     pub(crate) compaction_free_space_min_bytes: u64,
     pub(crate) compaction_shares: usize,
     pub(crate) compaction_interval: Duration,
+    pub(crate) recovery: Recovery,
 }
 
 /// Default read-cache budget, shared by all cores: 64 MiB.
@@ -98,6 +101,7 @@ impl Default for Options {
             compaction_free_space_min_bytes: COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES,
             compaction_shares: COMPACTION_SHARES_DEFAULT,
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
+            recovery: Recovery::Strict,
         }
     }
 }
@@ -189,6 +193,16 @@ impl Options {
     /// Pause between background compaction passes after writes. Default 100 ms.
     pub fn compaction_interval(mut self, d: Duration) -> Self {
         self.compaction_interval = d;
+        self
+    }
+
+    /// What opening does about damage it cannot prove to be the torn end of a crash: by
+    /// default ([`Recovery::Strict`]) it refuses with `Error::Corruption`, changing
+    /// nothing; [`Recovery::Salvage`] keeps every intact record of a damaged newest
+    /// extent, moves the damaged bytes into a quarantine file beside it and reports it
+    /// in [`LeafStats::salvaged`](crate::LeafStats::salvaged) (`ringkv salvage`).
+    pub fn recovery(mut self, recovery: Recovery) -> Self {
+        self.recovery = recovery;
         self
     }
 

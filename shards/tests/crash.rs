@@ -4,7 +4,9 @@
 //!
 //! - `Durability::Sync`: the database holds exactly the acknowledged puts and deletes,
 //!   except that the one write each thread had in flight may have landed too: no
-//!   acknowledged write missing, no deleted key back, nothing invented.
+//!   acknowledged write missing, no deleted key back, nothing invented. Reader threads
+//!   print every value they see (`saw KEY VERSION`): a value a reader saw before the
+//!   kill is there after it, or overwritten or deleted by a later write that landed.
 //! - `Durability::Buffered`: the database opens cleanly and every value it holds is one
 //!   that was written (well formed for its key and version).
 
@@ -20,6 +22,8 @@ const CHILD_MODE: &str = "RINGKV_CRASH_CHILD_MODE";
 const CHILD_ROUND: &str = "RINGKV_CRASH_CHILD_ROUND";
 const THREADS: u64 = 4;
 const KEYS_PER_THREAD: u64 = 64;
+/// Reader threads of the child (Sync modes).
+const READERS: u64 = 2;
 
 fn options(durability: Durability) -> Options {
     Options::default()
@@ -105,6 +109,12 @@ fn crash_child() {
         });
     }
     println!("ready");
+    if durability == Durability::Sync {
+        for r in 0..READERS {
+            let db = db.clone();
+            std::thread::spawn(move || read_and_report(&db, r, keys_per_thread));
+        }
+    }
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let db = db.clone();
@@ -125,6 +135,48 @@ fn crash_child() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// A reader of the child: gets random keys, printing `saw KEY VERSION` for each value.
+fn read_and_report(db: &Db, reader: u64, keys_per_thread: u64) {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ reader;
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = format!("t{}-k{}", x % THREADS, (x >> 8) % keys_per_thread);
+        if let Some(v) = db.get(&key).unwrap() {
+            println!("saw {key} {}", version_of(&key, &v));
+        }
+    }
+}
+
+/// Every value a reader saw must still be there after the kill, or have been replaced by
+/// a later write that landed (acknowledged, or the one in flight).
+fn check_reads(
+    lines: &[String],
+    held: &HashMap<String, u64>,
+    last_acked: &HashMap<String, (u64, bool)>,
+    in_flight: &HashMap<String, (u64, bool)>,
+) -> usize {
+    let mut newest_seen: HashMap<&str, u64> = HashMap::new();
+    for line in lines.iter().filter_map(|l| l.strip_prefix("saw ")) {
+        let (key, version) = line.split_once(' ').unwrap();
+        let seen = newest_seen.entry(key).or_default();
+        *seen = (*seen).max(version.parse().unwrap());
+    }
+    for (&key, &seen) in &newest_seen {
+        let later = |op: Option<&(u64, bool)>| op.is_some_and(|&(v, _)| v > seen);
+        let replaced = later(last_acked.get(key)) || later(in_flight.get(key));
+        let still = held.get(key).is_some_and(|&v| v >= seen);
+        assert!(
+            still || replaced,
+            "{key}: a reader saw version {seen} before the kill; after it the key holds \
+             {:?} and no later write landed",
+            held.get(key)
+        );
+    }
+    newest_seen.len()
 }
 
 fn run_child(dir: &std::path::Path, mode: &str, round: u64, kill_after: Duration) -> Vec<String> {
@@ -165,12 +217,26 @@ fn run_child(dir: &std::path::Path, mode: &str, round: u64, kill_after: Duration
     reader.join().unwrap()
 }
 
+/// The seed of the kill times: RINGKV_CRASH_SEED, or drawn from the clock; printed so
+/// that a failing run can be replayed.
+fn kill_seed(mode: &str) -> u64 {
+    let seed = std::env::var("RINGKV_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.unwrap().as_nanos() as u64 | 1
+        });
+    eprintln!("{mode}: kill times from RINGKV_CRASH_SEED={seed}");
+    seed
+}
+
 fn crash_rounds(mode: &str, durability: Durability, rounds: u64) -> u64 {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let keys = keys_per_thread(mode);
     // What the database must hold: key -> version of its value (absent: no value).
     let mut expected: HashMap<String, u64> = HashMap::new();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut seed = kill_seed(mode);
     let mut total_acks = 0;
     for round in 1..=rounds {
         seed ^= seed << 13;
@@ -187,12 +253,14 @@ fn crash_rounds(mode: &str, durability: Durability, rounds: u64) -> u64 {
         // Each thread acknowledges its writes in order; the one after its last ack may
         // have landed without a line.
         let mut next_op: HashMap<u64, u64> = (0..THREADS).map(|t| (t, 0)).collect();
+        let mut last_acked: HashMap<String, (u64, bool)> = HashMap::new();
         for line in lines.iter().filter_map(|l| l.strip_prefix("ack ")) {
             let (t, i) = line.split_once(' ').unwrap();
             let (t, i): (u64, u64) = (t.parse().unwrap(), i.parse().unwrap());
             assert_eq!(next_op[&t], i, "thread {t} acknowledged out of order");
             next_op.insert(t, i + 1);
             let (key, version, put) = op_of(t, round, i, keys);
+            last_acked.insert(key.clone(), (version, put));
             if put {
                 expected.insert(key, version);
             } else {
@@ -234,6 +302,8 @@ fn crash_rounds(mode: &str, durability: Durability, rounds: u64) -> u64 {
                 );
                 assert_eq!(db.get(key).unwrap().map(|v| version_of(key, &v)), got);
             }
+            let checked = check_reads(&lines, &held, &last_acked, &in_flight);
+            eprintln!("{mode} round {round}: {checked} keys read before the kill checked");
             // What landed is the new baseline.
             expected = held.clone();
         }

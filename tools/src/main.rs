@@ -33,6 +33,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Warnings and errors of ringkv and glommio (background failures, a core's death) on
+    // stderr; RUST_LOG picks another level or filter.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {

@@ -380,3 +380,71 @@ fn stats_and_compact() {
     assert!(after["totals"]["garbage_bytes"].as_u64().unwrap() * 4 < garbage);
     assert_eq!(code(&ringkv(&["verify", path(dir.path())])), 0);
 }
+
+/// The newest extent of the leaf holding `key`, and the offset of `needle` in it.
+fn newest_extent_holding(dir: &Path, needle: &[u8]) -> (PathBuf, usize) {
+    for leaf in std::fs::read_dir(dir.join("substores")).unwrap() {
+        let leaf = leaf.unwrap().path();
+        let mut extents: Vec<PathBuf> = std::fs::read_dir(&leaf)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "ext"))
+            .collect();
+        extents.sort();
+        let Some(newest) = extents.pop() else {
+            continue;
+        };
+        let bytes = std::fs::read(&newest).unwrap();
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+            return (newest, at);
+        }
+    }
+    panic!("no newest extent holds {needle:?}");
+}
+
+#[test]
+fn a_flipped_byte_in_the_newest_extent_is_refused_and_salvage_keeps_the_rest() {
+    let dir = tempdir();
+    filled(dir.path(), 2000);
+    let (extent, at) = newest_extent_holding(dir.path(), b"value-01990-");
+    let mut bytes = std::fs::read(&extent).unwrap();
+    bytes[at] ^= 0x40;
+    std::fs::write(&extent, &bytes).unwrap();
+
+    let refused = ringkv(&["get", path(dir.path()), "key-00001"]);
+    assert_eq!(code(&refused), 2, "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("salvage"), "{}", stderr(&refused));
+    assert_eq!(
+        std::fs::read(&extent).unwrap(),
+        bytes,
+        "open changed nothing"
+    );
+    let verify = ringkv(&["verify", path(dir.path())]);
+    assert_eq!(code(&verify), 1, "{}", stdout(&verify));
+
+    let salvage = ringkv(&["salvage", path(dir.path())]);
+    assert_eq!(code(&salvage), 0, "{}", stderr(&salvage));
+    assert!(
+        stdout(&salvage).contains("1 damaged stretches"),
+        "{}",
+        stdout(&salvage)
+    );
+    let quarantined: Vec<_> = std::fs::read_dir(extent.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("quarantine-") && n.ends_with(".bin"))
+        .collect();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+
+    let verify = ringkv(&["verify", path(dir.path())]);
+    assert_eq!(code(&verify), 0, "{}", stdout(&verify));
+    let all = entries(dir.path());
+    assert_eq!(all.len(), 1999, "every key but the damaged one");
+    assert!(!all.contains_key(&b"key-01990"[..]));
+    let again = ringkv(&["salvage", path(dir.path())]);
+    assert!(
+        stdout(&again).contains("nothing to salvage"),
+        "{}",
+        stdout(&again)
+    );
+}

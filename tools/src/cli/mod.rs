@@ -1,5 +1,5 @@
-//! The data-directory commands of `ringkv`: stats, verify, compact, get, put, del, dump
-//! and load. Each opens the database in a directory for the length of one command
+//! The data-directory commands of `ringkv`: stats, verify, salvage, compact, get, put,
+//! del, dump and load. Each opens the database in a directory for the length of one command
 //! (`verify` does not open it: it reads the files), so none of them can run while another
 //! process, a `ringkv serve` say, holds the directory: the library's lock refuses it.
 //!
@@ -9,6 +9,7 @@
 mod dump;
 mod kv;
 mod progress;
+mod salvage;
 mod stats;
 mod text;
 mod verify;
@@ -38,6 +39,7 @@ const SUBSTORES_DIR: &str = "substores";
 pub(crate) enum DataCommand {
     Stats(stats::StatsArgs),
     Verify(verify::VerifyArgs),
+    Salvage(salvage::SalvageArgs),
     Compact(kv::CompactArgs),
     Get(kv::GetArgs),
     Put(kv::PutArgs),
@@ -51,6 +53,7 @@ pub(crate) fn run(command: DataCommand) -> ExitCode {
     let outcome = match command {
         DataCommand::Stats(args) => stats::run(&args),
         DataCommand::Verify(args) => verify::run(&args),
+        DataCommand::Salvage(args) => salvage::run(&args),
         DataCommand::Compact(args) => kv::compact(&args),
         DataCommand::Get(args) => kv::get(&args),
         DataCommand::Put(args) => kv::put(&args),
@@ -127,6 +130,16 @@ pub(crate) enum Create {
 /// Opens the database for one command: few cores, no background compaction (the
 /// command is short; `compact` compacts on demand).
 pub(crate) fn open(args: &OpenArgs, create: Create, durability: Durability) -> Result<Db, Failure> {
+    open_with(args, create, durability, |o| o)
+}
+
+/// [`open`] with options of the command's own on top.
+pub(crate) fn open_with(
+    args: &OpenArgs,
+    create: Create,
+    durability: Durability,
+    tweak: impl FnOnce(Options) -> Options,
+) -> Result<Db, Failure> {
     if create == Create::No && !args.dir.join(SUBSTORES_DIR).is_dir() {
         return Err(Failure::Input(format!(
             "{} is not a ringkv database (no {SUBSTORES_DIR}/ directory in it)",
@@ -137,5 +150,5 @@ pub(crate) fn open(args: &OpenArgs, create: Create, durability: Durability) -> R
         .cores(usize::from(args.cores))
         .background_compaction(false)
         .durability(durability);
-    Ok(Db::open(&args.dir, options)?)
+    Ok(Db::open(&args.dir, tweak(options))?)
 }

@@ -149,6 +149,16 @@ fn write_section(ctx: &CoreCtx, stats: &ringkv::Stats, section: &str, out: &mut 
                 "compacted_extents",
                 &cores.iter().map(|c| c.compaction.extents).sum::<u64>(),
             );
+            line(
+                "background_errors",
+                &cores.iter().map(|c| c.background_errors).sum::<u64>(),
+            );
+            let last_error = cores.iter().find_map(|c| c.background_error.as_deref());
+            // One INFO line: the cause without its line breaks.
+            line(
+                "background_error_last",
+                &last_error.unwrap_or("").replace(['\r', '\n'], " "),
+            );
             line("dir", &config.dir.display());
         }
         "keyspace" => {
@@ -163,8 +173,8 @@ fn write_section(ctx: &CoreCtx, stats: &ringkv::Stats, section: &str, out: &mut 
                 let m = &metrics[c.core];
                 let figures = format!(
                     "keys={},live_bytes={},disk_bytes={},substores={},commits={},splits={},\
-                     compacted_extents={},queued={},in_flight={},cache_bytes={},cache_hits={},\
-                     cache_misses={},connections={},commands={}",
+                     compacted_extents={},background_errors={},queued={},in_flight={},\
+                     cache_bytes={},cache_hits={},cache_misses={},connections={},commands={}",
                     c.totals.keys,
                     c.totals.live_bytes,
                     c.totals.disk_bytes,
@@ -172,6 +182,7 @@ fn write_section(ctx: &CoreCtx, stats: &ringkv::Stats, section: &str, out: &mut 
                     c.commits,
                     c.splits,
                     c.compaction.extents,
+                    c.background_errors,
                     c.queued,
                     c.in_flight,
                     c.cache_bytes,

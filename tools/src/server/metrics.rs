@@ -288,6 +288,12 @@ pub fn render(shared: &Shared, db: &ringkv::Db) -> Result<String, ringkv::Error>
         &mut per_core(&|c| c.splits),
     );
     family(
+        "background_errors_total",
+        "counter",
+        "Background steps (compaction, record moves, splits) that failed; each is logged.",
+        &mut per_core(&|c| c.background_errors),
+    );
+    family(
         "compacted_extents_total",
         "counter",
         "Extents compacted.",
