@@ -59,6 +59,13 @@ impl<F: DeviceFile> Scanner<F> {
         self.path.clone()
     }
 
+    /// Drops the window, so that the next read goes to the file. A window read ahead
+    /// from an extent still being appended to holds zeros where later writes landed.
+    pub(crate) fn forget(&mut self) {
+        self.window.clear();
+        self.eof = false;
+    }
+
     /// Up to `len` bytes at `pos` (fewer only at the end of the file).
     pub(crate) async fn bytes_at(&mut self, pos: u64, len: u64) -> Result<&[u8]> {
         let window_end = self.window_start + self.window.len() as u64;

@@ -778,10 +778,16 @@ impl<D: Device> Substore<D> {
             }
             let (_, scanner) = reader.as_mut().expect("set above");
             let len = record_len_of(entry, key.len());
+            let offset = u64::from(entry.offset);
+            if format::decode_record(scanner.bytes_at(offset, len).await?).is_err() {
+                // The window was read ahead before this record was written out (it was
+                // in the tail then, and the tail moved on while `f` ran): read afresh.
+                scanner.forget();
+            }
             let path = scanner.path();
-            let bytes = scanner.bytes_at(u64::from(entry.offset), len).await?;
+            let bytes = scanner.bytes_at(offset, len).await?;
             let rec = format::decode_record(bytes)
-                .map_err(|e| Error::corruption(path, u64::from(entry.offset), format!("{e:?}")))?;
+                .map_err(|e| Error::corruption(path, offset, format!("{e:?}")))?;
             if rec.key == key.as_slice() && rec.header.seq == entry.seq {
                 let record = StoredRecord::copied(&rec);
                 f(key, &record).await;

@@ -1262,7 +1262,7 @@ impl Core {
             }
         }
         parent.frozen.set(true);
-        let result = async {
+        let copied = async {
             caught_up?;
             last.extend(parent.touched.borrow_mut().take().unwrap_or_default());
             copy_touched(last).await?;
@@ -1270,21 +1270,35 @@ impl Core {
                 child.store.flush().await?;
             }
             // Let any flush of the parent still in flight finish before its files go.
-            parent.store.flush().await?;
-            // Everything acknowledged on the parent is durable in the children now.
-            crate::layout::retire(&parent.leaf)
+            parent.store.flush().await.map_err(Error::from)
         }
         .await;
+        // Everything acknowledged on the parent is durable in the children now.
+        let result = match copied {
+            Ok(()) => crate::layout::retire(&parent.leaf),
+            Err(e) => {
+                // Before the commit point: the children only ever held copies. Remove
+                // them so that the split can be tried again.
+                let children: Vec<Leaf> = stores.iter().map(|s| s.leaf.clone()).collect();
+                drop(stores);
+                if let Err(cleanup) = crate::layout::discard_children(&children) {
+                    log::error!("ringkv: removing the children of a failed split: {cleanup}");
+                }
+                parent.frozen.set(false);
+                self.split_done.notify(usize::MAX);
+                return Err(match e {
+                    Error::Engine(e) => self.failed(e),
+                    other => other,
+                });
+            }
+        };
         if let Err(e) = result {
+            // Whether the rename reached the disk is unknown: stop writing rather than
+            // guess (open sorts it out).
             parent.frozen.set(false);
             self.split_done.notify(usize::MAX);
-            return Err(match e {
-                Error::Engine(e) => self.failed(e),
-                other => {
-                    self.health.fail(other.to_string());
-                    other
-                }
-            });
+            self.health.fail(e.to_string());
+            return Err(e);
         }
         {
             let mut leaves = self.leaves.borrow_mut();

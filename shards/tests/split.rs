@@ -90,7 +90,11 @@ fn splits_in_levels(mode: SplitMode) {
             "round {round} ({cores} cores): {} substores, {splits} splits this open",
             stats.substores
         );
-        assert_eq!(stats.substores, expected, "round {round}");
+        let errors: Vec<_> = stats.cores.iter().map(|c| &c.background_error).collect();
+        assert_eq!(
+            stats.substores, expected,
+            "round {round}; background errors per core: {errors:?}"
+        );
         substores = stats.substores;
         assert_eq!(stats.keys, model.len() as u64);
         let mut seen = BTreeMap::new();
