@@ -142,7 +142,7 @@ pub(crate) fn scan(dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
 
 /// What is at `path`, without following a last symbolic link. `None` only when nothing
 /// is there (ENOENT): a path that cannot be inspected is an error, never "absent".
-fn probe(path: &Path) -> Result<Option<std::fs::FileType>> {
+pub(crate) fn probe(path: &Path) -> Result<Option<std::fs::FileType>> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) => Ok(Some(meta.file_type())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

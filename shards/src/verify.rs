@@ -24,7 +24,7 @@ use ringkv_engine::verify::{Finding, SubstoreReport, verify_substore};
 use crate::error::{Error, Result};
 use crate::layout::{
     HANDED_OVER_FILE_NAME, LOCK_FILE_NAME, Leaf, RETIRED_SUFFIX, SUBSTORES_DIR, SUBSTORES_TMP_DIR,
-    check_tiling, leaf_dir_name, leaf_id, parse_leaf_dir_name,
+    check_tiling, handed_over, leaf_dir_name, leaf_id, parse_leaf_dir_name, probe,
 };
 
 /// What [`verify`] found in a database directory.
@@ -140,9 +140,13 @@ pub fn verify_with_progress(
             .push(finding(&dir.join(LOCK_FILE_NAME), what));
     }
     let tmp = dir.join(SUBSTORES_TMP_DIR);
-    if tmp.exists() {
-        let what = "leaves of an unfinished creation; opening removes them";
-        report.layout_notes.push(finding(&tmp, what));
+    match probe(&tmp) {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            let what = "leaves of an unfinished creation; opening removes them";
+            report.layout_notes.push(finding(&tmp, what));
+        }
+        Err(e) => report.layout_problems.push(finding(&tmp, &e.to_string())),
     }
     let leaves = leaves(&substores, &mut report)?;
     let total: u64 = leaves.iter().map(|l| l.size_bytes).sum();
@@ -245,12 +249,21 @@ fn leaves(substores: &Path, report: &mut VerifyReport) -> Result<Vec<Leaf>> {
             dir: path,
             size_bytes,
         };
-        if leaf.dir.join(HANDED_OVER_FILE_NAME).exists() {
-            let what = "the ancestor of a hand-over split; its records move to its children";
-            report.layout_notes.push(finding(&leaf.dir, what));
-            ancestors.push(leaf);
-        } else {
-            leaves.push(leaf);
+        match handed_over(&leaf.dir) {
+            Ok(true) => {
+                let what = "the ancestor of a hand-over split; its records move to its children";
+                report.layout_notes.push(finding(&leaf.dir, what));
+                ancestors.push(leaf);
+            }
+            Ok(false) => leaves.push(leaf),
+            Err(e) => {
+                // Open refuses it too; its files are still checked, as a leaf's.
+                let marker = leaf.dir.join(HANDED_OVER_FILE_NAME);
+                report
+                    .layout_problems
+                    .push(finding(&marker, &e.to_string()));
+                leaves.push(leaf);
+            }
         }
     }
     let ids: Vec<SubstoreId> = leaves.iter().map(|l| l.id).collect();

@@ -99,6 +99,17 @@ fn an_unreadable_hand_over_marker_fails_open_and_removes_nothing() {
     let mut expected = before.clone();
     expected.remove(&marker);
     assert_eq!(after, expected, "open removed or changed files");
+    // verify names the marker as a problem instead of taking the parent for a leaf.
+    let report = ringkv::verify(dir.path()).unwrap();
+    let marker_shown = marker.display().to_string();
+    assert!(
+        report
+            .layout_problems
+            .iter()
+            .any(|p| p.path == marker_shown),
+        "{:?}",
+        report.layout_problems
+    );
 
     // With the marker readable again, every acknowledged write is there.
     std::fs::remove_file(&marker).unwrap();
