@@ -1,0 +1,105 @@
+//! A core's background work, on its low-share task queue: one bounded step at a time,
+//! in order of urgency (compact an extent, move an ancestor's records, split a leaf),
+//! each holding the compaction gate so that shutdown can wait for the step in progress.
+//!
+//! - `compaction.rs`: choosing and compacting victims (and `Db::compact`);
+//! - `split.rs`: 16-way copy splits (`SplitMode::Copy`);
+//! - `hand_over.rs`: hand-over splits and moving an ancestor's records
+//!   (`SplitMode::HandOver`).
+//!
+//! A failed step is never silent: it is counted and named in `CoreStats`, logged, and
+//! tried again after a back-off (100 ms doubling to 30 s), unless the database turned
+//! read-only (a failed write or sync), which ends the task.
+
+mod compaction;
+mod hand_over;
+mod split;
+
+use std::rc::Rc;
+
+use super::Core;
+use crate::error::{Error, Result};
+use crate::options::COMPACTION_GARBAGE_RATIO_PRESSURE;
+
+/// First and longest wait before a failed background step is tried again.
+const BACKGROUND_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const BACKGROUND_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Core {
+    /// The background compaction task (low-share task queue): after writes, waits a
+    /// little, then compacts one extent at a time until no victim is left.
+    pub(in crate::core) async fn background_compaction(self: Rc<Self>) {
+        // Writes up to `seen` are covered by a pass that started after them; any later
+        // write (even one made during a pass) earns another pass.
+        let mut seen = 0;
+        loop {
+            let listener = self.wrote.listen();
+            if self.stopping.get() {
+                return;
+            }
+            if self.writes.get() == seen {
+                listener.await;
+            }
+            seen = self.writes.get();
+            glommio::timer::sleep(self.options.compaction_interval).await;
+            let mut backoff = BACKGROUND_BACKOFF_MIN;
+            loop {
+                if self.stopping.get() || self.health.check_writable().is_err() {
+                    return;
+                }
+                match self.background_step().await {
+                    Ok(true) => futures_lite::future::yield_now().await,
+                    Ok(false) => break,
+                    Err(e) => {
+                        self.background_failed(&e, backoff);
+                        // A failed write or sync turned the database read-only (the
+                        // check above ends the task); anything else is tried again.
+                        glommio::timer::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKGROUND_BACKOFF_MAX);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One bounded step of background work, in order of urgency: compact an extent, move
+    /// an ancestor's records, split a leaf. Returns whether there was work.
+    pub(in crate::core) async fn background_step(&self) -> Result<bool> {
+        if self.compaction_step(self.compaction_ratio()).await? {
+            return Ok(true);
+        }
+        if self.move_step().await? {
+            return Ok(true);
+        }
+        self.split_step().await
+    }
+
+    /// Records and logs a failed background step.
+    pub(in crate::core) fn background_failed(&self, e: &Error, retry_in: std::time::Duration) {
+        self.background_errors.set(self.background_errors.get() + 1);
+        *self.background_error.borrow_mut() = Some(e.to_string());
+        if self.health.check_writable().is_err() {
+            log::error!(
+                "ringkv core {}: background work stopped, the database is read-only: {e}",
+                self.index
+            );
+        } else {
+            log::error!(
+                "ringkv core {}: background step failed, trying again in {retry_in:?}: {e}",
+                self.index
+            );
+        }
+    }
+
+    /// The garbage ratio to compact at now: lower when the disk is filling up.
+    pub(in crate::core) fn compaction_ratio(&self) -> f64 {
+        let free = nix::sys::statvfs::statvfs(&self.data_dir)
+            .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+            .unwrap_or(u64::MAX);
+        if free < self.options.compaction_free_space_min_bytes {
+            COMPACTION_GARBAGE_RATIO_PRESSURE.min(self.options.compaction_garbage_ratio)
+        } else {
+            self.options.compaction_garbage_ratio
+        }
+    }
+}
