@@ -76,6 +76,17 @@ pub struct DmaDeviceFile {
     file: DmaFile,
 }
 
+/// glommio's error as the `io::Error` of the system call underneath, so that its raw OS
+/// error (EMFILE, ENOSPC…) survives: glommio's own conversion keeps only the kind and a
+/// message. The operation and path are added by the engine's `Error::Io`.
+fn os<T>(e: glommio::GlommioError<T>) -> io::Error {
+    match e {
+        glommio::GlommioError::IoError(e) => e,
+        glommio::GlommioError::EnhancedIoError { source, .. } => source,
+        other => other.into(),
+    }
+}
+
 impl Device for DmaDevice {
     type File = DmaDeviceFile;
 
@@ -84,7 +95,8 @@ impl Device for DmaDevice {
             .read(true)
             .write(true)
             .dma_open(self.dir.join(name))
-            .await?;
+            .await
+            .map_err(os)?;
         Ok(DmaDeviceFile { file })
     }
 
@@ -94,16 +106,19 @@ impl Device for DmaDevice {
             .write(true)
             .create_new(true)
             .dma_open(self.dir.join(name))
-            .await?;
+            .await
+            .map_err(os)?;
         Ok(DmaDeviceFile { file })
     }
 
     async fn remove(&self, name: &str) -> io::Result<()> {
-        Ok(glommio::io::remove(self.dir.join(name)).await?)
+        glommio::io::remove(self.dir.join(name)).await.map_err(os)
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        Ok(glommio::io::rename(self.dir.join(from), self.dir.join(to)).await?)
+        glommio::io::rename(self.dir.join(from), self.dir.join(to))
+            .await
+            .map_err(os)
     }
 
     async fn list(&self) -> io::Result<Vec<String>> {
@@ -118,9 +133,9 @@ impl Device for DmaDevice {
     }
 
     async fn sync_dir(&self) -> io::Result<()> {
-        let dir = Directory::open(&*self.dir).await?;
-        dir.sync().await?;
-        Ok(dir.close().await?)
+        let dir = Directory::open(&*self.dir).await.map_err(os)?;
+        dir.sync().await.map_err(os)?;
+        dir.close().await.map_err(os)
     }
 
     fn path_of(&self, name: &str) -> String {
@@ -134,7 +149,8 @@ impl DeviceFile for DmaDeviceFile {
         let mut out = Vec::with_capacity(len);
         while out.len() < len {
             let at = offset + out.len() as u64;
-            let got = self.file.read_at_aligned(at, len - out.len()).await?;
+            let got = self.file.read_at_aligned(at, len - out.len()).await;
+            let got = got.map_err(os)?;
             if got.is_empty() {
                 break;
             }
@@ -150,7 +166,7 @@ impl DeviceFile for DmaDeviceFile {
         assert_aligned(offset, data.len());
         let mut buf = self.file.alloc_dma_buffer(data.len());
         buf.as_bytes_mut().copy_from_slice(data);
-        let written = self.file.write_at(buf, offset).await?;
+        let written = self.file.write_at(buf, offset).await.map_err(os)?;
         if written != data.len() {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
@@ -161,14 +177,14 @@ impl DeviceFile for DmaDeviceFile {
     }
 
     async fn sync(&self) -> io::Result<()> {
-        Ok(self.file.fdatasync().await?)
+        self.file.fdatasync().await.map_err(os)
     }
 
     async fn file_size(&self) -> io::Result<u64> {
-        Ok(self.file.file_size().await?)
+        self.file.file_size().await.map_err(os)
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
-        Ok(self.file.truncate(len).await?)
+        self.file.truncate(len).await.map_err(os)
     }
 }

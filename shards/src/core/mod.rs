@@ -754,11 +754,15 @@ impl Core {
     }
 
     /// Records a write failure (if it is one) and converts the error.
+    ///
+    /// Running out of file descriptors is a resource error, not a failed write: that
+    /// operation fails and the database stays writable (nothing reached the disk).
     fn failed(&self, e: ringkv_engine::Error) -> Error {
-        if matches!(
+        let final_failure = matches!(
             e,
             ringkv_engine::Error::Io { .. } | ringkv_engine::Error::ReadOnly { .. }
-        ) {
+        );
+        if final_failure && !e.is_out_of_descriptors() {
             self.health.fail(e.to_string());
         }
         e.into()
@@ -802,7 +806,17 @@ impl Core {
             .collect();
         let tasks: Vec<_> = dirty
             .into_iter()
-            .map(|leaf| glommio::spawn_local(async move { leaf.store.flush().await }))
+            .map(|leaf| {
+                glommio::spawn_local(async move {
+                    let flushed = leaf.store.flush().await;
+                    if flushed.is_err() {
+                        // Still holds what it could not write (out of descriptors, say):
+                        // the next round tries again.
+                        leaf.dirty.set(true);
+                    }
+                    flushed
+                })
+            })
             .collect();
         let mut first_error = None;
         for task in tasks {
