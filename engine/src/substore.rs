@@ -701,6 +701,13 @@ impl<D: Device> Substore<D> {
         put_durable && !state.unsynced_deletes.contains_key(key)
     }
 
+    /// Whether any answer of this substore could still be taken back by a crash: a put
+    /// or tombstone appended since the last successful flush. No I/O.
+    pub fn has_unsynced(&self) -> bool {
+        let state = self.state.borrow();
+        state.durable_seq < state.next_seq - 1 || !state.unsynced_deletes.is_empty()
+    }
+
     /// Whether `key` has a live value (no I/O).
     pub fn exists(&self, key: &[u8]) -> bool {
         let state = self.state.borrow();

@@ -131,10 +131,13 @@ fn is_durable_tells_which_answers_a_crash_could_take_back() {
             s.is_durable(b"absent"),
             "an absent key reads as absent after any crash"
         );
+        assert!(!s.has_unsynced());
         s.put(b"a", b"1").await.unwrap();
         assert!(!s.is_durable(b"a"), "a put not yet flushed");
+        assert!(s.has_unsynced());
         s.flush().await.unwrap();
         assert!(s.is_durable(b"a"));
+        assert!(!s.has_unsynced());
         s.put(b"a", b"2").await.unwrap();
         assert!(
             !s.is_durable(b"a"),
@@ -146,7 +149,9 @@ fn is_durable_tells_which_answers_a_crash_could_take_back() {
             !s.is_durable(b"a"),
             "a delete not yet flushed: a crash brings 2 back"
         );
+        assert!(s.has_unsynced());
         s.flush().await.unwrap();
+        assert!(!s.has_unsynced());
         assert!(s.is_durable(b"a"));
         // Compaction copies keep their sequences: what they copy stays durable.
         for i in 0..2000u32 {

@@ -625,8 +625,14 @@ impl Core {
                 Ok(Reply::Bool(self.leaf(hash).exists(&key)))
             }
             Op::Flush => self.commit().await.map(|()| Reply::Done),
-            Op::Stats => Ok(Reply::Stats(self.stats())),
-            Op::ForEach(sender) => self.for_each(sender).await.map(|()| Reply::Done),
+            Op::Stats => {
+                self.commit_appended().await?;
+                Ok(Reply::Stats(self.stats()))
+            }
+            Op::ForEach(sender) => {
+                self.commit_appended().await?;
+                self.for_each(sender).await.map(|()| Reply::Done)
+            }
             Op::Compact => self.compact_all().await.map(Reply::Compacted),
             Op::Update(key, f) => self.update(hash, &key, f).await.map(Reply::Value),
             Op::Spawn(f) => {
@@ -659,6 +665,28 @@ impl Core {
                 ancestor.dirty.set(true);
             }
             self.commit().await?;
+        }
+    }
+
+    /// In `Sync` mode, commits what was appended but not yet committed (writes in
+    /// flight), so that a listing or a count sees only what is durable. Nothing to do
+    /// when every store is durable, in `Buffered` mode, or once the database is
+    /// read-only (nothing more can be made durable; figures must still be readable).
+    async fn commit_appended(&self) -> Result<()> {
+        if self.options.durability == Durability::Buffered || self.health.check_writable().is_err()
+        {
+            return Ok(());
+        }
+        let mut pending = false;
+        for leaf in self.store_list() {
+            if leaf.store.has_unsynced() {
+                leaf.dirty.set(true);
+                pending = true;
+            }
+        }
+        match pending {
+            true => self.commit().await,
+            false => Ok(()),
         }
     }
 
