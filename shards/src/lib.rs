@@ -37,6 +37,7 @@ mod cache;
 mod core;
 mod db;
 mod error;
+mod host;
 mod layout;
 mod options;
 mod verify;
