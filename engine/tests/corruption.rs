@@ -567,3 +567,39 @@ fn out_of_descriptors_fails_that_write_out_and_the_next_one_succeeds() {
         }
     });
 }
+
+#[test]
+fn out_of_descriptors_at_any_sync_of_a_write_out_is_retried_and_loses_nothing() {
+    block_on(async {
+        // EMFILE at the n-th sync of one flush: a file's sync, the header sync of a new
+        // extent (its file then exists: the retry starts it again), or the directory
+        // sync after creating it. Each time the flush fails, the substore stays writable,
+        // and the next flush makes everything durable.
+        let mut hit = 0;
+        for n in 1..40 {
+            let dev = filled(10).await;
+            let s = open(&dev).await.unwrap();
+            for i in 10..1000 {
+                s.put(&key(i), &value(i)).await.unwrap();
+            }
+            dev.inject(FaultOn::Sync, n, Fault::TooManyFiles);
+            if let Err(e) = s.flush().await {
+                hit += 1;
+                assert!(e.is_out_of_descriptors(), "sync {n}: {e}");
+                assert!(!s.is_read_only(), "sync {n}");
+                s.flush().await.unwrap();
+            }
+            drop(s);
+            dev.crash(CrashMode::DropUnsynced);
+            let s = open(&dev).await.unwrap();
+            for i in 0..1000 {
+                assert_eq!(
+                    s.get(&key(i)).await.unwrap().unwrap(),
+                    value(i),
+                    "sync {n}, key {i}"
+                );
+            }
+        }
+        assert!(hit > 10, "the fault hit {hit} flushes");
+    });
+}
