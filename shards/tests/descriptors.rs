@@ -62,24 +62,19 @@ fn out_of_descriptors_fails_the_write_and_the_database_stays_writable() {
         "{failure:?}"
     );
 
-    // Descriptors are free again: the database takes writes, nothing is lost.
+    // Descriptors are free again: the database takes writes, nothing is lost, now and
+    // after a reopen.
     db.put("after", &value).unwrap();
-    for key in acknowledged
-        .iter()
-        .map(String::as_str)
-        .chain(["before", "after"])
-    {
-        assert_eq!(db.get(key).unwrap().as_deref(), Some(&value[..]), "{key}");
-    }
+    let holds_every_acknowledged_write = |db: &Db| {
+        let keys = acknowledged.iter().map(String::as_str);
+        for key in keys.chain(["before", "after"]) {
+            assert_eq!(db.get(key).unwrap().as_deref(), Some(&value[..]), "{key}");
+        }
+    };
+    holds_every_acknowledged_write(&db);
     db.close().unwrap();
     let db = Db::open(dir.path(), options()).unwrap();
-    for key in acknowledged
-        .iter()
-        .map(String::as_str)
-        .chain(["before", "after"])
-    {
-        assert_eq!(db.get(key).unwrap().as_deref(), Some(&value[..]), "{key}");
-    }
+    holds_every_acknowledged_write(&db);
     db.close().unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
 }
