@@ -314,17 +314,14 @@ impl<D: Device> Verifier<'_, D> {
     }
 
     /// Whether extent `seq`, the newest left, is one that open removes (see
-    /// [`diagnose::stillborn`]); a damaged header is a problem, and the extent is then
-    /// checked like the others.
+    /// [`diagnose::stillborn`]); an extent with a damaged header is checked like the
+    /// others.
     async fn stillborn(&mut self, seq: u64) -> Result<bool> {
         let (mut scanner, len) = self.open(seq).await?;
         match diagnose::stillborn(&mut scanner, len).await? {
-            Stillborn::No => Ok(false),
-            Stillborn::Damaged { what } => {
-                let what = format!("{what}: opening refuses this extent");
-                self.problem(scanner.path(), 0, what);
-                Ok(false)
-            }
+            // A damaged header is reported once, with its diagnosis, by the check of the
+            // extent itself (open refuses it).
+            Stillborn::No | Stillborn::Damaged { .. } => Ok(false),
             Stillborn::Yes => {
                 let what = "an extent whose creation never finished (all zeros): opening \
                             removes it";

@@ -230,6 +230,24 @@ fn a_flipped_byte_in_an_extent_header_is_named_at_offset_zero() {
 }
 
 #[test]
+fn a_flipped_byte_in_the_newest_extent_header_is_one_problem() {
+    block_on(async {
+        let dev = filled(1000).await;
+        let newest = (1..100)
+            .rev()
+            .find(|&s| dev.file_len(&extent_file_name(s)).is_some())
+            .unwrap();
+        let name = extent_file_name(newest);
+        flip(&dev, &name, 12);
+        let report = verify(&dev).await;
+        let p = only_problem(&report);
+        assert!(p.path.ends_with(&name), "{p}");
+        assert_eq!(p.offset, 0, "{p}");
+        assert!(p.what.contains("bad extent header"), "{p}");
+    });
+}
+
+#[test]
 fn a_flipped_byte_in_the_substore_file_is_named() {
     block_on(async {
         let dev = filled(10).await;
