@@ -62,10 +62,7 @@ impl Core {
             match LeafState::open(child.clone(), self.config).await {
                 Ok(store) => stores.push(store),
                 Err(e) => {
-                    drop(stores); // their files close before their directories go
-                    if let Err(cleanup) = crate::layout::discard_children(&children) {
-                        log::error!("ringkv: removing the children of a failed split: {cleanup}");
-                    }
+                    discard(stores, &children);
                     return Err(e);
                 }
             }
@@ -160,10 +157,7 @@ impl Core {
                 // Before the commit point: the children only ever held copies. Remove
                 // them so that the split can be tried again.
                 let children: Vec<Leaf> = stores.iter().map(|s| s.leaf.clone()).collect();
-                drop(stores);
-                if let Err(cleanup) = crate::layout::discard_children(&children) {
-                    log::error!("ringkv: removing the children of a failed split: {cleanup}");
-                }
+                discard(stores, &children);
                 parent.frozen.set(false);
                 self.split_done.notify(usize::MAX);
                 return Err(match e {
@@ -190,5 +184,15 @@ impl Core {
         parent.frozen.set(false);
         self.split_done.notify(usize::MAX);
         Ok(())
+    }
+}
+
+/// Closes the children of a split that failed before its commit point and removes them
+/// (their files close before their directories go). A failure to remove is logged: the
+/// next open removes uncommitted children anyway.
+fn discard(stores: Vec<LeafState>, children: &[Leaf]) {
+    drop(stores);
+    if let Err(e) = crate::layout::discard_children(children) {
+        log::error!("ringkv: removing the children of a failed split: {e}");
     }
 }
