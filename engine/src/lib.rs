@@ -41,7 +41,7 @@ pub mod verify;
 
 pub use bytes::Bytes;
 pub use compaction::CompactionStats;
-pub use device::{CrashMode, DmaDevice, Fault, FaultOn, MemDevice, SimDevice};
+pub use device::{CrashMode, DmaDevice, EntryKind, Fault, FaultOn, MemDevice, SimDevice, SimDisk};
 pub use error::{Error, Result};
 pub use format::SubstoreId;
 pub use salvage::{Recovery, Salvaged};

@@ -34,7 +34,7 @@ async fn check(s: &Substore<SimDevice>, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
 #[test]
 fn overwrite_heavy_run_compacts_to_low_space_amplification() {
     block_on(async {
-        let dev = SimDevice::new();
+        let mut dev = SimDevice::new();
         let s = Substore::create_or_open(dev.clone(), ID, config())
             .await
             .unwrap();
@@ -121,7 +121,7 @@ fn a_crash_between_the_rewrite_and_the_delete_counts_nothing_twice() {
 #[test]
 fn deleted_keys_never_come_back_after_compaction_and_reopen() {
     block_on(async {
-        let dev = SimDevice::new();
+        let mut dev = SimDevice::new();
         let s = Substore::create_or_open(dev.clone(), ID, config())
             .await
             .unwrap();
@@ -162,7 +162,7 @@ fn deleted_keys_never_come_back_after_compaction_and_reopen() {
 #[test]
 fn expired_records_are_dropped_by_compaction() {
     block_on(async {
-        let dev = SimDevice::new();
+        let mut dev = SimDevice::new();
         let s = Substore::create_or_open(dev.clone(), ID, config())
             .await
             .unwrap();

@@ -226,7 +226,7 @@ fn flipped_byte_in_the_newest_extent_refuses_to_open_and_changes_nothing() {
 #[test]
 fn salvage_keeps_every_intact_record_and_quarantines_the_damaged_bytes() {
     block_on(async {
-        let (dev, name, at) = damaged_fifth_from_last().await;
+        let (mut dev, name, at) = damaged_fifth_from_last().await;
         let record = at - RECORD_HEADER_LEN - key(995).len();
         let damaged = bytes_of(&dev, &name)[record..].to_vec();
         let s = Substore::create_or_open(dev.clone(), ID, salvage())
@@ -306,7 +306,7 @@ fn a_salvage_cut_short_is_refused_by_a_strict_open_and_finished_by_another_salva
 #[test]
 fn torn_tail_of_the_last_write_is_cut_and_the_cut_is_durable() {
     block_on(async {
-        let dev = filled(1000).await;
+        let mut dev = filled(1000).await;
         let name = newest(&dev);
         let at = find(&dev, &name, b"value-0995-");
         // A torn write: the sector holding part of key 995's value never reached the disk.
@@ -382,7 +382,7 @@ fn failed_write_or_sync_makes_it_read_only_and_loses_nothing_durable() {
         (FaultOn::Sync, Fault::NoSpace),
     ] {
         block_on(async {
-            let dev = filled(100).await;
+            let mut dev = filled(100).await;
             let s = open(&dev).await.unwrap();
             s.put(b"lost", b"maybe").await.unwrap();
             dev.inject(on, 1, fault);
@@ -524,7 +524,7 @@ fn a_footer_counting_more_entries_than_its_summary_holds_is_corruption_not_an_ab
 #[test]
 fn a_read_error_while_opening_fails_the_open_and_changes_nothing() {
     block_on(async {
-        let dev = filled(1000).await;
+        let mut dev = filled(1000).await;
         let name = newest(&dev);
         let before = bytes_of(&dev, &name);
         for nth in 1..6 {
@@ -544,7 +544,7 @@ fn a_read_error_while_opening_fails_the_open_and_changes_nothing() {
 #[test]
 fn out_of_descriptors_fails_that_write_out_and_the_next_one_succeeds() {
     block_on(async {
-        let dev = filled(10).await;
+        let mut dev = filled(10).await;
         let s = open(&dev).await.unwrap();
         for i in 10..1000 {
             s.put(&key(i), &value(i)).await.unwrap();
@@ -577,7 +577,7 @@ fn out_of_descriptors_at_any_sync_of_a_write_out_is_retried_and_loses_nothing() 
         // and the next flush makes everything durable.
         let mut hit = 0;
         for n in 1..40 {
-            let dev = filled(10).await;
+            let mut dev = filled(10).await;
             let s = open(&dev).await.unwrap();
             for i in 10..1000 {
                 s.put(&key(i), &value(i)).await.unwrap();

@@ -117,7 +117,7 @@ fn run(seed: u64, steps: usize) -> u64 {
     block_on(async {
         let mut cuts = 0;
         let mut rng = Rng(seed);
-        let dev = SimDevice::new();
+        let mut dev = SimDevice::new();
         let id = SubstoreId::root(seed);
         let mut store = Some(
             Substore::create_or_open(dev.clone(), id, config())

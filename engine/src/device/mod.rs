@@ -17,7 +17,7 @@ mod sim;
 
 pub use dma::DmaDevice;
 pub use mem::MemDevice;
-pub use sim::{CrashMode, Fault, FaultOn, SimDevice};
+pub use sim::{CrashMode, EntryKind, Fault, FaultOn, SimDevice, SimDisk, SimFile, SimLock};
 
 use std::io;
 

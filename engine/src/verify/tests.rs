@@ -357,7 +357,7 @@ fn every_state_a_crash_leaves_passes_and_recovery_leaves_no_note() {
     let mut notes = 0;
     for seed in 0..60u64 {
         block_on(async {
-            let dev = SimDevice::new();
+            let mut dev = SimDevice::new();
             let s = Substore::create_or_open(dev.clone(), ID, config_small_buffer())
                 .await
                 .unwrap();
@@ -394,7 +394,7 @@ fn verify_writes_nothing_where_recovery_would() {
     block_on(async {
         // Find a crash that leaves a torn tail (recovery truncates it).
         for seed in 0.. {
-            let dev = SimDevice::new();
+            let mut dev = SimDevice::new();
             let s = Substore::create_or_open(dev.clone(), ID, config_small_buffer())
                 .await
                 .unwrap();

@@ -1,0 +1,261 @@
+//! One directory of a [`SimDisk`] as the engine's [`Device`], and its files.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::state::{FileNode, Node, Pending, State};
+use super::{CrashMode, Fault, FaultOn, SimDisk};
+use crate::device::{Device, DeviceFile, already_exists, assert_aligned, not_found, read_clipped};
+
+/// A directory of a simulated disk. Clones share it.
+#[derive(Clone, Debug)]
+pub struct SimDevice {
+    disk: SimDisk,
+    dir: u64,
+    path: PathBuf,
+}
+
+/// A file of a [`SimDevice`].
+#[derive(Debug)]
+pub struct SimFile {
+    disk: SimDisk,
+    ino: u64,
+}
+
+impl Default for SimDevice {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SimDevice {
+    /// The root directory of a new, empty disk.
+    pub fn new() -> Self {
+        Self::new_in(SimDisk::new(), super::state::ROOT, PathBuf::new())
+    }
+
+    pub(super) fn new_in(disk: SimDisk, dir: u64, path: PathBuf) -> Self {
+        Self { disk, dir, path }
+    }
+
+    /// The disk this directory is on.
+    pub fn disk(&self) -> &SimDisk {
+        &self.disk
+    }
+
+    /// Arms a fault: the `nth` (1-based) operation of kind `on` from now fails.
+    pub fn inject(&self, on: FaultOn, nth: u64, fault: Fault) {
+        self.disk.inject(on, nth, fault);
+    }
+
+    /// Writes and syncs issued so far.
+    pub fn op_counts(&self) -> (u64, u64) {
+        self.disk.op_counts()
+    }
+
+    /// Cuts the power now (see [`SimDisk::crash`]); this handle moves on to the new
+    /// boot, and names the same directory if it survived.
+    pub fn crash(&mut self, mode: CrashMode) {
+        self.disk.crash(mode);
+    }
+
+    /// Direct access to a file's current bytes, for tests that corrupt them. The change
+    /// is made durable at once.
+    pub fn corrupt(&self, name: &str, edit: impl FnOnce(&mut Vec<u8>)) {
+        let mut state = self.disk.state();
+        let file = self.file_named(&mut state, name).expect("the file exists");
+        assert!(
+            file.pending.is_empty(),
+            "corrupt a file only when it is synced"
+        );
+        edit(&mut file.current);
+        file.durable = file.current.clone();
+    }
+
+    /// A file's current length, if it exists.
+    pub fn file_len(&self, name: &str) -> Option<u64> {
+        let mut state = self.disk.state();
+        let file = self.file_named(&mut state, name).ok()?;
+        Some(file.current.len() as u64)
+    }
+
+    fn file_named<'s>(&self, state: &'s mut State, name: &str) -> io::Result<&'s mut FileNode> {
+        let ino = *state
+            .dir(self.dir)?
+            .entries
+            .get(name)
+            .ok_or_else(|| not_found(name))?;
+        state.file(ino)
+    }
+
+    fn handle(&self, ino: u64) -> SimFile {
+        SimFile {
+            disk: self.disk.clone(),
+            ino,
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> io::Result<T>) -> io::Result<T> {
+        self.disk.alive(f)
+    }
+}
+
+/// fdatasync of inode `ino`: its pending writes become durable, or, when a fault hits,
+/// are lost for good (reads see them until a crash).
+pub(super) fn sync_file(disk: &SimDisk, ino: u64) -> io::Result<()> {
+    disk.alive(|s| {
+        s.file(ino)?;
+        s.change(disk.boot)?;
+        let fault = s.take_fault(FaultOn::Sync);
+        let file = s.file(ino)?;
+        let pending = std::mem::take(&mut file.pending);
+        if let Some(fault) = fault {
+            return Err(fault.error());
+        }
+        for op in pending {
+            op.apply(&mut file.durable);
+        }
+        Ok(())
+    })
+}
+
+/// fsync of directory `ino`: its name changes become durable.
+pub(super) fn sync_dir(disk: &SimDisk, ino: u64) -> io::Result<()> {
+    disk.alive(|s| {
+        s.dir(ino)?;
+        s.change(disk.boot)?;
+        if let Some(fault) = s.take_fault(FaultOn::Sync) {
+            return Err(fault.error());
+        }
+        s.dir(ino)?.sync();
+        Ok(())
+    })
+}
+
+impl Device for SimDevice {
+    type File = SimFile;
+
+    async fn open(&self, name: &str) -> io::Result<SimFile> {
+        let ino = self.with(|s| {
+            if let Some(fault) = s.take_fault(FaultOn::Open) {
+                return Err(fault.error());
+            }
+            let ino = *s
+                .dir(self.dir)?
+                .entries
+                .get(name)
+                .ok_or_else(|| not_found(name))?;
+            s.file(ino).map(|_| ino)
+        })?;
+        Ok(self.handle(ino))
+    }
+
+    async fn create(&self, name: &str) -> io::Result<SimFile> {
+        let ino = self.with(|s| {
+            s.dir(self.dir)?;
+            s.change(self.disk.boot)?;
+            if let Some(fault) = s.take_fault(FaultOn::Open) {
+                return Err(fault.error());
+            }
+            if s.dir(self.dir)?.entries.contains_key(name) {
+                return Err(already_exists(name));
+            }
+            let ino = s.new_node(Node::File(FileNode::default()));
+            s.dir(self.dir)?.link(name, ino);
+            Ok(ino)
+        })?;
+        Ok(self.handle(ino))
+    }
+
+    async fn remove(&self, name: &str) -> io::Result<()> {
+        self.with(|s| {
+            if !s.dir(self.dir)?.entries.contains_key(name) {
+                return Err(not_found(name));
+            }
+            s.change(self.disk.boot)?;
+            s.dir(self.dir)?.unlink(name);
+            Ok(())
+        })
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.with(|s| {
+            if !s.dir(self.dir)?.entries.contains_key(from) {
+                return Err(not_found(from));
+            }
+            s.change(self.disk.boot)?;
+            s.dir(self.dir)?.rename(from, to);
+            Ok(())
+        })
+    }
+
+    async fn list(&self) -> io::Result<Vec<String>> {
+        self.with(|s| Ok(s.dir(self.dir)?.entries.keys().cloned().collect()))
+    }
+
+    async fn sync_dir(&self) -> io::Result<()> {
+        sync_dir(&self.disk, self.dir)
+    }
+
+    fn path_of(&self, name: &str) -> String {
+        format!("sim:{}", self.path.join(name).display())
+    }
+}
+
+impl SimFile {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> io::Result<T>) -> io::Result<T> {
+        self.disk.alive(|s| {
+            s.file(self.ino)?;
+            f(s)
+        })
+    }
+}
+
+impl DeviceFile for SimFile {
+    async fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        assert_aligned(offset, len);
+        self.with(|s| {
+            if let Some(fault) = s.take_fault(FaultOn::Read) {
+                return Err(fault.error());
+            }
+            Ok(read_clipped(&s.file(self.ino)?.current, offset, len))
+        })
+    }
+
+    async fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        assert_aligned(offset, data.len());
+        self.with(|s| {
+            s.change(self.disk.boot)?;
+            if let Some(fault) = s.take_fault(FaultOn::Write) {
+                return Err(fault.error());
+            }
+            let file = s.file(self.ino)?;
+            let op = Pending::Write {
+                offset,
+                data: data.to_vec(),
+            };
+            op.apply(&mut file.current);
+            file.pending.push(op);
+            Ok(())
+        })
+    }
+
+    async fn sync(&self) -> io::Result<()> {
+        sync_file(&self.disk, self.ino)
+    }
+
+    async fn file_size(&self) -> io::Result<u64> {
+        self.with(|s| Ok(s.file(self.ino)?.current.len() as u64))
+    }
+
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        self.with(|s| {
+            s.change(self.disk.boot)?;
+            let file = s.file(self.ino)?;
+            let op = Pending::Truncate { len };
+            op.apply(&mut file.current);
+            file.pending.push(op);
+            Ok(())
+        })
+    }
+}

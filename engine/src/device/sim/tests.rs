@@ -1,0 +1,120 @@
+//! The simulated disk bites: what a real disk may lose, it loses.
+
+use std::path::Path;
+
+use super::{CrashMode, EntryKind, SimDisk};
+use crate::device::{Device, DeviceFile};
+
+fn run<T>(f: impl Future<Output = T>) -> T {
+    futures_lite::future::block_on(f)
+}
+
+#[test]
+fn a_directory_whose_parent_was_not_synced_is_lost_with_its_synced_files() {
+    let mut disk = SimDisk::new();
+    disk.create_dir("a").unwrap();
+    disk.create_file("a/f").unwrap();
+    disk.sync_file("a/f").unwrap();
+    disk.sync_dir("a").unwrap();
+    disk.crash(CrashMode::DropUnsynced);
+    assert_eq!(disk.entry_kind("a").unwrap(), None);
+    disk.create_dir("a").unwrap();
+    disk.sync_dir("").unwrap();
+    disk.create_file("a/f").unwrap();
+    disk.crash(CrashMode::DropUnsynced);
+    assert_eq!(disk.entry_kind("a").unwrap(), Some(EntryKind::Dir));
+    assert_eq!(
+        disk.entry_kind("a/f").unwrap(),
+        None,
+        "a/f was never synced in a"
+    );
+}
+
+#[test]
+fn a_rename_survives_whole_or_not_at_all() {
+    for seed in 0..64 {
+        let mut disk = SimDisk::new();
+        disk.create_dir("d").unwrap();
+        disk.create_dir("d/x").unwrap();
+        disk.sync_dir("d").unwrap();
+        disk.sync_dir("").unwrap();
+        disk.create_file("d/y").unwrap();
+        disk.rename("d/x", "d/x.retired").unwrap();
+        disk.create_file("d/z").unwrap();
+        disk.crash(CrashMode::Random { seed });
+        let names: Vec<String> = disk
+            .read_dir("d")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        let old = names.contains(&"x".to_owned());
+        let new = names.contains(&"x.retired".to_owned());
+        assert!(old != new, "seed {seed}: {names:?}");
+        // A prefix of the directory's changes: z only after the rename, the rename
+        // only after y.
+        assert!(
+            !names.contains(&"z".to_owned()) || new,
+            "seed {seed}: {names:?}"
+        );
+        assert!(
+            !new || names.contains(&"y".to_owned()),
+            "seed {seed}: {names:?}"
+        );
+    }
+}
+
+#[test]
+fn a_power_cut_falls_on_the_armed_change_and_kills_every_handle() {
+    let disk = SimDisk::new();
+    disk.create_dir("d").unwrap();
+    disk.sync_dir("").unwrap();
+    let dev = disk.device("d").unwrap();
+    let _lock = disk.lock_dir("d").unwrap().expect("free");
+    run(async {
+        let file = dev.create("f").await.unwrap();
+        dev.sync_dir().await.unwrap();
+        file.write_at(0, &[7; 4096]).await.unwrap();
+        disk.power_cut_at(2, CrashMode::DropUnsynced);
+        file.sync().await.unwrap(); // change 1
+        let cut = file.write_at(4096, &[8; 4096]).await; // change 2: the cut falls
+        assert!(cut.is_err());
+        assert!(disk.powered_off());
+        assert!(
+            file.read_at(0, 4096).await.is_err(),
+            "a dead handle reads nothing"
+        );
+        assert!(dev.create("g").await.is_err(), "nor creates anything");
+        assert!(disk.create_dir("e").is_err());
+        let next = disk.reboot();
+        assert!(!next.powered_off());
+        assert!(
+            next.lock_dir("d").unwrap().is_some(),
+            "locks die with the boot"
+        );
+        let file = next.device("d").unwrap().open("f").await.unwrap();
+        assert_eq!(file.read_at(0, 8192).await.unwrap(), vec![7; 4096]);
+    });
+}
+
+#[test]
+fn remove_all_can_be_cut_in_the_middle() {
+    let mut disk = SimDisk::new();
+    disk.create_dir_all(Path::new("/db/leaf")).unwrap();
+    for name in ["a", "b", "c"] {
+        disk.create_file(Path::new("/db/leaf").join(name)).unwrap();
+    }
+    for dir in ["/db/leaf", "/db", "/"] {
+        disk.sync_dir(dir).unwrap();
+    }
+    disk.power_cut_at(3, CrashMode::TearLast { seed: 1 });
+    assert!(disk.remove_all("/db/leaf").is_err());
+    disk = disk.reboot();
+    let left: Vec<String> = disk
+        .read_dir("/db/leaf")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(left, ["c"], "two removes landed before the cut");
+}
