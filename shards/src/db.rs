@@ -215,13 +215,10 @@ impl Db {
         options.validate()?;
         crate::host::check(&options)?;
         let path = path.as_ref().to_path_buf();
-        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
-            op: "creating",
-            path: path.clone(),
-            source,
-        })?;
-        let lock = layout::lock(&path)?;
-        let (leaves, ancestors) = layout::scan(&path)?;
+        let fs = &options.storage;
+        layout::create_db_dir(fs, &path)?;
+        let lock = layout::lock(fs, &path)?;
+        let (leaves, ancestors) = layout::scan(fs, &path)?;
         let cores = options.resolved_cores();
         let assignment = layout::assign(&leaves, &ancestors, cores);
         let channels = (0..cores)

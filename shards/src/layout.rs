@@ -15,13 +15,12 @@
 //! largest first to the least-loaded core, and the routing table (top
 //! [`ROUTE_BITS`] bits of the hash → core) is built once and never changes while open.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
 use ringkv_engine::SubstoreId;
 
 use crate::error::{Error, Result};
+use crate::storage::{Kind, Storage};
 
 pub(crate) const LOCK_FILE_NAME: &str = "LOCK";
 pub(crate) const SUBSTORES_DIR: &str = "substores";
@@ -35,36 +34,10 @@ const INITIAL_PREFIX_BITS: u8 = 4;
 /// The routing table covers the top ROUTE_BITS bits of the hash.
 pub(crate) const ROUTE_BITS: u8 = 8;
 
-/// The exclusive lock on a database directory; released when dropped.
-#[derive(Debug)]
-pub(crate) struct DirLock {
-    _lock: Flock<File>,
-}
+pub(crate) use crate::storage::DirLock;
 
-pub(crate) fn lock(dir: &Path) -> Result<DirLock> {
-    let path = dir.join(LOCK_FILE_NAME);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| Error::Io {
-            op: "opening the lock file",
-            path: path.clone(),
-            source,
-        })?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(DirLock { _lock: lock }),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::Locked {
-            path: dir.to_path_buf(),
-            lock: path,
-        }),
-        Err((_, errno)) => Err(Error::Io {
-            op: "locking",
-            path,
-            source: errno.into(),
-        }),
-    }
+pub(crate) fn lock(fs: &Storage, dir: &Path) -> Result<DirLock> {
+    fs.lock(dir, &dir.join(LOCK_FILE_NAME))
 }
 
 /// One leaf of the trie: a substore and where it lives.
@@ -109,60 +82,65 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { op, path, source }
 }
 
-pub(crate) fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing the directory", path))
+pub(crate) fn sync_dir(fs: &Storage, path: &Path) -> Result<()> {
+    fs.sync_dir(path).map_err(io("syncing the directory", path))
+}
+
+/// Creates the database directory `dir` if it is missing, with any missing directory
+/// above it, and makes each creation durable (the parent's sync) before writing in it:
+/// otherwise a power cut could take the whole directory, acknowledged writes and all.
+pub(crate) fn create_db_dir(fs: &Storage, dir: &Path) -> Result<()> {
+    if probe(fs, dir)?.is_some() {
+        return Ok(());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        create_db_dir(fs, parent)?;
+    }
+    fs.create_dir(dir).map_err(io("creating", dir))?;
+    sync_dir(fs, parent.unwrap_or(Path::new(".")))
 }
 
 /// Creates the initial trie if the database is new, then lists and checks the leaves.
 #[cfg(test)]
 pub(crate) fn leaves(dir: &Path) -> Result<Vec<Leaf>> {
-    scan(dir).map(|(leaves, _)| leaves)
+    scan(&Storage::Real, dir).map(|(leaves, _)| leaves)
 }
 
 /// [`leaves`], and the ancestors (handed-over parents) behind them. Nothing is removed
 /// until the whole layout has been read and checked: every removal is of something a
 /// crash left behind that was never acknowledged (ARCHITECTURE.md, "Destructive steps
 /// at open").
-pub(crate) fn scan(dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
+pub(crate) fn scan(fs: &Storage, dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
     let substores = dir.join(SUBSTORES_DIR);
-    if !dir_present(&substores)? {
-        create_trie(dir)?;
+    if !dir_present(fs, &substores)? {
+        create_trie(fs, dir)?;
     }
-    let plan = plan(&substores, list(&substores)?)?;
+    let plan = plan(&substores, list(fs, &substores)?)?;
     for path in &plan.remove {
-        std::fs::remove_dir_all(path).map_err(io("removing", path))?;
+        fs.remove_dir_all(path).map_err(io("removing", path))?;
     }
     if !plan.remove.is_empty() {
-        sync_dir(&substores)?;
+        sync_dir(fs, &substores)?;
     }
     Ok((plan.leaves, plan.ancestors))
 }
 
 /// What is at `path`, without following a last symbolic link. `None` only when nothing
 /// is there (ENOENT): a path that cannot be inspected is an error, never "absent".
-pub(crate) fn probe(path: &Path) -> Result<Option<std::fs::FileType>> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) => Ok(Some(meta.file_type())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Io {
-            op: "inspecting",
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+pub(crate) fn probe(fs: &Storage, path: &Path) -> Result<Option<Kind>> {
+    fs.probe(path).map_err(io("inspecting", path))
 }
 
 /// Whether the directory `path` exists (a symbolic link to one counts); anything else
 /// at that name is a layout error.
-fn dir_present(path: &Path) -> Result<bool> {
-    let is_dir = match probe(path)? {
+fn dir_present(fs: &Storage, path: &Path) -> Result<bool> {
+    let is_dir = match probe(fs, path)? {
         None => return Ok(false),
-        Some(kind) if kind.is_symlink() => std::fs::metadata(path)
-            .map_err(io("following the link", path))?
-            .is_dir(),
-        Some(kind) => kind.is_dir(),
+        Some(Kind::Symlink) => fs
+            .is_dir_followed(path)
+            .map_err(io("following the link", path))?,
+        Some(kind) => kind == Kind::Dir,
     };
     match is_dir {
         true => Ok(true),
@@ -177,11 +155,11 @@ fn dir_present(path: &Path) -> Result<bool> {
 /// Only a clean "no such file" means it is not; a marker that cannot be inspected, or
 /// that is not a regular file, is an error, because taking it for absent would remove
 /// the children that hold every write since the hand-over.
-pub(crate) fn handed_over(dir: &Path) -> Result<bool> {
+pub(crate) fn handed_over(fs: &Storage, dir: &Path) -> Result<bool> {
     let marker = dir.join(HANDED_OVER_FILE_NAME);
-    match probe(&marker)? {
+    match probe(fs, &marker)? {
         None => Ok(false),
-        Some(kind) if kind.is_file() => Ok(true),
+        Some(Kind::File) => Ok(true),
         Some(_) => Err(Error::Layout {
             path: marker,
             what: "the hand-over marker is not a regular file, so whether the split \
@@ -193,49 +171,47 @@ pub(crate) fn handed_over(dir: &Path) -> Result<bool> {
 
 /// Creates the 16 leaves of a new database in `substores.tmp`, then renames it into
 /// place: a crash leaves either no trie or a whole one.
-fn create_trie(dir: &Path) -> Result<()> {
+fn create_trie(fs: &Storage, dir: &Path) -> Result<()> {
     let substores = dir.join(SUBSTORES_DIR);
     let tmp = dir.join(SUBSTORES_TMP_DIR);
-    if probe(&tmp)?.is_some() {
-        remove_unfinished_creation(&tmp)?;
+    if probe(fs, &tmp)?.is_some() {
+        remove_unfinished_creation(fs, &tmp)?;
     }
-    std::fs::create_dir(&tmp).map_err(io("creating", &tmp))?;
+    fs.create_dir(&tmp).map_err(io("creating", &tmp))?;
     let shift = 64 - u32::from(INITIAL_PREFIX_BITS);
     for i in 0..1u64 << INITIAL_PREFIX_BITS {
         let id = leaf_id(INITIAL_PREFIX_BITS, i << shift);
         let leaf = tmp.join(leaf_dir_name(&id));
-        std::fs::create_dir(&leaf).map_err(io("creating", &leaf))?;
+        fs.create_dir(&leaf).map_err(io("creating", &leaf))?;
     }
-    sync_dir(&tmp)?;
-    std::fs::rename(&tmp, &substores).map_err(io("renaming", &tmp))?;
-    sync_dir(dir)
+    sync_dir(fs, &tmp)?;
+    fs.rename(&tmp, &substores).map_err(io("renaming", &tmp))?;
+    sync_dir(fs, dir)
 }
 
 /// Removes what an interrupted [`create_trie`] left: empty leaf directories and the
 /// directory holding them. Anything else there was not made by it and is kept (a
 /// layout error): one empty directory at a time, nothing can be lost.
-fn remove_unfinished_creation(tmp: &Path) -> Result<()> {
+fn remove_unfinished_creation(fs: &Storage, tmp: &Path) -> Result<()> {
     let foreign = |path: &Path| Error::Layout {
         path: path.to_path_buf(),
         what: "an unfinished creation leaves only empty leaf directories here; \
                this was not made by ringkv, so it is left alone"
             .into(),
     };
-    if !probe(tmp)?.is_some_and(|kind| kind.is_dir()) {
+    if probe(fs, tmp)? != Some(Kind::Dir) {
         return Err(foreign(tmp));
     }
-    for entry in std::fs::read_dir(tmp).map_err(io("listing", tmp))? {
-        let entry = entry.map_err(io("listing", tmp))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(io("inspecting", &path))?;
-        let leaf_named = entry.file_name().to_str().and_then(parse_leaf_dir_name);
-        if !kind.is_dir() || leaf_named.is_none() {
+    for (name, kind) in fs.read_dir(tmp).map_err(io("listing", tmp))? {
+        let path = tmp.join(&name);
+        if kind != Kind::Dir || parse_leaf_dir_name(&name).is_none() {
             return Err(foreign(&path));
         }
         // Fails (ENOTEMPTY) rather than remove anything inside.
-        std::fs::remove_dir(&path).map_err(io("removing the empty", &path))?;
+        fs.remove_dir(&path)
+            .map_err(io("removing the empty", &path))?;
     }
-    std::fs::remove_dir(tmp).map_err(io("removing the empty", tmp))
+    fs.remove_dir(tmp).map_err(io("removing the empty", tmp))
 }
 
 /// The directories under `substores/`, read without changing anything.
@@ -264,18 +240,17 @@ fn named_leaf(path: &Path, name: &str) -> Result<Option<SubstoreId>> {
     Ok(Some(id))
 }
 
-fn list(substores: &Path) -> Result<Listing> {
+fn list(fs: &Storage, substores: &Path) -> Result<Listing> {
     let mut listing = Listing {
         leaves: Vec::new(),
         ancestors: Vec::new(),
         retired: Vec::new(),
     };
-    for entry in std::fs::read_dir(substores).map_err(io("listing", substores))? {
-        let path = entry.map_err(io("listing", substores))?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
+    for (name, _) in fs.read_dir(substores).map_err(io("listing", substores))? {
+        let path = substores.join(&name);
         if let Some(stem) = name.strip_suffix(RETIRED_SUFFIX) {
             if let Some(id) = named_leaf(&path, stem)?
-                && dir_present(&path)?
+                && dir_present(fs, &path)?
             {
                 listing.retired.push((path, id));
             }
@@ -286,10 +261,10 @@ fn list(substores: &Path) -> Result<Listing> {
         };
         let leaf = Leaf {
             id,
-            size_bytes: dir_size(&path)?,
+            size_bytes: fs.dir_size(&path).map_err(io("listing", &path))?,
             dir: path,
         };
-        match handed_over(&leaf.dir)? {
+        match handed_over(fs, &leaf.dir)? {
             true => listing.ancestors.push(leaf),
             false => listing.leaves.push(leaf),
         }
@@ -401,24 +376,23 @@ fn check_ancestors(leaves: &[Leaf], ancestors: &[Leaf]) -> Result<()> {
 
 /// The commit point of a hand-over split: `parent` (whose 16 children exist) becomes
 /// an ancestor, durably, before any write reaches a child.
-pub(crate) fn hand_over(parent: &Leaf) -> Result<()> {
+pub(crate) fn hand_over(fs: &Storage, parent: &Leaf) -> Result<()> {
     let marker = parent.dir.join(HANDED_OVER_FILE_NAME);
-    File::create(&marker)
-        .and_then(|f| f.sync_all())
+    fs.create_synced_file(&marker)
         .map_err(io("creating", &marker))?;
-    sync_dir(&parent.dir)
+    sync_dir(fs, &parent.dir)
 }
 
 /// Creates the directories of the 16 children of `parent`, beside it.
-pub(crate) fn create_children(parent: &Leaf) -> Result<Vec<Leaf>> {
+pub(crate) fn create_children(fs: &Storage, parent: &Leaf) -> Result<Vec<Leaf>> {
     let substores = parent.dir.parent().expect("leaves live in substores/");
     let mut children = Vec::with_capacity(16);
     for nibble in 0..16u8 {
         let child = ringkv_engine::hash::child_id(&parent.id, nibble, 0);
         let id = leaf_id(child.prefix_bits, child.hash_prefix);
         let dir = substores.join(leaf_dir_name(&id));
-        if let Err(e) = std::fs::create_dir(&dir) {
-            let _ = discard_children(&children); // the error below says what matters
+        if let Err(e) = fs.create_dir(&dir) {
+            let _ = discard_children(fs, &children); // the error below says what matters
             return Err(io("creating", &dir)(e));
         }
         children.push(Leaf {
@@ -427,8 +401,8 @@ pub(crate) fn create_children(parent: &Leaf) -> Result<Vec<Leaf>> {
             size_bytes: 0,
         });
     }
-    if let Err(e) = sync_dir(substores) {
-        let _ = discard_children(&children);
+    if let Err(e) = sync_dir(fs, substores) {
+        let _ = discard_children(fs, &children);
         return Err(e);
     }
     Ok(children)
@@ -437,38 +411,30 @@ pub(crate) fn create_children(parent: &Leaf) -> Result<Vec<Leaf>> {
 /// Removes the children of a split that failed before its commit point (no marker, the
 /// parent not retired), so that the split can be tried again. No write ever reached
 /// them: writes go to children only after the commit point. Open would remove them too.
-pub(crate) fn discard_children(children: &[Leaf]) -> Result<()> {
+pub(crate) fn discard_children(fs: &Storage, children: &[Leaf]) -> Result<()> {
     let Some(substores) = children.first().and_then(|c| c.dir.parent()) else {
         return Ok(());
     };
     for child in children {
-        std::fs::remove_dir_all(&child.dir).map_err(io("removing", &child.dir))?;
+        fs.remove_dir_all(&child.dir)
+            .map_err(io("removing", &child.dir))?;
     }
-    sync_dir(substores)
+    sync_dir(fs, substores)
 }
 
 /// The commit point of a split: the parent stops being a leaf (an atomic rename, made
 /// durable), then its files are removed.
-pub(crate) fn retire(parent: &Leaf) -> Result<()> {
+pub(crate) fn retire(fs: &Storage, parent: &Leaf) -> Result<()> {
     let substores = parent.dir.parent().expect("leaves live in substores/");
     let mut retired = parent.dir.clone().into_os_string();
     retired.push(RETIRED_SUFFIX);
     let retired = PathBuf::from(retired);
-    std::fs::rename(&parent.dir, &retired).map_err(io("retiring", &parent.dir))?;
-    sync_dir(substores)?;
-    std::fs::remove_dir_all(&retired).map_err(io("removing", &retired))?;
-    sync_dir(substores)
-}
-
-fn dir_size(path: &Path) -> Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(path).map_err(io("listing", path))? {
-        let meta = entry
-            .and_then(|e| e.metadata())
-            .map_err(io("inspecting", path))?;
-        total += meta.len();
-    }
-    Ok(total)
+    fs.rename(&parent.dir, &retired)
+        .map_err(io("retiring", &parent.dir))?;
+    sync_dir(fs, substores)?;
+    fs.remove_dir_all(&retired)
+        .map_err(io("removing", &retired))?;
+    sync_dir(fs, substores)
 }
 
 /// The leaves must cover every hash exactly once.
@@ -567,6 +533,8 @@ pub(crate) fn assign(leaves: &[Leaf], ancestors: &[Leaf], cores: usize) -> Assig
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+
     use super::*;
 
     #[test]
@@ -610,15 +578,15 @@ mod tests {
     fn uncommitted_children_are_removed_and_retired_parents_too() {
         let dir = tempfile::tempdir().unwrap();
         let leaves = leaves(dir.path()).unwrap();
-        let children = create_children(&leaves[5]).unwrap();
+        let children = create_children(&Storage::Real, &leaves[5]).unwrap();
         assert_eq!(children.len(), 16);
         // Not committed: the parent is still a leaf, so the children go.
         let again = super::leaves(dir.path()).unwrap();
         assert_eq!(again, leaves);
         assert!(!children[0].dir.exists());
         // Committed: the parent is retired, the children stay.
-        let children = create_children(&leaves[5]).unwrap();
-        retire(&leaves[5]).unwrap();
+        let children = create_children(&Storage::Real, &leaves[5]).unwrap();
+        retire(&Storage::Real, &leaves[5]).unwrap();
         let after = super::leaves(dir.path()).unwrap();
         assert_eq!(after.len(), 31);
         assert!(children.iter().all(|c| after.contains(c)));
@@ -651,7 +619,7 @@ mod tests {
     fn nothing_is_removed_when_the_layout_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let leaves = leaves(dir.path()).unwrap();
-        create_children(&leaves[5]).unwrap(); // uncommitted: open would remove them
+        create_children(&Storage::Real, &leaves[5]).unwrap(); // uncommitted: open would remove them
         std::fs::remove_dir(&leaves[3].dir).unwrap(); // but the layout has a hole
         let before = tree(dir.path());
         assert!(matches!(
@@ -665,7 +633,7 @@ mod tests {
     fn a_marker_that_is_not_a_regular_file_is_a_layout_error() {
         let dir = tempfile::tempdir().unwrap();
         let leaves = leaves(dir.path()).unwrap();
-        create_children(&leaves[5]).unwrap();
+        create_children(&Storage::Real, &leaves[5]).unwrap();
         let marker = leaves[5].dir.join(HANDED_OVER_FILE_NAME);
         std::fs::create_dir(&marker).unwrap();
         let before = tree(dir.path());
@@ -694,7 +662,7 @@ mod tests {
             dir: leaves[5].dir.with_file_name(leaf_dir_name(&deep)),
             size_bytes: 0,
         };
-        let grandchildren = create_children(&deep).unwrap();
+        let grandchildren = create_children(&Storage::Real, &deep).unwrap();
         let err = super::leaves(dir.path()).unwrap_err();
         assert!(matches!(err, Error::Layout { .. }), "{err:?}");
         assert!(grandchildren.iter().all(|g| g.dir.is_dir()));
@@ -764,9 +732,12 @@ mod tests {
     #[test]
     fn second_lock_fails_with_a_typed_error() {
         let dir = tempfile::tempdir().unwrap();
-        let first = lock(dir.path()).unwrap();
-        assert!(matches!(lock(dir.path()), Err(Error::Locked { .. })));
+        let first = lock(&Storage::Real, dir.path()).unwrap();
+        assert!(matches!(
+            lock(&Storage::Real, dir.path()),
+            Err(Error::Locked { .. })
+        ));
         drop(first);
-        lock(dir.path()).unwrap();
+        lock(&Storage::Real, dir.path()).unwrap();
     }
 }

@@ -40,6 +40,7 @@ mod error;
 mod host;
 mod layout;
 mod options;
+mod storage;
 mod verify;
 
 pub use bytes::Bytes;
@@ -54,7 +55,9 @@ pub use options::{
 };
 pub use ringkv_engine::limits::{KEY_LEN_MAX, VALUE_LEN_MAX};
 pub use ringkv_engine::verify::{Finding, SubstoreReport};
-pub use ringkv_engine::{CompactionStats, Recovery, Salvaged, SubstoreStats};
+pub use ringkv_engine::{
+    CompactionStats, CrashMode, Fault, FaultOn, Recovery, Salvaged, SimDisk, SubstoreStats,
+};
 pub use verify::{LeafReport, VerifyReport, verify, verify_with_progress};
 
 /// The README's examples compile and run as doctests.

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use ringkv_engine::Recovery;
+use ringkv_engine::{Recovery, SimDisk};
 
 use crate::error::{Error, Result};
+use crate::storage::Storage;
 use ringkv_engine::limits::{EXTENT_SIZE_MAX_BYTES, EXTENT_SIZE_MIN_BYTES};
 
 /// When a write is acknowledged.
@@ -54,6 +55,7 @@ pub struct Options {
     pub(crate) compaction_shares: usize,
     pub(crate) compaction_interval: Duration,
     pub(crate) recovery: Recovery,
+    pub(crate) storage: Storage,
 }
 
 /// Default read-cache budget, shared by all cores: 64 MiB.
@@ -102,6 +104,7 @@ impl Default for Options {
             compaction_shares: COMPACTION_SHARES_DEFAULT,
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
             recovery: Recovery::Strict,
+            storage: Storage::Real,
         }
     }
 }
@@ -203,6 +206,17 @@ impl Options {
     /// in [`LeafStats::salvaged`](crate::LeafStats::salvaged) (`ringkv salvage`).
     pub fn recovery(mut self, recovery: Recovery) -> Self {
         self.recovery = recovery;
+        self
+    }
+
+    /// Runs the database on a simulated disk instead of the file system: the path
+    /// given to [`Db::open`](crate::Db::open) names a directory of `disk`. For tests of
+    /// what survives a power cut ([`SimDisk::power_cut_at`], [`SimDisk::crash`]) and
+    /// of failing operations ([`SimDisk::inject`]): nothing reaches a real file, and a
+    /// `Db` whose disk lost power fails every operation that touches the disk, as a
+    /// process would not outlive the cut. Open a new `Db` on [`SimDisk::reboot`].
+    pub fn simulated_disk(mut self, disk: SimDisk) -> Self {
+        self.storage = Storage::Sim(disk);
         self
     }
 

@@ -26,6 +26,7 @@ use crate::layout::{
     HANDED_OVER_FILE_NAME, LOCK_FILE_NAME, Leaf, RETIRED_SUFFIX, SUBSTORES_DIR, SUBSTORES_TMP_DIR,
     check_tiling, handed_over, leaf_dir_name, leaf_id, parse_leaf_dir_name, probe,
 };
+use crate::storage::Storage;
 
 /// What [`verify`] found in a database directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -140,7 +141,7 @@ pub fn verify_with_progress(
             .push(finding(&dir.join(LOCK_FILE_NAME), what));
     }
     let tmp = dir.join(SUBSTORES_TMP_DIR);
-    match probe(&tmp) {
+    match probe(&Storage::Real, &tmp) {
         Ok(None) => {}
         Ok(Some(_)) => {
             let what = "leaves of an unfinished creation; opening removes them";
@@ -249,7 +250,7 @@ fn leaves(substores: &Path, report: &mut VerifyReport) -> Result<Vec<Leaf>> {
             dir: path,
             size_bytes,
         };
-        match handed_over(&leaf.dir) {
+        match handed_over(&Storage::Real, &leaf.dir) {
             Ok(true) => {
                 let what = "the ancestor of a hand-over split; its records move to its children";
                 report.layout_notes.push(finding(&leaf.dir, what));

@@ -33,14 +33,13 @@ use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use event_listener::Event;
 use futures_lite::AsyncReadExt;
-use ringkv_engine::{
-    CompactionStats, Config, DmaDevice, Salvaged, Substore, SubstoreId, SubstoreStats,
-};
+use ringkv_engine::{CompactionStats, Config, Salvaged, Substore, SubstoreId, SubstoreStats};
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::layout::Leaf;
 use crate::options::{Durability, Options};
+use crate::storage::{LeafDevice, Storage};
 use ringkv_engine::hash::routing_hash;
 
 mod background;
@@ -345,7 +344,7 @@ pub(crate) struct Owned {
 struct LeafState {
     id: SubstoreId,
     leaf: Leaf,
-    store: Substore<DmaDevice>,
+    store: Substore<LeafDevice>,
     dirty: Cell<bool>,
     /// While a split copies this leaf: every key written since the copy began.
     touched: RefCell<Option<HashSet<Vec<u8>>>>,
@@ -375,8 +374,8 @@ impl LeafState {
         self.store.exists(key) || self.ancestor().is_some_and(|a| a.store.exists(key))
     }
 
-    async fn open(leaf: Leaf, config: Config) -> Result<Self> {
-        let device = DmaDevice::open(&leaf.dir).await?;
+    async fn open(fs: &Storage, leaf: Leaf, config: Config) -> Result<Self> {
+        let device = fs.device(&leaf.dir).await?;
         let store = Substore::create_or_open(device, leaf.id, config).await?;
         Ok(Self {
             id: leaf.id,
@@ -546,12 +545,12 @@ impl Core {
         };
         let mut map = BTreeMap::new();
         for leaf in leaves {
-            let state = LeafState::open(leaf, config).await?;
+            let state = LeafState::open(&options.storage, leaf, config).await?;
             map.insert(state.id.hash_prefix, Rc::new(state));
         }
         let mut behind = Vec::with_capacity(ancestors.len());
         for ancestor in ancestors {
-            let ancestor = Rc::new(LeafState::open(ancestor, config).await?);
+            let ancestor = Rc::new(LeafState::open(&options.storage, ancestor, config).await?);
             for leaf in map
                 .values()
                 .filter(|l| ancestor.id.covers(l.id.hash_prefix))

@@ -20,7 +20,7 @@ impl Core {
             .into_iter()
             .map(Rc::new)
             .collect();
-        if let Err(e) = crate::layout::hand_over(&parent.leaf) {
+        if let Err(e) = crate::layout::hand_over(&self.options.storage, &parent.leaf) {
             // Whether the marker is on disk is unknown: stop writing rather than guess.
             self.health.fail(e.to_string());
             return Err(e);
@@ -97,7 +97,7 @@ impl Core {
         // Tombstones the ancestor took from deletes in flight become durable with it.
         ancestor.store.flush().await?;
         // Everything the ancestor held is durable in its children: it can go.
-        crate::layout::retire(&ancestor.leaf)?;
+        crate::layout::retire(&self.options.storage, &ancestor.leaf)?;
         for child in &children {
             child.ancestor.borrow_mut().take();
         }

@@ -93,9 +93,7 @@ impl Core {
 
     /// The garbage ratio to compact at now: lower when the disk is filling up.
     pub(in crate::core) fn compaction_ratio(&self) -> f64 {
-        let free = nix::sys::statvfs::statvfs(&self.data_dir)
-            .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
-            .unwrap_or(u64::MAX);
+        let free = self.options.storage.free_bytes(&self.data_dir);
         if free < self.options.compaction_free_space_min_bytes {
             COMPACTION_GARBAGE_RATIO_PRESSURE.min(self.options.compaction_garbage_ratio)
         } else {

@@ -56,13 +56,13 @@ impl Core {
         &self,
         parent: &LeafState,
     ) -> Result<Vec<LeafState>> {
-        let children = crate::layout::create_children(&parent.leaf)?;
+        let children = crate::layout::create_children(&self.options.storage, &parent.leaf)?;
         let mut stores = Vec::with_capacity(16);
         for child in &children {
-            match LeafState::open(child.clone(), self.config).await {
+            match LeafState::open(&self.options.storage, child.clone(), self.config).await {
                 Ok(store) => stores.push(store),
                 Err(e) => {
-                    discard(stores, &children);
+                    discard(&self.options.storage, stores, &children);
                     return Err(e);
                 }
             }
@@ -152,12 +152,12 @@ impl Core {
         .await;
         // Everything acknowledged on the parent is durable in the children now.
         let result = match copied {
-            Ok(()) => crate::layout::retire(&parent.leaf),
+            Ok(()) => crate::layout::retire(&self.options.storage, &parent.leaf),
             Err(e) => {
                 // Before the commit point: the children only ever held copies. Remove
                 // them so that the split can be tried again.
                 let children: Vec<Leaf> = stores.iter().map(|s| s.leaf.clone()).collect();
-                discard(stores, &children);
+                discard(&self.options.storage, stores, &children);
                 parent.frozen.set(false);
                 self.split_done.notify(usize::MAX);
                 return Err(match e {
@@ -190,9 +190,9 @@ impl Core {
 /// Closes the children of a split that failed before its commit point and removes them
 /// (their files close before their directories go). A failure to remove is logged: the
 /// next open removes uncommitted children anyway.
-fn discard(stores: Vec<LeafState>, children: &[Leaf]) {
+fn discard(fs: &crate::storage::Storage, stores: Vec<LeafState>, children: &[Leaf]) {
     drop(stores);
-    if let Err(e) = crate::layout::discard_children(children) {
+    if let Err(e) = crate::layout::discard_children(fs, children) {
         log::error!("ringkv: removing the children of a failed split: {e}");
     }
 }
