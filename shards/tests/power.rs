@@ -15,13 +15,16 @@
 //! cut the database must hold one of the two for every key, list exactly what it holds,
 //! and count it; the model then takes what it holds.
 //!
-//! `RINGKV_SIM_SEEDS=N` runs N chains (default: enough for about 10,000 power cuts);
-//! `RINGKV_SIM_SEED=S` replays chain S alone. The writers' interleaving across threads
+//! `RINGKV_SIM_SEEDS=N` runs N chains (default: enough for 10,000 power cuts) from seed
+//! `RINGKV_SIM_BASE` (default 0), on `RINGKV_SIM_THREADS` threads (default 2);
+//! `RINGKV_SIM_SEED=S` replays chain S alone. Each failure names its seed and round. The writers' interleaving across threads
 //! and cores is up to the OS scheduler, so a failing multi-core seed usually, not always,
 //! fails again on replay.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ringkv::{CrashMode, Db, Durability, Options, SimDisk, SplitMode, Update};
@@ -36,6 +39,8 @@ const ROUNDS: u64 = 8;
 /// Writer operations in a round at most; the power goes out well before, mostly.
 const ROUND_OPS_MAX: u64 = 400;
 const POWER_CUTS_DEFAULT: u64 = 10_000;
+/// Chains run side by side (`RINGKV_SIM_THREADS`): a chain mostly waits on its cores.
+const CHAIN_THREADS: u64 = 2;
 /// After a reopen, each key is also read with `get` with this odds (and every key that
 /// had a write in flight).
 const CHECK_GET_ONE_IN: u64 = 8;
@@ -81,6 +86,26 @@ struct Tally {
     interrupted: BTreeMap<String, u64>,
     splits: u64,
     compactions: u64,
+    /// What each power cut left for open to finish, found on the disk before the open.
+    left: BTreeMap<&'static str, u64>,
+    chains: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.power_cuts += other.power_cuts;
+        self.cuts_in_open += other.cuts_in_open;
+        self.rounds_without_cut += other.rounds_without_cut;
+        self.splits += other.splits;
+        self.compactions += other.compactions;
+        self.chains += 1;
+        for (step, n) in other.interrupted {
+            *self.interrupted.entry(step).or_default() += n;
+        }
+        for (what, n) in other.left {
+            *self.left.entry(what).or_default() += n;
+        }
+    }
 }
 
 fn key_name(i: u64, hot_byte: u8) -> Vec<u8> {
@@ -177,6 +202,9 @@ impl Chain {
                     seed: self.rng.next(),
                 };
                 self.disk.power_cut_at(1 + self.rng.below(60), mode);
+            }
+            for what in unfinished(&self.disk) {
+                *tally.left.entry(what).or_default() += 1;
             }
             let seed = self.seed;
             let opened = within(seed, "open", || Db::open(DB_PATH, options));
@@ -320,6 +348,53 @@ fn show(value: &Option<Vec<u8>>) -> String {
     }
 }
 
+/// What the layout on `disk` holds for open to finish: an unfinished creation, the
+/// children of a split before its commit point, a retired parent not yet removed, an
+/// ancestor whose records have not all moved.
+fn unfinished(disk: &SimDisk) -> Vec<&'static str> {
+    let root = Path::new(DB_PATH);
+    let mut found = Vec::new();
+    if disk
+        .entry_kind(root.join("substores.tmp"))
+        .unwrap()
+        .is_some()
+    {
+        found.push("an unfinished creation");
+    }
+    let Ok(entries) = disk.read_dir(root.join("substores")) else {
+        return found;
+    };
+    let mut leaves = Vec::new();
+    for (name, _) in entries {
+        if name.ends_with(".retired") {
+            found.push("a retired parent not yet removed");
+            continue;
+        }
+        let (bits, prefix) = name.split_once('-').expect("a leaf name");
+        let bits = u32::from_str_radix(bits, 16).unwrap();
+        let prefix = u64::from_str_radix(prefix, 16).unwrap();
+        let marker = root.join("substores").join(&name).join("HANDED-OVER");
+        let ancestor = disk.entry_kind(marker).unwrap().is_some();
+        leaves.push((bits, prefix, ancestor));
+    }
+    let covers = |(bits, prefix, _): (u32, u64, bool), hash: u64| {
+        bits == 0 || (prefix ^ hash) >> (64 - bits) == 0
+    };
+    for &(bits, prefix, ancestor) in &leaves {
+        if ancestor {
+            found.push("a hand-over ancestor whose records have not all moved");
+        } else if leaves
+            .iter()
+            .any(|&outer| outer.0 < bits && !outer.2 && covers(outer, prefix))
+        {
+            found.push("children of a split before its commit point");
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
 /// The operation a background error names ("I/O error while retiring …" → "retiring").
 fn step_of(cause: &str) -> String {
     let op = cause
@@ -420,39 +495,67 @@ fn env_u64(name: &str) -> Option<u64> {
     )
 }
 
+/// Stops the other chain threads when this one panics (a failed check).
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 #[test]
 fn the_database_keeps_every_acknowledged_write_through_power_cuts() {
     let started = Instant::now();
-    let mut tally = Tally::default();
     if let Some(seed) = env_u64("RINGKV_SIM_SEED") {
+        let mut tally = Tally::default();
         Chain::new(seed).run(&mut tally);
         eprintln!("seed {seed}: {tally:?}");
         return;
     }
     let chains = env_u64("RINGKV_SIM_SEEDS");
     let base = env_u64("RINGKV_SIM_BASE").unwrap_or(0);
-    let mut seed = base;
-    loop {
-        match chains {
-            Some(n) if seed - base >= n => break,
-            None if tally.power_cuts >= POWER_CUTS_DEFAULT => break,
-            _ => {}
+    let threads = env_u64("RINGKV_SIM_THREADS").unwrap_or(CHAIN_THREADS);
+    let next = AtomicU64::new(base);
+    let failed = AtomicBool::new(false);
+    let total = Mutex::new(Tally::default());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let _stop = StopOnPanic(&failed);
+                while !failed.load(Ordering::SeqCst) {
+                    let cuts = total.lock().unwrap().power_cuts;
+                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    let done = match chains {
+                        Some(n) => seed - base >= n,
+                        None => cuts >= POWER_CUTS_DEFAULT,
+                    };
+                    if done {
+                        return;
+                    }
+                    let mut tally = Tally::default();
+                    Chain::new(seed).run(&mut tally);
+                    total.lock().unwrap().add(tally);
+                }
+            });
         }
-        Chain::new(seed).run(&mut tally);
-        seed += 1;
-    }
+    });
+    let tally = total.into_inner().unwrap();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "{} chains from seed {base}: {} power cuts ({} inside an open, {} rounds crashed \
-         at their end) in {secs:.1} s, {:.0} per minute; {} splits, {} extents compacted; \
-         background steps cut: {:?}",
-        seed - base,
+        "{} chains from seed {base} on {threads} threads: {} power cuts ({} inside an open, \
+         {} rounds crashed at their end) in {secs:.1} s, {:.0} per minute; {} splits, {} \
+         extents compacted; background steps cut: {:?}; left for open to finish: {:?}",
+        tally.chains,
         tally.power_cuts,
         tally.cuts_in_open,
         tally.rounds_without_cut,
         tally.power_cuts as f64 * 60.0 / secs,
         tally.splits,
         tally.compactions,
-        tally.interrupted
+        tally.interrupted,
+        tally.left
     );
 }
