@@ -5,7 +5,9 @@
 //!
 //! A chain (one seed) runs rounds on one disk. Each round opens the database with 1 to
 //! 3 cores and a random split mode, checks it against the model, arms a power cut at a
-//! random change of the disk and runs writer threads (each owns its keys: puts,
+//! random change of the disk (or, one round in three, a random number of changes after
+//! a split creates its first child, commits, or removes its retired parent) and runs
+//! writer threads (each owns its keys: puts,
 //! deletes, read-modify-writes, reads) until the cut falls. Sometimes the cut is armed
 //! before the open, so that it falls inside recovery. Most keys share their first hash
 //! byte, so their leaf fills, compacts and splits twice over a chain.
@@ -39,6 +41,8 @@ const ROUNDS: u64 = 8;
 /// Writer operations in a round at most; the power goes out well before, mostly.
 const ROUND_OPS_MAX: u64 = 400;
 const POWER_CUTS_DEFAULT: u64 = 10_000;
+/// A cut aimed at a name falls at most this many changes after it.
+const NAMED_CUT_AFTER_MAX: u64 = 200;
 /// Chains run side by side (`RINGKV_SIM_THREADS`): a chain mostly waits on its cores.
 const CHAIN_THREADS: u64 = 2;
 /// After a reopen, each key is also read with `get` with this odds (and every key that
@@ -286,8 +290,20 @@ impl Chain {
                 seed: self.rng.next(),
             },
         };
-        let changes_ahead = 1 + self.rng.below(ROUND_OPS_MAX * 2);
-        self.disk.power_cut_at(changes_ahead, mode);
+        match self.rng.chance(3) {
+            // Aimed at a split: its first child's creation, its commit point, or the
+            // removal of the retired parent.
+            true => {
+                let target = ["08-", "0c-", "HANDED-OVER", ".retired"][self.rng.below(4) as usize];
+                let after = 1 + self.rng.below(NAMED_CUT_AFTER_MAX);
+                self.disk.power_cut_at(u64::MAX / 2, mode);
+                self.disk.power_cut_after_name(target, after, mode);
+            }
+            false => {
+                let changes_ahead = 1 + self.rng.below(ROUND_OPS_MAX * 2);
+                self.disk.power_cut_at(changes_ahead, mode);
+            }
+        }
         let shared = Mutex::new(std::mem::take(&mut self.model));
         let seeds: Vec<u64> = (0..WRITERS).map(|_| self.rng.next()).collect();
         let first_version = self.version;

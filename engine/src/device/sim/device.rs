@@ -162,6 +162,7 @@ impl Device for SimDevice {
             }
             let ino = s.new_node(Node::File(FileNode::default()));
             s.dir(self.dir)?.link(name, ino);
+            s.named(name);
             Ok(ino)
         })?;
         Ok(self.handle(ino))
@@ -174,6 +175,7 @@ impl Device for SimDevice {
             }
             s.change(self.disk.boot)?;
             s.dir(self.dir)?.unlink(name);
+            s.named(name);
             Ok(())
         })
     }
@@ -185,6 +187,7 @@ impl Device for SimDevice {
             }
             s.change(self.disk.boot)?;
             s.dir(self.dir)?.rename(from, to);
+            s.named(to);
             Ok(())
         })
     }

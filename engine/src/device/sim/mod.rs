@@ -168,6 +168,13 @@ impl SimDisk {
         state.cut = Some((state.changes + nth, mode));
     }
 
+    /// Arms a power cut to fall `nth` (1-based) changes after the first creation,
+    /// removal or rename of a name containing `text` (a marker, a `.retired` parent):
+    /// cuts aimed at the steps around a commit point. Replaces an earlier trigger.
+    pub fn power_cut_after_name(&self, text: &str, nth: u64, mode: CrashMode) {
+        self.state().trigger = Some((text.to_owned(), nth, mode));
+    }
+
     /// Whether a power cut fell since this handle's boot.
     pub fn powered_off(&self) -> bool {
         self.state().boot != self.boot
@@ -283,6 +290,7 @@ impl SimDisk {
             }
             let ino = s.new_node(node);
             s.dir(parent)?.link(name, ino);
+            s.named(name);
             Ok(())
         })
     }
@@ -315,6 +323,7 @@ impl SimDisk {
             }
             s.change(self.boot)?;
             s.dir(parent)?.unlink(name);
+            s.named(name);
             Ok(())
         })
     }
@@ -354,6 +363,7 @@ impl SimDisk {
             }
             s.change(self.boot)?;
             s.dir(parent)?.rename(old, new);
+            s.named(new);
             Ok(())
         })
     }

@@ -35,6 +35,9 @@ pub(super) struct State {
     pub(super) changes: u64,
     /// A power cut armed to fall just before the change with this count.
     pub(super) cut: Option<(u64, CrashMode)>,
+    /// A power cut to arm when a name containing this text is created, removed or
+    /// renamed to: it falls that many changes later.
+    pub(super) trigger: Option<(String, u64, CrashMode)>,
     /// Directory locks held, each with the boot it was taken in.
     pub(super) locks: Vec<(std::path::PathBuf, u64)>,
 }
@@ -149,6 +152,7 @@ impl Default for State {
             syncs: 0,
             changes: 0,
             cut: None,
+            trigger: None,
             locks: Vec::new(),
         }
     }
@@ -193,6 +197,16 @@ impl State {
             return Err(power_cut_error());
         }
         Ok(())
+    }
+
+    /// A name change involving `name` happened: arms the triggered power cut, if any.
+    pub(super) fn named(&mut self, name: &str) {
+        let fired = self
+            .trigger
+            .take_if(|(text, ..)| name.contains(text.as_str()));
+        if let Some((_, after, mode)) = fired {
+            self.cut = Some((self.changes + after, mode));
+        }
     }
 
     /// Counts an operation of kind `on` and returns the fault armed for it, if any.
@@ -288,6 +302,7 @@ impl State {
         self.boot += 1;
         self.faults.clear();
         self.cut = None;
+        self.trigger = None;
         let mut rng = match mode {
             CrashMode::DropUnsynced => 0,
             CrashMode::TearLast { seed } | CrashMode::Random { seed } => seed,
