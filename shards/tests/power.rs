@@ -155,20 +155,13 @@ impl Tally {
         }
     }
 
-    /// Adds the figures of a batch of chains.
-    fn merge(&mut self, other: Tally) {
-        let chains = other.chains;
-        self.add(other);
-        self.chains += chains - 1;
-    }
-
     fn add(&mut self, other: Tally) {
         self.power_cuts += other.power_cuts;
         self.cuts_in_open += other.cuts_in_open;
         self.rounds_without_cut += other.rounds_without_cut;
         self.splits += other.splits;
         self.compactions += other.compactions;
-        self.chains += 1;
+        self.chains += other.chains;
         for (step, n) in other.interrupted {
             *self.interrupted.entry(step).or_default() += n;
         }
@@ -608,7 +601,10 @@ fn run_chains(base: u64, count: u64, threads: u64) -> Tally {
                     if seed - base >= count {
                         return;
                     }
-                    let mut tally = Tally::default();
+                    let mut tally = Tally {
+                        chains: 1,
+                        ..Tally::default()
+                    };
                     Chain::new(seed).run(&mut tally);
                     total.lock().unwrap().add(tally);
                 }
@@ -669,7 +665,7 @@ fn the_database_keeps_every_acknowledged_write_through_power_cuts() {
         if count == 0 {
             break;
         }
-        total.merge(run_child(next, count, threads));
+        total.add(run_child(next, count, threads));
         next += count;
     }
     let tally = total;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::state::{FileNode, Node, Pending, State};
 use super::{CrashMode, Fault, FaultOn, SimDisk};
-use crate::device::{Device, DeviceFile, already_exists, assert_aligned, not_found, read_clipped};
+use crate::device::{Device, DeviceFile, assert_aligned, read_clipped};
 
 /// A directory of a simulated disk. Clones share it.
 #[derive(Clone, Debug)]
@@ -80,11 +80,7 @@ impl SimDevice {
     }
 
     fn file_named<'s>(&self, state: &'s mut State, name: &str) -> io::Result<&'s mut FileNode> {
-        let ino = *state
-            .dir(self.dir)?
-            .entries
-            .get(name)
-            .ok_or_else(|| not_found(name))?;
+        let ino = state.entry(self.dir, name)?;
         state.file(ino)
     }
 
@@ -140,56 +136,24 @@ impl Device for SimDevice {
             if let Some(fault) = s.take_fault(FaultOn::Open) {
                 return Err(fault.error());
             }
-            let ino = *s
-                .dir(self.dir)?
-                .entries
-                .get(name)
-                .ok_or_else(|| not_found(name))?;
+            let ino = s.entry(self.dir, name)?;
             s.file(ino).map(|_| ino)
         })?;
         Ok(self.handle(ino))
     }
 
     async fn create(&self, name: &str) -> io::Result<SimFile> {
-        let ino = self.with(|s| {
-            s.dir(self.dir)?;
-            s.change(self.disk.boot)?;
-            if let Some(fault) = s.take_fault(FaultOn::Open) {
-                return Err(fault.error());
-            }
-            if s.dir(self.dir)?.entries.contains_key(name) {
-                return Err(already_exists(name));
-            }
-            let ino = s.new_node(Node::File(FileNode::default()));
-            s.dir(self.dir)?.link(name, ino);
-            s.named(name);
-            Ok(ino)
-        })?;
+        let file = Node::File(FileNode::default());
+        let ino = self.with(|s| s.create_entry(self.disk.boot, self.dir, name, file))?;
         Ok(self.handle(ino))
     }
 
     async fn remove(&self, name: &str) -> io::Result<()> {
-        self.with(|s| {
-            if !s.dir(self.dir)?.entries.contains_key(name) {
-                return Err(not_found(name));
-            }
-            s.change(self.disk.boot)?;
-            s.dir(self.dir)?.unlink(name);
-            s.named(name);
-            Ok(())
-        })
+        self.with(|s| s.remove_entry(self.disk.boot, self.dir, name))
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        self.with(|s| {
-            if !s.dir(self.dir)?.entries.contains_key(from) {
-                return Err(not_found(from));
-            }
-            s.change(self.disk.boot)?;
-            s.dir(self.dir)?.rename(from, to);
-            s.named(to);
-            Ok(())
-        })
+        self.with(|s| s.rename_entry(self.disk.boot, self.dir, from, to))
     }
 
     async fn list(&self) -> io::Result<Vec<String>> {

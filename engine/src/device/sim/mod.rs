@@ -277,21 +277,7 @@ impl SimDisk {
     fn create(&self, path: &Path, node: Node) -> io::Result<()> {
         self.alive(|s| {
             let (parent, name) = s.parent_of(path)?;
-            s.dir(parent)?;
-            s.change(self.boot)?;
-            if let Some(fault) = s.take_fault(FaultOn::Open) {
-                return Err(fault.error());
-            }
-            if s.dir(parent)?.entries.contains_key(name) {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} exists", path.display()),
-                ));
-            }
-            let ino = s.new_node(node);
-            s.dir(parent)?.link(name, ino);
-            s.named(name);
-            Ok(())
+            s.create_entry(self.boot, parent, name, node).map(drop)
         })
     }
 
@@ -309,22 +295,9 @@ impl SimDisk {
 
     /// Removes a file, or a directory that is empty.
     pub fn remove(&self, path: impl AsRef<Path>) -> io::Result<()> {
-        let path = path.as_ref();
         self.alive(|s| {
-            let (parent, name) = s.parent_of(path)?;
-            let ino = s.resolve(path)?;
-            if let Node::Dir(dir) = &s.nodes[&ino]
-                && !dir.entries.is_empty()
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::DirectoryNotEmpty,
-                    format!("{} is not empty", path.display()),
-                ));
-            }
-            s.change(self.boot)?;
-            s.dir(parent)?.unlink(name);
-            s.named(name);
-            Ok(())
+            let (parent, name) = s.parent_of(path.as_ref())?;
+            s.remove_entry(self.boot, parent, name)
         })
     }
 
@@ -352,19 +325,7 @@ impl SimDisk {
         self.alive(|s| {
             let (parent, old) = s.parent_of(from)?;
             let (_, new) = s.parent_of(to)?;
-            s.resolve(from)?;
-            if let Some(target) = s.lookup(to)?
-                && matches!(s.nodes[&target], Node::Dir(_))
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} exists", to.display()),
-                ));
-            }
-            s.change(self.boot)?;
-            s.dir(parent)?.rename(old, new);
-            s.named(new);
-            Ok(())
+            s.rename_entry(self.boot, parent, old, new)
         })
     }
 

@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Component, Path};
 
 use super::{CrashMode, Fault, FaultOn};
-use crate::device::write_extending;
+use crate::device::{already_exists, not_found, write_extending};
 use crate::format::SECTOR_BYTES;
 
 /// The root directory's inode.
@@ -169,7 +169,7 @@ fn not_a_directory(path: &Path) -> io::Error {
     )
 }
 
-fn not_found(path: &Path) -> io::Error {
+fn path_not_found(path: &Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
         format!("no such file or directory: {}", path.display()),
@@ -242,6 +242,73 @@ impl State {
         ino
     }
 
+    /// Creates `node` as `name` in directory `dir`: one change, which an armed open
+    /// fault fails first.
+    pub(super) fn create_entry(
+        &mut self,
+        boot: u64,
+        dir: u64,
+        name: &str,
+        node: Node,
+    ) -> io::Result<u64> {
+        self.dir(dir)?;
+        self.change(boot)?;
+        if let Some(fault) = self.take_fault(FaultOn::Open) {
+            return Err(fault.error());
+        }
+        if self.dir(dir)?.entries.contains_key(name) {
+            return Err(already_exists(name));
+        }
+        let ino = self.new_node(node);
+        self.dir(dir)?.link(name, ino);
+        self.named(name);
+        Ok(ino)
+    }
+
+    /// Removes `name` (a file, or an empty directory) from directory `dir`: one change.
+    pub(super) fn remove_entry(&mut self, boot: u64, dir: u64, name: &str) -> io::Result<()> {
+        let ino = self.entry(dir, name)?;
+        if let Node::Dir(inner) = &self.nodes[&ino]
+            && !inner.entries.is_empty()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{name} is not empty"),
+            ));
+        }
+        self.change(boot)?;
+        self.dir(dir)?.unlink(name);
+        self.named(name);
+        Ok(())
+    }
+
+    /// Renames `from` to `to` in directory `dir`, replacing a file (not a directory) at
+    /// `to`: one change.
+    pub(super) fn rename_entry(
+        &mut self,
+        boot: u64,
+        dir: u64,
+        from: &str,
+        to: &str,
+    ) -> io::Result<()> {
+        self.entry(dir, from)?;
+        if let Ok(target) = self.entry(dir, to)
+            && matches!(self.nodes[&target], Node::Dir(_))
+        {
+            return Err(already_exists(to));
+        }
+        self.change(boot)?;
+        self.dir(dir)?.rename(from, to);
+        self.named(to);
+        Ok(())
+    }
+
+    /// The inode named `name` in directory `dir`.
+    pub(super) fn entry(&mut self, dir: u64, name: &str) -> io::Result<u64> {
+        let entries = &self.dir(dir)?.entries;
+        entries.get(name).copied().ok_or_else(|| not_found(name))
+    }
+
     pub(super) fn dir(&mut self, ino: u64) -> io::Result<&mut DirNode> {
         match self.nodes.get_mut(&ino) {
             Some(Node::Dir(dir)) => Ok(dir),
@@ -280,7 +347,7 @@ impl State {
     }
 
     pub(super) fn resolve(&self, path: &Path) -> io::Result<u64> {
-        self.lookup(path)?.ok_or_else(|| not_found(path))
+        self.lookup(path)?.ok_or_else(|| path_not_found(path))
     }
 
     /// The directory holding `path` and the last name of `path`.
