@@ -22,8 +22,9 @@
 //! batches of 40 chains, each batch in a child process (glommio leaks two eventfds per
 //! executor it drops, so one process opening the database 10,000 times runs out of
 //! descriptors); `RINGKV_SIM_SEED=S` replays chain S alone. Each failure names its seed
-//! and round. The writers' interleaving across threads and cores is up to the OS
-//! scheduler, so a failing multi-core seed usually, not always, fails again on replay.
+//! and round; `RINGKV_SIM_SPLIT_MODE=copy|handover` fixes the split mode. The writers'
+//! interleaving across threads and cores is up to the OS scheduler, so a failing seed
+//! does not always fail again on replay.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -80,6 +81,20 @@ struct Known {
     value: Option<Vec<u8>>,
     /// A write that had not returned when the power went: it may have landed.
     in_flight: Option<Option<Vec<u8>>>,
+    /// The last operations on the key and what each returned, for a failure's message.
+    history: Vec<String>,
+}
+
+/// Operations a key's history keeps.
+const HISTORY_LEN: usize = 16;
+
+impl Known {
+    fn note(&mut self, event: String) {
+        if self.history.len() == HISTORY_LEN {
+            self.history.remove(0);
+        }
+        self.history.push(event);
+    }
 }
 
 /// Figures of a run, for the report.
@@ -189,8 +204,11 @@ fn value_for(key: u64, version: u64, rng: &mut Rng) -> Vec<u8> {
 }
 
 fn options(rng: &mut Rng, disk: &SimDisk) -> Options {
-    let mode = match rng.below(2) {
-        0 => SplitMode::Copy,
+    let drawn = rng.below(2);
+    let mode = match std::env::var("RINGKV_SIM_SPLIT_MODE").as_deref() {
+        Ok("copy") => SplitMode::Copy,
+        Ok("handover") => SplitMode::HandOver,
+        _ if drawn == 0 => SplitMode::Copy,
         _ => SplitMode::HandOver,
     };
     Options::default()
@@ -308,10 +326,12 @@ impl Chain {
             assert!(
                 allowed,
                 "seed {seed} round {round}: key {i} holds {}, expected {} or the write in \
-                 flight {}",
+                 flight {}; its history: {:#?}; on the disk: {}",
                 show(&held),
                 show(&known.value),
                 known.in_flight.as_ref().map_or("(none)".into(), show),
+                known.history,
+                where_is(&self.disk, key),
             );
             if self.rng.chance(CHECK_GET_ONE_IN) || known.in_flight.is_some() {
                 let got = db
@@ -324,10 +344,9 @@ impl Chain {
                 );
             }
             live += u64::from(held.is_some());
-            *known = Known {
-                value: held,
-                in_flight: None,
-            };
+            known.note(format!("round {round} opened: holds {}", show(&held)));
+            known.value = held;
+            known.in_flight = None;
         }
         assert!(
             listed.is_empty(),
@@ -470,6 +489,42 @@ fn unfinished(disk: &SimDisk) -> Vec<&'static str> {
     found
 }
 
+/// Where `key` is on the disk: what each leaf directory's substore answers for it,
+/// opened afresh (a failure's diagnosis; opening may cut torn tails).
+fn where_is(disk: &SimDisk, key: &[u8]) -> String {
+    let substores = Path::new(DB_PATH).join("substores");
+    let Ok(entries) = disk.read_dir(&substores) else {
+        return "no substores".into();
+    };
+    let mut found = Vec::new();
+    for (name, _) in entries {
+        let dir = substores.join(&name);
+        let marker = disk.entry_kind(dir.join("HANDED-OVER")).ok().flatten();
+        let answer = futures_lite::future::block_on(async {
+            let device = disk.device(&dir).map_err(|e| e.to_string())?;
+            let config = ringkv_engine::Config {
+                extent_size_bytes: 64 << 10,
+                ..Default::default()
+            };
+            let store = ringkv_engine::Substore::open(device, config)
+                .await
+                .map_err(|e| e.to_string())?;
+            let record = store.get_record(key).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(record.map(|r| r.value.to_vec()))
+        });
+        match answer {
+            Ok(None) => {}
+            Ok(value) => found.push(format!(
+                "{name}{}: {}",
+                if marker.is_some() { " (ancestor)" } else { "" },
+                show(&value)
+            )),
+            Err(e) => found.push(format!("{name}: {e}")),
+        }
+    }
+    found.join("; ")
+}
+
 /// The operation a background error names ("I/O error while retiring …" → "retiring").
 fn step_of(cause: &str) -> String {
     let op = cause
@@ -531,6 +586,25 @@ impl Writer<'_> {
         };
         let mut model = self.model.lock().unwrap();
         let known = &mut model[slot];
+        let op = match kind {
+            0..=4 => "write",
+            5..=6 => "update",
+            _ => "read",
+        };
+        known.note(format!(
+            "round {} writer {}: {op} {} -> {}",
+            self.round,
+            self.writer,
+            if kind < 7 {
+                show(&planned)
+            } else {
+                String::new()
+            },
+            match &outcome {
+                Ok(v) => format!("ok {}", if kind < 7 { String::new() } else { show(v) }),
+                Err(e) => format!("error {e}"),
+            }
+        ));
         match outcome {
             Ok(value) => {
                 if kind >= 7 && value != known.value {
