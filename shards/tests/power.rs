@@ -203,11 +203,63 @@ fn value_for(key: u64, version: u64, rng: &mut Rng) -> Vec<u8> {
     v
 }
 
-fn options(rng: &mut Rng, disk: &SimDisk) -> Options {
+/// What a test's chains do.
+struct Profile {
+    /// The test function (a child process runs it by name).
+    test: &'static str,
+    /// Every open's split mode; drawn per open (or `RINGKV_SIM_SPLIT_MODE`) when `None`.
+    split_mode: Option<SplitMode>,
+    /// Compaction's garbage ratio. 1.0 leaves only wholly dead extents to compact, so a
+    /// core starts a split as soon as a leaf is over its threshold, while writes go on.
+    garbage_ratio: f64,
+    /// Every round's cut aimed at one of these names (drawn), on the change that makes
+    /// it or at most this many changes later.
+    aim: &'static [(&'static str, u64)],
+    /// Power cuts a run makes unless `RINGKV_SIM_SEEDS` says how many chains.
+    cuts: u64,
+    /// Operations each writer makes in a round at most (it stops at the cut).
+    round_ops: u64,
+    /// Rounds of a chain.
+    rounds: u64,
+}
+
+/// Everything at random: both split modes, compaction as configured by default.
+const MIXED: Profile = Profile {
+    test: "the_database_keeps_every_acknowledged_write_through_power_cuts",
+    split_mode: None,
+    garbage_ratio: ringkv::COMPACTION_GARBAGE_RATIO_DEFAULT,
+    aim: &[],
+    cuts: POWER_CUTS_DEFAULT,
+    round_ops: ROUND_OPS_MAX,
+    rounds: ROUNDS,
+};
+
+/// Cuts between a hand-over's commit point and the retirement of its ancestor, while
+/// writes reach the children.
+const HAND_OVER_WINDOW: Profile = Profile {
+    test: "a_cut_right_after_a_hand_over_keeps_what_the_children_acknowledged",
+    split_mode: Some(SplitMode::HandOver),
+    garbage_ratio: 1.0,
+    // After the marker, while records move; and the retirement's rename or just
+    // before it, when every child has been flushed.
+    aim: &[("HANDED-OVER", 60), (".retired", 2)],
+    cuts: 500,
+    // Long enough that writes go on while a split runs (requests have the larger
+    // share of a core; a split waits for a lull).
+    round_ops: 4 * ROUND_OPS_MAX,
+    // The hot keys' leaf has split twice by then; later rounds have no split to cut.
+    rounds: 5,
+};
+
+fn options(rng: &mut Rng, disk: &SimDisk, profile: &Profile) -> Options {
     let drawn = rng.below(2);
-    let mode = match std::env::var("RINGKV_SIM_SPLIT_MODE").as_deref() {
-        Ok("copy") => SplitMode::Copy,
-        Ok("handover") => SplitMode::HandOver,
+    let mode = match (
+        profile.split_mode,
+        std::env::var("RINGKV_SIM_SPLIT_MODE").as_deref(),
+    ) {
+        (Some(mode), _) => mode,
+        (None, Ok("copy")) => SplitMode::Copy,
+        (None, Ok("handover")) => SplitMode::HandOver,
         _ if drawn == 0 => SplitMode::Copy,
         _ => SplitMode::HandOver,
     };
@@ -219,6 +271,7 @@ fn options(rng: &mut Rng, disk: &SimDisk) -> Options {
         .split_mode(mode)
         .cache_bytes(if rng.chance(2) { 0 } else { 64 << 10 })
         .compaction_interval(Duration::from_millis(1))
+        .compaction_garbage_ratio(profile.garbage_ratio)
         .io_memory_bytes(64 << 10)
         .queue_depth(64)
         .simulated_disk(disk.clone())
@@ -243,6 +296,7 @@ fn within<T: Send>(seed: u64, what: &str, f: impl FnOnce() -> T + Send) -> T {
 /// One chain of rounds from `seed`.
 struct Chain {
     seed: u64,
+    profile: &'static Profile,
     rng: Rng,
     disk: SimDisk,
     keys: Vec<Vec<u8>>,
@@ -251,11 +305,12 @@ struct Chain {
 }
 
 impl Chain {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, profile: &'static Profile) -> Self {
         let mut rng = Rng(seed);
         let hot_byte = rng.next() as u8;
         Self {
             seed,
+            profile,
             keys: (0..KEYS).map(|i| key_name(i, hot_byte)).collect(),
             model: vec![Known::default(); KEYS as usize],
             disk: SimDisk::new(),
@@ -265,7 +320,7 @@ impl Chain {
     }
 
     fn run(&mut self, tally: &mut Tally) {
-        for round in 0..ROUNDS {
+        for round in 0..self.profile.rounds {
             let db = self.open(round, tally);
             self.check(&db, round);
             self.power_cut_during_writes(db, round, tally);
@@ -276,7 +331,7 @@ impl Chain {
     /// cut that falls there counts, and the open is tried again on the next boot.
     fn open(&mut self, round: u64, tally: &mut Tally) -> Db {
         loop {
-            let options = options(&mut self.rng, &self.disk);
+            let options = options(&mut self.rng, &self.disk, self.profile);
             let cut_in_open = self.rng.chance(6);
             if cut_in_open {
                 let mode = CrashMode::Random {
@@ -368,16 +423,24 @@ impl Chain {
                 seed: self.rng.next(),
             },
         };
-        match self.rng.chance(3) {
-            // Aimed at a split: its first child's creation, its commit point, or the
-            // removal of the retired parent.
-            true => {
+        // Aimed at a split: its first child's creation, its commit point, or the removal
+        // of the retired parent.
+        let aims = self.profile.aim;
+        let aim = match aims.len() {
+            0 if self.rng.chance(3) => {
                 let target = ["08-", "0c-", "HANDED-OVER", ".retired"][self.rng.below(4) as usize];
-                let after = 1 + self.rng.below(NAMED_CUT_AFTER_MAX);
+                Some((target, NAMED_CUT_AFTER_MAX))
+            }
+            0 => None,
+            n => Some(aims[self.rng.below(n as u64) as usize]),
+        };
+        match aim {
+            Some((target, after_max)) => {
+                let after = 1 + self.rng.below(after_max);
                 self.disk.power_cut_at(u64::MAX / 2, mode);
                 self.disk.power_cut_after_name(target, after, mode);
             }
-            false => {
+            None => {
                 let changes_ahead = 1 + self.rng.below(ROUND_OPS_MAX * 2);
                 self.disk.power_cut_at(changes_ahead, mode);
             }
@@ -389,7 +452,8 @@ impl Chain {
             for (writer, seed) in seeds.into_iter().enumerate() {
                 let (db, keys, shared, disk) = (&db, &self.keys, &shared, &self.disk);
                 let chain = self.seed;
-                let version = first_version + writer as u64 * ROUND_OPS_MAX;
+                let ops = self.profile.round_ops;
+                let version = first_version + writer as u64 * ops;
                 s.spawn(move || {
                     let mut w = Writer {
                         db,
@@ -401,12 +465,13 @@ impl Chain {
                         version,
                         chain,
                         round,
+                        ops,
                     };
                     w.run()
                 });
             }
         });
-        self.version += WRITERS * ROUND_OPS_MAX;
+        self.version += WRITERS * self.profile.round_ops;
         self.model = shared.into_inner().unwrap();
         if !self.disk.powered_off() {
             tally.rounds_without_cut += 1;
@@ -548,11 +613,12 @@ struct Writer<'a> {
     version: u64,
     chain: u64,
     round: u64,
+    ops: u64,
 }
 
 impl Writer<'_> {
     fn run(&mut self) {
-        for _ in 0..ROUND_OPS_MAX {
+        for _ in 0..self.ops {
             let slot = self.rng.below(KEYS / WRITERS) * WRITERS + self.writer;
             if !self.step(slot as usize) {
                 return;
@@ -662,7 +728,7 @@ const CHAINS_PER_CHILD: u64 = 40;
 const CHILD_BATCH: &str = "RINGKV_SIM_CHILD_BATCH";
 
 /// Runs chains `base..base + count` in this process on `threads` threads.
-fn run_chains(base: u64, count: u64, threads: u64) -> Tally {
+fn run_chains(profile: &'static Profile, base: u64, count: u64, threads: u64) -> Tally {
     let next = AtomicU64::new(base);
     let failed = AtomicBool::new(false);
     let total = Mutex::new(Tally::default());
@@ -679,7 +745,7 @@ fn run_chains(base: u64, count: u64, threads: u64) -> Tally {
                         chains: 1,
                         ..Tally::default()
                     };
-                    Chain::new(seed).run(&mut tally);
+                    Chain::new(seed, profile).run(&mut tally);
                     total.lock().unwrap().add(tally);
                 }
             });
@@ -689,13 +755,9 @@ fn run_chains(base: u64, count: u64, threads: u64) -> Tally {
 }
 
 /// Runs chains `base..base + count` in a child process; its figures.
-fn run_child(base: u64, count: u64, threads: u64) -> Tally {
+fn run_child(profile: &Profile, base: u64, count: u64, threads: u64) -> Tally {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "the_database_keeps_every_acknowledged_write_through_power_cuts",
-            "--exact",
-            "--nocapture",
-        ])
+        .args([profile.test, "--exact", "--nocapture"])
         .env(CHILD_BATCH, format!("{base}:{count}:{threads}"))
         .output()
         .expect("the test binary runs");
@@ -713,15 +775,26 @@ fn run_child(base: u64, count: u64, threads: u64) -> Tally {
 
 #[test]
 fn the_database_keeps_every_acknowledged_write_through_power_cuts() {
+    run(&MIXED);
+}
+
+#[test]
+fn a_cut_right_after_a_hand_over_keeps_what_the_children_acknowledged() {
+    run(&HAND_OVER_WINDOW);
+}
+
+/// Runs the chains of `profile`: a batch of them when this process is a child, else
+/// every batch, each in a child, and the report.
+fn run(profile: &'static Profile) {
     if let Ok(batch) = std::env::var(CHILD_BATCH) {
         let n: Vec<u64> = batch.split(':').map(|n| n.parse().unwrap()).collect();
-        println!("TALLY {}", run_chains(n[0], n[1], n[2]).encode());
+        println!("TALLY {}", run_chains(profile, n[0], n[1], n[2]).encode());
         return;
     }
     let started = Instant::now();
     if let Some(seed) = env_u64("RINGKV_SIM_SEED") {
         let mut tally = Tally::default();
-        Chain::new(seed).run(&mut tally);
+        Chain::new(seed, profile).run(&mut tally);
         eprintln!("seed {seed}: {tally:?}");
         return;
     }
@@ -733,21 +806,22 @@ fn the_database_keeps_every_acknowledged_write_through_power_cuts() {
     loop {
         let count = match chains {
             Some(n) => CHAINS_PER_CHILD.min(base + n - next),
-            None if total.power_cuts < POWER_CUTS_DEFAULT => CHAINS_PER_CHILD,
+            None if total.power_cuts < profile.cuts => CHAINS_PER_CHILD,
             None => 0,
         };
         if count == 0 {
             break;
         }
-        total.add(run_child(next, count, threads));
+        total.add(run_child(profile, next, count, threads));
         next += count;
     }
     let tally = total;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "{} chains from seed {base} on {threads} threads: {} power cuts ({} inside an open, \
+        "{}: {} chains from seed {base} on {threads} threads: {} power cuts ({} inside an open, \
          {} rounds crashed at their end) in {secs:.1} s, {:.0} per minute; {} splits, {} \
          extents compacted; background steps cut: {:?}; left for open to finish: {:?}",
+        profile.test,
         tally.chains,
         tally.power_cuts,
         tally.cuts_in_open,

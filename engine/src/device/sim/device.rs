@@ -1,4 +1,9 @@
 //! One directory of a [`SimDisk`] as the engine's [`Device`], and its files.
+//!
+//! Every operation first yields once, as a real one waits for the kernel: otherwise a
+//! task doing simulated I/O would never let another task in between its steps, and the
+//! interleavings a real disk allows (a request served between two steps of a split)
+//! would never be tested.
 
 use std::io;
 use std::path::PathBuf;
@@ -96,6 +101,13 @@ impl SimDevice {
     }
 }
 
+/// Lets other tasks run, as waiting for the kernel would: on a glommio executor the
+/// whole task queue yields (a background task's I/O lets requests in); elsewhere (a
+/// plain `block_on`) the task yields.
+async fn wait_for_io() {
+    glommio::executor().yield_task_queue_now().await;
+}
+
 /// fdatasync of inode `ino`: its pending writes become durable, or, when a fault hits,
 /// are lost for good (reads see them until a crash).
 pub(super) fn sync_file(disk: &SimDisk, ino: u64) -> io::Result<()> {
@@ -132,6 +144,7 @@ impl Device for SimDevice {
     type File = SimFile;
 
     async fn open(&self, name: &str) -> io::Result<SimFile> {
+        wait_for_io().await;
         let ino = self.with(|s| {
             if let Some(fault) = s.take_fault(FaultOn::Open) {
                 return Err(fault.error());
@@ -143,24 +156,29 @@ impl Device for SimDevice {
     }
 
     async fn create(&self, name: &str) -> io::Result<SimFile> {
+        wait_for_io().await;
         let file = Node::File(FileNode::default());
         let ino = self.with(|s| s.create_entry(self.disk.boot, self.dir, name, file))?;
         Ok(self.handle(ino))
     }
 
     async fn remove(&self, name: &str) -> io::Result<()> {
+        wait_for_io().await;
         self.with(|s| s.remove_entry(self.disk.boot, self.dir, name))
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        wait_for_io().await;
         self.with(|s| s.rename_entry(self.disk.boot, self.dir, from, to))
     }
 
     async fn list(&self) -> io::Result<Vec<String>> {
+        wait_for_io().await;
         self.with(|s| Ok(s.dir(self.dir)?.entries.keys().cloned().collect()))
     }
 
     async fn sync_dir(&self) -> io::Result<()> {
+        wait_for_io().await;
         sync_dir(&self.disk, self.dir)
     }
 
@@ -180,6 +198,7 @@ impl SimFile {
 
 impl DeviceFile for SimFile {
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        wait_for_io().await;
         assert_aligned(offset, len);
         self.with(|s| {
             if let Some(fault) = s.take_fault(FaultOn::Read) {
@@ -190,6 +209,7 @@ impl DeviceFile for SimFile {
     }
 
     async fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        wait_for_io().await;
         assert_aligned(offset, data.len());
         self.with(|s| {
             s.change(self.disk.boot)?;
@@ -208,14 +228,17 @@ impl DeviceFile for SimFile {
     }
 
     async fn sync(&self) -> io::Result<()> {
+        wait_for_io().await;
         sync_file(&self.disk, self.ino)
     }
 
     async fn file_size(&self) -> io::Result<u64> {
+        wait_for_io().await;
         self.with(|s| Ok(s.file(self.ino)?.current.len() as u64))
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
+        wait_for_io().await;
         self.with(|s| {
             s.change(self.disk.boot)?;
             let file = s.file(self.ino)?;

@@ -168,9 +168,10 @@ impl SimDisk {
         state.cut = Some((state.changes + nth, mode));
     }
 
-    /// Arms a power cut to fall `nth` (1-based) changes after the first creation,
+    /// Arms a power cut to fall on the `nth` change counted from the first creation,
     /// removal or rename of a name containing `text` (a marker, a `.retired` parent):
-    /// cuts aimed at the steps around a commit point. Replaces an earlier trigger.
+    /// at `nth` 1 that change itself fails, so a cut can fall just before a commit
+    /// point as well as after it. Replaces an earlier trigger.
     pub fn power_cut_after_name(&self, text: &str, nth: u64, mode: CrashMode) {
         self.state().trigger = Some((text.to_owned(), nth, mode));
     }

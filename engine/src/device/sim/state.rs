@@ -199,7 +199,8 @@ impl State {
         Ok(())
     }
 
-    /// A name change involving `name` happened: arms the triggered power cut, if any.
+    /// A name change involving `name` is about to be counted: arms the triggered power
+    /// cut, if any, to fall on that change or a later one.
     pub(super) fn named(&mut self, name: &str) {
         let fired = self
             .trigger
@@ -252,6 +253,7 @@ impl State {
         node: Node,
     ) -> io::Result<u64> {
         self.dir(dir)?;
+        self.named(name);
         self.change(boot)?;
         if let Some(fault) = self.take_fault(FaultOn::Open) {
             return Err(fault.error());
@@ -261,7 +263,6 @@ impl State {
         }
         let ino = self.new_node(node);
         self.dir(dir)?.link(name, ino);
-        self.named(name);
         Ok(ino)
     }
 
@@ -276,9 +277,9 @@ impl State {
                 format!("{name} is not empty"),
             ));
         }
+        self.named(name);
         self.change(boot)?;
         self.dir(dir)?.unlink(name);
-        self.named(name);
         Ok(())
     }
 
@@ -297,9 +298,9 @@ impl State {
         {
             return Err(already_exists(to));
         }
+        self.named(to);
         self.change(boot)?;
         self.dir(dir)?.rename(from, to);
-        self.named(to);
         Ok(())
     }
 
