@@ -374,6 +374,19 @@ impl LeafState {
         self.store.exists(key) || self.ancestor().is_some_and(|a| a.store.exists(key))
     }
 
+    /// Deletes `key` from this leaf, which reads behind `ancestor`. The ancestor's tombstone
+    /// goes first, so that until the leaf's lands too a read sees the leaf's value or
+    /// nothing, never the ancestor's older one; and it is durable before this leaf's
+    /// tombstone is appended, because a crash that kept the leaf's tombstone alone
+    /// would bring the ancestor's older value back (the leaf's newer one gone).
+    async fn delete_behind(&self, ancestor: &LeafState, key: &[u8]) -> ringkv_engine::Result<()> {
+        ancestor.dirty.set(true);
+        if ancestor.store.delete(key).await? {
+            ancestor.store.flush().await?;
+        }
+        self.store.delete(key).await.map(drop)
+    }
+
     async fn open(fs: &Storage, leaf: Leaf, config: Config) -> Result<Self> {
         let device = fs.device(&leaf.dir).await?;
         let store = Substore::create_or_open(device, leaf.id, config).await?;
@@ -728,16 +741,7 @@ impl Core {
         let result = match (value, leaf.ancestor()) {
             (Some(value), _) => leaf.store.put(key, value).await,
             (None, None) => leaf.store.delete(key).await.map(drop),
-            (None, Some(ancestor)) => {
-                // The ancestor's tombstone first: until the leaf's lands too, a read
-                // sees the leaf's value or nothing, never the ancestor's older one.
-                ancestor.dirty.set(true);
-                let behind = ancestor.store.delete(key).await.map(drop);
-                match behind {
-                    Ok(()) => leaf.store.delete(key).await.map(drop),
-                    err => err,
-                }
-            }
+            (None, Some(ancestor)) => leaf.delete_behind(&ancestor, key).await,
         };
         leaf.dirty.set(true);
         if let Err(e) = result {

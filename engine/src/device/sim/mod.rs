@@ -151,6 +151,20 @@ impl SimDisk {
         f(&mut state)
     }
 
+    /// An independent disk holding what this one holds now, unsynced writes and name
+    /// changes included (a later power cut of the copy decides their fate), with no
+    /// armed cut or fault and no lock: the same starting state for many runs.
+    pub fn copy(&self) -> SimDisk {
+        let mut state = self.state().clone();
+        (state.cut, state.trigger) = (None, None);
+        state.faults.clear();
+        state.locks.clear();
+        Self {
+            state: Arc::new(Mutex::new(state)),
+            boot: self.boot,
+        }
+    }
+
     /// Cuts the power now; this handle moves on to the new boot.
     pub fn crash(&mut self, mode: CrashMode) {
         let boot = {

@@ -18,7 +18,7 @@ use crate::format::SECTOR_BYTES;
 /// The root directory's inode.
 pub(super) const ROOT: u64 = 0;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct State {
     pub(super) nodes: HashMap<u64, Node>,
     next_ino: u64,
@@ -42,20 +42,20 @@ pub(super) struct State {
     pub(super) locks: Vec<(std::path::PathBuf, u64)>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) enum Node {
     File(FileNode),
     Dir(DirNode),
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct FileNode {
     pub(super) durable: Vec<u8>,
     pub(super) current: Vec<u8>,
     pub(super) pending: Vec<Pending>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct DirNode {
     pub(super) entries: BTreeMap<String, u64>,
     durable: BTreeMap<String, u64>,
@@ -81,7 +81,7 @@ impl Pending {
 }
 
 /// A change of one directory, durable only after that directory's sync.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum NameOp {
     Link(String, u64),
     Unlink(String),
