@@ -574,6 +574,44 @@ mod tests {
         }
     }
 
+    /// Every step of a split is durable when it returns: a power cut right after it,
+    /// dropping every name change not synced, finds it whole. (A child write may be
+    /// acknowledged the moment a step returns, so no later sync may be relied on.)
+    #[test]
+    fn each_split_step_survives_a_power_cut_right_after_it_returns() {
+        use ringkv_engine::{CrashMode, SimDisk};
+        let mut disk = SimDisk::new();
+        let dir = Path::new("/deep/db");
+        let cut = |disk: &mut SimDisk| {
+            disk.crash(CrashMode::DropUnsynced);
+            Storage::Sim(disk.clone())
+        };
+        let fs = Storage::Sim(disk.clone());
+        create_db_dir(&fs, dir).unwrap();
+        let (leaves, _) = scan(&fs, dir).unwrap();
+        let fs = cut(&mut disk);
+        assert_eq!(scan(&fs, dir).unwrap(), (leaves.clone(), Vec::new()));
+
+        let parent = &leaves[5];
+        let children = create_children(&fs, parent).unwrap();
+        let fs = cut(&mut disk);
+        for child in &children {
+            assert_eq!(probe(&fs, &child.dir).unwrap(), Some(Kind::Dir));
+        }
+
+        hand_over(&fs, parent).unwrap();
+        let fs = cut(&mut disk);
+        let (after, ancestors) = scan(&fs, dir).unwrap();
+        assert_eq!(ancestors, vec![parent.clone()], "the marker survives");
+        assert_eq!(after.len(), 31);
+
+        retire(&fs, parent).unwrap();
+        let fs = cut(&mut disk);
+        let (after, ancestors) = scan(&fs, dir).unwrap();
+        assert!(ancestors.is_empty() && !after.contains(parent));
+        assert_eq!(after.len(), 31);
+    }
+
     #[test]
     fn uncommitted_children_are_removed_and_retired_parents_too() {
         let dir = tempfile::tempdir().unwrap();
