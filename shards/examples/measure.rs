@@ -1,7 +1,8 @@
 //! The figures issue 3 asks for, from one run on this machine:
 //! single-thread `put` latency with `Sync`; `put` throughput with 16 writer threads
-//! against 1 (group commit); `get` throughput from 2 threads, cached and uncached; CPU
-//! used by an idle open database over 10 seconds.
+//! against 1 (group commit); `get` throughput from 2 threads, cached and uncached; one
+//! thread's cached `get` latency (the hop) on one core and on every CPU; CPU used by an
+//! idle open database over 10 seconds.
 //!
 //! `cargo run --release -p ringkv --example measure [DIR]` (DIR defaults to a fresh
 //! directory under ./ringkv-data; it must be on a disk that does O_DIRECT).
@@ -138,16 +139,52 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         db.close()?;
     }
 
-    // 4. An idle open database.
-    let db = Db::open(dir.path().join("idle"), Options::default())?;
-    db.put("k", "v")?;
-    let before = cpu_time();
-    std::thread::sleep(Duration::from_secs(10));
-    let used = cpu_time() - before;
-    println!(
-        "idle open database, 10 s: {used:?} of CPU time ({} cores)",
-        db.cores()
-    );
-    db.close()?;
+    // 4. One thread's cached get, one at a time: the hop alone. On one core (a CPU left
+    // for the caller) and on every CPU.
+    let cpus = std::thread::available_parallelism()?.get();
+    for cores in [1, cpus] {
+        let options = Options::default()
+            .cores(cores)
+            .durability(Durability::Buffered)
+            .cache_bytes(64 << 20);
+        let db = Db::open(dir.path().join(format!("hop-{cores}")), options)?;
+        for i in 0..10_000 {
+            db.put(key(i), &value)?;
+        }
+        db.flush()?;
+        let mut latency = Histogram::<u64>::new(3)?;
+        let started = Instant::now();
+        let mut n = 0u64;
+        while started.elapsed() < PHASE {
+            let k = key(n.wrapping_mul(0x2545_f491_4f6c_dd1d) % 10_000);
+            let t = Instant::now();
+            assert!(db.get(k)?.is_some());
+            latency.record(t.elapsed().as_nanos() as u64)?;
+            n += 1;
+        }
+        println!(
+            "get, cached, 1 thread, {cores} cores: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, {:.0} gets/s",
+            latency.value_at_quantile(0.5) as f64 / 1e3,
+            latency.value_at_quantile(0.99) as f64 / 1e3,
+            latency.value_at_quantile(0.999) as f64 / 1e3,
+            n as f64 / started.elapsed().as_secs_f64()
+        );
+        db.close()?;
+    }
+
+    // 5. An idle open database, on one core (which spins after work) and on every CPU.
+    for cores in [1, cpus] {
+        let db = Db::open(
+            dir.path().join(format!("idle-{cores}")),
+            Options::default().cores(cores),
+        )?;
+        db.put("k", "v")?;
+        db.get("k")?;
+        let before = cpu_time();
+        std::thread::sleep(Duration::from_secs(10));
+        let used = cpu_time() - before;
+        println!("idle open database, 10 s: {used:?} of CPU time ({cores} cores)");
+        db.close()?;
+    }
     Ok(())
 }

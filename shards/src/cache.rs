@@ -32,11 +32,18 @@ impl Cache {
     }
 
     pub(crate) fn get(&mut self, key: &[u8]) -> Option<Bytes> {
-        let hit = self.entries.get(key).cloned();
-        match hit {
-            Some(_) => self.hits += 1,
-            None => self.misses += 1,
+        let hit = self.hit(key);
+        if hit.is_none() {
+            self.misses += 1;
         }
+        hit
+    }
+
+    /// [`Cache::get`] that counts only a hit: a miss is counted by the `get` that
+    /// follows it.
+    pub(crate) fn hit(&mut self, key: &[u8]) -> Option<Bytes> {
+        let hit = self.entries.get(key).cloned();
+        self.hits += u64::from(hit.is_some());
         hit
     }
 

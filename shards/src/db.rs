@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -14,8 +15,8 @@ use ringkv_engine::hash::routing_hash;
 use ringkv_engine::{CompactionStats, check_limits};
 
 use crate::core::{
-    self, CoreShared, CoreStats, Doorbell, Health, Here, Op, Reply, Request, SpawnFn, Update,
-    UpdateFn,
+    self, CoreShared, CoreStats, Health, Here, Op, Reply, ReplySlot, ReplyTo, Request, SpawnFn,
+    Update, UpdateFn,
 };
 use crate::error::{Error, Result};
 use crate::layout::{self, DirLock, ROUTE_BITS};
@@ -52,6 +53,8 @@ struct Inner {
     route: Box<[u16]>,
     health: Arc<Health>,
     closed: AtomicBool,
+    /// How long a blocking caller spins for its answer before it parks.
+    spin: Duration,
     threads: Mutex<Vec<CoreThread>>,
     lock: Mutex<Option<DirLock>>,
 }
@@ -68,6 +71,8 @@ fn allowed_cpus() -> Vec<usize> {
 
 /// What every core thread is started with.
 struct Start {
+    /// How long an executor spins for work before it parks, when it may.
+    spin: Option<Duration>,
     options: Options,
     health: Arc<Health>,
     ready: core::Ready,
@@ -80,23 +85,23 @@ impl Start {
     /// that close does not wait for them. Returns the threads started and that error.
     fn all(
         self,
-        cores: impl Iterator<Item = ((Arc<CoreShared>, Doorbell), core::Owned)>,
+        cores: impl Iterator<Item = (Arc<CoreShared>, core::Owned)>,
     ) -> (Vec<CoreThread>, Option<Error>) {
         let cpus = allowed_cpus();
         let cores: Vec<_> = cores.collect();
         let pin = cpus.len() >= cores.len();
         let mut threads = Vec::with_capacity(cores.len());
         let mut cores = cores.into_iter().enumerate();
-        while let Some((index, ((shared, doorbell), owned))) = cores.next() {
+        while let Some((index, (shared, owned))) = cores.next() {
             let placement = match pin {
                 true => Placement::Fixed(cpus[index]),
                 false => Placement::Unbound,
             };
-            match self.one(index, placement, shared.clone(), doorbell, owned) {
+            match self.one(index, placement, shared.clone(), owned) {
                 Ok(thread) => threads.push(thread),
                 Err(e) => {
                     shared.die(format!("not started: {e}"));
-                    for (_, ((later, _), _)) in cores {
+                    for (_, (later, _)) in cores {
                         later.die(format!("not started: {e}"));
                     }
                     return (threads, Some(e));
@@ -115,10 +120,13 @@ impl Start {
         index: usize,
         placement: Placement,
         shared: Arc<CoreShared>,
-        doorbell: Doorbell,
         owned: core::Owned,
     ) -> Result<CoreThread> {
-        let builder = LocalExecutorBuilder::new(placement).io_memory(self.options.io_memory_bytes);
+        let mut builder =
+            LocalExecutorBuilder::new(placement).io_memory(self.options.io_memory_bytes);
+        if let Some(spin) = self.spin {
+            builder = builder.spin_before_park(spin);
+        }
         let (options, health, ready) = (
             self.options.clone(),
             self.health.clone(),
@@ -133,15 +141,7 @@ impl Start {
                 Ok(executor) => executor,
                 Err(message) => return fail(message),
             };
-            let main = core::run(
-                index,
-                owned,
-                options,
-                health,
-                shared.clone(),
-                doorbell,
-                ready.clone(),
-            );
+            let main = core::run(index, owned, options, health, shared.clone(), ready.clone());
             let run = std::panic::catch_unwind(AssertUnwindSafe(|| executor.run(main)));
             if let Err(panic) = run {
                 fail(panic_message(&*panic));
@@ -220,11 +220,11 @@ impl Db {
         let lock = layout::lock(fs, &path)?;
         let (leaves, ancestors) = layout::scan(fs, &path)?;
         let cores = options.resolved_cores();
+        let spin = spin_for(cores);
         let assignment = layout::assign(&leaves, &ancestors, cores);
-        let channels = (0..cores)
-            .map(|index| core::channel(index, options.queue_depth))
-            .collect::<Result<Vec<_>>>()?;
-        let shared: Vec<Arc<CoreShared>> = channels.iter().map(|(s, _)| s.clone()).collect();
+        let shared: Vec<Arc<CoreShared>> = (0..cores)
+            .map(|index| Arc::new(CoreShared::new(index, options.queue_depth, spin)))
+            .collect();
         let health = Arc::new(Health::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let owned = assignment
@@ -233,12 +233,13 @@ impl Db {
             .zip(assignment.ancestors)
             .map(|(leaves, ancestors)| core::Owned { leaves, ancestors });
         let start = Start {
+            spin,
             options,
             health: health.clone(),
             ready: ready_tx,
             path: path.clone(),
         };
-        let (threads, spawn_error) = start.all(channels.into_iter().zip(owned));
+        let (threads, spawn_error) = start.all(shared.iter().cloned().zip(owned));
         let started = threads.len();
         let inner = Inner {
             path,
@@ -246,6 +247,7 @@ impl Db {
             route: assignment.route,
             health,
             closed: AtomicBool::new(false),
+            spin: spin.unwrap_or_default(),
             threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
         };
@@ -272,20 +274,24 @@ impl Db {
     }
 
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        futures_lite::future::block_on(self.put_async(key, value))
+        let (hash, op) = self.inner.put_op(key.as_ref(), value.as_ref())?;
+        self.inner.call_blocking(hash, op).map(drop)
     }
 
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        futures_lite::future::block_on(self.get_async(key))
+        let (hash, op) = get_op(key.as_ref())?;
+        self.inner.call_blocking(hash, op).map(value_of)
     }
 
     /// Deletes a key; a missing key is not an error.
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
-        futures_lite::future::block_on(self.delete_async(key))
+        let (hash, op) = self.inner.delete_op(key.as_ref())?;
+        self.inner.call_blocking(hash, op).map(drop)
     }
 
     pub fn exists(&self, key: impl AsRef<[u8]>) -> Result<bool> {
-        futures_lite::future::block_on(self.exists_async(key))
+        let (hash, op) = exists_op(key.as_ref())?;
+        self.inner.call_blocking(hash, op).map(bool_of)
     }
 
     /// Makes everything acknowledged so far durable.
@@ -296,45 +302,23 @@ impl Db {
     /// Stores `value` under `key`; returns once durable (`Durability::Sync`) or once in
     /// memory (`Durability::Buffered`).
     pub async fn put_async(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        let (key, value) = (key.as_ref(), value.as_ref());
-        check_limits(key, value, &[])?;
-        self.inner.health.check_writable()?;
-        let op = Op::Put(key.to_vec(), value.to_vec());
-        self.inner.call(routing_hash(key), op).await.map(drop)
+        let (hash, op) = self.inner.put_op(key.as_ref(), value.as_ref())?;
+        self.inner.call(hash, op).await.map(drop)
     }
 
     pub async fn get_async(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        check_limits(key, &[], &[])?;
-        match self
-            .inner
-            .call(routing_hash(key), Op::Get(key.to_vec()))
-            .await?
-        {
-            Reply::Value(v) => Ok(v),
-            other => unreachable!("get answered {other:?}"),
-        }
+        let (hash, op) = get_op(key.as_ref())?;
+        self.inner.call(hash, op).await.map(value_of)
     }
 
     pub async fn delete_async(&self, key: impl AsRef<[u8]>) -> Result<()> {
-        let key = key.as_ref();
-        check_limits(key, &[], &[])?;
-        self.inner.health.check_writable()?;
-        let op = Op::Delete(key.to_vec());
-        self.inner.call(routing_hash(key), op).await.map(drop)
+        let (hash, op) = self.inner.delete_op(key.as_ref())?;
+        self.inner.call(hash, op).await.map(drop)
     }
 
     pub async fn exists_async(&self, key: impl AsRef<[u8]>) -> Result<bool> {
-        let key = key.as_ref();
-        check_limits(key, &[], &[])?;
-        match self
-            .inner
-            .call(routing_hash(key), Op::Exists(key.to_vec()))
-            .await?
-        {
-            Reply::Bool(b) => Ok(b),
-            other => unreachable!("exists answered {other:?}"),
-        }
+        let (hash, op) = exists_op(key.as_ref())?;
+        self.inner.call(hash, op).await.map(bool_of)
     }
 
     pub async fn flush_async(&self) -> Result<()> {
@@ -354,7 +338,8 @@ impl Db {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
-        futures_lite::future::block_on(self.update_async(key, f))
+        let (hash, op) = self.inner.update_op(key.as_ref(), f)?;
+        self.inner.call_blocking(hash, op).map(value_of)
     }
 
     pub async fn update_async(
@@ -362,14 +347,8 @@ impl Db {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        check_limits(key, &[], &[])?;
-        self.inner.health.check_writable()?;
-        let op = Op::Update(key.to_vec(), UpdateFn(Box::new(f)));
-        match self.inner.call(routing_hash(key), op).await? {
-            Reply::Value(v) => Ok(v),
-            other => unreachable!("update answered {other:?}"),
-        }
+        let (hash, op) = self.inner.update_op(key.as_ref(), f)?;
+        self.inner.call(hash, op).await.map(value_of)
     }
 
     /// Runs `task` on core `core`'s executor thread: `make` is called there with a
@@ -491,8 +470,7 @@ impl Local {
         self.db.inner.core_of(routing_hash(key.as_ref())) == self.here.index()
     }
 
-    async fn call(&self, key: &[u8], op: Op) -> Result<Reply> {
-        let hash = routing_hash(key);
+    async fn call(&self, hash: u64, op: Op) -> Result<Reply> {
         let core = self.db.inner.core_of(hash);
         if core != self.here.index() {
             return self.db.inner.call_core(core, hash, op).await;
@@ -505,40 +483,26 @@ impl Local {
 
     /// [`Db::get_async`], served in place when this core owns the key.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        check_limits(key, &[], &[])?;
-        match self.call(key, Op::Get(key.to_vec())).await? {
-            Reply::Value(v) => Ok(v),
-            other => unreachable!("get answered {other:?}"),
-        }
+        let (hash, op) = get_op(key.as_ref())?;
+        self.call(hash, op).await.map(value_of)
     }
 
     /// [`Db::put_async`], served in place when this core owns the key.
     pub async fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        let (key, value) = (key.as_ref(), value.as_ref());
-        check_limits(key, value, &[])?;
-        self.db.inner.health.check_writable()?;
-        self.call(key, Op::Put(key.to_vec(), value.to_vec()))
-            .await
-            .map(drop)
+        let (hash, op) = self.db.inner.put_op(key.as_ref(), value.as_ref())?;
+        self.call(hash, op).await.map(drop)
     }
 
     /// [`Db::delete_async`], served in place when this core owns the key.
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
-        let key = key.as_ref();
-        check_limits(key, &[], &[])?;
-        self.db.inner.health.check_writable()?;
-        self.call(key, Op::Delete(key.to_vec())).await.map(drop)
+        let (hash, op) = self.db.inner.delete_op(key.as_ref())?;
+        self.call(hash, op).await.map(drop)
     }
 
     /// [`Db::exists_async`], served in place when this core owns the key.
     pub async fn exists(&self, key: impl AsRef<[u8]>) -> Result<bool> {
-        let key = key.as_ref();
-        check_limits(key, &[], &[])?;
-        match self.call(key, Op::Exists(key.to_vec())).await? {
-            Reply::Bool(b) => Ok(b),
-            other => unreachable!("exists answered {other:?}"),
-        }
+        let (hash, op) = exists_op(key.as_ref())?;
+        self.call(hash, op).await.map(bool_of)
     }
 
     /// [`Db::update_async`], served in place when this core owns the key.
@@ -547,16 +511,8 @@ impl Local {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        check_limits(key, &[], &[])?;
-        self.db.inner.health.check_writable()?;
-        match self
-            .call(key, Op::Update(key.to_vec(), UpdateFn(Box::new(f))))
-            .await?
-        {
-            Reply::Value(v) => Ok(v),
-            other => unreachable!("update answered {other:?}"),
-        }
+        let (hash, op) = self.db.inner.update_op(key.as_ref(), f)?;
+        self.call(hash, op).await.map(value_of)
     }
 }
 
@@ -600,15 +556,53 @@ impl Inner {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        let (tx, rx) = oneshot::channel();
+        let (reply, rx) = ReplyTo::task();
+        Ok((Request { hash, op, reply }, rx))
+    }
+
+    /// [`Inner::call`] from a plain thread, without an allocation: the answer comes in
+    /// the thread's own slot, which it spins on for `spin` and then parks on.
+    fn call_blocking(&self, hash: u64, op: Op) -> Result<Reply> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let core = &self.cores[self.core_of(hash)];
+        let (slot, reply) = ReplySlot::arm();
+        let mut request = Request { hash, op, reply };
+        while let Err(back) = core.push(request) {
+            request = back;
+            core.wake();
+            std::thread::yield_now();
+        }
+        slot.wait(core, self.spin)
+    }
+
+    /// A put's request, checked.
+    fn put_op(&self, key: &[u8], value: &[u8]) -> Result<(u64, Op)> {
+        check_limits(key, value, &[])?;
+        self.health.check_writable()?;
+        Ok((routing_hash(key), Op::Put(key.to_vec(), value.to_vec())))
+    }
+
+    /// A read-modify-write's request, checked.
+    fn update_op(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
+    ) -> Result<(u64, Op)> {
+        check_limits(key, &[], &[])?;
+        self.health.check_writable()?;
         Ok((
-            Request {
-                hash,
-                op,
-                reply: tx,
-            },
-            rx,
+            routing_hash(key),
+            Op::Update(key.to_vec(), UpdateFn(Box::new(f))),
         ))
+    }
+
+    /// A delete's request, checked.
+    fn delete_op(&self, key: &[u8]) -> Result<(u64, Op)> {
+        check_limits(key, &[], &[])?;
+        self.health.check_writable()?;
+        Ok((routing_hash(key), Op::Delete(key.to_vec())))
     }
 
     /// Blocks on `future` unless core `core` dies first.
@@ -627,7 +621,7 @@ impl Inner {
         let (mut request, rx) = self.request(hash, op)?;
         while let Err(back) = self.cores[core].push(request) {
             request = back;
-            self.cores[core].ring();
+            self.cores[core].wake();
             std::thread::yield_now();
         }
         Ok(rx)
@@ -643,7 +637,7 @@ impl Inner {
         let (mut request, rx) = self.request(hash, op)?;
         while let Err(back) = self.cores[core].push(request) {
             request = back;
-            self.cores[core].ring();
+            self.cores[core].wake();
             futures_lite::future::yield_now().await;
         }
         Ok(rx)
@@ -655,15 +649,15 @@ impl Inner {
         }
         let mut first_error = None;
         for (index, core) in self.cores.iter().enumerate() {
-            let (tx, rx) = oneshot::channel();
+            let (reply, rx) = ReplyTo::task();
             let mut request = Request {
                 hash: 0,
                 op: Op::Shutdown,
-                reply: tx,
+                reply,
             };
             while let Err(back) = core.push(request) {
                 request = back;
-                core.ring();
+                core.wake();
                 std::thread::yield_now();
             }
             match futures_lite::future::block_on(self.wait(index, rx)) {
@@ -689,6 +683,42 @@ impl Inner {
         first_error.map_or(Ok(()), Err)
     }
 }
+
+/// A get's request, checked.
+fn get_op(key: &[u8]) -> Result<(u64, Op)> {
+    check_limits(key, &[], &[])?;
+    Ok((routing_hash(key), Op::Get(key.to_vec())))
+}
+
+/// An exists' request, checked.
+fn exists_op(key: &[u8]) -> Result<(u64, Op)> {
+    check_limits(key, &[], &[])?;
+    Ok((routing_hash(key), Op::Exists(key.to_vec())))
+}
+
+fn value_of(reply: Reply) -> Option<Bytes> {
+    match reply {
+        Reply::Value(v) => v,
+        other => unreachable!("a read answered {other:?}"),
+    }
+}
+
+fn bool_of(reply: Reply) -> bool {
+    match reply {
+        Reply::Bool(b) => b,
+        other => unreachable!("exists answered {other:?}"),
+    }
+}
+
+/// How long a core's executor spins for work before it parks: only when the machine
+/// has a CPU for every core and one more (callers' threads need CPUs too), never when
+/// idle (it parks after the spin).
+fn spin_for(cores: usize) -> Option<Duration> {
+    (allowed_cpus().len() > cores).then_some(SPIN_BEFORE_PARK)
+}
+
+/// See [`spin_for`]: about the time a request takes to arrive from a busy caller.
+const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 
 impl Drop for Inner {
     fn drop(&mut self) {

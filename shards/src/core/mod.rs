@@ -1,11 +1,9 @@
 //! One core: a glommio executor on its own thread that owns a disjoint set of leaves
 //! (substores) and serves the requests routed to it.
 //!
-//! - **Queue and doorbell.** Callers push onto a crossbeam `ArrayQueue` and ring the
-//!   doorbell (one byte on a socketpair) only when the core said it is going to sleep.
-//!   The core drains the queue in batches, spawning a task per request; when the queue
-//!   is empty it sets `sleeping`, checks the queue once more, and awaits the doorbell
-//!   through io_uring. An idle core is parked in the kernel and burns no CPU.
+//! - **Mailbox** ([`mailbox`]). Callers push onto a lock-free queue and wake the core
+//!   only when it said it waits; a cached read is answered in the serve loop, anything
+//!   else in a task of its own. An idle core is parked in the kernel and burns no CPU.
 //! - **Group commit.** In `Sync` mode a put appends to its substore (memory) and then
 //!   waits for a commit: if none is in flight it starts one (one write + one fdatasync
 //!   per dirty substore, in parallel), otherwise it waits for the next. Every put that
@@ -23,16 +21,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_queue::ArrayQueue;
 use event_listener::Event;
-use futures_lite::AsyncReadExt;
 use ringkv_engine::{CompactionStats, Config, Salvaged, Substore, SubstoreId, SubstoreStats};
 
 use crate::cache::Cache;
@@ -43,9 +37,15 @@ use crate::storage::{LeafDevice, Storage};
 use ringkv_engine::hash::routing_hash;
 
 mod background;
+mod mailbox;
+
+pub(crate) use mailbox::{CoreShared, ReplySlot, ReplyTo, Request};
 
 /// Requests handled before the core yields to the tasks it spawned.
 const BATCH_MAX: usize = 256;
+/// While requests keep a spinning core busy, how often it still lets the executor
+/// poll for I/O and timers (and its other task queues run).
+const REACTOR_POLL_INTERVAL: Duration = Duration::from_micros(200);
 /// Bytes of entries `for_each` sends in one message.
 const FOR_EACH_BATCH_BYTES: usize = 1 << 20;
 
@@ -147,13 +147,6 @@ pub(crate) enum Reply {
     Compacted(CompactionStats),
 }
 
-#[derive(Debug)]
-pub(crate) struct Request {
-    pub(crate) hash: u64,
-    pub(crate) op: Op,
-    pub(crate) reply: futures_channel::oneshot::Sender<Result<Reply>>,
-}
-
 /// Figures of one core.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CoreStats {
@@ -215,123 +208,6 @@ impl Health {
     fn fail(&self, cause: String) {
         let _ = self.read_only.set(cause);
     }
-}
-
-/// The part of a core that callers on other threads touch.
-#[derive(Debug)]
-pub(crate) struct CoreShared {
-    index: usize,
-    queue: ArrayQueue<Request>,
-    sleeping: AtomicBool,
-    /// Set when the core takes no more requests: shut down, failed to open, or dead.
-    stopped: AtomicBool,
-    /// Why the core's thread ended abnormally (a panic, or an executor that could not
-    /// start). Set before `stopped`.
-    dead: OnceLock<String>,
-    /// Notified when `stopped` or `dead` is set.
-    ended: Event,
-    doorbell: std::os::unix::net::UnixStream,
-}
-
-impl CoreShared {
-    /// Marks the core stopped: later requests are cancelled as they are queued.
-    fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        self.ended.notify(usize::MAX);
-        while self.queue.pop().is_some() {}
-    }
-
-    /// Marks the core dead (its thread panicked or never started): every waiting and
-    /// later request to it fails with [`Error::CoreFailed`]. Called from the core's
-    /// thread after the executor has unwound, or by open for a thread that never ran.
-    pub(crate) fn die(&self, message: String) {
-        let _ = self.dead.set(message);
-        // No doorbell rings from now on: nobody reads it.
-        self.sleeping.store(false, Ordering::SeqCst);
-        self.stop();
-    }
-
-    /// The error for a request the core will never answer.
-    pub(crate) fn gone(&self) -> Error {
-        match self.dead.get() {
-            Some(message) => Error::CoreFailed {
-                core: self.index,
-                message: message.clone(),
-            },
-            None => Error::Closed,
-        }
-    }
-
-    /// Resolves once the core is dead.
-    pub(crate) async fn died(&self) {
-        self.until(|| self.dead.get().is_some()).await
-    }
-
-    /// Resolves once the core takes no more requests (stopped or dead).
-    pub(crate) async fn ended(&self) {
-        self.until(|| self.stopped.load(Ordering::SeqCst)).await
-    }
-
-    async fn until(&self, done: impl Fn() -> bool) {
-        loop {
-            let listener = self.ended.listen();
-            if done() {
-                return;
-            }
-            listener.await;
-        }
-    }
-
-    /// Queues a request; gives it back when the queue is full.
-    pub(crate) fn push(&self, request: Request) -> std::result::Result<(), Request> {
-        self.queue.push(request)?;
-        if self.stopped.load(Ordering::SeqCst) {
-            // The core is gone or going: cancel whatever it will not see.
-            while self.queue.pop().is_some() {}
-        }
-        self.ring();
-        Ok(())
-    }
-
-    /// Requests waiting in the queue.
-    pub(crate) fn queued(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Wakes the core if it is parked (or about to park).
-    pub(crate) fn ring(&self) {
-        if self.sleeping.swap(false, Ordering::SeqCst) {
-            // A full socket buffer means a wake-up is already pending.
-            let _ = (&self.doorbell).write(&[1]);
-        }
-    }
-}
-
-/// The doorbell's receiving end, handed to the core thread.
-pub(crate) struct Doorbell(std::os::unix::net::UnixStream);
-
-pub(crate) fn channel(index: usize, queue_depth: usize) -> Result<(Arc<CoreShared>, Doorbell)> {
-    let (tx, rx) = std::os::unix::net::UnixStream::pair().map_err(|source| Error::Io {
-        op: "creating a doorbell",
-        path: Default::default(),
-        source,
-    })?;
-    let nonblocking = tx.set_nonblocking(true).and(rx.set_nonblocking(true));
-    nonblocking.map_err(|source| Error::Io {
-        op: "configuring a doorbell",
-        path: Default::default(),
-        source,
-    })?;
-    let shared = CoreShared {
-        index,
-        queue: ArrayQueue::new(queue_depth),
-        sleeping: AtomicBool::new(false),
-        stopped: AtomicBool::new(false),
-        dead: OnceLock::new(),
-        ended: Event::new(),
-        doorbell: tx,
-    };
-    Ok((Arc::new(shared), Doorbell(rx)))
 }
 
 /// What a core owns: its leaves and the ancestors behind some of them.
@@ -455,7 +331,6 @@ pub(crate) async fn run(
     options: Options,
     health: Arc<Health>,
     shared: Arc<CoreShared>,
-    doorbell: Doorbell,
     ready: Ready,
 ) {
     let core = match Core::open(index, owned, options, health).await {
@@ -480,42 +355,7 @@ pub(crate) async fn run(
         );
         background = glommio::spawn_local_into(core.clone().background_compaction(), queue).ok();
     }
-    // SAFETY: `doorbell.0` is an open socket that this function owns; into_raw_fd hands
-    // its only copy to glommio, which closes it when the stream drops.
-    #[allow(unsafe_code, reason = "glommio takes a socket only as a raw fd")]
-    let mut bell = unsafe { glommio::net::UnixStream::from_raw_fd(doorbell.0.into_raw_fd()) };
-    let mut buf = [0u8; 64];
-    let shutdown = 'serve: loop {
-        let mut drained = 0;
-        while let Some(request) = shared.queue.pop() {
-            if matches!(request.op, Op::Shutdown) {
-                break 'serve request;
-            }
-            let core = core.clone();
-            core.in_flight.set(core.in_flight.get() + 1);
-            glommio::spawn_local(async move {
-                let Request { hash, op, reply } = request;
-                let result = core.handle(hash, op).await;
-                let _ = reply.send(result);
-                core.in_flight.set(core.in_flight.get() - 1);
-                if core.in_flight.get() == 0 {
-                    core.idle.notify(usize::MAX);
-                }
-            })
-            .detach();
-            drained += 1;
-            if drained % BATCH_MAX == 0 {
-                futures_lite::future::yield_now().await;
-            }
-        }
-        shared.sleeping.store(true, Ordering::SeqCst);
-        if !shared.queue.is_empty() {
-            shared.sleeping.store(false, Ordering::SeqCst);
-            continue;
-        }
-        // Any number of bytes (or an error) means: look at the queue again.
-        let _ = bell.read(&mut buf).await;
-    };
+    let shutdown = core.serve(&shared).await;
     while core.in_flight.get() > 0 {
         let listener = core.idle.listen();
         if core.in_flight.get() > 0 {
@@ -535,10 +375,75 @@ pub(crate) async fn run(
     // Requests still queued are dropped: their callers see the reply channel close
     // and get Error::Closed.
     shared.stop();
-    let _ = shutdown.reply.send(result.map(|()| Reply::Done));
+    shutdown.reply.send(result.map(|()| Reply::Done));
 }
 
 impl Core {
+    /// Serves the requests queued for this core until one says shut down (returned).
+    /// A request that can be answered without waiting (a cached read) is answered in
+    /// the loop; any other gets a task of its own.
+    ///
+    /// Idle with nothing in flight, a core that may spin polls its queue for a while
+    /// before it waits (the executor's wake-up costs more than the request), and lets
+    /// the executor poll for I/O and timers at least every `REACTOR_POLL_INTERVAL`
+    /// while requests keep coming that way.
+    async fn serve(self: &Rc<Self>, shared: &CoreShared) -> Request {
+        let mut polled = Instant::now();
+        loop {
+            let mut drained = 0;
+            while let Some(request) = shared.pop() {
+                if matches!(request.op, Op::Shutdown) {
+                    return request;
+                }
+                match self.answer_now(&request.op) {
+                    Some(result) => request.reply.send(result),
+                    None => self.spawn_request(request),
+                }
+                drained += 1;
+                if drained % BATCH_MAX == 0 {
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            if self.in_flight.get() == 0 && shared.spin_for_arrival() {
+                if polled.elapsed() >= REACTOR_POLL_INTERVAL {
+                    // A timer, unlike a yield, makes the executor poll its rings.
+                    glommio::timer::sleep(Duration::from_micros(1)).await;
+                    polled = Instant::now();
+                }
+                continue;
+            }
+            shared.arrivals().await;
+            polled = Instant::now();
+        }
+    }
+
+    /// The answer to `op` if it needs no I/O and no waiting: a read the cache holds.
+    fn answer_now(&self, op: &Op) -> Option<Result<Reply>> {
+        match op {
+            Op::Get(key) => {
+                let value = self.cache.borrow_mut().hit(key)?;
+                Some(Ok(Reply::Value(Some(value))))
+            }
+            _ => None,
+        }
+    }
+
+    /// Handles `request` in a task of its own, counted in flight.
+    fn spawn_request(self: &Rc<Self>, request: Request) {
+        let core = self.clone();
+        core.in_flight.set(core.in_flight.get() + 1);
+        glommio::spawn_local(async move {
+            let Request { hash, op, reply } = request;
+            let result = core.handle(hash, op).await;
+            reply.send(result);
+            core.in_flight.set(core.in_flight.get() - 1);
+            if core.in_flight.get() == 0 {
+                core.idle.notify(usize::MAX);
+            }
+        })
+        .detach();
+    }
+
     async fn open(
         index: usize,
         owned: Owned,

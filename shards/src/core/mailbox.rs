@@ -1,0 +1,330 @@
+//! A core's mailbox: how requests from other threads reach the core, and how their
+//! answers get back.
+//!
+//! - **Queue.** One bounded lock-free queue (crossbeam `ArrayQueue`) per core; the core
+//!   drains it in its serve loop.
+//! - **Waking the core.** When the core finds the queue empty it registers its task's
+//!   waker, sets `waiting`, looks at the queue once more and waits. A caller that
+//!   queues a request wakes the core only if it takes `waiting` (a swap), and the wake
+//!   goes through glommio's foreign-wake path: that costs a system call (an eventfd
+//!   write) only when the executor really sleeps; while it runs, or spins before
+//!   parking, it sees the wake without one. No socket, no byte per request.
+//! - **Answers.** A request carries a [`ReplyTo`]: a oneshot channel for async callers,
+//!   or, for blocking callers, the calling thread's own reusable [`ReplySlot`], which the
+//!   caller spins on briefly (when the machine has a CPU to spare) and then parks on.
+//!
+//! Invariants: every queued request is answered or its `ReplyTo` is dropped, which tells
+//! its caller it was cancelled; the one exception is a request whose task glommio loses
+//! with a dying executor, which callers learn of from [`CoreShared::died`]. A slot
+//! answers only the call it was armed for (a generation number), so a late answer can
+//! never reach a later call.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use event_listener::Event;
+use futures_util::task::AtomicWaker;
+
+use super::{Op, Reply};
+use crate::error::{Error, Result};
+
+/// A request for a core: the key's hash, what to do, where the answer goes.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) hash: u64,
+    pub(crate) op: Op,
+    pub(crate) reply: ReplyTo,
+}
+
+/// Where a request's answer goes. Dropping it unanswered tells the caller the request
+/// was cancelled.
+#[derive(Debug)]
+pub(crate) struct ReplyTo(Option<Target>);
+
+#[derive(Debug)]
+enum Target {
+    Task(futures_channel::oneshot::Sender<Result<Reply>>),
+    Thread { slot: Arc<ReplySlot>, call: u64 },
+}
+
+impl ReplyTo {
+    /// An answer an async caller awaits.
+    pub(crate) fn task() -> (Self, futures_channel::oneshot::Receiver<Result<Reply>>) {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        (Self(Some(Target::Task(tx))), rx)
+    }
+
+    pub(crate) fn send(mut self, result: Result<Reply>) {
+        match self.0.take() {
+            Some(Target::Task(tx)) => drop(tx.send(result)),
+            Some(Target::Thread { slot, call }) => slot.fill(call, Some(result)),
+            None => {}
+        }
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        // A task's receiver sees its sender dropped by itself.
+        if let Some(Target::Thread { slot, call }) = self.0.take() {
+            slot.fill(call, None);
+        }
+    }
+}
+
+const EMPTY: u8 = 0;
+const FILLED: u8 = 1;
+
+/// A blocking caller's answer slot, reused by every call its thread makes (one at a
+/// time): no allocation per call.
+#[derive(Debug)]
+pub(crate) struct ReplySlot {
+    thread: Thread,
+    /// The call the slot is armed for.
+    call: AtomicU64,
+    state: AtomicU8,
+    /// `Some(None)`: the request was dropped unanswered.
+    answer: Mutex<Option<Option<Result<Reply>>>>,
+}
+
+thread_local! {
+    static SLOT: Arc<ReplySlot> = Arc::new(ReplySlot {
+        thread: std::thread::current(),
+        call: AtomicU64::new(0),
+        state: AtomicU8::new(EMPTY),
+        answer: Mutex::new(None),
+    });
+}
+
+impl ReplySlot {
+    /// This thread's slot, armed for a new call: the `ReplyTo` to send with it.
+    pub(crate) fn arm() -> (Arc<ReplySlot>, ReplyTo) {
+        let slot = SLOT.with(Arc::clone);
+        let call = slot.call.fetch_add(1, Ordering::SeqCst) + 1;
+        *slot.answer.lock().expect("not poisoned") = None;
+        slot.state.store(EMPTY, Ordering::SeqCst);
+        let reply = ReplyTo(Some(Target::Thread {
+            slot: slot.clone(),
+            call,
+        }));
+        (slot, reply)
+    }
+
+    fn fill(&self, call: u64, answer: Option<Result<Reply>>) {
+        {
+            let mut held = self.answer.lock().expect("not poisoned");
+            if self.call.load(Ordering::SeqCst) != call || held.is_some() {
+                return; // a call its thread no longer waits for
+            }
+            *held = Some(answer);
+            self.state.store(FILLED, Ordering::SeqCst);
+        }
+        // Cheap unless the thread is parked (std's parker wakes a futex only then).
+        self.thread.unpark();
+    }
+
+    fn take(&self) -> Option<Option<Result<Reply>>> {
+        if self.state.load(Ordering::SeqCst) != FILLED {
+            return None;
+        }
+        self.answer.lock().expect("not poisoned").take()
+    }
+
+    /// Waits for the answer: spins up to `spin`, then parks, looking every so often
+    /// whether `shared`'s core died (its task, and so the answer, may be lost).
+    pub(crate) fn wait(&self, shared: &CoreShared, spin: Duration) -> Result<Reply> {
+        let started = Instant::now();
+        while started.elapsed() < spin {
+            if let Some(answer) = self.take() {
+                return shared.answered(answer);
+            }
+            for _ in 0..SPIN_CHECK_EVERY {
+                std::hint::spin_loop();
+            }
+        }
+        loop {
+            if let Some(answer) = self.take() {
+                return shared.answered(answer);
+            }
+            if shared.dead.get().is_some() {
+                return Err(shared.gone());
+            }
+            std::thread::park_timeout(DEATH_CHECK_INTERVAL);
+        }
+    }
+}
+
+/// Spin-loop hints between two looks at the clock or the queue.
+const SPIN_CHECK_EVERY: u32 = 16;
+
+/// How often a parked caller looks whether its core died.
+const DEATH_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The part of a core that callers on other threads touch.
+#[derive(Debug)]
+pub(crate) struct CoreShared {
+    index: usize,
+    queue: ArrayQueue<Request>,
+    /// The core found the queue empty and waits for `waker`.
+    waiting: AtomicBool,
+    waker: AtomicWaker,
+    /// Set when the core takes no more requests: shut down, failed to open, or dead.
+    stopped: AtomicBool,
+    /// Why the core's thread ended abnormally (a panic, or an executor that could not
+    /// start). Set before `stopped`.
+    dead: OnceLock<String>,
+    /// Notified when `stopped` or `dead` is set.
+    ended: Event,
+    /// How long the core, idle, polls its queue before it waits (`None`: never).
+    spin: Option<Duration>,
+}
+
+impl CoreShared {
+    pub(crate) fn new(index: usize, queue_depth: usize, spin: Option<Duration>) -> Self {
+        Self {
+            spin,
+            index,
+            queue: ArrayQueue::new(queue_depth),
+            waiting: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            stopped: AtomicBool::new(false),
+            dead: OnceLock::new(),
+            ended: Event::new(),
+        }
+    }
+
+    /// Marks the core stopped: later requests are cancelled as they are queued.
+    pub(super) fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.ended.notify(usize::MAX);
+        while self.queue.pop().is_some() {}
+    }
+
+    /// Marks the core dead (its thread panicked or never started): every waiting and
+    /// later request to it fails with [`Error::CoreFailed`]. Called from the core's
+    /// thread after the executor has unwound, or by open for a thread that never ran.
+    pub(crate) fn die(&self, message: String) {
+        let _ = self.dead.set(message);
+        // Nobody waits for arrivals from now on.
+        self.waiting.store(false, Ordering::SeqCst);
+        self.stop();
+    }
+
+    /// The error for a request the core will never answer.
+    pub(crate) fn gone(&self) -> Error {
+        match self.dead.get() {
+            Some(message) => Error::CoreFailed {
+                core: self.index,
+                message: message.clone(),
+            },
+            None => Error::Closed,
+        }
+    }
+
+    /// A blocking caller's answer: the reply, or why there is none.
+    fn answered(&self, answer: Option<Result<Reply>>) -> Result<Reply> {
+        match answer {
+            Some(result) => result,
+            // Dropped unanswered: at shutdown, or while a panic unwinds the core (which
+            // marks it dead right after). Wait for the core's verdict.
+            None => {
+                futures_lite::future::block_on(self.ended());
+                Err(self.gone())
+            }
+        }
+    }
+
+    /// Resolves once the core is dead.
+    pub(crate) async fn died(&self) {
+        self.until(|| self.dead.get().is_some()).await
+    }
+
+    /// Resolves once the core takes no more requests (stopped or dead).
+    pub(crate) async fn ended(&self) {
+        self.until(|| self.stopped.load(Ordering::SeqCst)).await
+    }
+
+    async fn until(&self, done: impl Fn() -> bool) {
+        loop {
+            let listener = self.ended.listen();
+            if done() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Queues a request (waking the core if it waits); gives it back when the queue is
+    /// full.
+    pub(crate) fn push(&self, request: Request) -> std::result::Result<(), Request> {
+        self.queue.push(request)?;
+        if self.stopped.load(Ordering::SeqCst) {
+            // The core is gone or going: cancel whatever it will not see.
+            while self.queue.pop().is_some() {}
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// Requests waiting in the queue.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Wakes the core if it waits (or is about to) for arrivals.
+    pub(crate) fn wake(&self) {
+        // Pairs with the fence in `arrivals`: either the core sees the request, or this
+        // sees `waiting`.
+        fence(Ordering::SeqCst);
+        if self.waiting.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
+
+    /// The next request, if any (the core's side).
+    pub(super) fn pop(&self) -> Option<Request> {
+        self.queue.pop()
+    }
+
+    /// Polls the queue for up to the core's spin time; whether a request came. Only for
+    /// a core with nothing else to do: it holds the executor meanwhile.
+    pub(super) fn spin_for_arrival(&self) -> bool {
+        let Some(spin) = self.spin else {
+            return false;
+        };
+        let started = Instant::now();
+        loop {
+            if !self.queue.is_empty() {
+                return true;
+            }
+            if started.elapsed() >= spin {
+                return false;
+            }
+            for _ in 0..SPIN_CHECK_EVERY {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Resolves once the queue may hold a request (the core's side).
+    pub(super) async fn arrivals(&self) {
+        std::future::poll_fn(|cx| {
+            if !self.queue.is_empty() {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            self.waiting.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if self.queue.is_empty() {
+                return Poll::Pending;
+            }
+            self.waiting.store(false, Ordering::SeqCst);
+            Poll::Ready(())
+        })
+        .await
+    }
+}
