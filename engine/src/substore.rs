@@ -708,6 +708,17 @@ impl<D: Device> Substore<D> {
         state.durable_seq < state.next_seq - 1 || !state.unsynced_deletes.is_empty()
     }
 
+    /// The sequence number the next record appended will get (no I/O). A caller that
+    /// reads it and appends in the same poll learns its record's sequence.
+    pub fn next_seq(&self) -> u64 {
+        self.state.borrow().next_seq
+    }
+
+    /// The sequence number of `key`'s newest record, if the key has a value (no I/O).
+    pub fn seq_of(&self, key: &[u8]) -> Option<u64> {
+        self.state.borrow().index.get(key).map(|e| e.seq)
+    }
+
     /// Whether `key` has a live value (no I/O).
     pub fn exists(&self, key: &[u8]) -> bool {
         let state = self.state.borrow();

@@ -50,13 +50,20 @@ impl Cache {
     /// Caches a copy of `value` (a read's buffer may be larger than the value), unless it
     /// would take more than an eighth of the budget.
     pub(crate) fn insert(&mut self, key: &[u8], value: &Bytes) {
-        let cost = cost(key, value);
+        if cost(key, value) <= self.budget_bytes / 8 {
+            self.insert_owned(key, Bytes::copy_from_slice(value));
+        }
+    }
+
+    /// Caches `value` itself (a written value: nothing else shares its buffer), unless
+    /// it would take more than an eighth of the budget.
+    pub(crate) fn insert_owned(&mut self, key: &[u8], value: Bytes) {
+        let cost = cost(key, &value);
         if cost > self.budget_bytes / 8 {
             return;
         }
         self.remove(key);
-        self.entries
-            .put(key.to_vec(), Bytes::copy_from_slice(value));
+        self.entries.put(key.to_vec(), value);
         self.bytes += cost;
         while self.bytes > self.budget_bytes {
             let (k, v) = self.entries.pop_lru().expect("bytes > 0 means entries");

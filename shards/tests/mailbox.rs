@@ -116,3 +116,35 @@ fn every_caller_gets_answers_while_others_hammer_the_core() {
         db.close().unwrap();
     }
 }
+
+/// A value just written is read from memory (the cache), in both durability modes, and
+/// a newer write or a delete replaces it there.
+#[test]
+fn a_value_just_written_is_read_from_the_cache() {
+    for durability in [Durability::Buffered, Durability::Sync] {
+        let dir = tempdir();
+        let db = open(dir.path(), 1, durability);
+        let figures = |db: &Db| {
+            let stats = db.stats().unwrap();
+            let hits: u64 = stats.cores.iter().map(|c| c.cache_hits).sum();
+            let misses: u64 = stats.cores.iter().map(|c| c.cache_misses).sum();
+            (hits, misses)
+        };
+        for i in 0..200u32 {
+            db.put(format!("key-{i}"), format!("value-{i}")).unwrap();
+        }
+        let before = figures(&db);
+        for i in 0..200u32 {
+            let got = db.get(format!("key-{i}")).unwrap();
+            assert_eq!(got.as_deref(), Some(format!("value-{i}").as_bytes()));
+        }
+        let after = figures(&db);
+        assert_eq!(after.0 - before.0, 200, "{durability:?}: every read a hit");
+        assert_eq!(after.1, before.1, "{durability:?}: no read missed");
+        db.put("key-7", "newer").unwrap();
+        assert_eq!(db.get("key-7").unwrap().as_deref(), Some(&b"newer"[..]));
+        db.delete("key-8").unwrap();
+        assert_eq!(db.get("key-8").unwrap(), None);
+        db.close().unwrap();
+    }
+}

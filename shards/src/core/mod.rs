@@ -533,7 +533,7 @@ impl Core {
         match op {
             Op::Get(key) => self.get(hash, &key).await.map(Reply::Value),
             Op::Put(key, value) => self
-                .write(hash, &key, Some(&value))
+                .write(hash, &key, Some(Bytes::from(value)))
                 .await
                 .map(|_| Reply::Done),
             Op::Delete(key) => self.write(hash, &key, None).await.map(|_| Reply::Done),
@@ -624,7 +624,7 @@ impl Core {
     }
 
     /// A put (`Some(value)`) or a delete (`None`), acknowledged per the durability mode.
-    async fn write(self: &Rc<Self>, hash: u64, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+    async fn write(self: &Rc<Self>, hash: u64, key: &[u8], value: Option<Bytes>) -> Result<()> {
         self.health.check_writable()?;
         let leaf = loop {
             let leaf = self.leaf(hash);
@@ -643,7 +643,9 @@ impl Core {
         self.writes.set(self.writes.get() + 1);
         self.wrote.notify(1);
         self.cache.borrow_mut().remove(key);
-        let result = match (value, leaf.ancestor()) {
+        // The put appends in its first poll, so its record gets this sequence.
+        let seq = leaf.store.next_seq();
+        let result = match (&value, leaf.ancestor()) {
             (Some(value), _) => leaf.store.put(key, value).await,
             (None, None) => leaf.store.delete(key).await.map(drop),
             (None, Some(ancestor)) => leaf.delete_behind(&ancestor, key).await,
@@ -653,11 +655,26 @@ impl Core {
             return Err(self.failed(e));
         }
         match self.options.durability {
-            Durability::Buffered => {
-                self.schedule_flush();
-                Ok(())
-            }
-            _ => self.commit().await,
+            Durability::Buffered => self.schedule_flush(),
+            _ => self.commit().await?,
+        }
+        if let Some(value) = value {
+            self.admit(hash, &leaf, key, seq, value);
+        }
+        Ok(())
+    }
+
+    /// Caches a value just written (as the page cache keeps what the peers write), if
+    /// it is still the key's newest, in the leaf that now owns the key, and readable
+    /// (durable, in `Sync` mode: a cached value is answered without that check).
+    fn admit(&self, hash: u64, leaf: &Rc<LeafState>, key: &[u8], seq: u64, value: Bytes) {
+        let newest = leaf.store.seq_of(key) == Some(seq) && Rc::ptr_eq(&self.leaf(hash), leaf);
+        let readable = match self.options.durability {
+            Durability::Buffered => true,
+            _ => leaf.store.is_durable(key),
+        };
+        if newest && readable {
+            self.cache.borrow_mut().insert_owned(key, value);
         }
     }
 
@@ -683,7 +700,7 @@ impl Core {
         };
         let write = match (f.0)(old.as_deref()) {
             Update::Keep => return Ok(old),
-            Update::Put(value) => self.write(hash, key, Some(&value)).await,
+            Update::Put(value) => self.write(hash, key, Some(Bytes::from(value))).await,
             Update::Delete => self.write(hash, key, None).await,
         };
         write.map(|()| old)
