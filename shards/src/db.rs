@@ -16,7 +16,7 @@ use ringkv_engine::{CompactionStats, check_limits};
 
 use crate::core::{
     self, CoreShared, CoreStats, Health, Here, Op, Reply, ReplySlot, ReplyTo, Request, SpawnFn,
-    Update, UpdateFn,
+    Spinners, Update, UpdateFn,
 };
 use crate::error::{Error, Result};
 use crate::layout::{self, DirLock, ROUTE_BITS};
@@ -53,8 +53,8 @@ struct Inner {
     route: Box<[u16]>,
     health: Arc<Health>,
     closed: AtomicBool,
-    /// How long a blocking caller spins for its answer before it parks.
-    spin: Duration,
+    /// Which blocking callers may spin for their answers, and how long.
+    spinners: Spinners,
     threads: Mutex<Vec<CoreThread>>,
     lock: Mutex<Option<DirLock>>,
 }
@@ -247,7 +247,7 @@ impl Db {
             route: assignment.route,
             health,
             closed: AtomicBool::new(false),
-            spin: spin.unwrap_or_default(),
+            spinners: Spinners::new(allowed_cpus().len().saturating_sub(cores), SPIN_BEFORE_PARK),
             threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
         };
@@ -294,6 +294,20 @@ impl Db {
         self.inner.call_blocking(hash, op).map(bool_of)
     }
 
+    /// Reads many keys with one request per core they fall on (all cores, and all reads
+    /// of a core, in flight together). Answers in the order of `keys`.
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
+        futures_lite::future::block_on(self.get_many_async(keys))
+    }
+
+    /// Stores many entries with one request per core they fall on; each core appends
+    /// its share and makes it durable with one commit (`Durability::Sync`). Each entry
+    /// is independent: after a crash in the middle, some may be stored and others not
+    /// (atomic batches are a separate matter). Returns once all are acknowledged.
+    pub fn put_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, entries: &[(K, V)]) -> Result<()> {
+        futures_lite::future::block_on(self.put_many_async(entries))
+    }
+
     /// Makes everything acknowledged so far durable.
     pub fn flush(&self) -> Result<()> {
         futures_lite::future::block_on(self.flush_async())
@@ -319,6 +333,45 @@ impl Db {
     pub async fn exists_async(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let (hash, op) = exists_op(key.as_ref())?;
         self.inner.call(hash, op).await.map(bool_of)
+    }
+
+    pub async fn get_many_async<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
+        let mut split = PerCore::new(self.inner.cores.len());
+        for key in keys {
+            let key = key.as_ref();
+            let hash = read_key(key)?;
+            split.add(self.inner.core_of(hash), (hash, key.to_vec()));
+        }
+        let answers = split.call(&self.inner, Op::GetMany).await?;
+        let mut answers: Vec<std::vec::IntoIter<Option<Bytes>>> = answers
+            .into_iter()
+            .map(|reply| match reply {
+                Some(Reply::Values(values)) => values.into_iter(),
+                None => Vec::new().into_iter(),
+                Some(other) => unreachable!("get_many answered {other:?}"),
+            })
+            .collect();
+        Ok(split
+            .order
+            .iter()
+            .map(|&core| answers[core].next().expect("one answer per key"))
+            .collect())
+    }
+
+    pub async fn put_many_async<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        entries: &[(K, V)],
+    ) -> Result<()> {
+        let mut split = PerCore::new(self.inner.cores.len());
+        for (key, value) in entries {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            let hash = self.inner.write_key(key, value)?;
+            split.add(
+                self.inner.core_of(hash),
+                (hash, key.to_vec(), value.to_vec()),
+            );
+        }
+        split.call(&self.inner, Op::PutMany).await.map(drop)
     }
 
     pub async fn flush_async(&self) -> Result<()> {
@@ -561,7 +614,8 @@ impl Inner {
     }
 
     /// [`Inner::call`] from a plain thread, without an allocation: the answer comes in
-    /// the thread's own slot, which it spins on for `spin` and then parks on.
+    /// the thread's own slot, which it spins on (when `spinners` lets it) and then
+    /// parks on.
     fn call_blocking(&self, hash: u64, op: Op) -> Result<Reply> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
@@ -574,14 +628,20 @@ impl Inner {
             core.wake();
             std::thread::yield_now();
         }
-        slot.wait(core, self.spin)
+        slot.wait(core, &self.spinners)
+    }
+
+    /// A write of `key` (with `value`) checked: its hash.
+    fn write_key(&self, key: &[u8], value: &[u8]) -> Result<u64> {
+        check_limits(key, value, &[])?;
+        self.health.check_writable()?;
+        Ok(routing_hash(key))
     }
 
     /// A put's request, checked.
     fn put_op(&self, key: &[u8], value: &[u8]) -> Result<(u64, Op)> {
-        check_limits(key, value, &[])?;
-        self.health.check_writable()?;
-        Ok((routing_hash(key), Op::Put(key.to_vec(), value.to_vec())))
+        let hash = self.write_key(key, value)?;
+        Ok((hash, Op::Put(key.to_vec(), value.to_vec())))
     }
 
     /// A read-modify-write's request, checked.
@@ -590,19 +650,14 @@ impl Inner {
         key: &[u8],
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<(u64, Op)> {
-        check_limits(key, &[], &[])?;
-        self.health.check_writable()?;
-        Ok((
-            routing_hash(key),
-            Op::Update(key.to_vec(), UpdateFn(Box::new(f))),
-        ))
+        let hash = self.write_key(key, &[])?;
+        Ok((hash, Op::Update(key.to_vec(), UpdateFn(Box::new(f)))))
     }
 
     /// A delete's request, checked.
     fn delete_op(&self, key: &[u8]) -> Result<(u64, Op)> {
-        check_limits(key, &[], &[])?;
-        self.health.check_writable()?;
-        Ok((routing_hash(key), Op::Delete(key.to_vec())))
+        let hash = self.write_key(key, &[])?;
+        Ok((hash, Op::Delete(key.to_vec())))
     }
 
     /// Blocks on `future` unless core `core` dies first.
@@ -684,16 +739,66 @@ impl Inner {
     }
 }
 
+/// A many-key call split by core: each core's share, and the core of each item in the
+/// caller's order.
+struct PerCore<T> {
+    shares: Vec<Vec<T>>,
+    order: Vec<usize>,
+}
+
+impl<T> PerCore<T> {
+    fn new(cores: usize) -> Self {
+        Self {
+            shares: (0..cores).map(|_| Vec::new()).collect(),
+            order: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, core: usize, item: T) {
+        self.shares[core].push(item);
+        self.order.push(core);
+    }
+
+    /// One request per core with a share, all in flight together; each core's reply
+    /// (`None` for a core without a share).
+    async fn call(
+        &mut self,
+        inner: &Inner,
+        op: impl Fn(Vec<T>) -> Op,
+    ) -> Result<Vec<Option<Reply>>> {
+        let calls = std::mem::take(&mut self.shares)
+            .into_iter()
+            .enumerate()
+            .map(|(core, share)| {
+                let op = (!share.is_empty()).then(|| op(share));
+                async move {
+                    match op {
+                        Some(op) => inner.call_core(core, 0, op).await.map(Some),
+                        None => Ok(None),
+                    }
+                }
+            });
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .collect()
+    }
+}
+
+/// A read of `key` checked: its hash.
+fn read_key(key: &[u8]) -> Result<u64> {
+    check_limits(key, &[], &[])?;
+    Ok(routing_hash(key))
+}
+
 /// A get's request, checked.
 fn get_op(key: &[u8]) -> Result<(u64, Op)> {
-    check_limits(key, &[], &[])?;
-    Ok((routing_hash(key), Op::Get(key.to_vec())))
+    Ok((read_key(key)?, Op::Get(key.to_vec())))
 }
 
 /// An exists' request, checked.
 fn exists_op(key: &[u8]) -> Result<(u64, Op)> {
-    check_limits(key, &[], &[])?;
-    Ok((routing_hash(key), Op::Exists(key.to_vec())))
+    Ok((read_key(key)?, Op::Exists(key.to_vec())))
 }
 
 fn value_of(reply: Reply) -> Option<Bytes> {

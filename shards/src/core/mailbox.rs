@@ -19,7 +19,7 @@
 //! answers only the call it was armed for (a generation number), so a late answer can
 //! never reach a later call.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::thread::Thread;
@@ -134,16 +134,19 @@ impl ReplySlot {
         self.answer.lock().expect("not poisoned").take()
     }
 
-    /// Waits for the answer: spins up to `spin`, then parks, looking every so often
-    /// whether `shared`'s core died (its task, and so the answer, may be lost).
-    pub(crate) fn wait(&self, shared: &CoreShared, spin: Duration) -> Result<Reply> {
-        let started = Instant::now();
-        while started.elapsed() < spin {
-            if let Some(answer) = self.take() {
-                return shared.answered(answer);
-            }
-            for _ in 0..SPIN_CHECK_EVERY {
-                std::hint::spin_loop();
+    /// Waits for the answer: spins for a while if `spinners` lets it, then parks,
+    /// looking every so often whether `shared`'s core died (its task, and so the
+    /// answer, may be lost).
+    pub(crate) fn wait(&self, shared: &CoreShared, spinners: &Spinners) -> Result<Reply> {
+        if let Some(_turn) = spinners.enter() {
+            let started = Instant::now();
+            while started.elapsed() < spinners.spin {
+                if let Some(answer) = self.take() {
+                    return shared.answered(answer);
+                }
+                for _ in 0..SPIN_CHECK_EVERY {
+                    std::hint::spin_loop();
+                }
             }
         }
         loop {
@@ -155,6 +158,41 @@ impl ReplySlot {
             }
             std::thread::park_timeout(DEATH_CHECK_INTERVAL);
         }
+    }
+}
+
+/// Which blocking callers may spin for their answers: at most as many at a time as
+/// the machine has CPUs the cores leave free, so that spinning callers never take the
+/// CPUs their cores (or each other) need.
+#[derive(Debug)]
+pub(crate) struct Spinners {
+    max: usize,
+    now: AtomicUsize,
+    spin: Duration,
+}
+
+/// A caller's turn to spin, given back on drop.
+struct Turn<'a>(&'a AtomicUsize);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Spinners {
+    /// `max` callers spinning for up to `spin` each (none when `max` is 0).
+    pub(crate) fn new(max: usize, spin: Duration) -> Self {
+        Self {
+            max,
+            now: AtomicUsize::new(0),
+            spin,
+        }
+    }
+
+    fn enter(&self) -> Option<Turn<'_>> {
+        let turn = Turn(&self.now);
+        (self.now.fetch_add(1, Ordering::SeqCst) < self.max).then_some(turn)
     }
 }
 

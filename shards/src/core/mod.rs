@@ -39,7 +39,7 @@ use ringkv_engine::hash::routing_hash;
 mod background;
 mod mailbox;
 
-pub(crate) use mailbox::{CoreShared, ReplySlot, ReplyTo, Request};
+pub(crate) use mailbox::{CoreShared, ReplySlot, ReplyTo, Request, Spinners};
 
 /// Requests handled before the core yields to the tasks it spawned.
 const BATCH_MAX: usize = 256;
@@ -54,6 +54,11 @@ const FOR_EACH_BATCH_BYTES: usize = 1 << 20;
 pub(crate) enum Op {
     Get(Vec<u8>),
     Put(Vec<u8>, Vec<u8>),
+    /// Gets of keys this core owns, each with its hash; answers their values in order.
+    GetMany(Vec<(u64, Vec<u8>)>),
+    /// Puts of keys this core owns (hash, key, value), made durable by one commit; each
+    /// key independent (not atomic as a whole).
+    PutMany(Vec<(u64, Vec<u8>, Vec<u8>)>),
     Delete(Vec<u8>),
     Exists(Vec<u8>),
     Flush,
@@ -142,6 +147,7 @@ impl Here {
 pub(crate) enum Reply {
     Done,
     Value(Option<Bytes>),
+    Values(Vec<Option<Bytes>>),
     Bool(bool),
     Stats(CoreStats),
     Compacted(CompactionStats),
@@ -532,6 +538,8 @@ impl Core {
     async fn handle(self: &Rc<Self>, hash: u64, op: Op) -> Result<Reply> {
         match op {
             Op::Get(key) => self.get(hash, &key).await.map(Reply::Value),
+            Op::GetMany(keys) => self.get_many(&keys).await.map(Reply::Values),
+            Op::PutMany(entries) => self.put_many(entries).await.map(|()| Reply::Done),
             Op::Put(key, value) => self
                 .write(hash, &key, Some(Bytes::from(value)))
                 .await
@@ -625,6 +633,48 @@ impl Core {
 
     /// A put (`Some(value)`) or a delete (`None`), acknowledged per the durability mode.
     async fn write(self: &Rc<Self>, hash: u64, key: &[u8], value: Option<Bytes>) -> Result<()> {
+        let (leaf, seq) = self.append(hash, key, value.as_ref()).await?;
+        self.settle().await?;
+        if let Some(value) = value {
+            self.admit(hash, &leaf, key, seq, value);
+        }
+        Ok(())
+    }
+
+    /// Puts of several keys of this core: appended one after another, then one commit
+    /// (`Sync`) or one scheduled flush (`Buffered`) for all.
+    async fn put_many(self: &Rc<Self>, entries: Vec<(u64, Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let mut appended = Vec::with_capacity(entries.len());
+        for (hash, key, value) in entries {
+            let value = Bytes::from(value);
+            let (leaf, seq) = self.append(hash, &key, Some(&value)).await?;
+            appended.push((hash, key, value, leaf, seq));
+        }
+        self.settle().await?;
+        for (hash, key, value, leaf, seq) in appended {
+            self.admit(hash, &leaf, &key, seq, value);
+        }
+        Ok(())
+    }
+
+    /// Gets of several keys of this core, all in flight together.
+    async fn get_many(&self, keys: &[(u64, Vec<u8>)]) -> Result<Vec<Option<Bytes>>> {
+        let reads = keys.iter().map(|(hash, key)| self.get(*hash, key));
+        futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// The first half of a put (`Some(value)`) or delete (`None`): appended to the
+    /// key's leaf (and its ancestor for a delete), in memory. Returns the leaf and the
+    /// sequence of the record appended to it.
+    async fn append(
+        &self,
+        hash: u64,
+        key: &[u8],
+        value: Option<&Bytes>,
+    ) -> Result<(Rc<LeafState>, u64)> {
         self.health.check_writable()?;
         let leaf = loop {
             let leaf = self.leaf(hash);
@@ -645,23 +695,27 @@ impl Core {
         self.cache.borrow_mut().remove(key);
         // The put appends in its first poll, so its record gets this sequence.
         let seq = leaf.store.next_seq();
-        let result = match (&value, leaf.ancestor()) {
+        let result = match (value, leaf.ancestor()) {
             (Some(value), _) => leaf.store.put(key, value).await,
             (None, None) => leaf.store.delete(key).await.map(drop),
             (None, Some(ancestor)) => leaf.delete_behind(&ancestor, key).await,
         };
         leaf.dirty.set(true);
-        if let Err(e) = result {
-            return Err(self.failed(e));
+        match result {
+            Ok(()) => Ok((leaf, seq)),
+            Err(e) => Err(self.failed(e)),
         }
+    }
+
+    /// The second half of writes: acknowledged per the durability mode.
+    async fn settle(self: &Rc<Self>) -> Result<()> {
         match self.options.durability {
-            Durability::Buffered => self.schedule_flush(),
-            _ => self.commit().await?,
+            Durability::Buffered => {
+                self.schedule_flush();
+                Ok(())
+            }
+            _ => self.commit().await,
         }
-        if let Some(value) = value {
-            self.admit(hash, &leaf, key, seq, value);
-        }
-        Ok(())
     }
 
     /// Caches a value just written (as the page cache keeps what the peers write), if
