@@ -4,10 +4,12 @@
 //! - **Mailbox** ([`mailbox`]). Callers push onto a lock-free queue and wake the core
 //!   only when it said it waits; a cached read is answered in the serve loop, anything
 //!   else in a task of its own. An idle core is parked in the kernel and burns no CPU.
-//! - **Group commit.** In `Sync` mode a put appends to its substore (memory) and then
-//!   waits for a commit: if none is in flight it starts one (one write + one fdatasync
-//!   per dirty substore, in parallel), otherwise it waits for the next. Every put that
-//!   arrives while a sync is in flight shares the next one.
+//! - **Group commit** ([`commit`]). In `Sync` mode a put appends to its substore
+//!   (memory) and then waits for a commit: if none is in flight it starts one (one
+//!   write + one fdatasync per dirty substore, in parallel), otherwise it waits for the
+//!   next. Every put that arrives while a sync is in flight shares the next one.
+//! - **Leaves** ([`leaf`]): each substore with its split state and the ancestor it
+//!   reads behind; **figures and listings** in [`report`].
 //! - **Failure.** A failed write or sync is never retried: the core records the cause in
 //!   the database-wide [`Health`], every later write on any core is refused, reads go on.
 //! - **Death.** A panic on the core's thread (a bug, an engine assertion, a panicking
@@ -17,7 +19,8 @@
 //! - **Background work** (compaction, splits, record moves) lives in [`background`].
 //! - **Read cache.** A byte-budgeted LRU of values per core. A read fills it only if no
 //!   write happened on this core while the read was in flight, so it never caches a
-//!   value older than a write it raced with.
+//!   value older than a write it raced with; a write fills it once readable, if still
+//!   the key's newest.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
@@ -27,19 +30,23 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
-use ringkv_engine::{CompactionStats, Config, Salvaged, Substore, SubstoreId, SubstoreStats};
+use ringkv_engine::{CompactionStats, Config, SubstoreId};
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::layout::Leaf;
 use crate::options::{Durability, Options};
-use crate::storage::{LeafDevice, Storage};
-use ringkv_engine::hash::routing_hash;
 
 mod background;
+mod commit;
+mod leaf;
 mod mailbox;
+mod report;
 
+use commit::Committer;
+use leaf::LeafState;
 pub(crate) use mailbox::{CoreShared, ReplySlot, ReplyTo, Request, Spinners};
+pub use report::{CoreStats, LeafStats};
 
 /// Requests handled before the core yields to the tasks it spawned.
 const BATCH_MAX: usize = 256;
@@ -153,48 +160,6 @@ pub(crate) enum Reply {
     Compacted(CompactionStats),
 }
 
-/// Figures of one core.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CoreStats {
-    pub core: usize,
-    pub substores: u64,
-    pub totals: SubstoreStats,
-    pub cache_bytes: u64,
-    pub cache_hits: u64,
-    pub cache_misses: u64,
-    pub commits: u64,
-    /// 16-way splits done since open.
-    pub splits: u64,
-    /// Compaction work done since open (background and `Db::compact`).
-    pub compaction: CompactionStats,
-    /// Background steps (compaction, record moves, splits) that failed since open. Each
-    /// is logged; the step is tried again after a back-off unless the database turned
-    /// read-only.
-    pub background_errors: u64,
-    /// The cause of the last background failure, if any.
-    pub background_error: Option<String>,
-    /// Requests waiting in this core's queue when the figures were taken.
-    pub queued: u64,
-    /// Requests being served when the figures were taken.
-    pub in_flight: u64,
-    /// Each leaf (substore) this core owns.
-    pub leaves: Vec<LeafStats>,
-}
-
-/// Figures of one leaf (substore).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LeafStats {
-    /// The leaf's directory name under `substores/`.
-    pub name: String,
-    /// A handed-over parent still read behind its children (`SplitMode::HandOver`); its
-    /// `keys` and `live_bytes` count only what no child has overwritten yet.
-    pub ancestor: bool,
-    /// The substore's figures.
-    pub stats: SubstoreStats,
-    /// What opening salvaged in it ([`Recovery::Salvage`](ringkv_engine::Recovery)).
-    pub salvaged: Vec<Salvaged>,
-}
-
 /// Whether the database still accepts writes; shared by every core and caller.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
@@ -221,67 +186,6 @@ impl Health {
 pub(crate) struct Owned {
     pub(crate) leaves: Vec<Leaf>,
     pub(crate) ancestors: Vec<Leaf>,
-}
-
-struct LeafState {
-    id: SubstoreId,
-    leaf: Leaf,
-    store: Substore<LeafDevice>,
-    dirty: Cell<bool>,
-    /// While a split copies this leaf: every key written since the copy began.
-    touched: RefCell<Option<HashSet<Vec<u8>>>>,
-    /// While a split copies the last changes: writes wait for `split_done`.
-    frozen: Cell<bool>,
-    /// The handed-over parent this leaf reads behind until its records have moved.
-    ancestor: RefCell<Option<Rc<LeafState>>>,
-}
-
-impl LeafState {
-    fn ancestor(&self) -> Option<Rc<LeafState>> {
-        self.ancestor.borrow().clone()
-    }
-
-    /// The key's value: this leaf's, or else its ancestor's.
-    async fn get(&self, key: &[u8]) -> ringkv_engine::Result<Option<Bytes>> {
-        if self.store.exists(key) {
-            return self.store.get(key).await;
-        }
-        match self.ancestor() {
-            Some(ancestor) => ancestor.store.get(key).await,
-            None => Ok(None),
-        }
-    }
-
-    fn exists(&self, key: &[u8]) -> bool {
-        self.store.exists(key) || self.ancestor().is_some_and(|a| a.store.exists(key))
-    }
-
-    /// Deletes `key` from this leaf, which reads behind `ancestor`. The ancestor's tombstone
-    /// goes first, so that until the leaf's lands too a read sees the leaf's value or
-    /// nothing, never the ancestor's older one; and it is durable before this leaf's
-    /// tombstone is appended, because a crash that kept the leaf's tombstone alone
-    /// would bring the ancestor's older value back (the leaf's newer one gone).
-    async fn delete_behind(&self, ancestor: &LeafState, key: &[u8]) -> ringkv_engine::Result<()> {
-        ancestor.dirty.set(true);
-        if ancestor.store.delete(key).await? {
-            ancestor.store.flush().await?;
-        }
-        self.store.delete(key).await.map(drop)
-    }
-
-    async fn open(fs: &Storage, leaf: Leaf, config: Config) -> Result<Self> {
-        let device = fs.device(&leaf.dir).await?;
-        let store = Substore::create_or_open(device, leaf.id, config).await?;
-        Ok(Self {
-            id: leaf.id,
-            leaf,
-            store,
-            dirty: Cell::new(false),
-            touched: RefCell::new(None),
-            frozen: Cell::new(false),
-            ancestor: RefCell::new(None),
-        })
-    }
 }
 
 /// A core's state, on its own thread.
@@ -314,15 +218,6 @@ struct Core {
     background_error: RefCell<Option<String>>,
     stopping: Cell<bool>,
     data_dir: std::path::PathBuf,
-}
-
-#[derive(Default)]
-struct Committer {
-    requested: Cell<u64>,
-    durable: Cell<u64>,
-    running: Cell<bool>,
-    done: Event,
-    commits: Cell<u64>,
 }
 
 /// Where each core reports, with its index, whether it opened its leaves (or why its
@@ -568,53 +463,6 @@ impl Core {
         }
     }
 
-    /// In `Sync` mode, waits until what a read of `key` would answer is durable: a put
-    /// or delete of it appended but not yet committed is committed first, so no reader
-    /// sees a write that a crash could take back. `Buffered` reads see every write at
-    /// once.
-    async fn wait_durable(&self, hash: u64, key: &[u8]) -> Result<()> {
-        if self.options.durability == Durability::Buffered {
-            return Ok(());
-        }
-        loop {
-            let leaf = self.leaf(hash);
-            let behind = leaf.ancestor().is_none_or(|a| a.store.is_durable(key));
-            if leaf.store.is_durable(key) && behind {
-                return Ok(());
-            }
-            // Commits everything appended so far (joining a round in flight). The writer
-            // marks its leaf dirty only after its append returns; mark it here too, or
-            // the round could skip the record this read waits for.
-            leaf.dirty.set(true);
-            if let Some(ancestor) = leaf.ancestor() {
-                ancestor.dirty.set(true);
-            }
-            self.commit().await?;
-        }
-    }
-
-    /// In `Sync` mode, commits what was appended but not yet committed (writes in
-    /// flight), so that a listing or a count sees only what is durable. Nothing to do
-    /// when every store is durable, in `Buffered` mode, or once the database is
-    /// read-only (nothing more can be made durable; figures must still be readable).
-    async fn commit_appended(&self) -> Result<()> {
-        if self.options.durability == Durability::Buffered || self.health.check_writable().is_err()
-        {
-            return Ok(());
-        }
-        let mut pending = false;
-        for leaf in self.store_list() {
-            if leaf.store.has_unsynced() {
-                leaf.dirty.set(true);
-                pending = true;
-            }
-        }
-        match pending {
-            true => self.commit().await,
-            false => Ok(()),
-        }
-    }
-
     async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Bytes>> {
         // A cached value is durable: every write of a key removes it from the cache.
         if let Some(value) = self.cache.borrow_mut().get(key) {
@@ -707,17 +555,6 @@ impl Core {
         }
     }
 
-    /// The second half of writes: acknowledged per the durability mode.
-    async fn settle(self: &Rc<Self>) -> Result<()> {
-        match self.options.durability {
-            Durability::Buffered => {
-                self.schedule_flush();
-                Ok(())
-            }
-            _ => self.commit().await,
-        }
-    }
-
     /// Caches a value just written (as the page cache keeps what the peers write), if
     /// it is still the key's newest, in the leaf that now owns the key, and readable
     /// (durable, in `Sync` mode: a cached value is answered without that check).
@@ -773,170 +610,6 @@ impl Core {
             self.health.fail(e.to_string());
         }
         e.into()
-    }
-
-    /// Waits until everything appended on this core before the call is durable, sharing
-    /// one round of syncs with every caller that arrives while one is in flight.
-    async fn commit(&self) -> Result<()> {
-        let c = &self.commit;
-        let ticket = c.requested.get() + 1;
-        c.requested.set(ticket);
-        loop {
-            self.health.check_writable()?;
-            if c.durable.get() >= ticket {
-                return Ok(());
-            }
-            if !c.running.get() {
-                c.running.set(true);
-                let target = c.requested.get();
-                let result = self.flush_dirty().await;
-                c.running.set(false);
-                c.commits.set(c.commits.get() + 1);
-                if result.is_ok() {
-                    c.durable.set(target);
-                }
-                c.done.notify(usize::MAX);
-                result?;
-                continue;
-            }
-            // Single-threaded: nothing can finish between the checks and listening.
-            c.done.listen().await;
-        }
-    }
-
-    /// One write + fdatasync per dirty substore, all in flight together.
-    async fn flush_dirty(&self) -> Result<()> {
-        let dirty: Vec<Rc<LeafState>> = self
-            .store_list()
-            .into_iter()
-            .filter(|l| l.dirty.replace(false))
-            .collect();
-        let tasks: Vec<_> = dirty
-            .into_iter()
-            .map(|leaf| {
-                glommio::spawn_local(async move {
-                    let flushed = leaf.store.flush().await;
-                    if flushed.is_err() {
-                        // Still holds what it could not write (out of descriptors, say):
-                        // the next round tries again.
-                        leaf.dirty.set(true);
-                    }
-                    flushed
-                })
-            })
-            .collect();
-        let mut first_error = None;
-        for task in tasks {
-            if let Err(e) = task.await {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(self.failed(e)),
-            None => Ok(()),
-        }
-    }
-
-    /// Buffered mode: make sure a flush runs within the flush interval.
-    fn schedule_flush(self: &Rc<Self>) {
-        if self.flush_scheduled.replace(true) {
-            return;
-        }
-        // A weak hold: this task may still be sleeping when the core shuts down (close
-        // flushes anyway), and glommio does not drop a pending task's future then.
-        let core = Rc::downgrade(self);
-        let interval = self.options.flush_interval;
-        glommio::spawn_local(async move {
-            glommio::timer::sleep(interval).await;
-            let Some(core) = core.upgrade() else {
-                return;
-            };
-            core.flush_scheduled.set(false);
-            // A failure is recorded in Health; the next write reports it.
-            let _ = core.commit().await;
-        })
-        .detach();
-    }
-
-    fn stats(&self) -> CoreStats {
-        let mut stats = CoreStats {
-            core: self.index,
-            substores: self.leaves.borrow().len() as u64,
-            splits: self.splits.get(),
-            commits: self.commit.commits.get(),
-            compaction: self.compaction.get(),
-            background_errors: self.background_errors.get(),
-            background_error: self.background_error.borrow().clone(),
-            ..CoreStats::default()
-        };
-        let cache = self.cache.borrow();
-        (stats.cache_bytes, stats.cache_hits, stats.cache_misses) =
-            (cache.bytes(), cache.hits(), cache.misses());
-        for leaf in self.leaf_list() {
-            let figures = leaf.store.stats();
-            stats.totals.add(&figures);
-            stats.leaves.push(LeafStats {
-                name: crate::layout::leaf_dir_name(&leaf.id),
-                ancestor: false,
-                stats: figures,
-                salvaged: leaf.store.salvaged().to_vec(),
-            });
-        }
-        for ancestor in self.ancestors.borrow().iter() {
-            let mut figures = ancestor.store.stats();
-            (figures.keys, figures.live_bytes) = (0, 0);
-            ancestor.store.for_each_key(|key, len| {
-                if !self.leaf(routing_hash(key)).store.exists(key) {
-                    figures.keys += 1;
-                    figures.live_bytes += len;
-                }
-            });
-            stats.totals.add(&figures);
-            stats.leaves.push(LeafStats {
-                name: crate::layout::leaf_dir_name(&ancestor.id),
-                ancestor: true,
-                stats: figures,
-                salvaged: ancestor.store.salvaged().to_vec(),
-            });
-        }
-        stats.in_flight = self.in_flight.get() as u64;
-        stats
-    }
-
-    async fn for_each(&self, sender: async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>) -> Result<()> {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        // Ancestors first, each key only if no leaf has it now; then the leaves. No
-        // record moves from an ancestor to a leaf meanwhile (moves hold the gate), so a
-        // key is seen twice only if it is written during the call.
-        let behind = !self.ancestors.borrow().is_empty();
-        let _gate = match behind {
-            true => Some(self.compaction_gate.lock().await),
-            false => None,
-        };
-        let ancestors = self.ancestors.borrow().clone();
-        let sources = ancestors.into_iter().map(|a| (a, true));
-        for (source, behind) in sources.chain(self.leaf_list().into_iter().map(|l| (l, false))) {
-            source
-                .store
-                .for_each_async(async |k: &[u8], v: &[u8]| {
-                    if behind && self.leaf(routing_hash(k)).store.exists(k) {
-                        return;
-                    }
-                    bytes += k.len() + v.len();
-                    batch.push((k.to_vec(), v.to_vec()));
-                    if bytes >= FOR_EACH_BATCH_BYTES {
-                        bytes = 0;
-                        // A closed channel means the caller gave up; stop sending.
-                        let _ = sender.send(std::mem::take(&mut batch)).await;
-                    }
-                })
-                .await?;
-        }
-        if !batch.is_empty() {
-            let _ = sender.send(batch).await;
-        }
-        Ok(())
     }
 
     async fn close(&self) -> Result<()> {

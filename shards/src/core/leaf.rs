@@ -1,0 +1,79 @@
+//! One leaf (a substore) as its core holds it: the substore, whether a commit round
+//! must flush it, the state a split keeps on it, and the handed-over ancestor it reads
+//! behind. Reads fall through to the ancestor; deletes reach it first.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use ringkv_engine::{Config, Substore, SubstoreId};
+
+use crate::error::Result;
+use crate::layout::Leaf;
+use crate::storage::{LeafDevice, Storage};
+
+pub(super) struct LeafState {
+    pub(super) id: SubstoreId,
+    pub(super) leaf: Leaf,
+    pub(super) store: Substore<LeafDevice>,
+    pub(super) dirty: Cell<bool>,
+    /// While a split copies this leaf: every key written since the copy began.
+    pub(super) touched: RefCell<Option<HashSet<Vec<u8>>>>,
+    /// While a split copies the last changes: writes wait for `split_done`.
+    pub(super) frozen: Cell<bool>,
+    /// The handed-over parent this leaf reads behind until its records have moved.
+    pub(super) ancestor: RefCell<Option<Rc<LeafState>>>,
+}
+
+impl LeafState {
+    pub(super) fn ancestor(&self) -> Option<Rc<LeafState>> {
+        self.ancestor.borrow().clone()
+    }
+
+    /// The key's value: this leaf's, or else its ancestor's.
+    pub(super) async fn get(&self, key: &[u8]) -> ringkv_engine::Result<Option<Bytes>> {
+        if self.store.exists(key) {
+            return self.store.get(key).await;
+        }
+        match self.ancestor() {
+            Some(ancestor) => ancestor.store.get(key).await,
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn exists(&self, key: &[u8]) -> bool {
+        self.store.exists(key) || self.ancestor().is_some_and(|a| a.store.exists(key))
+    }
+
+    /// Deletes `key` from this leaf, which reads behind `ancestor`. The ancestor's tombstone
+    /// goes first, so that until the leaf's lands too a read sees the leaf's value or
+    /// nothing, never the ancestor's older one; and it is durable before this leaf's
+    /// tombstone is appended, because a crash that kept the leaf's tombstone alone
+    /// would bring the ancestor's older value back (the leaf's newer one gone).
+    pub(super) async fn delete_behind(
+        &self,
+        ancestor: &LeafState,
+        key: &[u8],
+    ) -> ringkv_engine::Result<()> {
+        ancestor.dirty.set(true);
+        if ancestor.store.delete(key).await? {
+            ancestor.store.flush().await?;
+        }
+        self.store.delete(key).await.map(drop)
+    }
+
+    pub(super) async fn open(fs: &Storage, leaf: Leaf, config: Config) -> Result<Self> {
+        let device = fs.device(&leaf.dir).await?;
+        let store = Substore::create_or_open(device, leaf.id, config).await?;
+        Ok(Self {
+            id: leaf.id,
+            leaf,
+            store,
+            dirty: Cell::new(false),
+            touched: RefCell::new(None),
+            frozen: Cell::new(false),
+            ancestor: RefCell::new(None),
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! What a core reports: its figures (`CoreStats`, one `LeafStats` per leaf and
+//! ancestor) and the listing of every live entry (`Db::for_each`), which sees only
+//! durable writes in `Sync` mode and each key once even while records move.
+
+use ringkv_engine::hash::routing_hash;
+use ringkv_engine::{CompactionStats, Salvaged, SubstoreStats};
+
+use crate::core::{Core, FOR_EACH_BATCH_BYTES};
+use crate::error::Result;
+
+/// Figures of one core.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    pub core: usize,
+    pub substores: u64,
+    pub totals: SubstoreStats,
+    pub cache_bytes: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub commits: u64,
+    /// 16-way splits done since open.
+    pub splits: u64,
+    /// Compaction work done since open (background and `Db::compact`).
+    pub compaction: CompactionStats,
+    /// Background steps (compaction, record moves, splits) that failed since open. Each
+    /// is logged; the step is tried again after a back-off unless the database turned
+    /// read-only.
+    pub background_errors: u64,
+    /// The cause of the last background failure, if any.
+    pub background_error: Option<String>,
+    /// Requests waiting in this core's queue when the figures were taken.
+    pub queued: u64,
+    /// Requests being served when the figures were taken.
+    pub in_flight: u64,
+    /// Each leaf (substore) this core owns.
+    pub leaves: Vec<LeafStats>,
+}
+
+/// Figures of one leaf (substore).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeafStats {
+    /// The leaf's directory name under `substores/`.
+    pub name: String,
+    /// A handed-over parent still read behind its children (`SplitMode::HandOver`); its
+    /// `keys` and `live_bytes` count only what no child has overwritten yet.
+    pub ancestor: bool,
+    /// The substore's figures.
+    pub stats: SubstoreStats,
+    /// What opening salvaged in it ([`Recovery::Salvage`](ringkv_engine::Recovery)).
+    pub salvaged: Vec<Salvaged>,
+}
+
+impl Core {
+    pub(super) fn stats(&self) -> CoreStats {
+        let mut stats = CoreStats {
+            core: self.index,
+            substores: self.leaves.borrow().len() as u64,
+            splits: self.splits.get(),
+            commits: self.commit.commits.get(),
+            compaction: self.compaction.get(),
+            background_errors: self.background_errors.get(),
+            background_error: self.background_error.borrow().clone(),
+            ..CoreStats::default()
+        };
+        let cache = self.cache.borrow();
+        (stats.cache_bytes, stats.cache_hits, stats.cache_misses) =
+            (cache.bytes(), cache.hits(), cache.misses());
+        for leaf in self.leaf_list() {
+            let figures = leaf.store.stats();
+            stats.totals.add(&figures);
+            stats.leaves.push(LeafStats {
+                name: crate::layout::leaf_dir_name(&leaf.id),
+                ancestor: false,
+                stats: figures,
+                salvaged: leaf.store.salvaged().to_vec(),
+            });
+        }
+        for ancestor in self.ancestors.borrow().iter() {
+            let mut figures = ancestor.store.stats();
+            (figures.keys, figures.live_bytes) = (0, 0);
+            ancestor.store.for_each_key(|key, len| {
+                if !self.leaf(routing_hash(key)).store.exists(key) {
+                    figures.keys += 1;
+                    figures.live_bytes += len;
+                }
+            });
+            stats.totals.add(&figures);
+            stats.leaves.push(LeafStats {
+                name: crate::layout::leaf_dir_name(&ancestor.id),
+                ancestor: true,
+                stats: figures,
+                salvaged: ancestor.store.salvaged().to_vec(),
+            });
+        }
+        stats.in_flight = self.in_flight.get() as u64;
+        stats
+    }
+
+    pub(super) async fn for_each(
+        &self,
+        sender: async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>,
+    ) -> Result<()> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        // Ancestors first, each key only if no leaf has it now; then the leaves. No
+        // record moves from an ancestor to a leaf meanwhile (moves hold the gate), so a
+        // key is seen twice only if it is written during the call.
+        let behind = !self.ancestors.borrow().is_empty();
+        let _gate = match behind {
+            true => Some(self.compaction_gate.lock().await),
+            false => None,
+        };
+        let ancestors = self.ancestors.borrow().clone();
+        let sources = ancestors.into_iter().map(|a| (a, true));
+        for (source, behind) in sources.chain(self.leaf_list().into_iter().map(|l| (l, false))) {
+            source
+                .store
+                .for_each_async(async |k: &[u8], v: &[u8]| {
+                    if behind && self.leaf(routing_hash(k)).store.exists(k) {
+                        return;
+                    }
+                    bytes += k.len() + v.len();
+                    batch.push((k.to_vec(), v.to_vec()));
+                    if bytes >= FOR_EACH_BATCH_BYTES {
+                        bytes = 0;
+                        // A closed channel means the caller gave up; stop sending.
+                        let _ = sender.send(std::mem::take(&mut batch)).await;
+                    }
+                })
+                .await?;
+        }
+        if !batch.is_empty() {
+            let _ = sender.send(batch).await;
+        }
+        Ok(())
+    }
+}
