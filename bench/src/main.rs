@@ -127,6 +127,19 @@ fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The records the kvlog table writes: its batch and its transactions' items.
+fn kvlog_records(args: &RunArgs) -> u64 {
+    args.kvlog_records + args.kvlog_records / 100 * kvlog::TRANSACTION_ITEMS
+}
+
+/// The records of the largest data set of the run.
+fn records(args: &RunArgs) -> u64 {
+    match args.workload.iter().any(|w| w == "kvlog") {
+        true => args.keys.max(kvlog_records(args)),
+        false => args.keys,
+    }
+}
+
 /// The bytes the largest data set of the run takes (keys and values only).
 fn dataset_bytes(args: &RunArgs, has_workloads: bool) -> u64 {
     let workloads = if has_workloads {
@@ -135,8 +148,7 @@ fn dataset_bytes(args: &RunArgs, has_workloads: bool) -> u64 {
         0
     };
     let kvlog = if args.workload.iter().any(|w| w == "kvlog") {
-        let records = args.kvlog_records + args.kvlog_records / 100 * kvlog::TRANSACTION_ITEMS;
-        records * (kvlog::KEY_BYTES + kvlog::VALUE_BYTES) as u64
+        kvlog_records(args) * (kvlog::KEY_BYTES + kvlog::VALUE_BYTES) as u64
     } else {
         0
     };
@@ -216,6 +228,7 @@ fn run_engines(
             target_rate: args.target_rate,
             sync: matches!(args.durability, DurabilityArg::Sync),
             memory_budget_bytes: args.memory_budget_bytes,
+            ringkv_cache_bytes: memory::ringkv_cache_bytes(plan, records(args)),
             dir,
             drop_caches: plan.drop_caches,
             quiet: args.quiet,
@@ -226,6 +239,13 @@ fn run_engines(
                 eprintln!("ringkv-bench: {e}; going on with the other engines");
                 into.failures.push(e);
             }
+        }
+        if engine == "ringkv" {
+            into.summary.notes.push(format!(
+                "ringkv: read cache {} MiB (its cgroup limit less an estimate of its other memory, \
+                 as the peers' page cache fills what theirs leaves; at least the budget)",
+                spec.ringkv_cache_bytes >> 20
+            ));
         }
         if let Some(cgroup) = &cgroup {
             into.summary.notes.push(format!(

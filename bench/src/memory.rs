@@ -276,6 +276,25 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
+/// What ringkv holds besides its read cache, estimated per key (index entry, key
+/// summaries of unsealed extents) and in all (write buffers, I/O memory, threads, the
+/// rig's own buffers).
+const RINGKV_BYTES_PER_KEY: u64 = 160;
+const RINGKV_FIXED_BYTES: u64 = 96 << 20;
+
+/// ringkv's read cache when it gets the memory the peers get. The peers read through
+/// the page cache, which takes whatever their cgroup limit leaves them; ringkv reads
+/// with direct I/O, so it gets that memory as its cache: the limit less an estimate of
+/// what it holds besides, for `keys` records, and never less than the budget. Without
+/// a cgroup limit, the budget.
+pub fn ringkv_cache_bytes(plan: &Plan, keys: u64) -> u64 {
+    let besides = keys.saturating_mul(RINGKV_BYTES_PER_KEY) + RINGKV_FIXED_BYTES;
+    match plan.cgroup_limit_bytes {
+        None => plan.budget_bytes,
+        Some(limit) => limit.saturating_sub(besides).max(plan.budget_bytes),
+    }
+}
+
 fn mib(bytes: u64) -> u64 {
     bytes >> 20
 }
@@ -420,6 +439,23 @@ mod tests {
         let p = plan(&facts(true, false), budget, headroom, 4 << 30);
         assert!(p.cgroup_limit_bytes.is_none());
         assert!(p.warnings[0].contains("none here"), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn ringkv_gets_as_its_cache_what_the_peers_get_as_page_cache() {
+        let (budget, headroom) = (64 << 20, 448 << 20);
+        // Limited to 512 MiB, 200,000 keys: the limit less about 128 MiB of the rest.
+        let p = plan(&facts(true, true), budget, headroom, 4 << 30);
+        let cache = ringkv_cache_bytes(&p, 200_000);
+        assert_eq!(
+            cache,
+            (512 << 20) - 200_000 * RINGKV_BYTES_PER_KEY - RINGKV_FIXED_BYTES
+        );
+        // So many keys that the rest would take the whole limit: still the budget.
+        assert_eq!(ringkv_cache_bytes(&p, 10_000_000), budget);
+        // No cgroup (the peers' page cache is not limited either): the budget.
+        let p = plan(&facts(false, false), budget, headroom, 4 << 30);
+        assert_eq!(ringkv_cache_bytes(&p, 200_000), budget);
     }
 
     /// Where the machine allows it (root, a memory hierarchy), a cgroup is made with its

@@ -40,6 +40,8 @@ pub struct PhaseSpec {
     pub sync: bool,
     /// The engine's cache.
     pub memory_budget_bytes: u64,
+    /// ringkv's read cache (its share of the memory the peers use as page cache).
+    pub ringkv_cache_bytes: u64,
     /// This engine's data directory (made fresh by the parent).
     pub dir: PathBuf,
     /// Drop the page cache before the kvlog table's cold reopen.
@@ -121,7 +123,7 @@ fn open_engine(spec: &PhaseSpec, dir: &Path) -> Result<Box<dyn Engine>, String> 
             Ok(Box::new(Ringkv::open(
                 dir,
                 durability,
-                spec.memory_budget_bytes,
+                spec.ringkv_cache_bytes,
             )?))
         }
         peer => peers::open(peer, dir, spec.sync, spec.memory_budget_bytes),
