@@ -40,6 +40,7 @@ mod error;
 mod host;
 mod layout;
 mod options;
+mod sizing;
 mod storage;
 mod verify;
 
@@ -48,7 +49,7 @@ pub use core::{CoreStats, LeafStats, Update};
 pub use db::{Db, Local, Stats};
 pub use error::{Error, Result};
 pub use options::{
-    CACHE_DEFAULT_BYTES, COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES, COMPACTION_GARBAGE_RATIO_DEFAULT,
+    COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES, COMPACTION_GARBAGE_RATIO_DEFAULT,
     COMPACTION_INTERVAL_DEFAULT, COMPACTION_SHARES_DEFAULT, CORES_MAX, Durability,
     FLUSH_INTERVAL_DEFAULT, IO_MEMORY_DEFAULT_BYTES, Options, QUEUE_DEPTH_DEFAULT,
     SPLIT_THRESHOLD_DEFAULT_BYTES, SplitMode,
@@ -58,6 +59,7 @@ pub use ringkv_engine::verify::{Finding, SubstoreReport};
 pub use ringkv_engine::{
     CompactionStats, CrashMode, Fault, FaultOn, Recovery, Salvaged, SimDisk, SubstoreStats,
 };
+pub use sizing::{CACHE_DEFAULT_MIN_BYTES, cache_default_bytes};
 pub use verify::{LeafReport, VerifyReport, verify, verify_with_progress};
 
 /// The README's examples compile and run as doctests.

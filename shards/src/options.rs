@@ -58,8 +58,6 @@ pub struct Options {
     pub(crate) storage: Storage,
 }
 
-/// Default read-cache budget, shared by all cores: 64 MiB.
-pub const CACHE_DEFAULT_BYTES: u64 = 64 << 20;
 /// Default flush interval of [`Durability::Buffered`]: 50 ms.
 pub const FLUSH_INTERVAL_DEFAULT: Duration = Duration::from_millis(50);
 /// Default split threshold of a substore: 1 GiB.
@@ -91,7 +89,7 @@ impl Default for Options {
         Self {
             cores: 0,
             durability: Durability::Sync,
-            cache_bytes: CACHE_DEFAULT_BYTES,
+            cache_bytes: crate::sizing::cache_default_bytes(),
             extent_size_bytes: ringkv_engine::limits::EXTENT_SIZE_DEFAULT_BYTES,
             split_threshold_bytes: SPLIT_THRESHOLD_DEFAULT_BYTES,
             split_mode: SplitMode::default(),
@@ -127,7 +125,9 @@ impl Options {
     }
 
     /// Read-cache budget in bytes, split evenly between cores (direct I/O bypasses the
-    /// page cache). 0 disables the cache.
+    /// page cache, so this cache is the only one). 0 disables the cache. Default: a
+    /// quarter of the memory the process may use (its memory cgroup's limit when it has
+    /// one, else the machine's), at least 64 MiB ([`crate::cache_default_bytes`]).
     pub fn cache_bytes(mut self, n: u64) -> Self {
         self.cache_bytes = n;
         self

@@ -58,7 +58,8 @@ pub struct ServeArgs {
     /// When a write is acknowledged [default: sync].
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityArg>,
-    /// Read-cache budget in bytes, shared by the cores [default: 64 MiB].
+    /// Read-cache budget in bytes, shared by the cores [default: a quarter of the
+    /// memory the process may use (its cgroup limit, else the machine's), at least 64 MiB].
     #[arg(long, value_name = "BYTES")]
     pub cache_bytes: Option<u64>,
     /// Password of the default user: every command but AUTH, HELLO and QUIT fails with
@@ -145,7 +146,7 @@ impl Config {
             cache_bytes: args
                 .cache_bytes
                 .or(file.cache_bytes)
-                .unwrap_or(ringkv::CACHE_DEFAULT_BYTES),
+                .unwrap_or_else(ringkv::cache_default_bytes),
             requirepass: args.requirepass.or(file.requirepass),
             maxclients: args
                 .maxclients
