@@ -1,10 +1,12 @@
 //! Group commit and what it means for readers. A commit round writes and fdatasyncs
 //! every dirty store of the core, all in flight together; every write appended before
-//! the round began is durable when it ends, and writers arriving meanwhile share the
-//! next round. In `Sync` mode a reader waits for the round that makes what it would
+//! the round began is durable when it and the rounds before it have ended, and writers
+//! arriving meanwhile share the next round, which may start while the first is still
+//! in flight (two at most). In `Sync` mode a reader waits for the round that makes what it would
 //! read durable; in `Buffered` mode a flush is scheduled within `flush_interval`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use event_listener::Event;
@@ -13,14 +15,81 @@ use crate::core::{Core, LeafState};
 use crate::error::Result;
 use crate::options::Durability;
 
-/// The group-commit state of a core: tickets handed out and made durable.
+/// Commit rounds a core keeps in flight at most: a second round takes the writes that
+/// arrive while the first syncs, so the device always has syncs to overlap.
+const COMMIT_ROUNDS_MAX: usize = 2;
+
+/// The group-commit state of a core: tickets handed out, rounds in flight, tickets made
+/// durable.
+///
+/// Invariant: `durable` only ever covers rounds that succeeded with every round started
+/// before them: a round takes the dirty flags set since the round before it took theirs,
+/// so it vouches for its writes only if the rounds before it did too. A failed round
+/// poisons the rounds started before it failed (they may have skipped a store it left
+/// dirty); their writers commit again.
 #[derive(Default)]
 pub(super) struct Committer {
-    pub(super) requested: Cell<u64>,
-    pub(super) durable: Cell<u64>,
-    pub(super) running: Cell<bool>,
-    pub(super) done: Event,
+    requested: Cell<u64>,
+    durable: Cell<u64>,
+    /// Tickets up to this are in a round that may still make them durable.
+    started: Cell<u64>,
+    rounds: RefCell<VecDeque<Round>>,
+    next_round: Cell<u64>,
+    done: Event,
     pub(super) commits: Cell<u64>,
+}
+
+/// A commit round in flight (or done behind one that is not).
+struct Round {
+    id: u64,
+    target: u64,
+    outcome: Option<bool>,
+    poisoned: bool,
+}
+
+impl Committer {
+    /// Records a round's start; its id.
+    fn start(&self) -> u64 {
+        let (id, target) = (self.next_round.get(), self.requested.get());
+        self.next_round.set(id + 1);
+        self.started.set(target);
+        self.rounds.borrow_mut().push_back(Round {
+            id,
+            target,
+            outcome: None,
+            poisoned: false,
+        });
+        id
+    }
+
+    /// Records a round's end and advances `durable` over the rounds done in order.
+    fn finish(&self, id: u64, ok: bool) {
+        let mut rounds = self.rounds.borrow_mut();
+        let at = rounds
+            .iter()
+            .position(|r| r.id == id)
+            .expect("a round in flight");
+        rounds[at].outcome = Some(ok);
+        if !ok {
+            rounds
+                .iter_mut()
+                .skip(at + 1)
+                .for_each(|r| r.poisoned = true);
+        }
+        while let Some(front) = rounds.front() {
+            let Some(ok) = front.outcome else { break };
+            if ok && !front.poisoned {
+                self.durable.set(self.durable.get().max(front.target));
+            }
+            rounds.pop_front();
+        }
+        if !ok {
+            // Tickets of the failed and poisoned rounds need a round again.
+            self.started.set(self.durable.get());
+        }
+        self.commits.set(self.commits.get() + 1);
+        self.done.notify(usize::MAX);
+    }
 }
 
 impl Core {
@@ -83,7 +152,8 @@ impl Core {
     }
 
     /// Waits until everything appended on this core before the call is durable, sharing
-    /// one round of syncs with every caller that arrives while one is in flight.
+    /// a round of syncs with every caller that arrives while it is in flight; up to
+    /// `COMMIT_ROUNDS_MAX` rounds overlap.
     pub(super) async fn commit(&self) -> Result<()> {
         let c = &self.commit;
         let ticket = c.requested.get() + 1;
@@ -93,16 +163,11 @@ impl Core {
             if c.durable.get() >= ticket {
                 return Ok(());
             }
-            if !c.running.get() {
-                c.running.set(true);
-                let target = c.requested.get();
+            let covered = c.started.get() >= ticket;
+            if !covered && c.rounds.borrow().len() < COMMIT_ROUNDS_MAX {
+                let id = c.start();
                 let result = self.flush_dirty().await;
-                c.running.set(false);
-                c.commits.set(c.commits.get() + 1);
-                if result.is_ok() {
-                    c.durable.set(target);
-                }
-                c.done.notify(usize::MAX);
+                c.finish(id, result.is_ok());
                 result?;
                 continue;
             }
@@ -163,5 +228,52 @@ impl Core {
             let _ = core.commit().await;
         })
         .detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out `n` tickets, as writers do before they commit.
+    fn request(c: &Committer, n: u64) {
+        c.requested.set(c.requested.get() + n);
+    }
+
+    #[test]
+    fn a_round_that_ends_first_waits_for_the_round_before_it() {
+        let c = Committer::default();
+        request(&c, 3);
+        let first = c.start();
+        request(&c, 2);
+        let second = c.start();
+        assert_eq!(c.started.get(), 5);
+        c.finish(second, true);
+        assert_eq!(c.durable.get(), 0, "the first round has not ended");
+        c.finish(first, true);
+        assert_eq!(c.durable.get(), 5);
+        assert!(c.rounds.borrow().is_empty());
+        assert_eq!(c.commits.get(), 2);
+    }
+
+    #[test]
+    fn a_failed_round_poisons_the_rounds_started_before_it_failed() {
+        let c = Committer::default();
+        request(&c, 1);
+        let first = c.start();
+        c.finish(first, true);
+        request(&c, 2);
+        let failing = c.start();
+        request(&c, 2);
+        let after = c.start();
+        c.finish(failing, false);
+        assert_eq!(c.durable.get(), 1);
+        assert_eq!(c.started.get(), 1, "their tickets need a round again");
+        c.finish(after, true);
+        assert_eq!(c.durable.get(), 1, "it may have skipped what the failed one left");
+        request(&c, 1);
+        let retry = c.start();
+        c.finish(retry, true);
+        assert_eq!(c.durable.get(), 6, "a round started afterwards vouches for all");
     }
 }
