@@ -270,10 +270,18 @@ mod tests {
         assert_eq!(c.durable.get(), 1);
         assert_eq!(c.started.get(), 1, "their tickets need a round again");
         c.finish(after, true);
-        assert_eq!(c.durable.get(), 1, "it may have skipped what the failed one left");
+        assert_eq!(
+            c.durable.get(),
+            1,
+            "it may have skipped what the failed one left"
+        );
         request(&c, 1);
         let retry = c.start();
         c.finish(retry, true);
-        assert_eq!(c.durable.get(), 6, "a round started afterwards vouches for all");
+        assert_eq!(
+            c.durable.get(),
+            6,
+            "a round started afterwards vouches for all"
+        );
     }
 }
