@@ -71,6 +71,8 @@ fn allowed_cpus() -> Vec<usize> {
 
 /// What every core thread is started with.
 struct Start {
+    /// The CPUs this process may run on, in order (cores are pinned to them).
+    cpus: Vec<usize>,
     /// How long an executor spins for work before it parks, when it may.
     spin: Option<Duration>,
     options: Options,
@@ -87,7 +89,7 @@ impl Start {
         self,
         cores: impl Iterator<Item = (Arc<CoreShared>, core::Owned)>,
     ) -> (Vec<CoreThread>, Option<Error>) {
-        let cpus = allowed_cpus();
+        let cpus = &self.cpus;
         let cores: Vec<_> = cores.collect();
         let pin = cpus.len() >= cores.len();
         let mut threads = Vec::with_capacity(cores.len());
@@ -220,7 +222,9 @@ impl Db {
         let lock = layout::lock(fs, &path)?;
         let (leaves, ancestors) = layout::scan(fs, &path)?;
         let cores = options.resolved_cores();
-        let spin = spin_for(cores);
+        let cpus = allowed_cpus();
+        let spare_cpus = cpus.len().saturating_sub(cores);
+        let spin = (spare_cpus > 0).then_some(SPIN_BEFORE_PARK);
         let assignment = layout::assign(&leaves, &ancestors, cores);
         let shared: Vec<Arc<CoreShared>> = (0..cores)
             .map(|index| Arc::new(CoreShared::new(index, options.queue_depth, spin)))
@@ -233,6 +237,7 @@ impl Db {
             .zip(assignment.ancestors)
             .map(|(leaves, ancestors)| core::Owned { leaves, ancestors });
         let start = Start {
+            cpus,
             spin,
             options,
             health: health.clone(),
@@ -247,7 +252,7 @@ impl Db {
             route: assignment.route,
             health,
             closed: AtomicBool::new(false),
-            spinners: Spinners::new(allowed_cpus().len().saturating_sub(cores), SPIN_BEFORE_PARK),
+            spinners: Spinners::new(spare_cpus, SPIN_BEFORE_PARK),
             threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
         };
@@ -815,14 +820,9 @@ fn bool_of(reply: Reply) -> bool {
     }
 }
 
-/// How long a core's executor spins for work before it parks: only when the machine
-/// has a CPU for every core and one more (callers' threads need CPUs too), never when
-/// idle (it parks after the spin).
-fn spin_for(cores: usize) -> Option<Duration> {
-    (allowed_cpus().len() > cores).then_some(SPIN_BEFORE_PARK)
-}
-
-/// See [`spin_for`]: about the time a request takes to arrive from a busy caller.
+/// How long a core, its executor and a blocking caller spin before they park, when
+/// the machine has CPUs the cores leave free (never when idle: they park after it):
+/// about the time a request takes to arrive from a busy caller.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 
 impl Drop for Inner {
