@@ -535,5 +535,7 @@ pub fn parse_extent_file_name(name: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+pub mod log;
+
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@
 //! - [`hash`]: the stable routing hash;
 //! - [`device`]: the I/O seam (glommio DMA files, memory, a simulated faulty disk);
 //! - [`index`]: the in-memory index;
+//! - [`commitlog`]: a core's commit log, one fdatasync per commit round;
 //! - [`Substore`]: writes, reads, flush, recovery (strict, or a [`Recovery::Salvage`]
 //!   that keeps every intact record and quarantines damaged bytes);
 //! - [`verify`]: a read-only check of every checksum and of the index against the log.
@@ -26,6 +27,7 @@
 //! .unwrap();
 //! ```
 
+pub mod commitlog;
 mod compaction;
 pub mod device;
 mod diagnose;
@@ -40,6 +42,7 @@ mod substore;
 pub mod verify;
 
 pub use bytes::Bytes;
+pub use commitlog::{CommitLog, Journal, LogContents};
 pub use compaction::CompactionStats;
 pub use device::{CrashMode, DmaDevice, EntryKind, Fault, FaultOn, MemDevice, SimDevice, SimDisk};
 pub use error::{Error, Result};

@@ -242,6 +242,7 @@ impl<D: Device> Substore<D> {
             io_lock: async_lock::Mutex::new(()),
             compaction_lock: async_lock::Mutex::new(()),
             salvaged: Vec::new(),
+            journal: Default::default(),
         };
         substore.recover(seqs).await?;
         substore.salvaged = substore.finish_salvages().await?;

@@ -21,11 +21,12 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use crate::commitlog::Journal;
 use crate::device::{Device, DeviceFile};
 use crate::error::{Error, Result};
 use crate::format::{
     self, BLOCK_BYTES, EXTENT_HEADER_LEN, ExtentHeader, FOOTER_LEN, Footer, Kind, RecordHeader,
-    SubstoreId, SummaryEntry, align_down, align_up, extent_file_name,
+    RecordRef, SubstoreId, SummaryEntry, align_down, align_up, extent_file_name,
 };
 use crate::index::{Entry, Index};
 use crate::limits::{
@@ -198,6 +199,9 @@ pub struct Substore<D: Device> {
     pub(crate) compaction_lock: async_lock::Mutex<()>,
     /// What opening salvaged (empty unless opened with [`Recovery::Salvage`]).
     pub(crate) salvaged: Vec<Salvaged>,
+    /// Where writes are journaled for a commit log, if attached
+    /// ([`Substore::attach_journal`]).
+    pub(crate) journal: RefCell<Option<Rc<RefCell<Journal>>>>,
 }
 
 /// Checks a write's sizes against the limits before anything changes.
@@ -381,7 +385,13 @@ impl<D: Device> Substore<D> {
         if kind == Kind::Tombstone {
             state.unsynced_deletes.insert(key.to_vec(), seq);
         }
-        self.append_record(&mut state, &header, opts.meta, key, value)
+        self.append_record(&mut state, &header, opts.meta, key, value)?;
+        if let Some(journal) = &*self.journal.borrow() {
+            journal
+                .borrow_mut()
+                .push(&self.id, &header, opts.meta, key, value);
+        }
+        Ok(())
     }
 
     /// Appends a record with a given header (compaction keeps the original sequence),
@@ -706,6 +716,55 @@ impl<D: Device> Substore<D> {
     pub fn has_unsynced(&self) -> bool {
         let state = self.state.borrow();
         state.durable_seq < state.next_seq - 1 || !state.unsynced_deletes.is_empty()
+    }
+
+    /// From now on every put and delete is also journaled into `journal` (or no longer,
+    /// with `None`), for a commit log that makes it durable in place of a flush.
+    pub fn attach_journal(&self, journal: Option<Rc<RefCell<Journal>>>) {
+        *self.journal.borrow_mut() = journal;
+    }
+
+    /// Declares every record up to `seq` durable: a commit log holding them was synced.
+    /// Reads then treat them as a flush would have.
+    pub fn mark_durable(&self, seq: u64) {
+        let mut state = self.state.borrow_mut();
+        state.durable_seq = state.durable_seq.max(seq);
+        state.unsynced_deletes.retain(|_, s| *s > seq);
+    }
+
+    /// Appends the records of `records` (encoded as in an extent, concatenated, in
+    /// sequence order) that this substore does not hold, keeping their sequences: a
+    /// record is missing when its sequence is at least [`Substore::next_seq`], because
+    /// recovery keeps a prefix of the appends. Returns how many it appended; the caller
+    /// flushes them.
+    pub fn replay(&self, records: &[u8], source: &str) -> Result<usize> {
+        self.check_writable()?;
+        let mut state = self.state.borrow_mut();
+        let (mut rest, mut applied) = (records, 0);
+        while !rest.is_empty() {
+            let at = (records.len() - rest.len()) as u64;
+            let record = format::decode_record(rest).map_err(|e| {
+                Error::corruption(source.into(), at, format!("replayed record: {e:?}"))
+            })?;
+            rest = &rest[record.header.record_len()..];
+            if record.header.seq < state.next_seq {
+                continue;
+            }
+            if record.header.kind == Kind::Tombstone {
+                state
+                    .unsynced_deletes
+                    .insert(record.key.to_vec(), record.header.seq);
+            }
+            let RecordRef {
+                header,
+                meta,
+                key,
+                value,
+            } = record;
+            self.append_record(&mut state, &header, meta, key, value)?;
+            applied += 1;
+        }
+        Ok(applied)
     }
 
     /// The sequence number the next record appended will get (no I/O). A caller that
