@@ -90,10 +90,7 @@ impl<F: DeviceFile> CommitLog<F> {
             Ok(file) => (file, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let file = device.create(name).await;
-                (
-                    file.map_err(|e| Error::io("creating", path.clone(), 0, e))?,
-                    true,
-                )
+                (file.map_err(|e| Error::io("creating", path.clone(), 0, e))?, true)
             }
             Err(e) => return Err(Error::io("opening", path, 0, e)),
         };
@@ -183,25 +180,6 @@ impl<F: DeviceFile> CommitLog<F> {
         result
     }
 
-    /// Bytes from the start of the file to the end of the last frame.
-    pub fn used_bytes(&self) -> u64 {
-        self.next_offset.get()
-    }
-
-    /// Gives back the space of an empty log (after a reset): the file keeps its header
-    /// block only. For a clean close: the next run grows it again.
-    pub async fn shrink(&self) -> Result<()> {
-        let _alone = self.writes.write().await;
-        if self.next_offset.get() != BLOCK_BYTES {
-            return Ok(()); // frames written since the reset: nothing to give back
-        }
-        self.file
-            .truncate(BLOCK_BYTES)
-            .await
-            .map_err(|e| Error::io("truncating", self.path.clone(), BLOCK_BYTES, e))?;
-        self.sync(BLOCK_BYTES).await
-    }
-
     async fn write_header(&self) -> Result<()> {
         let mut block = vec![0u8; BLOCK_BYTES as usize];
         block[..LOG_HEADER_LEN].copy_from_slice(&self.header.get().encode());
@@ -239,18 +217,14 @@ const SCAN_READ_BYTES: usize = 1 << 20;
 /// file): its header and every valid frame, up to the first that is not.
 ///
 /// A header that does not validate is corruption (a reset writes it within one sector,
-/// so a torn header write leaves the old or the new one), unless it is all zeros (a new
-/// file whose header was lost); so is a frame whose checksum
+/// so a torn header write leaves the old or the new one); so is a frame whose checksum
 /// matches but whose entries do not parse. A torn or stale frame just ends the log.
 pub fn scan(
     path: &str,
     mut read: impl FnMut(u64, usize) -> io::Result<Vec<u8>>,
 ) -> Result<LogContents> {
-    let first =
-        read(0, BLOCK_BYTES as usize).map_err(|e| Error::io("reading", path.into(), 0, e))?;
-    // Created, and the header never reached the disk: a header once durable is only
-    // ever replaced by another (sector-atomic), never by zeros.
-    if first.len() < LOG_HEADER_LEN || first[..LOG_HEADER_LEN].iter().all(|&b| b == 0) {
+    let first = read(0, BLOCK_BYTES as usize).map_err(|e| Error::io("reading", path.into(), 0, e))?;
+    if first.len() < LOG_HEADER_LEN {
         return Ok(LogContents::default());
     }
     let header = LogHeader::decode(&first)
