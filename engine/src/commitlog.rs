@@ -90,7 +90,10 @@ impl<F: DeviceFile> CommitLog<F> {
             Ok(file) => (file, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let file = device.create(name).await;
-                (file.map_err(|e| Error::io("creating", path.clone(), 0, e))?, true)
+                (
+                    file.map_err(|e| Error::io("creating", path.clone(), 0, e))?,
+                    true,
+                )
             }
             Err(e) => return Err(Error::io("opening", path, 0, e)),
         };
@@ -223,7 +226,8 @@ pub fn scan(
     path: &str,
     mut read: impl FnMut(u64, usize) -> io::Result<Vec<u8>>,
 ) -> Result<LogContents> {
-    let first = read(0, BLOCK_BYTES as usize).map_err(|e| Error::io("reading", path.into(), 0, e))?;
+    let first =
+        read(0, BLOCK_BYTES as usize).map_err(|e| Error::io("reading", path.into(), 0, e))?;
     if first.len() < LOG_HEADER_LEN {
         return Ok(LogContents::default());
     }

@@ -42,7 +42,9 @@ fn replaying_the_log_restores_every_acknowledged_write() {
         let (mut data, mut logs) = (SimDevice::new(), SimDevice::new());
         let mut model = BTreeMap::new();
         block_on(async {
-            let s = Substore::create_or_open(data.clone(), ID, config()).await.unwrap();
+            let s = Substore::create_or_open(data.clone(), ID, config())
+                .await
+                .unwrap();
             let journal = Rc::new(RefCell::new(Journal::default()));
             s.attach_journal(Some(journal.clone()));
             let log = CommitLog::start(&logs, LOG, 0, 1, 1 << 20).await.unwrap();
@@ -64,13 +66,17 @@ fn replaying_the_log_restores_every_acknowledged_write() {
             }
             // Appended, journaled, never committed: may be lost, must not damage.
             for k in 0..25u32 {
-                s.put(format!("new{k}").as_bytes(), &[9; 700]).await.unwrap();
+                s.put(format!("new{k}").as_bytes(), &[9; 700])
+                    .await
+                    .unwrap();
             }
         });
         data.crash(mode);
         logs.crash(mode);
         block_on(async {
-            let s = Substore::create_or_open(data.clone(), ID, config()).await.unwrap();
+            let s = Substore::create_or_open(data.clone(), ID, config())
+                .await
+                .unwrap();
             let file = logs.open(LOG).await.unwrap();
             let contents = scan(LOG, |at, len| block_on(file.read_at(at, len))).unwrap();
             assert_eq!(contents.frames, 40, "{what}");
@@ -86,12 +92,21 @@ fn replaying_the_log_restores_every_acknowledged_write() {
             }
             check(&s, &model, &what).await;
             // Replaying again changes nothing: every record is held now.
-            assert_eq!(s.replay(records, LOG).unwrap(), 0, "{what} ({applied} replayed)");
+            assert_eq!(
+                s.replay(records, LOG).unwrap(),
+                0,
+                "{what} ({applied} replayed)"
+            );
         });
         data.crash(CrashMode::DropUnsynced);
         block_on(async {
-            let s = Substore::create_or_open(data.clone(), ID, config()).await.unwrap();
-            assert!(s.len() >= model.len() as u64, "{what}: the replay was flushed");
+            let s = Substore::create_or_open(data.clone(), ID, config())
+                .await
+                .unwrap();
+            assert!(
+                s.len() >= model.len() as u64,
+                "{what}: the replay was flushed"
+            );
         });
     }
 }

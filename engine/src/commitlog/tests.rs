@@ -30,7 +30,13 @@ fn journal(first: u64, n: u64) -> Vec<u8> {
     for seq in first..first + n {
         let key = format!("key-{seq}");
         let value = vec![seq as u8; (seq % 300) as usize];
-        j.push(&id(seq % 2 + 1), &put(seq, key.as_bytes(), &value), b"", key.as_bytes(), &value);
+        j.push(
+            &id(seq % 2 + 1),
+            &put(seq, key.as_bytes(), &value),
+            b"",
+            key.as_bytes(),
+            &value,
+        );
     }
     j.take()
 }
@@ -56,7 +62,9 @@ fn seqs(contents: &LogContents, substore: u64) -> Vec<u64> {
 fn frames_come_back_in_order_grouped_by_substore() {
     let device = MemDevice::new();
     block_on(async {
-        let log = CommitLog::start(&device, NAME, 0, 7, 1 << 20).await.unwrap();
+        let log = CommitLog::start(&device, NAME, 0, 7, 1 << 20)
+            .await
+            .unwrap();
         assert!(log.append(&journal(1, 10)).await.unwrap());
         assert!(log.append(&journal(11, 5)).await.unwrap());
     });
@@ -71,7 +79,9 @@ fn frames_come_back_in_order_grouped_by_substore() {
 fn a_reset_or_a_new_epoch_ends_every_earlier_frame() {
     let device = MemDevice::new();
     block_on(async {
-        let log = CommitLog::start(&device, NAME, 0, 1, 1 << 20).await.unwrap();
+        let log = CommitLog::start(&device, NAME, 0, 1, 1 << 20)
+            .await
+            .unwrap();
         for n in 0..3 {
             assert!(log.append(&journal(n * 10 + 1, 10)).await.unwrap());
         }
@@ -79,7 +89,10 @@ fn a_reset_or_a_new_epoch_ends_every_earlier_frame() {
         assert!(log.append(&journal(100, 1)).await.unwrap());
     });
     let contents = scan_file(&device, NAME).unwrap();
-    assert_eq!(contents.frames, 1, "the older generation's frames 1 and 2 are stale");
+    assert_eq!(
+        contents.frames, 1,
+        "the older generation's frames 1 and 2 are stale"
+    );
     assert_eq!(seqs(&contents, 1), vec![100]);
     block_on(CommitLog::start(&device, NAME, 0, 2, 1 << 20)).unwrap();
     let contents = scan_file(&device, NAME).unwrap();
@@ -90,7 +103,9 @@ fn a_reset_or_a_new_epoch_ends_every_earlier_frame() {
 fn a_full_log_refuses_the_frame_and_takes_it_after_a_reset() {
     let device = MemDevice::new();
     block_on(async {
-        let log = CommitLog::start(&device, NAME, 0, 1, 4 * BLOCK_BYTES).await.unwrap();
+        let log = CommitLog::start(&device, NAME, 0, 1, 4 * BLOCK_BYTES)
+            .await
+            .unwrap();
         let mut taken = 0;
         while log.append(&journal(1, 20)).await.unwrap() {
             taken += 1;
@@ -106,7 +121,9 @@ fn a_full_log_refuses_the_frame_and_takes_it_after_a_reset() {
 fn a_torn_frame_ends_the_log_and_a_corrupt_header_is_refused() {
     let device = MemDevice::new();
     block_on(async {
-        let log = CommitLog::start(&device, NAME, 0, 1, 1 << 20).await.unwrap();
+        let log = CommitLog::start(&device, NAME, 0, 1, 1 << 20)
+            .await
+            .unwrap();
         for n in 0..3 {
             assert!(log.append(&journal(n * 10 + 1, 10)).await.unwrap());
         }
@@ -119,7 +136,10 @@ fn a_torn_frame_ends_the_log_and_a_corrupt_header_is_refused() {
     };
     bytes.borrow_mut()[second + 100] ^= 1;
     let contents = scan_file(&device, NAME).unwrap();
-    assert_eq!(contents.frames, 1, "the log ends at the damaged second frame");
+    assert_eq!(
+        contents.frames, 1,
+        "the log ends at the damaged second frame"
+    );
     bytes.borrow_mut()[LOG_HEADER_LEN - 1] = 1;
     let err = scan_file(&device, NAME).unwrap_err();
     assert!(matches!(err, Error::Corruption { .. }), "{err}");
@@ -134,10 +154,16 @@ fn an_empty_file_holds_nothing() {
 
 #[test]
 fn every_acknowledged_frame_survives_a_power_cut() {
-    for mode in [CrashMode::DropUnsynced, CrashMode::TearLast { seed: 3 }, CrashMode::Random { seed: 3 }] {
+    for mode in [
+        CrashMode::DropUnsynced,
+        CrashMode::TearLast { seed: 3 },
+        CrashMode::Random { seed: 3 },
+    ] {
         let mut device = SimDevice::new();
         block_on(async {
-            let log = CommitLog::start(&device, NAME, 0, 1, 1 << 20).await.unwrap();
+            let log = CommitLog::start(&device, NAME, 0, 1, 1 << 20)
+                .await
+                .unwrap();
             for n in 0..4 {
                 assert!(log.append(&journal(n * 10 + 1, 10)).await.unwrap());
             }
@@ -155,7 +181,14 @@ fn every_acknowledged_frame_survives_a_power_cut() {
         });
         device.crash(mode);
         let contents = scan_file(&device, NAME).unwrap();
-        assert!(contents.frames == 4 || contents.frames == 5, "{mode:?}: {}", contents.frames);
-        assert_eq!(seqs(&contents, 1)[..20], (1..=40).filter(|s| s % 2 == 0).collect::<Vec<_>>()[..]);
+        assert!(
+            contents.frames == 4 || contents.frames == 5,
+            "{mode:?}: {}",
+            contents.frames
+        );
+        assert_eq!(
+            seqs(&contents, 1)[..20],
+            (1..=40).filter(|s| s % 2 == 0).collect::<Vec<_>>()[..]
+        );
     }
 }
