@@ -71,7 +71,10 @@ impl Engine for Ringkv {
         self.db.flush().map_err(|e| e.to_string())
     }
     fn disk_bytes(&self) -> u64 {
-        self.db.stats().map(|s| s.disk_bytes).unwrap_or(0)
+        self.db
+            .stats()
+            .map(|s| s.disk_bytes + s.log_bytes)
+            .unwrap_or(0)
     }
     fn close(self: Box<Self>) -> Result<(), String> {
         self.db.close().map_err(|e| e.to_string())

@@ -1,4 +1,4 @@
-//! The commit log: one preallocated-by-use file per core that makes a commit round
+//! The commit log: one file per core (grown ahead of its frames by chunks of zeros) that makes a commit round
 //! durable with one write and one fdatasync, whatever number of substores it touched.
 //!
 //! - A [`Journal`] collects, in memory, every record the core's substores append (their
@@ -15,8 +15,11 @@
 //!   it lacks ([`crate::Substore::replay`]); the file is then started again with a new
 //!   epoch ([`CommitLog::start`]), never before every replayed record is durable.
 //!
-//! Invariant: a reset or a start writes the header only when no frame write is in
-//! flight, and no frame is reserved until the new header is durable.
+//! Invariant: a frame is reserved only while the log is unsealed; a checkpoint seals it
+//! before it syncs the substores, so every frame of the generation it resets holds
+//! records appended before that sync began. A reset writes the header only once every
+//! frame reserved before the seal is written, and unseals only once the header is
+//! durable.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -28,7 +31,7 @@ use crate::format::log::{
     FrameHeader, LOG_HEADER_LEN, LogHeader, decode_entries, decode_frame_header, encode_entry,
     encode_frame, frame_crc_matches,
 };
-use crate::format::{BLOCK_BYTES, RecordHeader, SubstoreId, align_up, encode_record};
+use crate::format::{BLOCK_BYTES, RecordHeader, SubstoreId, align_down, encode_record};
 
 /// Records appended since the last commit round, as log payload entries.
 #[derive(Debug, Default)]
@@ -60,6 +63,13 @@ impl Journal {
     }
 }
 
+/// A generation the log stopped taking frames in: its checkpoint is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a sealed log takes no frame until it is reset"]
+pub struct Sealed {
+    generation: u64,
+}
+
 /// One core's log file, open for appending frames.
 #[derive(Debug)]
 pub struct CommitLog<F> {
@@ -69,11 +79,22 @@ pub struct CommitLog<F> {
     next_offset: Cell<u64>,
     next_frame: Cell<u64>,
     capacity: u64,
-    /// A reset is writing the header: no frame may be reserved.
-    resetting: Cell<bool>,
-    /// Frame writes hold it shared; a reset holds it alone.
+    /// A checkpoint of this generation is due: no frame may be reserved until its
+    /// reset has written the next generation's header.
+    sealed: Cell<bool>,
+    /// Each reserved frame holds it shared from its reservation until it is written; a
+    /// reset holds it alone, so no frame of an older generation lands after it.
     writes: async_lock::RwLock<()>,
+    /// The file is written (allocated, its length set) up to here, so that a frame
+    /// below it changes no file-system metadata and its fdatasync is a data flush only.
+    written_end: Cell<u64>,
+    /// Held while the file grows by a chunk of zeros.
+    growing: async_lock::Mutex<()>,
 }
+
+/// How much the log file grows at a time, ahead of the frames: the metadata of its new
+/// length is committed once per chunk instead of with every frame.
+const GROW_BYTES: u64 = 1 << 20;
 
 impl<F: DeviceFile> CommitLog<F> {
     /// Opens (or creates) file `name` of `device` and starts it empty, with `epoch` and
@@ -107,10 +128,17 @@ impl<F: DeviceFile> CommitLog<F> {
             }),
             next_offset: Cell::new(BLOCK_BYTES),
             next_frame: Cell::new(0),
-            capacity: capacity.max(2 * BLOCK_BYTES),
-            resetting: Cell::new(false),
+            capacity: align_down(capacity).max(2 * BLOCK_BYTES),
+            sealed: Cell::new(false),
             writes: async_lock::RwLock::new(()),
+            written_end: Cell::new(0),
+            growing: async_lock::Mutex::new(()),
         };
+        let size = log.file.file_size().await;
+        let size = size.map_err(|e| Error::io("sizing", log.path.clone(), 0, e))?;
+        // The header block is written next, whatever the file held (a crash may have
+        // left its length anywhere; past the header, all it holds is stale).
+        log.written_end.set(align_down(size).max(BLOCK_BYTES));
         log.write_header().await?;
         if created {
             device
@@ -121,11 +149,13 @@ impl<F: DeviceFile> CommitLog<F> {
         Ok(log)
     }
 
-    /// Writes `payload` as the next frame and makes it durable. `Ok(false)`, with
-    /// nothing written, when it does not fit (the caller syncs the substores and resets)
-    /// or a reset is under way.
-    pub async fn append(&self, payload: &[u8]) -> Result<bool> {
-        // Reserved in the first poll: frames are numbered in the order of the calls.
+    /// Writes `payload` as the next frame and makes it durable. `Ok(Err(sealed))`, with
+    /// nothing written, when it does not fit (or never could): the log is sealed, and
+    /// the caller syncs every substore and then [`CommitLog::reset`]s it.
+    pub async fn append(&self, payload: &[u8]) -> Result<Result<(), Sealed>> {
+        // Reserved in the first poll: frames are numbered in the order of the calls,
+        // and a frame reserved before a seal has its records appended before the
+        // checkpoint that follows the seal began.
         let frame_header = FrameHeader {
             epoch: self.header.get().epoch,
             generation: self.header.get().generation,
@@ -134,53 +164,107 @@ impl<F: DeviceFile> CommitLog<F> {
         };
         let at = self.next_offset.get();
         let len = frame_header.frame_len();
-        if self.resetting.get() || payload.len() > u32::MAX as usize || at + len > self.capacity {
-            return Ok(false);
+        let fits = payload.len() <= u32::MAX as usize && at + len <= self.capacity;
+        if self.sealed.get() || !fits {
+            return Ok(Err(self.seal()));
         }
+        // No reset waits while the log is unsealed, so this never fails; if it did,
+        // sealing is the safe answer.
+        let Some(writing) = self.writes.try_read() else {
+            return Ok(Err(self.seal()));
+        };
         self.next_offset.set(at + len);
         self.next_frame.set(frame_header.frame_no + 1);
         let mut frame = Vec::with_capacity(len as usize);
         encode_frame(&mut frame, &frame_header, payload);
-        {
-            let _writing = self.writes.read().await;
-            self.file
-                .write_at(at, &frame)
-                .await
-                .map_err(|e| Error::io("writing", self.path.clone(), at, e))?;
-        }
+        self.grow_to(at + len).await?;
+        self.file
+            .write_at(at, &frame)
+            .await
+            .map_err(|e| Error::io("writing", self.path.clone(), at, e))?;
+        drop(writing);
         self.sync(at).await?;
-        Ok(true)
+        Ok(Ok(()))
     }
 
-    /// Whether the next frame of `payload_len` bytes would not fit.
-    pub fn is_full_for(&self, payload_len: usize) -> bool {
-        let len = align_up((crate::format::log::FRAME_HEADER_LEN + payload_len) as u64);
-        self.next_offset.get() + len > self.capacity
-    }
-
-    /// Whether a payload this long can ever be logged (else the caller syncs the
-    /// substores instead).
-    pub fn fits_at_all(&self, payload_len: usize) -> bool {
-        let len = align_up((crate::format::log::FRAME_HEADER_LEN + payload_len) as u64);
-        BLOCK_BYTES + len <= self.capacity
-    }
-
-    /// Starts a new generation: every earlier frame stops being valid. Call only once
-    /// every record of the file is durable in its substore. Waits for frame writes in
-    /// flight; frames reserved meanwhile are refused (`append` answers `false`).
-    pub async fn reset(&self) -> Result<()> {
-        if self.resetting.replace(true) {
-            return Ok(()); // another reset is doing it
+    /// Stops the log taking frames until the checkpoint of this generation is done.
+    pub fn seal(&self) -> Sealed {
+        self.sealed.set(true);
+        Sealed {
+            generation: self.header.get().generation,
         }
-        let _alone = self.writes.write().await;
+    }
+
+    /// Makes sure the file is written up to `end`, writing zeros ahead of the frames a
+    /// chunk at a time. Zeros never validate as a frame; the chunk starts past every
+    /// frame reserved so far, and a frame in it is written only once it is there.
+    async fn grow_to(&self, end: u64) -> Result<()> {
+        if end <= self.written_end.get() {
+            return Ok(());
+        }
+        let _one = self.growing.lock().await;
+        let from = self.written_end.get();
+        if end <= from {
+            return Ok(());
+        }
+        let ahead = (end + GROW_BYTES).min(self.capacity).max(end);
+        // Zeros are no data: when the chunk does not fit (a full disk, a file-size
+        // limit), the frame's own blocks are tried alone before giving up.
+        for to in [ahead, end] {
+            let zeros = vec![0u8; (to - from) as usize];
+            match self.file.write_at(from, &zeros).await {
+                Ok(()) => {
+                    self.written_end.set(to);
+                    return Ok(());
+                }
+                Err(e) if to == end => {
+                    return Err(Error::io("growing", self.path.clone(), from, e));
+                }
+                Err(_) => {}
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Starts the generation after `sealed`: every earlier frame stops being valid.
+    /// Call only once every record appended before the seal is durable in its
+    /// substore. Waits until every frame reserved before the seal is written. A reset
+    /// of a generation already left behind (another checkpoint did it) does nothing.
+    pub async fn reset(&self, sealed: Sealed) -> Result<()> {
         let mut header = self.header.get();
+        if header.generation != sealed.generation {
+            return Ok(());
+        }
         header.generation += 1;
         self.header.set(header);
-        let result = self.write_header().await;
+        let _alone = self.writes.write().await;
+        // On failure the log stays sealed: the core is failed anyway.
+        self.write_header().await?;
         self.next_offset.set(BLOCK_BYTES);
         self.next_frame.set(0);
-        self.resetting.set(false);
-        result
+        self.sealed.set(false);
+        Ok(())
+    }
+
+    /// Bytes from the start of the file to the end of the last frame.
+    pub fn used_bytes(&self) -> u64 {
+        self.next_offset.get()
+    }
+
+    /// Gives back the space of an empty log (after a reset): the file keeps its header
+    /// block only. For a clean close: the next run grows it again.
+    pub async fn shrink(&self) -> Result<()> {
+        let _closing = self.seal();
+        let _alone = self.writes.write().await;
+        if self.next_offset.get() != BLOCK_BYTES {
+            return Ok(()); // frames written since the reset: nothing to give back
+        }
+        self.file
+            .truncate(BLOCK_BYTES)
+            .await
+            .map_err(|e| Error::io("truncating", self.path.clone(), BLOCK_BYTES, e))?;
+        self.written_end.set(BLOCK_BYTES);
+        self.sync(BLOCK_BYTES).await
     }
 
     async fn write_header(&self) -> Result<()> {
@@ -220,7 +304,8 @@ const SCAN_READ_BYTES: usize = 1 << 20;
 /// file): its header and every valid frame, up to the first that is not.
 ///
 /// A header that does not validate is corruption (a reset writes it within one sector,
-/// so a torn header write leaves the old or the new one); so is a frame whose checksum
+/// so a torn header write leaves the old or the new one), unless it is all zeros (a new
+/// file whose header was lost); so is a frame whose checksum
 /// matches but whose entries do not parse. A torn or stale frame just ends the log.
 pub fn scan(
     path: &str,
@@ -228,7 +313,9 @@ pub fn scan(
 ) -> Result<LogContents> {
     let first =
         read(0, BLOCK_BYTES as usize).map_err(|e| Error::io("reading", path.into(), 0, e))?;
-    if first.len() < LOG_HEADER_LEN {
+    // Created, and the header never reached the disk: a header once durable is only
+    // ever replaced by another (sector-atomic), never by zeros.
+    if first.len() < LOG_HEADER_LEN || first[..LOG_HEADER_LEN].iter().all(|&b| b == 0) {
         return Ok(LogContents::default());
     }
     let header = LogHeader::decode(&first)

@@ -476,6 +476,13 @@ impl<D: Device> Substore<D> {
         self.write_out(true).await
     }
 
+    /// Writes what is buffered to the extent files without syncing them (full extents
+    /// are sealed, and a seal is synced): for an owner whose commit log makes the
+    /// writes durable, so that buffers stay small and full extents get sealed.
+    pub async fn write_unsynced(&self) -> Result<()> {
+        self.write_out(false).await
+    }
+
     /// Writes every tail out; seals full extents (always synced); syncs the rest when
     /// `sync`. One pass over the extents that had tails when it started.
     async fn write_out(&self, sync: bool) -> Result<()> {

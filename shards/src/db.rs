@@ -20,6 +20,7 @@ use crate::core::{
 };
 use crate::error::{Error, Result};
 use crate::layout::{self, DirLock, ROUTE_BITS};
+use crate::logs;
 use crate::options::Options;
 
 /// Figures of a whole database.
@@ -32,6 +33,9 @@ pub struct Stats {
     pub live_bytes: u64,
     /// Bytes the extent files take.
     pub disk_bytes: u64,
+    /// Bytes of the commit logs in use (records also in the extents, not yet synced
+    /// there).
+    pub log_bytes: u64,
     /// Leaves of the hash trie (substores).
     pub substores: u64,
     /// Per-core figures.
@@ -221,6 +225,7 @@ impl Db {
         layout::create_db_dir(fs, &path)?;
         let lock = layout::lock(fs, &path)?;
         let (leaves, ancestors) = layout::scan(fs, &path)?;
+        let logged = logs::read(fs, &path)?;
         let cores = options.resolved_cores();
         let cpus = allowed_cpus();
         let spare_cpus = cpus.len().saturating_sub(cores);
@@ -231,11 +236,29 @@ impl Db {
             .collect();
         let health = Arc::new(Health::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let owned = assignment
-            .per_core
-            .into_iter()
+        let stores: Vec<Vec<&layout::Leaf>> = (assignment.per_core.iter())
+            .zip(&assignment.ancestors)
+            .map(|(leaves, ancestors)| leaves.iter().chain(ancestors).collect())
+            .collect();
+        let replay = logs::route(&path, logged.records, &stores)?;
+        let log_ready = Arc::new(AtomicBool::new(false));
+        let owned = (assignment.per_core.into_iter())
             .zip(assignment.ancestors)
-            .map(|(leaves, ancestors)| core::Owned { leaves, ancestors });
+            .zip(replay)
+            .map(|((leaves, ancestors), replay)| core::Owned {
+                leaves,
+                ancestors,
+                replay,
+                log_epoch: logged.next_epoch,
+                log_ready: log_ready.clone(),
+                dir: path.clone(),
+            });
+        let logs_kept = if options.commit_log_bytes > 0 {
+            cores
+        } else {
+            0
+        };
+        let storage = options.storage.clone();
         let start = Start {
             cpus,
             spin,
@@ -259,8 +282,15 @@ impl Db {
         let db = Db {
             inner: Arc::new(inner),
         };
-        match spawn_error.or(await_ready(&ready_rx, started)) {
-            None => Ok(db),
+        // Every core replayed and synced its records: the logs may go or start again.
+        let failed = spawn_error.or(await_ready(&ready_rx, started)).or_else(|| {
+            logs::remove_unused(&storage, &db.inner.path, &logged.files, logs_kept).err()
+        });
+        match failed {
+            None => {
+                log_ready.store(true, Ordering::Release);
+                Ok(db)
+            }
             Some(e) => {
                 let _ = db.inner.close();
                 Err(e)
@@ -456,6 +486,7 @@ impl Db {
                 stats.keys += s.totals.keys;
                 stats.live_bytes += s.totals.live_bytes;
                 stats.disk_bytes += s.totals.disk_bytes;
+                stats.log_bytes += s.log_bytes;
                 stats.substores += s.substores;
                 stats.cores.push(s);
             }

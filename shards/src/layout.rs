@@ -77,7 +77,7 @@ pub(crate) fn leaf_id(prefix_bits: u8, hash_prefix: u64) -> SubstoreId {
     }
 }
 
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
     move |source| Error::Io { op, path, source }
 }

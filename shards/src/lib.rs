@@ -39,6 +39,7 @@ mod db;
 mod error;
 mod host;
 mod layout;
+mod logs;
 mod options;
 mod sizing;
 mod storage;
@@ -49,10 +50,10 @@ pub use core::{CoreStats, LeafStats, Update};
 pub use db::{Db, Local, Stats};
 pub use error::{Error, Result};
 pub use options::{
-    COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES, COMPACTION_GARBAGE_RATIO_DEFAULT,
-    COMPACTION_INTERVAL_DEFAULT, COMPACTION_SHARES_DEFAULT, CORES_MAX, Durability,
-    FLUSH_INTERVAL_DEFAULT, IO_MEMORY_DEFAULT_BYTES, Options, QUEUE_DEPTH_DEFAULT,
-    SPLIT_THRESHOLD_DEFAULT_BYTES, SplitMode,
+    COMMIT_LOG_DEFAULT_BYTES, COMMIT_LOG_MIN_BYTES, COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES,
+    COMPACTION_GARBAGE_RATIO_DEFAULT, COMPACTION_INTERVAL_DEFAULT, COMPACTION_SHARES_DEFAULT,
+    CORES_MAX, Durability, FLUSH_INTERVAL_DEFAULT, IO_MEMORY_DEFAULT_BYTES, Options,
+    QUEUE_DEPTH_DEFAULT, SPLIT_THRESHOLD_DEFAULT_BYTES, SplitMode,
 };
 pub use ringkv_engine::limits::{KEY_LEN_MAX, VALUE_LEN_MAX};
 pub use ringkv_engine::verify::{Finding, SubstoreReport};

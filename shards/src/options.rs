@@ -55,6 +55,7 @@ pub struct Options {
     pub(crate) compaction_shares: usize,
     pub(crate) compaction_interval: Duration,
     pub(crate) recovery: Recovery,
+    pub(crate) commit_log_bytes: u64,
     pub(crate) storage: Storage,
 }
 
@@ -81,6 +82,11 @@ pub(crate) const FOREGROUND_SHARES: usize = 1000;
 /// Dead fraction used under free-space pressure.
 pub(crate) const COMPACTION_GARBAGE_RATIO_PRESSURE: f64 = 0.1;
 
+/// Default size of each core's commit log file: 64 MiB.
+pub const COMMIT_LOG_DEFAULT_BYTES: u64 = 64 << 20;
+/// Smallest commit log file (when it is on).
+pub const COMMIT_LOG_MIN_BYTES: u64 = 64 << 10;
+
 /// Most cores a database runs.
 pub const CORES_MAX: usize = 256;
 
@@ -102,6 +108,7 @@ impl Default for Options {
             compaction_shares: COMPACTION_SHARES_DEFAULT,
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
             recovery: Recovery::Strict,
+            commit_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
             storage: Storage::Real,
         }
     }
@@ -213,6 +220,16 @@ impl Options {
         self
     }
 
+    /// Size of each core's commit log file. A commit round writes what it commits as one
+    /// frame of this log and syncs that one file, instead of every substore it touched;
+    /// the substores are synced when the log is full (it then starts again) and on close
+    /// (ARCHITECTURE.md, "Group commit"). 0 turns the log off: each round syncs every
+    /// substore it touched. Default 64 MiB; at least 64 KiB when on.
+    pub fn commit_log_bytes(mut self, n: u64) -> Self {
+        self.commit_log_bytes = n;
+        self
+    }
+
     /// Runs the database on a simulated disk instead of the file system: the path
     /// given to [`Db::open`](crate::Db::open) names a directory of `disk`. For tests of
     /// what survives a power cut ([`SimDisk::power_cut_at`], [`SimDisk::crash`]) and
@@ -262,6 +279,12 @@ impl Options {
             return bad(format!(
                 "compaction_shares {} is outside 1..={FOREGROUND_SHARES}",
                 self.compaction_shares
+            ));
+        }
+        if self.commit_log_bytes != 0 && self.commit_log_bytes < COMMIT_LOG_MIN_BYTES {
+            return bad(format!(
+                "commit_log_bytes {} is below {COMMIT_LOG_MIN_BYTES} (0 turns the log off)",
+                self.commit_log_bytes
             ));
         }
         if self.flush_interval.is_zero() {

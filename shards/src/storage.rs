@@ -12,6 +12,7 @@ use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
 use ringkv_engine::device::{Device, DeviceFile};
+use ringkv_engine::format::{BLOCK_BYTES, align_up};
 use ringkv_engine::{DmaDevice, EntryKind, SimDevice, SimDisk};
 
 use crate::error::{Error, Result};
@@ -160,6 +161,48 @@ impl Storage {
         }
     }
 
+    /// Reads up to `len` bytes of file `path` at `offset` (fewer only at its end),
+    /// through the page cache: for reading files no core has open yet.
+    pub(crate) fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        match self {
+            Storage::Real => {
+                use std::os::unix::fs::FileExt;
+                let file = File::open(path)?;
+                let mut buf = vec![0u8; len];
+                let mut got = 0;
+                while got < len {
+                    match file.read_at(&mut buf[got..], offset + got as u64)? {
+                        0 => break,
+                        n => got += n,
+                    }
+                }
+                buf.truncate(got);
+                Ok(buf)
+            }
+            Storage::Sim(disk) => {
+                let (dir, name) = split_path(path)?;
+                let device = disk.device(dir)?;
+                futures_lite::future::block_on(async {
+                    let file = device.open(name).await?;
+                    let start = offset - offset % BLOCK_BYTES;
+                    let mut bytes = file
+                        .read_at(start, align_up(offset + len as u64 - start) as usize)
+                        .await?;
+                    bytes.drain(..((offset - start) as usize).min(bytes.len()));
+                    bytes.truncate(len);
+                    Ok(bytes)
+                })
+            }
+        }
+    }
+
+    pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match self {
+            Storage::Real => std::fs::remove_file(path),
+            Storage::Sim(disk) => disk.remove(path),
+        }
+    }
+
     /// Bytes free for this process on the file system of `path`; unknown (`u64::MAX`)
     /// when it cannot be asked, and on the simulated disk.
     pub(crate) fn free_bytes(&self, path: &Path) -> u64 {
@@ -219,6 +262,17 @@ impl Storage {
                     })
             }
         }
+    }
+}
+
+/// A file's directory and name.
+fn split_path(path: &Path) -> io::Result<(&Path, &str)> {
+    match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(dir), Some(name)) => Ok((dir, name)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file path",
+        )),
     }
 }
 

@@ -1,7 +1,8 @@
-//! Running out of file descriptors is a resource error: the write that needed a new
-//! extent file fails, the database stays writable, and once descriptors are free again
-//! writes succeed and nothing acknowledged is lost. Alone in its test binary: it takes
-//! every descriptor the process may open.
+//! Running out of file descriptors is a resource error. Without a commit log, the write
+//! that needed a new extent file fails and the database stays writable; with one (the
+//! default), the log already open makes every write durable and the extent file is
+//! created once descriptors are free. Either way nothing acknowledged is lost. Alone in
+//! its test binary: it takes every descriptor the process may open.
 
 use std::fs::File;
 use std::time::Duration;
@@ -9,8 +10,9 @@ use std::time::Duration;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use ringkv::{Db, Durability, Error, Options};
 
-fn options() -> Options {
+fn options(commit_log_bytes: u64) -> Options {
     Options::default()
+        .commit_log_bytes(commit_log_bytes)
         .cores(1)
         .durability(Durability::Sync)
         .extent_size_bytes(64 << 10)
@@ -32,7 +34,13 @@ fn exhaust_descriptors() -> Vec<File> {
 }
 
 #[test]
-fn out_of_descriptors_fails_the_write_and_the_database_stays_writable() {
+fn out_of_descriptors_loses_nothing_with_or_without_a_commit_log() {
+    out_of_descriptors(0);
+    out_of_descriptors(ringkv::COMMIT_LOG_DEFAULT_BYTES);
+}
+
+fn out_of_descriptors(commit_log_bytes: u64) {
+    let options = || options(commit_log_bytes);
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     // A small limit, so that taking every descriptor is quick.
     setrlimit(Resource::RLIMIT_NOFILE, soft.min(1024), hard).unwrap();
@@ -56,11 +64,16 @@ fn out_of_descriptors_fails_the_write_and_the_database_stays_writable() {
         }
     }
     drop(held);
-    let failure = failure.expect("a write needed a new extent file");
-    assert!(
-        matches!(&failure, Error::Engine(e) if e.is_out_of_descriptors()),
-        "{failure:?}"
-    );
+    if commit_log_bytes == 0 {
+        let failure = failure.expect("a write needed a new extent file");
+        assert!(
+            matches!(&failure, Error::Engine(e) if e.is_out_of_descriptors()),
+            "{failure:?}"
+        );
+    } else {
+        assert!(failure.is_none(), "the log made it durable: {failure:?}");
+        assert_eq!(acknowledged.len(), 64);
+    }
 
     // Descriptors are free again: the database takes writes, nothing is lost, now and
     // after a reopen.

@@ -274,6 +274,11 @@ fn options(rng: &mut Rng, disk: &SimDisk, profile: &Profile) -> Options {
         .compaction_garbage_ratio(profile.garbage_ratio)
         .io_memory_bytes(64 << 10)
         .queue_depth(64)
+        .commit_log_bytes(match rng.below(3) {
+            0 => 0,                            // rounds sync the substores
+            1 => ringkv::COMMIT_LOG_MIN_BYTES, // fills often: checkpoints, resets
+            _ => ringkv::COMMIT_LOG_DEFAULT_BYTES,
+        })
         .simulated_disk(disk.clone())
 }
 

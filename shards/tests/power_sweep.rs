@@ -359,6 +359,20 @@ fn a_cut_at_every_change_behind_a_hand_over_loses_nothing_acknowledged() {
 }
 
 #[test]
+fn a_cut_at_every_change_with_a_commit_log_that_fills_loses_nothing_acknowledged() {
+    let mut scenario = Scenario::split(SplitMode::Copy);
+    let split_options = std::mem::replace(&mut scenario.options, Box::new(|_| unreachable!()));
+    scenario.options =
+        Box::new(move |disk| split_options(disk).commit_log_bytes(ringkv::COMMIT_LOG_MIN_BYTES));
+    sweep_all(
+        &scenario,
+        "a commit log that fills",
+        &[DROP_UNSYNCED, RANDOM],
+        100,
+    );
+}
+
+#[test]
 fn a_cut_at_every_change_of_a_copy_split_loses_nothing_acknowledged() {
     let scenario = Scenario::split(SplitMode::Copy);
     sweep_all(&scenario, "copy split", &[DROP_UNSYNCED, RANDOM], 100);

@@ -41,6 +41,13 @@ fn journal(first: u64, n: u64) -> Vec<u8> {
     j.take()
 }
 
+/// Appends `frames` frames of 10 records each, numbered from 1.
+async fn append_frames<F: DeviceFile>(log: &CommitLog<F>, frames: u64) {
+    for n in 0..frames {
+        assert!(log.append(&journal(n * 10 + 1, 10)).await.unwrap().is_ok());
+    }
+}
+
 fn scan_file<D: Device>(device: &D, name: &str) -> Result<LogContents> {
     let file = block_on(device.open(name)).expect("the log exists");
     scan(name, |at, len| block_on(file.read_at(at, len)))
@@ -65,8 +72,8 @@ fn frames_come_back_in_order_grouped_by_substore() {
         let log = CommitLog::start(&device, NAME, 0, 7, 1 << 20)
             .await
             .unwrap();
-        assert!(log.append(&journal(1, 10)).await.unwrap());
-        assert!(log.append(&journal(11, 5)).await.unwrap());
+        assert!(log.append(&journal(1, 10)).await.unwrap().is_ok());
+        assert!(log.append(&journal(11, 5)).await.unwrap().is_ok());
     });
     let contents = scan_file(&device, NAME).unwrap();
     assert_eq!(contents.frames, 2);
@@ -82,11 +89,9 @@ fn a_reset_or_a_new_epoch_ends_every_earlier_frame() {
         let log = CommitLog::start(&device, NAME, 0, 1, 1 << 20)
             .await
             .unwrap();
-        for n in 0..3 {
-            assert!(log.append(&journal(n * 10 + 1, 10)).await.unwrap());
-        }
-        log.reset().await.unwrap();
-        assert!(log.append(&journal(100, 1)).await.unwrap());
+        append_frames(&log, 3).await;
+        log.reset(log.seal()).await.unwrap();
+        assert!(log.append(&journal(100, 1)).await.unwrap().is_ok());
     });
     let contents = scan_file(&device, NAME).unwrap();
     assert_eq!(
@@ -100,21 +105,35 @@ fn a_reset_or_a_new_epoch_ends_every_earlier_frame() {
 }
 
 #[test]
-fn a_full_log_refuses_the_frame_and_takes_it_after_a_reset() {
+fn a_full_log_seals_until_the_reset_of_that_generation() {
     let device = MemDevice::new();
     block_on(async {
         let log = CommitLog::start(&device, NAME, 0, 1, 4 * BLOCK_BYTES)
             .await
             .unwrap();
         let mut taken = 0;
-        while log.append(&journal(1, 20)).await.unwrap() {
-            taken += 1;
-        }
-        assert!(taken >= 1 && log.is_full_for(100));
-        assert!(!log.fits_at_all(4 * BLOCK_BYTES as usize));
-        log.reset().await.unwrap();
-        assert!(log.append(&journal(1, 20)).await.unwrap());
+        let sealed = loop {
+            match log.append(&journal(1, 20)).await.unwrap() {
+                Ok(()) => taken += 1,
+                Err(sealed) => break sealed,
+            }
+        };
+        assert!(taken >= 1);
+        // Sealed: even a frame that would fit waits for the checkpoint.
+        assert_eq!(log.append(&journal(1, 1)).await.unwrap(), Err(sealed));
+        log.reset(sealed).await.unwrap();
+        assert!(log.append(&journal(1, 20)).await.unwrap().is_ok());
+        // A second reset of the generation left behind changes nothing.
+        log.reset(sealed).await.unwrap();
+        assert!(log.append(&journal(21, 1)).await.unwrap().is_ok());
+        let too_large = journal(1, 200);
+        assert!(
+            log.append(&too_large).await.unwrap().is_err(),
+            "larger than the log"
+        );
     });
+    let contents = scan_file(&device, NAME).unwrap();
+    assert_eq!(contents.frames, 2, "the frames after the reset are valid");
 }
 
 #[test]
@@ -124,9 +143,7 @@ fn a_torn_frame_ends_the_log_and_a_corrupt_header_is_refused() {
         let log = CommitLog::start(&device, NAME, 0, 1, 1 << 20)
             .await
             .unwrap();
-        for n in 0..3 {
-            assert!(log.append(&journal(n * 10 + 1, 10)).await.unwrap());
-        }
+        append_frames(&log, 3).await;
     });
     let bytes = device.file_bytes(NAME).unwrap();
     let second = {
@@ -164,9 +181,7 @@ fn every_acknowledged_frame_survives_a_power_cut() {
             let log = CommitLog::start(&device, NAME, 0, 1, 1 << 20)
                 .await
                 .unwrap();
-            for n in 0..4 {
-                assert!(log.append(&journal(n * 10 + 1, 10)).await.unwrap());
-            }
+            append_frames(&log, 4).await;
             // A frame written but not synced: may or may not survive, never damages.
             let frame = FrameHeader {
                 epoch: 1,

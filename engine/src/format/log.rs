@@ -4,7 +4,7 @@
 // Header, the first LOG_HEADER_LEN bytes of block 0 (the rest of the block is zero):
 //   { magic "RKL" ver | crc32c | epoch u64 | generation u64 | core u32 | reserved zero }
 // Frame, at a block-aligned offset from BLOCK_BYTES on, padded with zeros to a block:
-//   { magic "RKF" ver | crc32c | epoch u64 | generation u64 | frame_no u64 |
+//   { magic "RKC" ver | crc32c | epoch u64 | generation u64 | frame_no u64 |
 //     payload_len u32 | reserved u32 zero | payload }
 // Payload: entries { substore_id u64 | record_len u32 | record (as in an extent) }.
 // The frame crc covers bytes 8..FRAME_HEADER_LEN and the payload.
@@ -22,7 +22,7 @@ pub const LOG_CORE_AT: usize = 24;
 pub const LOG_RESERVED_AT: usize = 28;
 const _: () = assert!(LOG_HEADER_LEN as u64 <= SECTOR_BYTES);
 
-pub const FRAME_MAGIC: [u8; 4] = [b'R', b'K', b'F', FORMAT_VERSION];
+pub const FRAME_MAGIC: [u8; 4] = [b'R', b'K', b'C', FORMAT_VERSION];
 pub const FRAME_HEADER_LEN: usize = 40;
 pub const FRAME_CRC_AT: usize = 4;
 pub const FRAME_EPOCH_AT: usize = 8;

@@ -10,6 +10,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
+use super::log::*;
 use super::*;
 use crate::hash::{ROUTING_SEED, child_id, child_nibble, routing_hash};
 use crate::limits::{
@@ -936,6 +937,20 @@ fn documented_consts() -> Vec<(&'static str, Option<u64>)> {
         SCAN_CHUNK_BYTES,
         INDEX_KEY_BYTES_MAX,
         SEQ_MAX,
+        LOG_HEADER_LEN,
+        LOG_CRC_AT,
+        LOG_EPOCH_AT,
+        LOG_GENERATION_AT,
+        LOG_CORE_AT,
+        LOG_RESERVED_AT,
+        FRAME_HEADER_LEN,
+        FRAME_CRC_AT,
+        FRAME_EPOCH_AT,
+        FRAME_GENERATION_AT,
+        FRAME_NO_AT,
+        FRAME_PAYLOAD_LEN_AT,
+        FRAME_RESERVED_AT,
+        ENTRY_HEADER_LEN,
     ];
     all.extend(other![
         EXTENT_MAGIC,
@@ -943,6 +958,8 @@ fn documented_consts() -> Vec<(&'static str, Option<u64>)> {
         META_MAGIC,
         META_FILE_NAME,
         META_FILE_TMP_NAME,
+        LOG_MAGIC,
+        FRAME_MAGIC,
     ]);
     all
 }
@@ -952,7 +969,8 @@ fn every_public_const_of_format_rs_is_documented() {
     // A const added to format.rs must be added to `documented_consts`, whose tests then
     // require FORMAT.md to give its offset or value.
     let consts = documented_consts();
-    for line in include_str!("../format.rs").lines() {
+    let sources = [include_str!("../format.rs"), include_str!("log.rs")];
+    for line in sources.iter().flat_map(|s| s.lines()) {
         let Some(rest) = line.strip_prefix("pub const ") else {
             continue;
         };
@@ -968,7 +986,16 @@ fn every_public_const_of_format_rs_is_documented() {
 
 /// Upper-case words in FORMAT.md's code spans that are not consts: file names and
 /// magic strings.
-const NOT_CONSTS: &[&str] = &["SUBSTORE", "ARCHITECTURE", "FORMAT", "RKX", "RKF", "RKS"];
+const NOT_CONSTS: &[&str] = &[
+    "SUBSTORE",
+    "ARCHITECTURE",
+    "FORMAT",
+    "RKX",
+    "RKF",
+    "RKS",
+    "RKL",
+    "RKC",
+];
 
 /// Limits FORMAT.md names without their values: they are not part of the format.
 const NOT_ON_DISK: &[&str] = &[
@@ -1658,4 +1685,46 @@ fn only_canonical_extent_file_names_parse() {
     for name in ["00000000000000A3.ext", "ABCDEF0000000000.ext"] {
         assert_eq!(parse_extent_file_name(name), None, "{name}");
     }
+}
+
+#[test]
+fn commit_log_header_and_frame_fields_sit_where_format_md_says() {
+    // Built field by field from FORMAT.md's tables, not by the encoders.
+    let header = LogHeader {
+        epoch: 0x0102_0304_0506_0708,
+        generation: 9,
+        core: 3,
+    };
+    let mut want = vec![b'R', b'K', b'L', FORMAT_VERSION, 0, 0, 0, 0];
+    want.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+    want.extend_from_slice(&9u64.to_le_bytes());
+    want.extend_from_slice(&3u32.to_le_bytes());
+    want.resize(64, 0);
+    let crc = checksum(&[&want[8..64]]);
+    want[4..8].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(header.encode().to_vec(), want);
+    assert_eq!(LogHeader::decode(&want), Some(header));
+
+    let payload = [7u8; 5];
+    let frame = FrameHeader {
+        epoch: 1,
+        generation: 2,
+        frame_no: 3,
+        payload_len: 5,
+    };
+    let mut want = vec![b'R', b'K', b'C', FORMAT_VERSION, 0, 0, 0, 0];
+    for field in [1u64, 2, 3] {
+        want.extend_from_slice(&field.to_le_bytes());
+    }
+    want.extend_from_slice(&5u32.to_le_bytes());
+    want.extend_from_slice(&[0; 4]);
+    want.extend_from_slice(&payload);
+    let crc = checksum(&[&want[8..]]);
+    want[4..8].copy_from_slice(&crc.to_le_bytes());
+    want.resize(BLOCK_BYTES as usize, 0);
+    let mut got = Vec::new();
+    encode_frame(&mut got, &frame, &payload);
+    assert_eq!(got, want);
+    assert_eq!(decode_frame_header(&want), Some(frame));
+    assert!(frame_crc_matches(&want, &frame));
 }

@@ -1,5 +1,6 @@
-//! Group commit and what it means for readers. A commit round writes and fdatasyncs
-//! every dirty store of the core, all in flight together; every write appended before
+//! Group commit and what it means for readers. A commit round writes one frame of the
+//! core's commit log and fdatasyncs it ([`super::log`]), or, with the log off, writes
+//! and fdatasyncs every dirty store of the core, all in flight together; every write appended before
 //! the round began is durable when it and the rounds before it have ended, and writers
 //! arriving meanwhile share the next round, which may start while the first is still
 //! in flight (two at most). In `Sync` mode a reader waits for the round that makes what it would
@@ -45,11 +46,14 @@ struct Round {
     target: u64,
     outcome: Option<bool>,
     poisoned: bool,
+    /// Substores and the sequence up to which the round makes them durable, marked
+    /// once it and every round before it succeeded.
+    marks: Vec<(Rc<LeafState>, u64)>,
 }
 
 impl Committer {
     /// Records a round's start; its id.
-    fn start(&self) -> u64 {
+    fn start(&self, marks: Vec<(Rc<LeafState>, u64)>) -> u64 {
         let (id, target) = (self.next_round.get(), self.requested.get());
         self.next_round.set(id + 1);
         self.started.set(target);
@@ -58,6 +62,7 @@ impl Committer {
             target,
             outcome: None,
             poisoned: false,
+            marks,
         });
         id
     }
@@ -80,6 +85,9 @@ impl Committer {
             let Some(ok) = front.outcome else { break };
             if ok && !front.poisoned {
                 self.durable.set(self.durable.get().max(front.target));
+                for (leaf, seq) in &front.marks {
+                    leaf.store.mark_durable(*seq);
+                }
             }
             rounds.pop_front();
         }
@@ -165,8 +173,13 @@ impl Core {
             }
             let covered = c.started.get() >= ticket;
             if !covered && c.rounds.borrow().len() < COMMIT_ROUNDS_MAX {
-                let id = c.start();
-                let result = self.flush_dirty().await;
+                if self.log_wants_start() {
+                    self.start_log().await?;
+                    continue;
+                }
+                let mut input = self.round_input();
+                let id = c.start(std::mem::take(&mut input.marks));
+                let result = self.round(input).await;
                 c.finish(id, result.is_ok());
                 result?;
                 continue;
@@ -183,7 +196,12 @@ impl Core {
             .into_iter()
             .filter(|l| l.dirty.replace(false))
             .collect();
-        let tasks: Vec<_> = dirty
+        self.flush_stores(dirty).await
+    }
+
+    /// Writes and syncs each of `stores`, all in flight together.
+    pub(super) async fn flush_stores(&self, stores: Vec<Rc<LeafState>>) -> Result<()> {
+        let tasks: Vec<_> = stores
             .into_iter()
             .map(|leaf| {
                 glommio::spawn_local(async move {
@@ -244,9 +262,9 @@ mod tests {
     fn a_round_that_ends_first_waits_for_the_round_before_it() {
         let c = Committer::default();
         request(&c, 3);
-        let first = c.start();
+        let first = c.start(Vec::new());
         request(&c, 2);
-        let second = c.start();
+        let second = c.start(Vec::new());
         assert_eq!(c.started.get(), 5);
         c.finish(second, true);
         assert_eq!(c.durable.get(), 0, "the first round has not ended");
@@ -260,12 +278,12 @@ mod tests {
     fn a_failed_round_poisons_the_rounds_started_before_it_failed() {
         let c = Committer::default();
         request(&c, 1);
-        let first = c.start();
+        let first = c.start(Vec::new());
         c.finish(first, true);
         request(&c, 2);
-        let failing = c.start();
+        let failing = c.start(Vec::new());
         request(&c, 2);
-        let after = c.start();
+        let after = c.start(Vec::new());
         c.finish(failing, false);
         assert_eq!(c.durable.get(), 1);
         assert_eq!(c.started.get(), 1, "their tickets need a round again");
@@ -276,7 +294,7 @@ mod tests {
             "it may have skipped what the failed one left"
         );
         request(&c, 1);
-        let retry = c.start();
+        let retry = c.start(Vec::new());
         c.finish(retry, true);
         assert_eq!(
             c.durable.get(),

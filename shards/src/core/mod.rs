@@ -40,11 +40,13 @@ use crate::options::{Durability, Options};
 mod background;
 mod commit;
 mod leaf;
+mod log;
 mod mailbox;
 mod report;
 
 use commit::Committer;
 use leaf::LeafState;
+use log::CoreLog;
 pub(crate) use mailbox::{CoreShared, ReplySlot, ReplyTo, Request, Spinners};
 pub use report::{CoreStats, LeafStats};
 
@@ -186,6 +188,14 @@ impl Health {
 pub(crate) struct Owned {
     pub(crate) leaves: Vec<Leaf>,
     pub(crate) ancestors: Vec<Leaf>,
+    /// What the commit logs held for these leaves and ancestors.
+    pub(crate) replay: crate::logs::Records,
+    /// The epoch this run's commit logs start with.
+    pub(crate) log_epoch: u64,
+    /// Set once every core has replayed its records: logs may start again.
+    pub(crate) log_ready: Arc<std::sync::atomic::AtomicBool>,
+    /// The database directory.
+    pub(crate) dir: std::path::PathBuf,
 }
 
 /// A core's state, on its own thread.
@@ -203,6 +213,7 @@ struct Core {
     /// Bumped by every write on this core (guards cache fills).
     writes: Cell<u64>,
     commit: Committer,
+    log: CoreLog,
     flush_scheduled: Cell<bool>,
     in_flight: Cell<usize>,
     idle: Event,
@@ -217,6 +228,7 @@ struct Core {
     background_errors: Cell<u64>,
     background_error: RefCell<Option<String>>,
     stopping: Cell<bool>,
+    /// The database directory.
     data_dir: std::path::PathBuf,
 }
 
@@ -351,12 +363,14 @@ impl Core {
         options: Options,
         health: Arc<Health>,
     ) -> Result<Self> {
-        let Owned { leaves, ancestors } = owned;
-        let data_dir = leaves
-            .first()
-            .and_then(|l| l.dir.parent())
-            .map(|d| d.to_path_buf())
-            .unwrap_or_default();
+        let Owned {
+            leaves,
+            ancestors,
+            mut replay,
+            log_epoch,
+            log_ready,
+            dir: data_dir,
+        } = owned;
         let config = Config {
             extent_size_bytes: options.extent_size_bytes,
             recovery: options.recovery,
@@ -379,7 +393,8 @@ impl Core {
             behind.push(ancestor);
         }
         let cores = options.resolved_cores() as u64;
-        Ok(Self {
+        let log = CoreLog::new(options.commit_log_bytes > 0, log_epoch, log_ready);
+        let core = Self {
             index,
             cache: RefCell::new(Cache::new(options.cache_bytes / cores)),
             options,
@@ -391,6 +406,7 @@ impl Core {
             splits: Cell::new(0),
             writes: Cell::new(0),
             commit: Committer::default(),
+            log,
             flush_scheduled: Cell::new(false),
             in_flight: Cell::new(0),
             idle: Event::new(),
@@ -402,7 +418,15 @@ impl Core {
             background_error: RefCell::new(None),
             stopping: Cell::new(false),
             data_dir,
-        })
+        };
+        for leaf in core.store_list() {
+            core.replay(&leaf, &mut replay).await?;
+        }
+        assert!(
+            replay.is_empty(),
+            "open routes each core only its own records"
+        );
+        Ok(core)
     }
 
     fn leaf(&self, hash: u64) -> Rc<LeafState> {
@@ -618,6 +642,7 @@ impl Core {
                 leaf.dirty.set(true);
             }
             self.commit().await?;
+            self.close_log().await?;
         }
         Ok(())
     }

@@ -18,6 +18,11 @@ pub struct CoreStats {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub commits: u64,
+    /// Bytes of this core's commit log in use: records committed through it since its
+    /// last checkpoint (their substores hold them too, not yet synced).
+    pub log_bytes: u64,
+    /// Times the commit log filled up and every substore was synced (checkpoints).
+    pub log_checkpoints: u64,
     /// 16-way splits done since open.
     pub splits: u64,
     /// Compaction work done since open (background and `Db::compact`).
@@ -92,6 +97,7 @@ impl Core {
                 salvaged: ancestor.store.salvaged().to_vec(),
             });
         }
+        (stats.log_bytes, stats.log_checkpoints) = self.log_figures();
         stats.in_flight = self.in_flight.get() as u64;
         stats
     }

@@ -29,6 +29,7 @@ impl Core {
         leaves.remove(&parent.id.hash_prefix);
         for child in stores {
             *child.ancestor.borrow_mut() = Some(parent.clone());
+            self.adopt(&child);
             leaves.insert(child.id.hash_prefix, child);
         }
         self.ancestors.borrow_mut().push(parent.clone());

@@ -178,6 +178,7 @@ impl Core {
             let mut leaves = self.leaves.borrow_mut();
             leaves.remove(&parent.id.hash_prefix);
             for child in stores {
+                self.adopt(&child);
                 leaves.insert(child.id.hash_prefix, Rc::new(child));
             }
         }
