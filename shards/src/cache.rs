@@ -1,112 +1,146 @@
-//! A core's read cache: least-recently-used values under a byte budget. Direct I/O
-//! bypasses the page cache, so this is the only cache between a get and the disk.
+//! A core's read cache: values under a byte budget, scan-resistant, readable from any
+//! thread. Direct I/O bypasses the page cache, so this is the only cache between a get
+//! and the disk.
+//!
+//! - **Who touches it.** The owning core is the only writer (fills, write admission,
+//!   removal on every write); callers' threads read it directly, so a cached get costs
+//!   no hop to the core. `quick_cache` does the work: sharded, a read lock per lookup,
+//!   no allocation on a hit, its tables grown only until they settle.
+//! - **Policy.** quick_cache's CLOCK-Pro variant (close to S3-FIFO): a new entry starts
+//!   cold and is promoted only if it is read again, and recently evicted keys are
+//!   remembered as ghosts, so one pass over many keys (a scan, a bulk load) does not
+//!   push out the values that are read over and over.
+//! - **Invariant (the core keeps it).** An entry is always the key's newest value and is
+//!   readable by any caller (durable in `Sync` mode): the core removes a key before it
+//!   appends a write of it, and inserts only values that are still the newest. Removal
+//!   happens before the write is acknowledged, so a caller that saw its write
+//!   acknowledged never finds the older value here.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ahash::RandomState;
 use bytes::Bytes;
-use lru::LruCache;
+use quick_cache::sync::DefaultLifecycle;
+use quick_cache::{OptionsBuilder, Weighter};
 
-/// Bytes charged per entry on top of key and value (list links, hash slot, `Bytes`).
+/// Bytes charged per entry on top of key and value: the cache's slot and hash entry
+/// (about 70 bytes with its ghost allowance) and the key's and value's heap headers.
 const ENTRY_OVERHEAD_BYTES: u64 = 96;
+/// An entry larger than a shard's share of the budget is not cached; eight shards means
+/// a value over an eighth of the budget never is.
+const SHARDS: usize = 8;
+/// Bytes per entry assumed when sizing the tables (they grow if entries are smaller).
+const SIZING_ENTRY_BYTES: u64 = 1024;
 
-#[derive(Debug)]
-pub(crate) struct Cache {
-    entries: LruCache<Vec<u8>, Bytes>,
-    budget_bytes: u64,
-    bytes: u64,
-    hits: u64,
-    misses: u64,
+#[derive(Clone, Copy, Debug, Default)]
+struct Weigh;
+
+impl Weighter<Box<[u8]>, Bytes> for Weigh {
+    fn weight(&self, key: &Box<[u8]>, value: &Bytes) -> u64 {
+        cost(key, value)
+    }
 }
 
 fn cost(key: &[u8], value: &[u8]) -> u64 {
     (key.len() + value.len()) as u64 + ENTRY_OVERHEAD_BYTES
 }
 
+type Entries = quick_cache::sync::Cache<
+    Box<[u8]>,
+    Bytes,
+    Weigh,
+    RandomState,
+    DefaultLifecycle<Box<[u8]>, Bytes>,
+>;
+
+#[derive(Debug)]
+pub(crate) struct Cache {
+    /// `None` with a budget of zero: nothing is cached.
+    entries: Option<Entries>,
+    budget_bytes: u64,
+    /// Lookups without a cache (all misses).
+    uncached: AtomicU64,
+}
+
 impl Cache {
     pub(crate) fn new(budget_bytes: u64) -> Self {
+        let entries = (budget_bytes > 0).then(|| {
+            let options = OptionsBuilder::new()
+                .shards(SHARDS)
+                .weight_capacity(budget_bytes)
+                .estimated_items_capacity((budget_bytes / SIZING_ENTRY_BYTES).max(64) as usize)
+                .build()
+                .expect("capacity and item estimate are set");
+            Entries::with_options(
+                options,
+                Weigh,
+                RandomState::new(),
+                DefaultLifecycle::default(),
+            )
+        });
         Self {
-            entries: LruCache::unbounded(),
+            entries,
             budget_bytes,
-            bytes: 0,
-            hits: 0,
-            misses: 0,
+            uncached: AtomicU64::new(0),
         }
     }
 
-    pub(crate) fn get(&mut self, key: &[u8]) -> Option<Bytes> {
-        let hit = self.hit(key);
-        if hit.is_none() {
-            self.misses += 1;
+    /// A caller's lookup: counted as a hit or a miss.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Bytes> {
+        match &self.entries {
+            Some(entries) => entries.get(key),
+            None => {
+                self.uncached.fetch_add(1, Ordering::Relaxed);
+                None
+            }
         }
-        hit
     }
 
-    /// [`Cache::get`] that counts only a hit: a miss is counted by the `get` that
-    /// follows it.
-    pub(crate) fn hit(&mut self, key: &[u8]) -> Option<Bytes> {
-        let hit = self.entries.get(key).cloned();
-        self.hits += u64::from(hit.is_some());
-        hit
+    /// The core's second look after a caller's miss: not counted again, and it leaves
+    /// the entry's standing in the policy alone.
+    pub(crate) fn peek(&self, key: &[u8]) -> Option<Bytes> {
+        self.entries.as_ref()?.peek(key)
     }
 
-    /// Caches a copy of `value` (a read's buffer may be larger than the value), unless it
-    /// would take more than an eighth of the budget.
-    pub(crate) fn insert(&mut self, key: &[u8], value: &Bytes) {
-        if cost(key, value) <= self.budget_bytes / 8 {
+    /// Caches a copy of a value read from the device (its buffer may be larger than the
+    /// value), unless it would take more than a shard's share of the budget.
+    pub(crate) fn insert(&self, key: &[u8], value: &Bytes) {
+        if self.fits(key, value) {
             self.insert_owned(key, Bytes::copy_from_slice(value));
         }
     }
 
     /// Caches `value` itself (a written value: nothing else shares its buffer), unless
-    /// it would take more than an eighth of the budget.
-    pub(crate) fn insert_owned(&mut self, key: &[u8], value: Bytes) {
-        let cost = cost(key, &value);
-        if cost > self.budget_bytes / 8 {
-            return;
-        }
-        self.remove(key);
-        self.entries.put(key.to_vec(), value);
-        self.bytes += cost;
-        while self.bytes > self.budget_bytes {
-            let (k, v) = self.entries.pop_lru().expect("bytes > 0 means entries");
-            self.bytes -= self::cost(&k, &v);
+    /// it would take more than a shard's share of the budget.
+    pub(crate) fn insert_owned(&self, key: &[u8], value: Bytes) {
+        if let Some(entries) = &self.entries {
+            if self.fits(key, &value) {
+                entries.insert(key.into(), value);
+            }
         }
     }
 
-    pub(crate) fn remove(&mut self, key: &[u8]) {
-        if let Some(v) = self.entries.pop(key) {
-            self.bytes -= cost(key, &v);
+    fn fits(&self, key: &[u8], value: &[u8]) -> bool {
+        cost(key, value) <= self.budget_bytes / SHARDS as u64
+    }
+
+    pub(crate) fn remove(&self, key: &[u8]) {
+        if let Some(entries) = &self.entries {
+            entries.remove(key);
         }
     }
 
+    /// Bytes charged to the budget now.
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes
+        self.entries.as_ref().map_or(0, Entries::weight)
     }
     pub(crate) fn hits(&self) -> u64 {
-        self.hits
+        self.entries.as_ref().map_or(0, Entries::hits)
     }
     pub(crate) fn misses(&self) -> u64 {
-        self.misses
+        (self.entries.as_ref()).map_or(self.uncached.load(Ordering::Relaxed), Entries::misses)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stays_within_budget_and_evicts_least_recent() {
-        let mut c = Cache::new(10_000);
-        for i in 0..100u32 {
-            c.insert(&i.to_be_bytes(), &Bytes::from(vec![0u8; 100]));
-            assert!(c.bytes() <= 10_000);
-        }
-        assert!(c.get(&99u32.to_be_bytes()).is_some());
-        assert!(c.get(&0u32.to_be_bytes()).is_none());
-        c.remove(&99u32.to_be_bytes());
-        assert!(c.get(&99u32.to_be_bytes()).is_none());
-        c.insert(b"big", &Bytes::from(vec![0u8; 5000]));
-        assert!(
-            c.get(b"big").is_none(),
-            "values over an eighth of the budget are not cached"
-        );
-    }
-}
+mod tests;

@@ -14,6 +14,7 @@ use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use ringkv_engine::hash::routing_hash;
 use ringkv_engine::{CompactionStats, check_limits};
 
+use crate::cache::Cache;
 use crate::core::{
     self, CoreShared, CoreStats, Health, Here, Op, Reply, ReplySlot, ReplyTo, Request, SpawnFn,
     Spinners, Update, UpdateFn,
@@ -54,6 +55,8 @@ type CoreThread = std::thread::JoinHandle<()>;
 struct Inner {
     path: PathBuf,
     cores: Vec<Arc<CoreShared>>,
+    /// Each core's read cache (the core fills it; callers read it).
+    caches: Vec<Arc<Cache>>,
     route: Box<[u16]>,
     health: Arc<Health>,
     closed: AtomicBool,
@@ -234,6 +237,9 @@ impl Db {
         let shared: Vec<Arc<CoreShared>> = (0..cores)
             .map(|index| Arc::new(CoreShared::new(index, options.queue_depth, spin)))
             .collect();
+        let caches: Vec<Arc<Cache>> = (0..cores)
+            .map(|_| Arc::new(Cache::new(options.cache_bytes / cores as u64)))
+            .collect();
         let health = Arc::new(Health::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stores: Vec<Vec<&layout::Leaf>> = (assignment.per_core.iter())
@@ -245,13 +251,15 @@ impl Db {
         let owned = (assignment.per_core.into_iter())
             .zip(assignment.ancestors)
             .zip(replay)
-            .map(|((leaves, ancestors), replay)| core::Owned {
+            .zip(caches.iter().cloned())
+            .map(|(((leaves, ancestors), replay), cache)| core::Owned {
                 leaves,
                 ancestors,
                 replay,
                 log_epoch: logged.next_epoch,
                 log_ready: log_ready.clone(),
                 dir: path.clone(),
+                cache,
             });
         let logs_kept = if options.commit_log_bytes > 0 {
             cores
@@ -272,6 +280,7 @@ impl Db {
         let inner = Inner {
             path,
             cores: shared,
+            caches,
             route: assignment.route,
             health,
             closed: AtomicBool::new(false),
@@ -314,8 +323,14 @@ impl Db {
     }
 
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let (hash, op) = get_op(key.as_ref())?;
-        self.inner.call_blocking(hash, op).map(value_of)
+        let key = key.as_ref();
+        let hash = read_key(key)?;
+        if let Some(value) = self.inner.cached(hash, key) {
+            return Ok(Some(value));
+        }
+        (self.inner)
+            .call_blocking(hash, Op::Get(key.to_vec()))
+            .map(value_of)
     }
 
     /// Deletes a key; a missing key is not an error.
@@ -356,7 +371,12 @@ impl Db {
     }
 
     pub async fn get_async(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let (hash, op) = get_op(key.as_ref())?;
+        let key = key.as_ref();
+        let hash = read_key(key)?;
+        if let Some(value) = self.inner.cached(hash, key) {
+            return Ok(Some(value));
+        }
+        let op = Op::Get(key.to_vec());
         self.inner.call(hash, op).await.map(value_of)
     }
 
@@ -372,10 +392,20 @@ impl Db {
 
     pub async fn get_many_async<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
         let mut split = PerCore::new(self.inner.cores.len());
-        for key in keys {
+        let mut values = Vec::with_capacity(keys.len());
+        let mut missed = Vec::new();
+        for (at, key) in keys.iter().enumerate() {
             let key = key.as_ref();
             let hash = read_key(key)?;
-            split.add(self.inner.core_of(hash), (hash, key.to_vec()));
+            let hit = self.inner.cached(hash, key);
+            if hit.is_none() {
+                missed.push(at);
+                split.add(self.inner.core_of(hash), (hash, key.to_vec()));
+            }
+            values.push(hit);
+        }
+        if missed.is_empty() {
+            return Ok(values);
         }
         let answers = split.call(&self.inner, Op::GetMany).await?;
         let mut answers: Vec<std::vec::IntoIter<Option<Bytes>>> = answers
@@ -386,11 +416,10 @@ impl Db {
                 Some(other) => unreachable!("get_many answered {other:?}"),
             })
             .collect();
-        Ok(split
-            .order
-            .iter()
-            .map(|&core| answers[core].next().expect("one answer per key"))
-            .collect())
+        for (at, &core) in missed.into_iter().zip(&split.order) {
+            values[at] = answers[core].next().expect("one answer per key");
+        }
+        Ok(values)
     }
 
     pub async fn put_many_async<K: AsRef<[u8]>, V: AsRef<[u8]>>(
@@ -572,7 +601,12 @@ impl Local {
 
     /// [`Db::get_async`], served in place when this core owns the key.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let (hash, op) = get_op(key.as_ref())?;
+        let key = key.as_ref();
+        let hash = read_key(key)?;
+        if let Some(value) = self.db.inner.cached(hash, key) {
+            return Ok(Some(value));
+        }
+        let op = Op::Get(key.to_vec());
         self.call(hash, op).await.map(value_of)
     }
 
@@ -608,6 +642,18 @@ impl Local {
 impl Inner {
     fn core_of(&self, hash: u64) -> usize {
         usize::from(self.route[(hash >> (64 - u32::from(ROUTE_BITS))) as usize])
+    }
+
+    /// `key`'s value if its core's cache holds it: a get without a hop. `None` on a
+    /// miss, and when the database is closed or the core no longer serves (a request
+    /// then says why).
+    fn cached(&self, hash: u64, key: &[u8]) -> Option<Bytes> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let core = self.core_of(hash);
+        let value = self.caches[core].get(key)?;
+        self.cores[core].serving().then_some(value)
     }
 
     async fn call(&self, hash: u64, op: Op) -> Result<Reply> {
@@ -825,11 +871,6 @@ impl<T> PerCore<T> {
 fn read_key(key: &[u8]) -> Result<u64> {
     check_limits(key, &[], &[])?;
     Ok(routing_hash(key))
-}
-
-/// A get's request, checked.
-fn get_op(key: &[u8]) -> Result<(u64, Op)> {
-    Ok((read_key(key)?, Op::Get(key.to_vec())))
 }
 
 /// An exists' request, checked.

@@ -1,7 +1,7 @@
-//! How requests reach a core and answers come back: answers in the serve loop (cached
-//! reads), reply slots of blocking callers, the core's spin. A one-core database is
-//! the case that spins (it leaves a CPU for callers); each test runs it beside one
-//! with a core per CPU, which does not.
+//! How requests reach a core and answers come back: reads from the cache in the
+//! caller's own thread, answers in the serve loop, reply slots of blocking callers, the
+//! core's spin. A one-core database is the case that spins (it leaves a CPU for
+//! callers); each test runs it beside one with a core per CPU, which does not.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -146,5 +146,68 @@ fn a_value_just_written_is_read_from_the_cache() {
         db.delete("key-8").unwrap();
         assert_eq!(db.get("key-8").unwrap(), None);
         db.close().unwrap();
+    }
+}
+
+/// Callers read the cache without the core while writers overwrite and delete: a writer
+/// reads back each write it saw acknowledged (never the value before it), and a reader
+/// never sees a key's counter go back.
+#[test]
+fn reads_beside_the_core_never_go_back() {
+    for (cores, durability) in [(1, Durability::Sync), (2, Durability::Buffered)] {
+        let dir = tempdir();
+        let db = open(dir.path(), cores, durability);
+        let keys = 16u32;
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (db, stop) = (db.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = vec![0u64; keys as usize];
+                    while !stop.load(Ordering::Relaxed) {
+                        for k in 0..keys {
+                            let Some(v) = db.get(format!("key-{k}")).unwrap() else {
+                                continue;
+                            };
+                            let n = u64::from_le_bytes(v[..8].try_into().unwrap());
+                            assert!(
+                                n >= seen[k as usize],
+                                "key-{k}: {n} after {}",
+                                seen[k as usize]
+                            );
+                            seen[k as usize] = n;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..2u32)
+            .map(|w| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    for n in 1..=1_500u64 {
+                        let key = format!("key-{}", (n as u32 * 2 + w) % keys);
+                        if n % 7 == 0 {
+                            db.delete(&key).unwrap();
+                            assert_eq!(db.get(&key).unwrap(), None, "{key} after its delete");
+                        } else {
+                            let value = [n.to_le_bytes(), [w as u8; 8]].concat();
+                            db.put(&key, &value).unwrap();
+                            let got = db.get(&key).unwrap();
+                            assert_eq!(got.as_deref(), Some(&value[..]), "{key} after put {n}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        writers.into_iter().for_each(|t| t.join().unwrap());
+        stop.store(true, Ordering::Relaxed);
+        readers.into_iter().for_each(|t| t.join().unwrap());
+        let handle = db.clone();
+        db.close().unwrap();
+        assert!(
+            matches!(handle.get("key-1"), Err(ringkv::Error::Closed)),
+            "a closed database answers no read, not even from its cache"
+        );
     }
 }

@@ -236,6 +236,11 @@ impl CoreShared {
     }
 
     /// Marks the core stopped: later requests are cancelled as they are queued.
+    /// Whether the core still takes requests (not shut down, failed to open, or dead).
+    pub(crate) fn serving(&self) -> bool {
+        !self.stopped.load(Ordering::Acquire)
+    }
+
     pub(super) fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         self.ended.notify(usize::MAX);

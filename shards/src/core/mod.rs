@@ -2,12 +2,14 @@
 //! (substores) and serves the requests routed to it.
 //!
 //! - **Mailbox** ([`mailbox`]). Callers push onto a lock-free queue and wake the core
-//!   only when it said it waits; a cached read is answered in the serve loop, anything
-//!   else in a task of its own. An idle core is parked in the kernel and burns no CPU.
-//! - **Group commit** ([`commit`]). In `Sync` mode a put appends to its substore
-//!   (memory) and then waits for a commit: if none is in flight it starts one (one
-//!   write + one fdatasync per dirty substore, in parallel), otherwise it waits for the
-//!   next. Every put that arrives while a sync is in flight shares the next one.
+//!   only when it said it waits; a read the cache holds (filled since the caller
+//!   looked) is answered in the serve loop, anything else in a task of its own. An
+//!   idle core is parked in the kernel and burns no CPU.
+//! - **Group commit** ([`commit`], [`log`]). In `Sync` mode a put appends to its
+//!   substore (memory) and then waits for a commit round: if none is in flight it
+//!   starts one (one frame of the core's commit log and one fdatasync; without a log,
+//!   one write + fdatasync per dirty substore), otherwise it waits for the next. Every
+//!   put that arrives while a round is in flight shares the next one.
 //! - **Leaves** ([`leaf`]): each substore with its split state and the ancestor it
 //!   reads behind; **figures and listings** in [`report`].
 //! - **Failure.** A failed write or sync is never retried: the core records the cause in
@@ -17,10 +19,12 @@
 //!   core dead in [`CoreShared`], which releases every caller waiting on it, even one
 //!   whose task glommio lost with the executor, with `Error::CoreFailed`.
 //! - **Background work** (compaction, splits, record moves) lives in [`background`].
-//! - **Read cache.** A byte-budgeted LRU of values per core. A read fills it only if no
-//!   write happened on this core while the read was in flight, so it never caches a
-//!   value older than a write it raced with; a write fills it once readable, if still
-//!   the key's newest.
+//! - **Read cache** ([`Cache`]). Values per core under a byte budget, read by callers'
+//!   threads directly (a cached get never reaches the core) and written only here. A
+//!   read fills it only if no write happened on this core while the read was in
+//!   flight, so it never caches a value older than a write it raced with; a write
+//!   removes the key before it appends and fills it once readable, if still the key's
+//!   newest.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
@@ -196,6 +200,8 @@ pub(crate) struct Owned {
     pub(crate) log_ready: Arc<std::sync::atomic::AtomicBool>,
     /// The database directory.
     pub(crate) dir: std::path::PathBuf,
+    /// This core's read cache, which callers read too.
+    pub(crate) cache: Arc<Cache>,
 }
 
 /// A core's state, on its own thread.
@@ -209,7 +215,7 @@ struct Core {
     config: Config,
     split_done: Event,
     splits: Cell<u64>,
-    cache: RefCell<Cache>,
+    cache: Arc<Cache>,
     /// Bumped by every write on this core (guards cache fills).
     writes: Cell<u64>,
     commit: Committer,
@@ -334,7 +340,7 @@ impl Core {
     fn answer_now(&self, op: &Op) -> Option<Result<Reply>> {
         match op {
             Op::Get(key) => {
-                let value = self.cache.borrow_mut().hit(key)?;
+                let value = self.cache.peek(key)?;
                 Some(Ok(Reply::Value(Some(value))))
             }
             _ => None,
@@ -370,6 +376,7 @@ impl Core {
             log_epoch,
             log_ready,
             dir: data_dir,
+            cache,
         } = owned;
         let config = Config {
             extent_size_bytes: options.extent_size_bytes,
@@ -392,11 +399,10 @@ impl Core {
             }
             behind.push(ancestor);
         }
-        let cores = options.resolved_cores() as u64;
         let log = CoreLog::new(options.commit_log_bytes > 0, log_epoch, log_ready);
         let core = Self {
             index,
-            cache: RefCell::new(Cache::new(options.cache_bytes / cores)),
+            cache,
             options,
             health,
             leaves: RefCell::new(map),
@@ -489,7 +495,8 @@ impl Core {
 
     async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Bytes>> {
         // A cached value is durable: every write of a key removes it from the cache.
-        if let Some(value) = self.cache.borrow_mut().get(key) {
+        // Callers looked (and counted) before they asked: a second look is a peek.
+        if let Some(value) = self.cache.peek(key) {
             return Ok(Some(value));
         }
         self.wait_durable(hash, key).await?;
@@ -497,7 +504,7 @@ impl Core {
         let value = self.leaf(hash).get(key).await?;
         if let Some(value) = &value {
             if self.writes.get() == writes_before {
-                self.cache.borrow_mut().insert(key, value);
+                self.cache.insert(key, value);
             }
         }
         Ok(value)
@@ -564,7 +571,7 @@ impl Core {
         }
         self.writes.set(self.writes.get() + 1);
         self.wrote.notify(1);
-        self.cache.borrow_mut().remove(key);
+        self.cache.remove(key);
         // The put appends in its first poll, so its record gets this sequence.
         let seq = leaf.store.next_seq();
         let result = match (value, leaf.ancestor()) {
@@ -589,7 +596,7 @@ impl Core {
             _ => leaf.store.is_durable(key),
         };
         if newest && readable {
-            self.cache.borrow_mut().insert_owned(key, value);
+            self.cache.insert_owned(key, value);
         }
     }
 

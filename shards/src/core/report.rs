@@ -67,7 +67,7 @@ impl Core {
             background_error: self.background_error.borrow().clone(),
             ..CoreStats::default()
         };
-        let cache = self.cache.borrow();
+        let cache = &self.cache;
         (stats.cache_bytes, stats.cache_hits, stats.cache_misses) =
             (cache.bytes(), cache.hits(), cache.misses());
         for leaf in self.leaf_list() {
