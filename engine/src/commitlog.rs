@@ -1,5 +1,6 @@
-//! The commit log: one file per core (grown ahead of its frames by chunks of zeros) that makes a commit round
-//! durable with one write and one fdatasync, whatever number of substores it touched.
+//! The commit log: one file per core (grown ahead of its frames by chunks of zeros)
+//! that makes a commit round durable with one durable write (O_DSYNC, no separate
+//! fdatasync: [`DeviceFile::write_durable`]), whatever number of substores it touched.
 //!
 //! - A [`Journal`] collects, in memory, every record the core's substores append (their
 //!   id and the encoded record); a commit round takes it whole and writes it as one
@@ -86,7 +87,8 @@ pub struct CommitLog<F> {
     /// reset holds it alone, so no frame of an older generation lands after it.
     writes: async_lock::RwLock<()>,
     /// The file is written (allocated, its length set) up to here, so that a frame
-    /// below it changes no file-system metadata and its fdatasync is a data flush only.
+    /// below it changes no file-system metadata and its durable write is a data write
+    /// with a flush (or FUA) only.
     written_end: Cell<u64>,
     /// Held while the file grows by a chunk of zeros.
     growing: async_lock::Mutex<()>,
@@ -179,11 +181,10 @@ impl<F: DeviceFile> CommitLog<F> {
         encode_frame(&mut frame, &frame_header, payload);
         self.grow_to(at + len).await?;
         self.file
-            .write_at(at, &frame)
+            .write_durable(at, &frame)
             .await
             .map_err(|e| Error::io("writing", self.path.clone(), at, e))?;
         drop(writing);
-        self.sync(at).await?;
         Ok(Ok(()))
     }
 

@@ -476,6 +476,23 @@ impl<D: Device> Substore<D> {
         self.write_out(true).await
     }
 
+    /// Whether [`Substore::write_unsynced`] would seal an extent or write at least
+    /// `min_bytes` not yet written: an owner whose commit log holds the records writes
+    /// small tails out only once they have grown (each write of a tail rewrites its
+    /// last block and may grow its file).
+    pub fn write_out_due(&self, min_bytes: u64) -> bool {
+        let state = self.state.borrow();
+        let tails = state.extents.values().filter_map(|e| e.tail.as_ref());
+        let mut unwritten = 0;
+        for tail in tails {
+            if tail.full {
+                return true;
+            }
+            unwritten += tail.end() - tail.written_end;
+        }
+        unwritten >= min_bytes
+    }
+
     /// Writes what is buffered to the extent files without syncing them (full extents
     /// are sealed, and a seal is synced): for an owner whose commit log makes the
     /// writes durable, so that buffers stay small and full extents get sealed.

@@ -351,6 +351,10 @@ impl DeviceFile for LeafFile {
         either!(self, f => f.sync().await)
     }
 
+    async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        either!(self, f => f.write_durable(offset, data).await)
+    }
+
     async fn file_size(&self) -> io::Result<u64> {
         either!(self, f => f.file_size().await)
     }

@@ -11,13 +11,14 @@
 //! "pollable", and every later read fails with EOPNOTSUPP on devices without polling.
 //! [`DmaDevice::open`] therefore primes the probe with a file that holds data.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glommio::io::{Directory, DmaFile, OpenOptions};
+use nix::fcntl::OFlag;
 
 use super::{Device, DeviceFile, assert_aligned};
 
@@ -74,6 +75,52 @@ impl DmaDevice {
 #[derive(Debug)]
 pub struct DmaDeviceFile {
     file: DmaFile,
+    /// The same file opened O_DSYNC, for [`DeviceFile::write_durable`]: opened at its
+    /// first use, so only files written that way (commit logs) hold a second descriptor.
+    write_through: OnceCell<Box<DmaFile>>,
+}
+
+impl DmaDeviceFile {
+    fn new(file: DmaFile) -> Self {
+        Self {
+            file,
+            write_through: OnceCell::new(),
+        }
+    }
+
+    async fn write_through(&self) -> io::Result<&DmaFile> {
+        if self.write_through.get().is_none() {
+            let path = self.file.path().map(|p| p.to_path_buf()).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "a DMA file without a path")
+            })?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(OFlag::O_DSYNC.bits())
+                .dma_open(path)
+                .await
+                .map_err(os)?;
+            // Another task may have opened it meanwhile: that one is kept.
+            let _ = self.write_through.set(Box::new(file));
+        }
+        Ok(self.write_through.get().expect("set above"))
+    }
+}
+
+/// Writes `data` at `offset` through `file` (a DMA buffer of glommio's, which is the
+/// one registered with io_uring), refusing a short write.
+async fn write_all(file: &DmaFile, offset: u64, data: &[u8]) -> io::Result<()> {
+    assert_aligned(offset, data.len());
+    let mut buf = file.alloc_dma_buffer(data.len());
+    buf.as_bytes_mut().copy_from_slice(data);
+    let written = file.write_at(buf, offset).await.map_err(os)?;
+    if written != data.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short direct write: {written} of {} bytes", data.len()),
+        ));
+    }
+    Ok(())
 }
 
 /// glommio's error as the `io::Error` of the system call underneath, so that its raw OS
@@ -97,7 +144,7 @@ impl Device for DmaDevice {
             .dma_open(self.dir.join(name))
             .await
             .map_err(os)?;
-        Ok(DmaDeviceFile { file })
+        Ok(DmaDeviceFile::new(file))
     }
 
     async fn create(&self, name: &str) -> io::Result<DmaDeviceFile> {
@@ -108,7 +155,7 @@ impl Device for DmaDevice {
             .dma_open(self.dir.join(name))
             .await
             .map_err(os)?;
-        Ok(DmaDeviceFile { file })
+        Ok(DmaDeviceFile::new(file))
     }
 
     async fn remove(&self, name: &str) -> io::Result<()> {
@@ -163,21 +210,19 @@ impl DeviceFile for DmaDeviceFile {
     }
 
     async fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        assert_aligned(offset, data.len());
-        let mut buf = self.file.alloc_dma_buffer(data.len());
-        buf.as_bytes_mut().copy_from_slice(data);
-        let written = self.file.write_at(buf, offset).await.map_err(os)?;
-        if written != data.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("short direct write: {written} of {} bytes", data.len()),
-            ));
-        }
-        Ok(())
+        write_all(&self.file, offset, data).await
     }
 
     async fn sync(&self) -> io::Result<()> {
         self.file.fdatasync().await.map_err(os)
+    }
+
+    /// An O_DSYNC direct write: where the blocks are allocated and the length is
+    /// durable, the kernel sends it as one write with FUA (or a write and a cache
+    /// flush) and no file-system journal commit, without io_uring handing an fdatasync
+    /// to a worker thread.
+    async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        write_all(self.write_through().await?, offset, data).await
     }
 
     async fn file_size(&self) -> io::Result<u64> {

@@ -56,6 +56,14 @@ pub trait DeviceFile {
     async fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Makes every earlier write (and the file length) durable: fdatasync.
     async fn sync(&self) -> io::Result<()>;
+    /// Writes all of `data` at `offset` and returns once that write (and whatever
+    /// reading it back needs, such as a new file length) is durable, as an O_DSYNC
+    /// write does: one request where a write and an fdatasync take two. Earlier
+    /// unsynced writes of the file may stay unsynced.
+    async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.write_at(offset, data).await?;
+        self.sync().await
+    }
     async fn file_size(&self) -> io::Result<u64>;
     async fn truncate(&self, len: u64) -> io::Result<()>;
 }

@@ -28,6 +28,13 @@ use crate::storage::LeafFile;
 
 type Log = Rc<CommitLog<LeafFile>>;
 
+/// A round writes a store's buffered records to its extents (unsynced) only once this
+/// much is unwritten, or an extent is full: writing every round rewrites the tail's
+/// last block each time and grows the file a little at a time (measured: 16 threads of
+/// durable puts 25 k/s writing every round, 32 k/s without). The log holds the records
+/// meanwhile; checkpoints and close write out everything.
+const WRITE_OUT_MIN_BYTES: u64 = 64 << 10;
+
 /// A core's commit log and journal.
 pub(super) struct CoreLog {
     journal: Rc<RefCell<Journal>>,
@@ -52,8 +59,9 @@ pub(super) struct RoundInput {
     pub(super) log: Option<Log>,
     pub(super) payload: Vec<u8>,
     pub(super) marks: Vec<(Rc<LeafState>, u64)>,
-    /// Stores written to since the last round: their buffers go to their extents
-    /// (unsynced) while the frame is written.
+    /// Stores whose buffers go to their extents (unsynced) while the frame is written:
+    /// written to since the last round, with a tail to seal or `WRITE_OUT_MIN_BYTES`
+    /// to write.
     dirty: Vec<Rc<LeafState>>,
 }
 
@@ -152,9 +160,9 @@ impl Core {
             .filter(|l| l.store.has_unsynced())
             .map(|l| (l.clone(), l.store.next_seq() - 1))
             .collect();
-        let dirty = stores
-            .into_iter()
-            .filter(|l| l.dirty.replace(false))
+        let dirty = (stores.into_iter())
+            .filter(|l| l.dirty.get() && l.store.write_out_due(WRITE_OUT_MIN_BYTES))
+            .inspect(|l| l.dirty.set(false))
             .collect();
         RoundInput {
             log: Some(log),

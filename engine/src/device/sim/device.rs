@@ -196,6 +196,35 @@ impl SimFile {
     }
 }
 
+impl SimFile {
+    /// A write as one change. It can fail as a write (nothing changes) or, `durable`
+    /// (written through, as O_DSYNC), as its flush: the bytes are read back until a
+    /// crash but never reach the disk, as after a failed sync.
+    async fn write(&self, offset: u64, data: &[u8], durable: bool) -> io::Result<()> {
+        wait_for_io().await;
+        assert_aligned(offset, data.len());
+        self.with(|s| {
+            s.change(self.disk.boot)?;
+            if let Some(fault) = s.take_fault(FaultOn::Write) {
+                return Err(fault.error());
+            }
+            let flush_fault = durable.then(|| s.take_fault(FaultOn::Sync)).flatten();
+            let file = s.file(self.ino)?;
+            let op = Pending::Write {
+                offset,
+                data: data.to_vec(),
+            };
+            op.apply(&mut file.current);
+            match flush_fault {
+                Some(fault) => return Err(fault.error()),
+                None if durable => file.write_through(op),
+                None => file.pending.push(op),
+            }
+            Ok(())
+        })
+    }
+}
+
 impl DeviceFile for SimFile {
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         wait_for_io().await;
@@ -209,27 +238,16 @@ impl DeviceFile for SimFile {
     }
 
     async fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        wait_for_io().await;
-        assert_aligned(offset, data.len());
-        self.with(|s| {
-            s.change(self.disk.boot)?;
-            if let Some(fault) = s.take_fault(FaultOn::Write) {
-                return Err(fault.error());
-            }
-            let file = s.file(self.ino)?;
-            let op = Pending::Write {
-                offset,
-                data: data.to_vec(),
-            };
-            op.apply(&mut file.current);
-            file.pending.push(op);
-            Ok(())
-        })
+        self.write(offset, data, false).await
     }
 
     async fn sync(&self) -> io::Result<()> {
         wait_for_io().await;
         sync_file(&self.disk, self.ino)
+    }
+
+    async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.write(offset, data, true).await
     }
 
     async fn file_size(&self) -> io::Result<u64> {

@@ -4,6 +4,8 @@
 //! that holds a clone; [`SimDevice`] is one directory of it, the engine's [`Device`].
 //!
 //! - every write lands in a pending list; `sync` makes a file's pending writes durable;
+//!   a durable (O_DSYNC) write is durable at once, and drops the bytes it covers from
+//!   older pending writes (a disk never persists an older write over a newer one);
 //! - a failed `sync` loses the file's pending writes for good (as Linux does after a
 //!   failed fsync: the pages are marked clean, so a retried fsync succeeds without
 //!   writing them); reads still see them until a crash, as from the page cache;
@@ -75,8 +77,9 @@ pub enum FaultOn {
     /// A `create` or `open` of a file, or a directory's creation.
     Open,
     Read,
+    /// A write, durable or not.
     Write,
-    /// A file's `sync` or a directory's.
+    /// A file's `sync` or a directory's, or the flush of a durable write.
     Sync,
 }
 

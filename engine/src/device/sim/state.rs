@@ -69,6 +69,64 @@ pub(super) enum Pending {
     Truncate { len: u64 },
 }
 
+impl FileNode {
+    /// Makes `op` (a write, already applied to `current`) durable at once, as an O_DSYNC
+    /// write: older unsynced writes of the same bytes can no longer reach the disk over
+    /// it. With a truncate pending, everything pending is made durable with it (the
+    /// length the write depends on is committed with it; this is more than a kernel
+    /// promises, and only a log's shrink, always synced, truncates).
+    pub(super) fn write_through(&mut self, op: Pending) {
+        let Pending::Write { offset, data } = &op else {
+            unreachable!("only writes are written through");
+        };
+        let (from, to) = (*offset, offset + data.len() as u64);
+        let pending = std::mem::take(&mut self.pending);
+        if pending
+            .iter()
+            .any(|p| matches!(p, Pending::Truncate { .. }))
+        {
+            for p in pending {
+                p.apply(&mut self.durable);
+            }
+        } else {
+            self.pending = pending
+                .into_iter()
+                .flat_map(|p| p.outside(from, to))
+                .collect();
+        }
+        op.apply(&mut self.durable);
+    }
+}
+
+impl Pending {
+    /// What of a pending write lies outside bytes `from..to` (up to two writes).
+    fn outside(self, from: u64, to: u64) -> Vec<Pending> {
+        let Pending::Write { offset, data } = self else {
+            return vec![self];
+        };
+        let end = offset + data.len() as u64;
+        if end <= from || offset >= to {
+            return vec![Pending::Write { offset, data }];
+        }
+        let mut parts = Vec::new();
+        if offset < from {
+            let keep = (from - offset) as usize;
+            parts.push(Pending::Write {
+                offset,
+                data: data[..keep].to_vec(),
+            });
+        }
+        if end > to {
+            let skip = (to - offset) as usize;
+            parts.push(Pending::Write {
+                offset: to,
+                data: data[skip..].to_vec(),
+            });
+        }
+        parts
+    }
+}
+
 impl Pending {
     pub(super) fn apply(&self, file: &mut Vec<u8>) {
         match self {
