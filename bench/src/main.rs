@@ -86,6 +86,10 @@ struct RunArgs {
     /// intended start. Without it the run is closed-loop.
     #[arg(long)]
     target_rate: Option<f64>,
+    /// Requests in flight per client thread (closed loop): ringkv's clients keep them
+    /// in flight through its async API, a peer gets as many blocking threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    concurrency: u64,
     #[arg(long, value_enum, default_value_t = DurabilityArg::Buffered)]
     durability: DurabilityArg,
     /// Memory budget: every engine's cache (ringkv's read cache, the peers' block or page
@@ -226,6 +230,7 @@ fn run_engines(
             duration_s: args.duration_s,
             warmup_s: args.warmup_s,
             target_rate: args.target_rate,
+            concurrency: args.concurrency,
             sync: matches!(args.durability, DurabilityArg::Sync),
             memory_budget_bytes: args.memory_budget_bytes,
             ringkv_cache_bytes: memory::ringkv_cache_bytes(plan, records(args)),
@@ -311,6 +316,9 @@ fn write_reports(report_dir: &Path, collected: &Collected) -> Result<usize, Stri
 }
 
 fn run(args: RunArgs) -> Result<(), String> {
+    if args.concurrency > 1 && args.target_rate.is_some() {
+        return Err("--target-rate (open loop) and --concurrency above 1 do not mix".into());
+    }
     let stamp = unix_seconds();
     let report_dir = args
         .report_dir
@@ -345,6 +353,15 @@ fn run(args: RunArgs) -> Result<(), String> {
     for warning in &plan.warnings {
         eprintln!("ringkv-bench: warning: {warning}");
         collected.summary.notes.push(format!("warning: {warning}"));
+    }
+    if args.concurrency > 1 {
+        collected.summary.notes.push(format!(
+            "clients: {} threads, each with {} requests in flight (ringkv through its async \
+             API; each peer through {} blocking threads in all)",
+            args.threads,
+            args.concurrency,
+            args.threads * args.concurrency
+        ));
     }
     let data_root = args.dir.join(format!("run-{stamp}"));
     std::fs::create_dir_all(&data_root).map_err(|e| format!("{}: {e}", data_root.display()))?;
@@ -388,6 +405,9 @@ fn run(args: RunArgs) -> Result<(), String> {
 }
 
 fn main() {
+    // For every engine alike (the phases run in children of this binary): see
+    // ringkv::tune_malloc.
+    ringkv::tune_malloc();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::Run(args)) => run(args),

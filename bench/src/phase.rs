@@ -36,6 +36,8 @@ pub struct PhaseSpec {
     pub duration_s: u64,
     pub warmup_s: u64,
     pub target_rate: Option<f64>,
+    /// Requests in flight per client thread.
+    pub concurrency: u64,
     /// Durability::Sync (each write durable when acknowledged) or Buffered.
     pub sync: bool,
     /// The engine's cache.
@@ -172,6 +174,7 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseResult, String> {
         duration: Duration::from_secs(spec.duration_s),
         warmup: Duration::from_secs(spec.warmup_s),
         target_rate: spec.target_rate,
+        concurrency: spec.concurrency,
     };
     let dir = spec.dir.join("workloads");
     make_dir(&dir)?;

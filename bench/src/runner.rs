@@ -34,6 +34,10 @@ pub trait Engine: Send + Sync {
     }
     /// Bytes the engine's files take on disk.
     fn disk_bytes(&self) -> u64;
+    /// ringkv's database, for its async API (`None` for the peers, which have none).
+    fn db(&self) -> Option<&Db> {
+        None
+    }
     /// Makes everything durable and closes.
     fn close(self: Box<Self>) -> Result<(), String>;
 }
@@ -76,6 +80,9 @@ impl Engine for Ringkv {
             .map(|s| s.disk_bytes + s.log_bytes)
             .unwrap_or(0)
     }
+    fn db(&self) -> Option<&Db> {
+        Some(&self.db)
+    }
     fn close(self: Box<Self>) -> Result<(), String> {
         self.db.close().map_err(|e| e.to_string())
     }
@@ -92,6 +99,8 @@ pub struct RunConfig {
     pub warmup: Duration,
     /// Total operations per second across threads (open loop); `None`: closed loop.
     pub target_rate: Option<f64>,
+    /// Requests in flight per client thread (closed loop).
+    pub concurrency: u64,
 }
 
 /// What a run measured.
@@ -202,7 +211,163 @@ pub fn load(
     Ok((merged, started.elapsed().as_secs_f64()))
 }
 
+/// One request a client sends.
+enum Request {
+    Get(Vec<u8>),
+    Put(Vec<u8>),
+    /// A get and then a put of the same key (YCSB F).
+    ReadModifyWrite(Vec<u8>),
+    Scan(Vec<u8>, usize),
+}
+
+/// One client: its random stream and what it measured.
+struct Client<'a> {
+    workload: &'a Workload,
+    chooser: &'a KeyChooser,
+    key_bytes: usize,
+    measuring: &'a OnceLock<Instant>,
+    rng: Rng,
+    histograms: HashMap<Op, Histogram<u64>>,
+    intervals: Intervals,
+}
+
+impl<'a> Client<'a> {
+    fn new(
+        seed: u64,
+        workload: &'a Workload,
+        chooser: &'a KeyChooser,
+        config: &RunConfig,
+        measuring: &'a OnceLock<Instant>,
+    ) -> Self {
+        Self {
+            workload,
+            chooser,
+            key_bytes: config.key_bytes,
+            measuring,
+            rng: Rng::new(0x5eed ^ seed),
+            histograms: HashMap::new(),
+            intervals: Intervals::default(),
+        }
+    }
+
+    /// The next request of the workload's mix.
+    fn next(&mut self) -> (Op, Request) {
+        let op = self.workload.pick(self.rng.next_u64());
+        let existing = |c: &mut Self| key(c.chooser.existing(&mut c.rng), c.key_bytes);
+        let request = match op {
+            Op::Read => Request::Get(existing(self)),
+            Op::Update => Request::Put(existing(self)),
+            Op::Insert => Request::Put(key(self.chooser.next_insert(), self.key_bytes)),
+            Op::ReadModifyWrite => Request::ReadModifyWrite(existing(self)),
+            Op::Scan => {
+                let start = existing(self);
+                Request::Scan(start, 1 + (self.rng.next_u64() % SCAN_LENGTH_MAX) as usize)
+            }
+        };
+        (op, request)
+    }
+
+    /// Records a request of `op` that started at `start` and is done now, if the
+    /// warm-up is over.
+    fn record(&mut self, op: Op, start: Instant) {
+        let done = Instant::now();
+        if let Some(measure_started) = self.measuring.get() {
+            let us = done.duration_since(start).as_micros().max(1) as u64;
+            let h = self.histograms.entry(op).or_insert_with(new_histogram);
+            let _ = h.record(us.min(h.high()));
+            let second = done.saturating_duration_since(*measure_started);
+            self.intervals.record(second.as_secs(), op, us);
+        }
+    }
+
+    fn finish(self) -> ClientResult {
+        (self.histograms, self.intervals.finish())
+    }
+}
+
+type ClientResult = (HashMap<Op, Histogram<u64>>, Vec<(u64, Op, Vec<u8>)>);
+
+/// Sends `request` through the engine's blocking API.
+fn execute(engine: &dyn Engine, request: &Request, value: &[u8]) -> Result<(), String> {
+    match request {
+        Request::Get(k) => drop(engine.get(k)?),
+        Request::Put(k) => engine.put(k, value)?,
+        Request::ReadModifyWrite(k) => {
+            engine.get(k)?;
+            engine.put(k, value)?;
+        }
+        Request::Scan(start, count) => {
+            if engine.scan(start, *count)?.is_none() {
+                return Err(format!("{} has no ordered scan", engine.name()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends `request` through ringkv's async API.
+async fn execute_async(db: &Db, request: &Request, value: &[u8]) -> Result<(), String> {
+    let failed = |e: ringkv::Error| e.to_string();
+    match request {
+        Request::Get(k) => drop(db.get_async(k).await.map_err(failed)?),
+        Request::Put(k) => db.put_async(k, value).await.map_err(failed)?,
+        Request::ReadModifyWrite(k) => {
+            db.get_async(k).await.map_err(failed)?;
+            db.put_async(k, value).await.map_err(failed)?;
+        }
+        Request::Scan(..) => return Err("ringkv has no ordered scan".to_owned()),
+    }
+    Ok(())
+}
+
+/// A client thread's blocking loop, closed or open (paced every `gap`).
+fn client_loop(
+    engine: &dyn Engine,
+    mut client: Client<'_>,
+    value: &[u8],
+    gap: Option<Duration>,
+    stop: &AtomicBool,
+) -> Result<ClientResult, String> {
+    let mut intended = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let start = match gap {
+            Some(gap) => {
+                intended += gap;
+                if let Some(wait) = intended.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                intended
+            }
+            None => Instant::now(),
+        };
+        let (op, request) = client.next();
+        execute(engine, &request, value)?;
+        client.record(op, start);
+    }
+    Ok(client.finish())
+}
+
+/// A closed-loop client of ringkv's async API (one of several a thread runs at once).
+async fn client_loop_async(
+    db: &Db,
+    mut client: Client<'_>,
+    value: &[u8],
+    stop: &AtomicBool,
+) -> Result<ClientResult, String> {
+    while !stop.load(Ordering::Relaxed) {
+        let start = Instant::now();
+        let (op, request) = client.next();
+        execute_async(db, &request, value).await?;
+        client.record(op, start);
+    }
+    Ok(client.finish())
+}
+
 /// Runs `workload` for the warm-up and then the measured duration.
+///
+/// With `concurrency` above 1, ringkv's client threads each keep that many requests
+/// in flight through its async API; a peer, which has none, gets the same number in
+/// flight as that many blocking threads per client thread.
 pub fn run(
     engine: &dyn Engine,
     workload: &Workload,
@@ -214,64 +379,35 @@ pub fn run(
     // Set when the warm-up ends: requests completing after it are measured.
     let measuring: OnceLock<Instant> = OnceLock::new();
     let origin = Instant::now();
-    let interval = config
+    let in_flight = config.concurrency.max(1);
+    assert!(
+        in_flight == 1 || config.target_rate.is_none(),
+        "the command line refuses open loop with requests in flight"
+    );
+    let async_db = engine.db().filter(|_| in_flight > 1);
+    let threads = if async_db.is_some() {
+        config.threads
+    } else {
+        config.threads * in_flight
+    };
+    let gap = config
         .target_rate
-        .map(|rate| Duration::from_secs_f64(config.threads as f64 / rate));
+        .map(|rate| Duration::from_secs_f64(threads as f64 / rate));
     let results = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..config.threads)
+        let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let (chooser, stop, measuring) = (&chooser, &stop, &measuring);
-                s.spawn(move || {
-                    let mut rng = Rng::new(0x5eed ^ t);
-                    let mut histograms: HashMap<Op, Histogram<u64>> = HashMap::new();
-                    let mut intervals = Intervals::default();
+                s.spawn(move || -> Result<Vec<ClientResult>, String> {
                     let value = vec![0xa5; config.value_bytes];
-                    let mut intended = Instant::now();
-                    while !stop.load(Ordering::Relaxed) {
-                        let start = match interval {
-                            Some(gap) => {
-                                intended += gap;
-                                if let Some(wait) = intended.checked_duration_since(Instant::now())
-                                {
-                                    std::thread::sleep(wait);
-                                }
-                                intended
-                            }
-                            None => Instant::now(),
-                        };
-                        let op = workload.pick(rng.next_u64());
-                        match op {
-                            Op::Read => drop(
-                                engine.get(&key(chooser.existing(&mut rng), config.key_bytes))?,
-                            ),
-                            Op::Update => engine
-                                .put(&key(chooser.existing(&mut rng), config.key_bytes), &value)?,
-                            Op::Insert => {
-                                engine.put(&key(chooser.next_insert(), config.key_bytes), &value)?
-                            }
-                            Op::ReadModifyWrite => {
-                                let k = key(chooser.existing(&mut rng), config.key_bytes);
-                                engine.get(&k)?;
-                                engine.put(&k, &value)?;
-                            }
-                            Op::Scan => {
-                                let start = key(chooser.existing(&mut rng), config.key_bytes);
-                                let count = 1 + rng.next_u64() % SCAN_LENGTH_MAX;
-                                if engine.scan(&start, count as usize)?.is_none() {
-                                    return Err(format!("{} has no ordered scan", engine.name()));
-                                }
-                            }
-                        }
-                        let done = Instant::now();
-                        if let Some(measure_started) = measuring.get() {
-                            let us = done.duration_since(start).as_micros().max(1) as u64;
-                            let h = histograms.entry(op).or_insert_with(new_histogram);
-                            let _ = h.record(us.min(h.high()));
-                            let second = done.saturating_duration_since(*measure_started);
-                            intervals.record(second.as_secs(), op, us);
-                        }
-                    }
-                    Ok::<_, String>((histograms, intervals.finish()))
+                    let client = |seed| Client::new(seed, workload, chooser, config, measuring);
+                    let Some(db) = async_db else {
+                        return Ok(vec![client_loop(engine, client(t), &value, gap, stop)?]);
+                    };
+                    let clients = (0..in_flight)
+                        .map(|i| client_loop_async(db, client(t * in_flight + i), &value, stop));
+                    futures_lite::future::block_on(futures_util::future::join_all(clients))
+                        .into_iter()
+                        .collect()
                 })
             })
             .collect();
@@ -295,8 +431,12 @@ pub fn run(
     let (measured, started_unix_s, per_thread) = results;
     let mut histograms: HashMap<Op, Histogram<u64>> = HashMap::new();
     let mut intervals: BTreeMap<(u64, &'static str), (Op, Histogram<u64>)> = BTreeMap::new();
-    for thread in per_thread {
-        let (thread_histograms, thread_intervals) = thread?;
+    for (thread_histograms, thread_intervals) in per_thread
+        .into_iter()
+        .collect::<Result<Vec<_>, String>>()?
+        .into_iter()
+        .flatten()
+    {
         for (op, h) in thread_histograms {
             histograms
                 .entry(op)

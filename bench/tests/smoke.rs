@@ -3,27 +3,16 @@
 //! intervals add up to the run's totals, the plots exist, and (where the run could make
 //! one, as root) no memory cgroup is left behind.
 
+use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn a_short_run_writes_a_summary_with_the_fixed_fields() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let report = dir.path().join("report");
-    let out = Command::new(env!("CARGO_BIN_EXE_ringkv-bench"))
+/// Two seconds of `workload` against ringkv alone, 5,000 keys of 100 bytes, 2 threads;
+/// data under `dir/data`, reports in `report`.
+fn short_run(workload: &str, dir: &Path, report: &Path) -> Command {
+    let mut rig = Command::new(env!("CARGO_BIN_EXE_ringkv-bench"));
+    rig.args(["run", "--workload", workload, "--engines", "ringkv"])
+        .args(["--keys", "5000", "--value-bytes", "100", "--threads", "2"])
         .args([
-            "run",
-            "--workload",
-            "ycsb-a,ycsb-e",
-            "--engines",
-            "ringkv",
-            "--keys",
-            "5000",
-            "--value-bytes",
-            "100",
-        ])
-        .args([
-            "--threads",
-            "2",
             "--duration-s",
             "2",
             "--warmup-s",
@@ -32,9 +21,17 @@ fn a_short_run_writes_a_summary_with_the_fixed_fields() {
             "--quiet",
         ])
         .arg("--dir")
-        .arg(dir.path().join("data"))
+        .arg(dir.join("data"))
         .arg("--report-dir")
-        .arg(&report)
+        .arg(report);
+    rig
+}
+
+#[test]
+fn a_short_run_writes_a_summary_with_the_fixed_fields() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let report = dir.path().join("report");
+    let out = short_run("ycsb-a,ycsb-e", dir.path(), &report)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -149,4 +146,46 @@ fn unknown_engines_and_workloads_are_clear_errors() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.starts_with("ringkv-bench: "), "{stderr}");
     }
+}
+
+/// `--concurrency`: ringkv's clients keep that many requests in flight through its
+/// async API; the run says so, and open loop with it is refused.
+#[test]
+fn a_run_with_requests_in_flight_through_the_async_api() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let report = dir.path().join("report");
+    let run = |extra: &[&str]| {
+        (short_run("ycsb-b", dir.path(), &report).args(extra))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--concurrency", "8"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
+            .unwrap();
+    let ops: Vec<&str> = (summary["results"].as_array().unwrap().iter())
+        .filter(|r| r["workload"] == "ycsb-b" && r["throughput_ops"].as_f64().unwrap() > 0.0)
+        .map(|r| r["op"].as_str().unwrap())
+        .collect();
+    assert!(ops.contains(&"read") && ops.contains(&"update"), "{ops:?}");
+    let notes = summary["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .starts_with("clients: 2 threads, each with 8 requests in flight")),
+        "{notes:?}"
+    );
+    let open_loop = run(&["--concurrency", "8", "--target-rate", "1000"]);
+    assert!(!open_loop.status.success());
+    assert!(
+        String::from_utf8_lossy(&open_loop.stderr).contains("do not mix"),
+        "{}",
+        String::from_utf8_lossy(&open_loop.stderr)
+    );
 }

@@ -62,6 +62,11 @@ impl Journal {
     pub fn is_empty(&self) -> bool {
         self.payload.is_empty()
     }
+
+    /// Bytes journaled so far.
+    pub fn len(&self) -> usize {
+        self.payload.len()
+    }
 }
 
 /// A generation the log stopped taking frames in: its checkpoint is due.

@@ -27,6 +27,10 @@ use crate::substore::{Substore, now_unix_ms};
 
 /// Records rewritten between two yields to other tasks.
 const RECORDS_PER_YIELD: usize = 64;
+/// Rewritten records are written out (unsynced; the sync comes at the end) each time
+/// this much has gathered in the tail buffer, which otherwise held up to a whole
+/// victim's live bytes: a 35–45 MiB jump of the heap when a 64 MiB extent was compacted.
+const WRITE_OUT_EVERY_BYTES: u64 = 1 << 20;
 
 /// What a compaction did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -146,7 +150,12 @@ impl<D: Device> Substore<D> {
             ..CompactionStats::default()
         };
         let now = now_unix_ms();
+        let mut gathered = 0;
         for (i, (offset, header, key)) in records.iter().enumerate() {
+            if gathered >= WRITE_OUT_EVERY_BYTES {
+                self.write_unsynced().await?;
+                gathered = 0;
+            }
             if i % RECORDS_PER_YIELD == RECORDS_PER_YIELD - 1 {
                 futures_lite::future::yield_now().await;
             }
@@ -220,6 +229,7 @@ impl<D: Device> Substore<D> {
                 continue;
             }
             self.append_record(&mut state, &header, meta, key, value)?;
+            gathered += header.record_len() as u64;
             stats.records_rewritten += 1;
             stats.bytes_rewritten += header.record_len() as u64;
             stats.expired_dropped += u64::from(expired);

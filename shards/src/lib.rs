@@ -40,6 +40,7 @@ mod error;
 mod host;
 mod layout;
 mod logs;
+mod malloc;
 mod options;
 mod sizing;
 mod storage;
@@ -49,6 +50,7 @@ pub use bytes::Bytes;
 pub use core::{CoreStats, LeafStats, Update};
 pub use db::{Db, Local, Stats};
 pub use error::{Error, Result};
+pub use malloc::tune_malloc;
 pub use options::{
     COMMIT_LOG_DEFAULT_BYTES, COMMIT_LOG_MIN_BYTES, COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES,
     COMPACTION_GARBAGE_RATIO_DEFAULT, COMPACTION_INTERVAL_DEFAULT, COMPACTION_SHARES_DEFAULT,

@@ -33,6 +33,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ringkv::tune_malloc();
     // Warnings and errors of ringkv and glommio (background failures, a core's death) on
     // stderr; RUST_LOG picks another level or filter.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();

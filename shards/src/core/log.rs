@@ -114,6 +114,11 @@ impl Core {
         }
     }
 
+    /// Bytes journaled since the last round took the journal.
+    pub(super) fn journal_bytes(&self) -> usize {
+        self.log.journal.borrow().len()
+    }
+
     /// Whether the log should be started before the next round.
     pub(super) fn log_wants_start(&self) -> bool {
         matches!(*self.log.state.borrow(), State::NotStarted)

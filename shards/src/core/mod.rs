@@ -221,6 +221,8 @@ struct Core {
     commit: Committer,
     log: CoreLog,
     flush_scheduled: Cell<bool>,
+    /// A `Buffered` round started because the journal grew large is running.
+    early_round: Cell<bool>,
     in_flight: Cell<usize>,
     idle: Event,
     /// Notified on every write, so an idle compaction task can sleep until one.
@@ -414,6 +416,7 @@ impl Core {
             commit: Committer::default(),
             log,
             flush_scheduled: Cell::new(false),
+            early_round: Cell::new(false),
             in_flight: Cell::new(0),
             idle: Event::new(),
             wrote: Event::new(),
