@@ -37,17 +37,22 @@ impl Core {
     }
 
     /// Moves the records of one ancestor that no child has overwritten into the
-    /// children, makes them durable and retires the ancestor. Returns whether there was
-    /// an ancestor to work on.
+    /// children, makes them durable and retires the ancestor, holding the compaction
+    /// gate. Returns whether there was an ancestor to work on.
     pub(in crate::core) async fn move_step(&self) -> Result<bool> {
         let _gate = self.compaction_gate.lock().await;
+        if self.stopping.get() {
+            return Ok(false);
+        }
+        self.move_first_ancestor().await
+    }
+
+    /// [`Core::move_step`] with the gate held: returns whether there was an ancestor.
+    pub(in crate::core) async fn move_first_ancestor(&self) -> Result<bool> {
         let ancestor = self.ancestors.borrow().first().cloned();
         let Some(ancestor) = ancestor else {
             return Ok(false);
         };
-        if self.stopping.get() {
-            return Ok(false);
-        }
         match self.move_ancestor(&ancestor).await {
             Ok(()) => Ok(true),
             Err(Error::Engine(e)) => Err(self.failed(e)),

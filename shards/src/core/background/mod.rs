@@ -2,7 +2,8 @@
 //! in order of urgency (compact an extent, move an ancestor's records, split a leaf),
 //! each holding the compaction gate so that shutdown can wait for the step in progress.
 //!
-//! - `compaction.rs`: choosing and compacting victims (and `Db::compact`);
+//! - `plan.rs`: choosing the next step, a pure function of a [`plan::View`] of the core;
+//! - `compaction.rs`: compacting victims (and `Db::compact`);
 //! - `split.rs`: 16-way copy splits (`SplitMode::Copy`);
 //! - `hand_over.rs`: hand-over splits and moving an ancestor's records
 //!   (`SplitMode::HandOver`).
@@ -13,11 +14,14 @@
 
 mod compaction;
 mod hand_over;
+mod plan;
 mod split;
 
 use std::rc::Rc;
 
-use super::Core;
+use plan::{LeafView, Step, View};
+
+use super::{Core, LeafState};
 use crate::error::{Error, Result};
 use crate::options::COMPACTION_GARBAGE_RATIO_PRESSURE;
 
@@ -62,16 +66,40 @@ impl Core {
         }
     }
 
-    /// One bounded step of background work, in order of urgency: compact an extent, move
-    /// an ancestor's records, split a leaf. Returns whether there was work.
+    /// One bounded step of background work, the one [`plan::choose`] picks. Returns
+    /// whether there was work.
     pub(in crate::core) async fn background_step(&self) -> Result<bool> {
-        if self.compaction_step(self.compaction_ratio()).await? {
-            return Ok(true);
+        let _gate = self.compaction_gate.lock().await;
+        if self.stopping.get() {
+            return Ok(false);
         }
-        if self.move_step().await? {
-            return Ok(true);
+        let leaves = self.leaf_list();
+        match plan::choose(&self.view(&leaves, self.compaction_ratio())) {
+            None => Ok(false),
+            Some(Step::Compact { leaf, extent }) => self.compact(&leaves[leaf], extent).await,
+            Some(Step::Move) => self.move_first_ancestor().await,
+            Some(Step::Split { leaf }) => self.split_leaf(&leaves[leaf]).await,
         }
-        self.split_step().await
+    }
+
+    /// What the planner sees of this core, compacting at `ratio`.
+    fn view(&self, leaves: &[Rc<LeafState>], ratio: f64) -> View {
+        let damaged = self.damaged_extents.borrow();
+        let leaves = (leaves.iter())
+            .map(|l| LeafView {
+                victims: (l.store.compaction_victims(ratio).into_iter())
+                    .filter(|&v| !damaged.contains(&(l.id, v)))
+                    .collect(),
+                live_bytes: l.store.stats().live_bytes,
+                prefix_bits: l.id.prefix_bits,
+                behind_ancestor: l.ancestor().is_some(),
+            })
+            .collect();
+        View {
+            leaves,
+            ancestors: self.ancestors.borrow().len(),
+            split_threshold_bytes: self.options.split_threshold_bytes,
+        }
     }
 
     /// Records and logs a failed background step.

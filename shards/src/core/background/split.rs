@@ -13,8 +13,6 @@ use crate::error::{Error, Result};
 use crate::layout::Leaf;
 use crate::options::SplitMode;
 
-/// Deepest leaf that may still split (the substore id packs prefix bits above bit 56).
-const SPLIT_PREFIX_BITS_MAX: u8 = 52;
 /// A split freezes writes to its parent only once at most this many keys written
 /// during the copy are left to copy again.
 const SPLIT_FREEZE_KEYS_MAX: usize = 64;
@@ -22,26 +20,13 @@ const SPLIT_FREEZE_KEYS_MAX: usize = 64;
 const SPLIT_CATCH_UP_ROUNDS_MAX: usize = 8;
 
 impl Core {
-    /// Splits the first leaf whose live bytes passed the threshold. Returns whether it
-    /// did. Runs with the compaction gate held, so no compaction moves records meanwhile.
-    pub(in crate::core) async fn split_step(&self) -> Result<bool> {
-        let _gate = self.compaction_gate.lock().await;
-        let threshold = self.options.split_threshold_bytes;
-        // A leaf still reading behind an ancestor splits only once that is retired.
-        let big = self.leaf_list().into_iter().find(|l| {
-            l.store.stats().live_bytes > threshold
-                && l.id.prefix_bits <= SPLIT_PREFIX_BITS_MAX
-                && l.ancestor().is_none()
-        });
-        let Some(parent) = big else {
-            return Ok(false);
-        };
-        if self.stopping.get() {
-            return Ok(false);
-        }
+    /// Splits `parent` (the planner chose it) as the split mode says. Returns true
+    /// (there was work). Runs with the compaction gate held, so no compaction moves
+    /// records meanwhile.
+    pub(in crate::core) async fn split_leaf(&self, parent: &Rc<LeafState>) -> Result<bool> {
         match self.options.split_mode {
-            SplitMode::HandOver => self.hand_over(&parent).await?,
-            _ => self.split(&parent).await?,
+            SplitMode::HandOver => self.hand_over(parent).await?,
+            _ => self.split(parent).await?,
         }
         self.splits.set(self.splits.get() + 1);
         Ok(true)
