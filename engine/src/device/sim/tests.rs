@@ -2,11 +2,33 @@
 
 use std::path::Path;
 
-use super::{CrashMode, EntryKind, Fault, FaultOn, SimDisk};
+use super::{CrashMode, EntryKind, Fault, FaultOn, SimDevice, SimDisk, SimFile};
 use crate::device::{Device, DeviceFile};
 
 fn run<T>(f: impl Future<Output = T>) -> T {
     futures_lite::future::block_on(f)
+}
+
+/// A synced, empty file `d/f`, written by `write`; then a crash in `mode`, and the first
+/// `len` bytes of what the file holds after it.
+fn write_crash_and_read(
+    mode: CrashMode,
+    len: usize,
+    write: impl FnOnce(&SimDevice, &SimFile),
+) -> Vec<u8> {
+    let mut disk = SimDisk::new();
+    disk.create_dir("d").unwrap();
+    disk.sync_dir("").unwrap();
+    let dev = disk.device("d").unwrap();
+    let file = run(async {
+        let file = dev.create("f").await.unwrap();
+        dev.sync_dir().await.unwrap();
+        file
+    });
+    write(&dev, &file);
+    disk.crash(mode);
+    let dev = disk.device("d").unwrap();
+    run(async { dev.open("f").await.unwrap().read_at(0, len).await.unwrap() })
 }
 
 #[test]
@@ -125,21 +147,11 @@ fn remove_all_can_be_cut_in_the_middle() {
 #[test]
 fn a_durable_write_survives_whole_over_older_unsynced_bytes() {
     for seed in 0..64 {
-        let mut disk = SimDisk::new();
-        disk.create_dir("d").unwrap();
-        disk.sync_dir("").unwrap();
-        let dev = disk.device("d").unwrap();
-        run(async {
-            let file = dev.create("f").await.unwrap();
-            dev.sync_dir().await.unwrap();
-            file.write_at(0, &[1; 3 * 4096]).await.unwrap();
-            file.write_durable(4096, &[2; 4096]).await.unwrap();
-        });
-        disk.crash(CrashMode::Random { seed });
-        let dev = disk.device("d").unwrap();
-        let bytes = run(async {
-            let file = dev.open("f").await.unwrap();
-            file.read_at(0, 3 * 4096).await.unwrap()
+        let bytes = write_crash_and_read(CrashMode::Random { seed }, 3 * 4096, |_, file| {
+            run(async {
+                file.write_at(0, &[1; 3 * 4096]).await.unwrap();
+                file.write_durable(4096, &[2; 4096]).await.unwrap();
+            })
         });
         assert!(
             bytes.len() >= 8192,
@@ -155,21 +167,14 @@ fn a_durable_write_survives_whole_over_older_unsynced_bytes() {
 /// A durable write whose flush fails is read back until the crash, and then gone.
 #[test]
 fn a_durable_write_whose_flush_failed_is_lost_at_the_crash() {
-    let mut disk = SimDisk::new();
-    disk.create_dir("d").unwrap();
-    disk.sync_dir("").unwrap();
-    let dev = disk.device("d").unwrap();
-    run(async {
-        let file = dev.create("f").await.unwrap();
-        dev.sync_dir().await.unwrap();
-        file.write_durable(0, &[1; 4096]).await.unwrap();
-        dev.inject(FaultOn::Sync, 1, Fault::Io);
-        assert!(file.write_durable(4096, &[2; 4096]).await.is_err());
-        assert_eq!(file.read_at(4096, 4096).await.unwrap(), vec![2; 4096]);
+    let bytes = write_crash_and_read(CrashMode::TearLast { seed: 3 }, 8192, |dev, file| {
+        run(async {
+            file.write_durable(0, &[1; 4096]).await.unwrap();
+            dev.inject(FaultOn::Sync, 1, Fault::Io);
+            assert!(file.write_durable(4096, &[2; 4096]).await.is_err());
+            assert_eq!(file.read_at(4096, 4096).await.unwrap(), vec![2; 4096]);
+        })
     });
-    disk.crash(CrashMode::TearLast { seed: 3 });
-    let dev = disk.device("d").unwrap();
-    let bytes = run(async { dev.open("f").await.unwrap().read_at(0, 8192).await.unwrap() });
     assert_eq!(
         bytes,
         vec![1; 4096],
