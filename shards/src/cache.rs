@@ -105,23 +105,23 @@ impl Cache {
     /// Caches a copy of a value read from the device (its buffer may be larger than the
     /// value), unless it would take more than a shard's share of the budget.
     pub(crate) fn insert(&self, key: &[u8], value: &Bytes) {
-        if self.fits(key, value) {
-            self.insert_owned(key, Bytes::copy_from_slice(value));
+        if let Some(entries) = self.entries_for(key, value) {
+            entries.insert(key.into(), Bytes::copy_from_slice(value));
         }
     }
 
     /// Caches `value` itself (a written value: nothing else shares its buffer), unless
     /// it would take more than a shard's share of the budget.
     pub(crate) fn insert_owned(&self, key: &[u8], value: Bytes) {
-        if let Some(entries) = &self.entries {
-            if self.fits(key, &value) {
-                entries.insert(key.into(), value);
-            }
+        if let Some(entries) = self.entries_for(key, &value) {
+            entries.insert(key.into(), value);
         }
     }
 
-    fn fits(&self, key: &[u8], value: &[u8]) -> bool {
-        cost(key, value) <= self.budget_bytes / SHARDS as u64
+    /// The entries, if there is a cache and `key` with `value` fits a shard's share.
+    fn entries_for(&self, key: &[u8], value: &[u8]) -> Option<&Entries> {
+        let entries = self.entries.as_ref()?;
+        (cost(key, value) <= self.budget_bytes / SHARDS as u64).then_some(entries)
     }
 
     pub(crate) fn remove(&self, key: &[u8]) {

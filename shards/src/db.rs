@@ -323,14 +323,10 @@ impl Db {
     }
 
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        let hash = read_key(key)?;
-        if let Some(value) = self.inner.cached(hash, key) {
-            return Ok(Some(value));
+        match self.inner.get_op(key.as_ref())? {
+            Get::Cached(value) => Ok(Some(value)),
+            Get::Ask(hash, op) => self.inner.call_blocking(hash, op).map(value_of),
         }
-        (self.inner)
-            .call_blocking(hash, Op::Get(key.to_vec()))
-            .map(value_of)
     }
 
     /// Deletes a key; a missing key is not an error.
@@ -371,13 +367,10 @@ impl Db {
     }
 
     pub async fn get_async(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        let hash = read_key(key)?;
-        if let Some(value) = self.inner.cached(hash, key) {
-            return Ok(Some(value));
+        match self.inner.get_op(key.as_ref())? {
+            Get::Cached(value) => Ok(Some(value)),
+            Get::Ask(hash, op) => self.inner.call(hash, op).await.map(value_of),
         }
-        let op = Op::Get(key.to_vec());
-        self.inner.call(hash, op).await.map(value_of)
     }
 
     pub async fn delete_async(&self, key: impl AsRef<[u8]>) -> Result<()> {
@@ -601,13 +594,10 @@ impl Local {
 
     /// [`Db::get_async`], served in place when this core owns the key.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        let hash = read_key(key)?;
-        if let Some(value) = self.db.inner.cached(hash, key) {
-            return Ok(Some(value));
+        match self.db.inner.get_op(key.as_ref())? {
+            Get::Cached(value) => Ok(Some(value)),
+            Get::Ask(hash, op) => self.call(hash, op).await.map(value_of),
         }
-        let op = Op::Get(key.to_vec());
-        self.call(hash, op).await.map(value_of)
     }
 
     /// [`Db::put_async`], served in place when this core owns the key.
@@ -639,9 +629,25 @@ impl Local {
     }
 }
 
+/// A get, once checked: its value from the cache, or the request (with the key's hash)
+/// for the key's core.
+enum Get {
+    Cached(Bytes),
+    Ask(u64, Op),
+}
+
 impl Inner {
     fn core_of(&self, hash: u64) -> usize {
         usize::from(self.route[(hash >> (64 - u32::from(ROUTE_BITS))) as usize])
+    }
+
+    /// A get of `key`, checked: answered from its core's cache, or the request to send.
+    fn get_op(&self, key: &[u8]) -> Result<Get> {
+        let hash = read_key(key)?;
+        Ok(match self.cached(hash, key) {
+            Some(value) => Get::Cached(value),
+            None => Get::Ask(hash, Op::Get(key.to_vec())),
+        })
     }
 
     /// `key`'s value if its core's cache holds it: a get without a hop. `None` on a
