@@ -16,7 +16,7 @@ use ringkv_engine::{CompactionStats, check_limits};
 
 use crate::cache::Cache;
 use crate::core::{
-    self, CoreShared, CoreStats, Health, Here, Op, Reply, ReplySlot, ReplyTo, Request, SpawnFn,
+    self, Answer, CoreShared, CoreStats, Health, Here, Op, ReplySlot, ReplyTo, Request, SpawnFn,
     Spinners, Update, UpdateFn,
 };
 use crate::error::{Error, Result};
@@ -319,25 +319,26 @@ impl Db {
 
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (hash, op) = self.inner.put_op(key.as_ref(), value.as_ref())?;
-        self.inner.call_blocking(hash, op).map(drop)
+        self.inner.call_blocking(hash, op)
     }
 
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        match self.inner.get_op(key.as_ref())? {
+        let key = key.as_ref();
+        match self.inner.get_op(key)? {
             Get::Cached(value) => Ok(Some(value)),
-            Get::Ask(hash, op) => self.inner.call_blocking(hash, op).map(value_of),
+            Get::Ask(hash, op) => self.inner.call_blocking(hash, op),
         }
     }
 
     /// Deletes a key; a missing key is not an error.
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
         let (hash, op) = self.inner.delete_op(key.as_ref())?;
-        self.inner.call_blocking(hash, op).map(drop)
+        self.inner.call_blocking(hash, op)
     }
 
     pub fn exists(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let (hash, op) = exists_op(key.as_ref())?;
-        self.inner.call_blocking(hash, op).map(bool_of)
+        self.inner.call_blocking(hash, op)
     }
 
     /// Reads many keys with one request per core they fall on (all cores, and all reads
@@ -363,24 +364,24 @@ impl Db {
     /// memory (`Durability::Buffered`).
     pub async fn put_async(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (hash, op) = self.inner.put_op(key.as_ref(), value.as_ref())?;
-        self.inner.call(hash, op).await.map(drop)
+        self.inner.call(hash, op).await
     }
 
     pub async fn get_async(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         match self.inner.get_op(key.as_ref())? {
             Get::Cached(value) => Ok(Some(value)),
-            Get::Ask(hash, op) => self.inner.call(hash, op).await.map(value_of),
+            Get::Ask(hash, op) => self.inner.call(hash, op).await,
         }
     }
 
     pub async fn delete_async(&self, key: impl AsRef<[u8]>) -> Result<()> {
         let (hash, op) = self.inner.delete_op(key.as_ref())?;
-        self.inner.call(hash, op).await.map(drop)
+        self.inner.call(hash, op).await
     }
 
     pub async fn exists_async(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let (hash, op) = exists_op(key.as_ref())?;
-        self.inner.call(hash, op).await.map(bool_of)
+        self.inner.call(hash, op).await
     }
 
     pub async fn get_many_async<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
@@ -403,11 +404,7 @@ impl Db {
         let answers = split.call(&self.inner, Op::GetMany).await?;
         let mut answers: Vec<std::vec::IntoIter<Option<Bytes>>> = answers
             .into_iter()
-            .map(|reply| match reply {
-                Some(Reply::Values(values)) => values.into_iter(),
-                None => Vec::new().into_iter(),
-                Some(other) => unreachable!("get_many answered {other:?}"),
-            })
+            .map(|values| values.unwrap_or_default().into_iter())
             .collect();
         for (at, &core) in missed.into_iter().zip(&split.order) {
             values[at] = answers[core].next().expect("one answer per key");
@@ -449,7 +446,7 @@ impl Db {
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
         let (hash, op) = self.inner.update_op(key.as_ref(), f)?;
-        self.inner.call_blocking(hash, op).map(value_of)
+        self.inner.call_blocking(hash, op)
     }
 
     pub async fn update_async(
@@ -458,7 +455,7 @@ impl Db {
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
         let (hash, op) = self.inner.update_op(key.as_ref(), f)?;
-        self.inner.call(hash, op).await.map(value_of)
+        self.inner.call(hash, op).await
     }
 
     /// Runs `task` on core `core`'s executor thread: `make` is called there with a
@@ -483,8 +480,8 @@ impl Db {
             let local = Local { db, here };
             glommio::spawn_local(make(local)).detach();
         }));
-        let reply = self.inner.send(core, 0, Op::Spawn(spawn))?;
-        futures_lite::future::block_on(self.inner.wait(core, reply)).map(drop)
+        let reply = self.inner.send(core, 0, |reply| Op::Spawn(spawn, reply))?;
+        futures_lite::future::block_on(self.inner.wait(core, reply))
     }
 
     /// Live keys.
@@ -500,10 +497,7 @@ impl Db {
         futures_lite::future::block_on(async {
             let mut stats = Stats::default();
             for core in 0..self.inner.cores.len() {
-                let Reply::Stats(s) = self.inner.call_core(core, 0, Op::Stats).await? else {
-                    unreachable!("stats answers stats");
-                };
-                let mut s = s;
+                let mut s = self.inner.call_core(core, 0, Op::Stats).await?;
                 s.queued = self.inner.cores[core].queued() as u64;
                 stats.keys += s.totals.keys;
                 stats.live_bytes += s.totals.live_bytes;
@@ -521,7 +515,9 @@ impl Db {
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
         for core in 0..self.inner.cores.len() {
             let (sender, receiver) = async_channel::bounded(2);
-            let reply = self.inner.send(core, 0, Op::ForEach(sender))?;
+            let reply = self
+                .inner
+                .send(core, 0, |reply| Op::ForEach(sender, reply))?;
             let next = || self.inner.block_unless_dead(core, receiver.recv());
             // A dead core's task may never drop its sender: stop waiting then.
             while let Ok(batch) = next()? {
@@ -540,10 +536,7 @@ impl Db {
         futures_lite::future::block_on(async {
             let mut total = CompactionStats::default();
             for core in 0..self.inner.cores.len() {
-                let Reply::Compacted(s) = self.inner.call_core(core, 0, Op::Compact).await? else {
-                    unreachable!("compact answers compacted");
-                };
-                total.add(&s);
+                total.add(&self.inner.call_core(core, 0, Op::Compact).await?);
             }
             Ok(total)
         })
@@ -581,41 +574,63 @@ impl Local {
         self.db.inner.core_of(routing_hash(key.as_ref())) == self.here.index()
     }
 
-    async fn call(&self, hash: u64, op: Op) -> Result<Reply> {
+    /// Where a call for `hash` is served: `None` in place (this core owns it), else the
+    /// core it crosses to.
+    fn owner(&self, hash: u64) -> Result<Option<usize>> {
         let core = self.db.inner.core_of(hash);
         if core != self.here.index() {
-            return self.db.inner.call_core(core, hash, op).await;
+            return Ok(Some(core));
         }
         if self.db.inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        self.here.call(hash, op).await
+        Ok(None)
     }
 
     /// [`Db::get_async`], served in place when this core owns the key.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        match self.db.inner.get_op(key.as_ref())? {
-            Get::Cached(value) => Ok(Some(value)),
-            Get::Ask(hash, op) => self.call(hash, op).await.map(value_of),
+        let key = key.as_ref();
+        let (hash, op) = match self.db.inner.get_op(key)? {
+            Get::Cached(value) => return Ok(Some(value)),
+            Get::Ask(hash, op) => (hash, op),
+        };
+        match self.owner(hash)? {
+            None => self.here.get(hash, key).await,
+            Some(core) => self.db.inner.call_core(core, hash, op).await,
         }
     }
 
     /// [`Db::put_async`], served in place when this core owns the key.
     pub async fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        let (hash, op) = self.db.inner.put_op(key.as_ref(), value.as_ref())?;
-        self.call(hash, op).await.map(drop)
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let (hash, op) = self.db.inner.put_op(key, value)?;
+        match self.owner(hash)? {
+            None => {
+                let value = Bytes::copy_from_slice(value);
+                self.here.write(hash, key, Some(value)).await
+            }
+            Some(core) => self.db.inner.call_core(core, hash, op).await,
+        }
     }
 
     /// [`Db::delete_async`], served in place when this core owns the key.
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
-        let (hash, op) = self.db.inner.delete_op(key.as_ref())?;
-        self.call(hash, op).await.map(drop)
+        let key = key.as_ref();
+        let (hash, op) = self.db.inner.delete_op(key)?;
+        match self.owner(hash)? {
+            None => self.here.write(hash, key, None).await,
+            Some(core) => self.db.inner.call_core(core, hash, op).await,
+        }
     }
 
     /// [`Db::exists_async`], served in place when this core owns the key.
     pub async fn exists(&self, key: impl AsRef<[u8]>) -> Result<bool> {
-        let (hash, op) = exists_op(key.as_ref())?;
-        self.call(hash, op).await.map(bool_of)
+        let key = key.as_ref();
+        let (hash, op) = exists_op(key)?;
+        match self.owner(hash)? {
+            None => self.here.exists(hash, key).await,
+            Some(core) => self.db.inner.call_core(core, hash, op).await,
+        }
     }
 
     /// [`Db::update_async`], served in place when this core owns the key.
@@ -624,17 +639,28 @@ impl Local {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
-        let (hash, op) = self.db.inner.update_op(key.as_ref(), f)?;
-        self.call(hash, op).await.map(value_of)
+        let key = key.as_ref();
+        let hash = self.db.inner.write_key(key, &[])?;
+        match self.owner(hash)? {
+            None => self.here.update(hash, key, UpdateFn(Box::new(f))).await,
+            Some(core) => {
+                let op = |reply| Op::Update(key.to_vec(), UpdateFn(Box::new(f)), reply);
+                self.db.inner.call_core(core, hash, op).await
+            }
+        }
     }
 }
 
 /// A get, once checked: its value from the cache, or the request (with the key's hash)
 /// for the key's core.
-enum Get {
+enum Get<F> {
     Cached(Bytes),
-    Ask(u64, Op),
+    Ask(u64, F),
 }
+
+/// Makes a request around the place its answer goes.
+trait MakeOp<T: Send + 'static>: FnOnce(ReplyTo<T>) -> Op {}
+impl<T: Send + 'static, F: FnOnce(ReplyTo<T>) -> Op> MakeOp<T> for F {}
 
 impl Inner {
     fn core_of(&self, hash: u64) -> usize {
@@ -642,11 +668,11 @@ impl Inner {
     }
 
     /// A get of `key`, checked: answered from its core's cache, or the request to send.
-    fn get_op(&self, key: &[u8]) -> Result<Get> {
+    fn get_op<'k>(&self, key: &'k [u8]) -> Result<Get<impl MakeOp<Option<Bytes>> + 'k>> {
         let hash = read_key(key)?;
         Ok(match self.cached(hash, key) {
             Some(value) => Get::Cached(value),
-            None => Get::Ask(hash, Op::Get(key.to_vec())),
+            None => Get::Ask(hash, |reply| Op::Get(key.to_vec(), reply)),
         })
     }
 
@@ -662,11 +688,16 @@ impl Inner {
         self.cores[core].serving().then_some(value)
     }
 
-    async fn call(&self, hash: u64, op: Op) -> Result<Reply> {
+    async fn call<T: Send + 'static>(&self, hash: u64, op: impl MakeOp<T>) -> Result<T> {
         self.call_core(self.core_of(hash), hash, op).await
     }
 
-    async fn call_core(&self, core: usize, hash: u64, op: Op) -> Result<Reply> {
+    async fn call_core<T: Send + 'static>(
+        &self,
+        core: usize,
+        hash: u64,
+        op: impl MakeOp<T>,
+    ) -> Result<T> {
         let reply = self.send_async(core, hash, op).await?;
         self.wait(core, reply).await
     }
@@ -674,7 +705,7 @@ impl Inner {
     /// The reply of a request queued on `core`, or why there will be none: the core
     /// died (`Error::CoreFailed`, even when the request's task was lost with it) or
     /// stopped (`Error::Closed`).
-    async fn wait(&self, core: usize, reply: oneshot::Receiver<Result<Reply>>) -> Result<Reply> {
+    async fn wait<T>(&self, core: usize, reply: oneshot::Receiver<Result<T>>) -> Result<T> {
         let shared = &self.cores[core];
         let replied = async { Some(reply.await) };
         let died = async {
@@ -693,29 +724,41 @@ impl Inner {
         }
     }
 
-    fn request(&self, hash: u64, op: Op) -> Result<(Request, oneshot::Receiver<Result<Reply>>)> {
+    /// A request for an async caller, and where its answer will come.
+    fn request<T: Send + 'static>(
+        &self,
+        hash: u64,
+        op: impl MakeOp<T>,
+    ) -> Result<(Request, oneshot::Receiver<Result<T>>)> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
         let (reply, rx) = ReplyTo::task();
-        Ok((Request { hash, op, reply }, rx))
+        Ok((
+            Request::Call {
+                hash,
+                op: op(reply),
+            },
+            rx,
+        ))
     }
 
     /// [`Inner::call`] from a plain thread, without an allocation: the answer comes in
     /// the thread's own slot, which it spins on (when `spinners` lets it) and then
     /// parks on.
-    fn call_blocking(&self, hash: u64, op: Op) -> Result<Reply> {
+    fn call_blocking<T: Answer>(&self, hash: u64, op: impl MakeOp<T>) -> Result<T> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
         let core = &self.cores[self.core_of(hash)];
         let (slot, reply) = ReplySlot::arm();
-        let mut request = Request { hash, op, reply };
-        while let Err(back) = core.push(request) {
-            request = back;
-            core.wake();
-            std::thread::yield_now();
-        }
+        push_blocking(
+            core,
+            Request::Call {
+                hash,
+                op: op(reply),
+            },
+        );
         slot.wait(core, &self.spinners)
     }
 
@@ -727,25 +770,27 @@ impl Inner {
     }
 
     /// A put's request, checked.
-    fn put_op(&self, key: &[u8], value: &[u8]) -> Result<(u64, Op)> {
+    fn put_op<'k>(&self, key: &'k [u8], value: &'k [u8]) -> Result<(u64, impl MakeOp<()> + 'k)> {
         let hash = self.write_key(key, value)?;
-        Ok((hash, Op::Put(key.to_vec(), value.to_vec())))
+        Ok((hash, |reply| Op::Put(key.to_vec(), value.to_vec(), reply)))
     }
 
     /// A read-modify-write's request, checked.
-    fn update_op(
+    fn update_op<'k>(
         &self,
-        key: &[u8],
+        key: &'k [u8],
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
-    ) -> Result<(u64, Op)> {
+    ) -> Result<(u64, impl MakeOp<Option<Bytes>> + 'k)> {
         let hash = self.write_key(key, &[])?;
-        Ok((hash, Op::Update(key.to_vec(), UpdateFn(Box::new(f)))))
+        Ok((hash, |reply| {
+            Op::Update(key.to_vec(), UpdateFn(Box::new(f)), reply)
+        }))
     }
 
     /// A delete's request, checked.
-    fn delete_op(&self, key: &[u8]) -> Result<(u64, Op)> {
+    fn delete_op<'k>(&self, key: &'k [u8]) -> Result<(u64, impl MakeOp<()> + 'k)> {
         let hash = self.write_key(key, &[])?;
-        Ok((hash, Op::Delete(key.to_vec())))
+        Ok((hash, |reply| Op::Delete(key.to_vec(), reply)))
     }
 
     /// Blocks on `future` unless core `core` dies first.
@@ -760,23 +805,24 @@ impl Inner {
     }
 
     /// Queues a request from a plain thread, waiting while the queue is full.
-    fn send(&self, core: usize, hash: u64, op: Op) -> Result<oneshot::Receiver<Result<Reply>>> {
-        let (mut request, rx) = self.request(hash, op)?;
-        while let Err(back) = self.cores[core].push(request) {
-            request = back;
-            self.cores[core].wake();
-            std::thread::yield_now();
-        }
+    fn send<T: Send + 'static>(
+        &self,
+        core: usize,
+        hash: u64,
+        op: impl MakeOp<T>,
+    ) -> Result<oneshot::Receiver<Result<T>>> {
+        let (request, rx) = self.request(hash, op)?;
+        push_blocking(&self.cores[core], request);
         Ok(rx)
     }
 
     /// Queues a request from async code, yielding while the queue is full.
-    async fn send_async(
+    async fn send_async<T: Send + 'static>(
         &self,
         core: usize,
         hash: u64,
-        op: Op,
-    ) -> Result<oneshot::Receiver<Result<Reply>>> {
+        op: impl MakeOp<T>,
+    ) -> Result<oneshot::Receiver<Result<T>>> {
         let (mut request, rx) = self.request(hash, op)?;
         while let Err(back) = self.cores[core].push(request) {
             request = back;
@@ -793,16 +839,7 @@ impl Inner {
         let mut first_error = None;
         for (index, core) in self.cores.iter().enumerate() {
             let (reply, rx) = ReplyTo::task();
-            let mut request = Request {
-                hash: 0,
-                op: Op::Shutdown,
-                reply,
-            };
-            while let Err(back) = core.push(request) {
-                request = back;
-                core.wake();
-                std::thread::yield_now();
-            }
+            push_blocking(core, Request::Shutdown(reply));
             match futures_lite::future::block_on(self.wait(index, rx)) {
                 Ok(_) | Err(Error::Closed) => {}
                 Err(e) => {
@@ -849,20 +886,20 @@ impl<T> PerCore<T> {
 
     /// One request per core with a share, all in flight together; each core's reply
     /// (`None` for a core without a share).
-    async fn call(
+    async fn call<A: Send + 'static>(
         &mut self,
         inner: &Inner,
-        op: impl Fn(Vec<T>) -> Op,
-    ) -> Result<Vec<Option<Reply>>> {
+        op: impl Fn(Vec<T>, ReplyTo<A>) -> Op,
+    ) -> Result<Vec<Option<A>>> {
         let calls = std::mem::take(&mut self.shares)
             .into_iter()
             .enumerate()
             .map(|(core, share)| {
-                let op = (!share.is_empty()).then(|| op(share));
+                let op = &op;
                 async move {
-                    match op {
-                        Some(op) => inner.call_core(core, 0, op).await.map(Some),
-                        None => Ok(None),
+                    match share.is_empty() {
+                        false => inner.call_core(core, 0, |r| op(share, r)).await.map(Some),
+                        true => Ok(None),
                     }
                 }
             });
@@ -880,21 +917,16 @@ fn read_key(key: &[u8]) -> Result<u64> {
 }
 
 /// An exists' request, checked.
-fn exists_op(key: &[u8]) -> Result<(u64, Op)> {
-    Ok((read_key(key)?, Op::Exists(key.to_vec())))
+fn exists_op(key: &[u8]) -> Result<(u64, impl MakeOp<bool> + '_)> {
+    Ok((read_key(key)?, |reply| Op::Exists(key.to_vec(), reply)))
 }
 
-fn value_of(reply: Reply) -> Option<Bytes> {
-    match reply {
-        Reply::Value(v) => v,
-        other => unreachable!("a read answered {other:?}"),
-    }
-}
-
-fn bool_of(reply: Reply) -> bool {
-    match reply {
-        Reply::Bool(b) => b,
-        other => unreachable!("exists answered {other:?}"),
+/// Queues `request` on `core` from a plain thread, waiting while the queue is full.
+fn push_blocking(core: &CoreShared, mut request: Request) {
+    while let Err(back) = core.push(request) {
+        request = back;
+        core.wake();
+        std::thread::yield_now();
     }
 }
 

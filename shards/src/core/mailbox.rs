@@ -9,9 +9,11 @@
 //!   goes through glommio's foreign-wake path: that costs a system call (an eventfd
 //!   write) only when the executor really sleeps; while it runs, or spins before
 //!   parking, it sees the wake without one. No socket, no byte per request.
-//! - **Answers.** A request carries a [`ReplyTo`]: a oneshot channel for async callers,
-//!   or, for blocking callers, the calling thread's own reusable [`ReplySlot`], which the
-//!   caller spins on briefly (when the machine has a CPU to spare) and then parks on.
+//! - **Answers.** Each op carries a [`ReplyTo`] typed by its own answer (a get's
+//!   `Option<Bytes>`, an exists' `bool`): a oneshot channel for async callers, or, for
+//!   blocking callers, the calling thread's own reusable [`ReplySlot`] for that answer
+//!   type, which the caller spins on briefly (when the machine has a CPU to spare) and
+//!   then parks on.
 //!
 //! Invariants: every queued request is answered or its `ReplyTo` is dropped, which tells
 //! its caller it was cancelled; the one exception is a request whose task glommio loses
@@ -29,36 +31,42 @@ use crossbeam_queue::ArrayQueue;
 use event_listener::Event;
 use futures_util::task::AtomicWaker;
 
-use super::{Op, Reply};
+use bytes::Bytes;
+
+use super::Op;
 use crate::error::{Error, Result};
 
-/// A request for a core: the key's hash, what to do, where the answer goes.
+/// What a core's queue carries: a call for a key's core, or the order to shut down.
 #[derive(Debug)]
-pub(crate) struct Request {
-    pub(crate) hash: u64,
-    pub(crate) op: Op,
-    pub(crate) reply: ReplyTo,
+pub(crate) enum Request {
+    /// The key's hash (0 for a call on the core as a whole) and what to do; the answer
+    /// goes where the op's own [`ReplyTo`] says.
+    Call {
+        hash: u64,
+        op: Op,
+    },
+    Shutdown(ReplyTo<()>),
 }
 
-/// Where a request's answer goes. Dropping it unanswered tells the caller the request
-/// was cancelled.
+/// Where a request's answer, of type `T`, goes. Dropping it unanswered tells the
+/// caller the request was cancelled.
 #[derive(Debug)]
-pub(crate) struct ReplyTo(Option<Target>);
+pub(crate) struct ReplyTo<T: Send + 'static>(Option<Target<T>>);
 
 #[derive(Debug)]
-enum Target {
-    Task(futures_channel::oneshot::Sender<Result<Reply>>),
-    Thread { slot: Arc<ReplySlot>, call: u64 },
+enum Target<T: Send + 'static> {
+    Task(futures_channel::oneshot::Sender<Result<T>>),
+    Thread { slot: Arc<ReplySlot<T>>, call: u64 },
 }
 
-impl ReplyTo {
+impl<T: Send + 'static> ReplyTo<T> {
     /// An answer an async caller awaits.
-    pub(crate) fn task() -> (Self, futures_channel::oneshot::Receiver<Result<Reply>>) {
+    pub(crate) fn task() -> (Self, futures_channel::oneshot::Receiver<Result<T>>) {
         let (tx, rx) = futures_channel::oneshot::channel();
         (Self(Some(Target::Task(tx))), rx)
     }
 
-    pub(crate) fn send(mut self, result: Result<Reply>) {
+    pub(crate) fn send(mut self, result: Result<T>) {
         match self.0.take() {
             Some(Target::Task(tx)) => drop(tx.send(result)),
             Some(Target::Thread { slot, call }) => slot.fill(call, Some(result)),
@@ -67,7 +75,7 @@ impl ReplyTo {
     }
 }
 
-impl Drop for ReplyTo {
+impl<T: Send + 'static> Drop for ReplyTo<T> {
     fn drop(&mut self) {
         // A task's receiver sees its sender dropped by itself.
         if let Some(Target::Thread { slot, call }) = self.0.take() {
@@ -76,34 +84,59 @@ impl Drop for ReplyTo {
     }
 }
 
+/// An answer a blocking caller can wait for in its thread's own slot: each such type
+/// has one slot per thread.
+pub(crate) trait Answer: Send + Sized + 'static {
+    fn thread_slot() -> Arc<ReplySlot<Self>>;
+}
+
+macro_rules! thread_slots {
+    ($($slot:ident: $answer:ty),* $(,)?) => {$(
+        thread_local! {
+            static $slot: Arc<ReplySlot<$answer>> = Arc::new(ReplySlot::new());
+        }
+        impl Answer for $answer {
+            fn thread_slot() -> Arc<ReplySlot<Self>> {
+                $slot.with(Arc::clone)
+            }
+        }
+    )*};
+}
+
+thread_slots! {
+    DONE_SLOT: (),
+    BOOL_SLOT: bool,
+    VALUE_SLOT: Option<Bytes>,
+}
+
 const EMPTY: u8 = 0;
 const FILLED: u8 = 1;
 
 /// A blocking caller's answer slot, reused by every call its thread makes (one at a
 /// time): no allocation per call.
 #[derive(Debug)]
-pub(crate) struct ReplySlot {
+pub(crate) struct ReplySlot<T> {
     thread: Thread,
     /// The call the slot is armed for.
     call: AtomicU64,
     state: AtomicU8,
     /// `Some(None)`: the request was dropped unanswered.
-    answer: Mutex<Option<Option<Result<Reply>>>>,
+    answer: Mutex<Option<Option<Result<T>>>>,
 }
 
-thread_local! {
-    static SLOT: Arc<ReplySlot> = Arc::new(ReplySlot {
-        thread: std::thread::current(),
-        call: AtomicU64::new(0),
-        state: AtomicU8::new(EMPTY),
-        answer: Mutex::new(None),
-    });
-}
+impl<T: Answer> ReplySlot<T> {
+    fn new() -> Self {
+        Self {
+            thread: std::thread::current(),
+            call: AtomicU64::new(0),
+            state: AtomicU8::new(EMPTY),
+            answer: Mutex::new(None),
+        }
+    }
 
-impl ReplySlot {
     /// This thread's slot, armed for a new call: the `ReplyTo` to send with it.
-    pub(crate) fn arm() -> (Arc<ReplySlot>, ReplyTo) {
-        let slot = SLOT.with(Arc::clone);
+    pub(crate) fn arm() -> (Arc<Self>, ReplyTo<T>) {
+        let slot = T::thread_slot();
         let call = slot.call.fetch_add(1, Ordering::SeqCst) + 1;
         *slot.answer.lock().expect("not poisoned") = None;
         slot.state.store(EMPTY, Ordering::SeqCst);
@@ -113,8 +146,10 @@ impl ReplySlot {
         }));
         (slot, reply)
     }
+}
 
-    fn fill(&self, call: u64, answer: Option<Result<Reply>>) {
+impl<T: Send + 'static> ReplySlot<T> {
+    fn fill(&self, call: u64, answer: Option<Result<T>>) {
         {
             let mut held = self.answer.lock().expect("not poisoned");
             if self.call.load(Ordering::SeqCst) != call || held.is_some() {
@@ -127,7 +162,7 @@ impl ReplySlot {
         self.thread.unpark();
     }
 
-    fn take(&self) -> Option<Option<Result<Reply>>> {
+    fn take(&self) -> Option<Option<Result<T>>> {
         if self.state.load(Ordering::SeqCst) != FILLED {
             return None;
         }
@@ -137,7 +172,7 @@ impl ReplySlot {
     /// Waits for the answer: spins for a while if `spinners` lets it, then parks,
     /// looking every so often whether `shared`'s core died (its task, and so the
     /// answer, may be lost).
-    pub(crate) fn wait(&self, shared: &CoreShared, spinners: &Spinners) -> Result<Reply> {
+    pub(crate) fn wait(&self, shared: &CoreShared, spinners: &Spinners) -> Result<T> {
         if let Some(_turn) = spinners.enter() {
             let started = Instant::now();
             while started.elapsed() < spinners.spin {
@@ -269,7 +304,7 @@ impl CoreShared {
     }
 
     /// A blocking caller's answer: the reply, or why there is none.
-    fn answered(&self, answer: Option<Result<Reply>>) -> Result<Reply> {
+    fn answered<T>(&self, answer: Option<Result<T>>) -> Result<T> {
         match answer {
             Some(result) => result,
             // Dropped unanswered: at shutdown, or while a panic unwinds the core (which

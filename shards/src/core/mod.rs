@@ -51,7 +51,7 @@ mod report;
 use commit::Committer;
 use leaf::LeafState;
 use log::CoreLog;
-pub(crate) use mailbox::{CoreShared, ReplySlot, ReplyTo, Request, Spinners};
+pub(crate) use mailbox::{Answer, CoreShared, ReplySlot, ReplyTo, Request, Spinners};
 pub use report::{CoreStats, LeafStats};
 
 /// Requests handled before the core yields to the tasks it spawned.
@@ -62,28 +62,30 @@ const REACTOR_POLL_INTERVAL: Duration = Duration::from_micros(200);
 /// Bytes of entries `for_each` sends in one message.
 const FOR_EACH_BATCH_BYTES: usize = 1 << 20;
 
-/// What a caller asks of a core.
+/// What a caller asks of a core, each with where its answer goes.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Get(Vec<u8>),
-    Put(Vec<u8>, Vec<u8>),
+    Get(Vec<u8>, ReplyTo<Option<Bytes>>),
+    Put(Vec<u8>, Vec<u8>, ReplyTo<()>),
     /// Gets of keys this core owns, each with its hash; answers their values in order.
-    GetMany(Vec<(u64, Vec<u8>)>),
+    GetMany(Vec<(u64, Vec<u8>)>, ReplyTo<Vec<Option<Bytes>>>),
     /// Puts of keys this core owns (hash, key, value), made durable by one commit; each
     /// key independent (not atomic as a whole).
-    PutMany(Vec<(u64, Vec<u8>, Vec<u8>)>),
-    Delete(Vec<u8>),
-    Exists(Vec<u8>),
-    Flush,
-    Stats,
-    ForEach(async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>),
-    Compact,
+    PutMany(Vec<(u64, Vec<u8>, Vec<u8>)>, ReplyTo<()>),
+    Delete(Vec<u8>, ReplyTo<()>),
+    Exists(Vec<u8>, ReplyTo<bool>),
+    Flush(ReplyTo<()>),
+    Stats(ReplyTo<CoreStats>),
+    ForEach(ForEachSender, ReplyTo<()>),
+    Compact(ReplyTo<CompactionStats>),
     /// Atomic read-modify-write of one key; answers the value before.
-    Update(Vec<u8>, UpdateFn),
+    Update(Vec<u8>, UpdateFn, ReplyTo<Option<Bytes>>),
     /// Runs a closure on this core's executor (it spawns the caller's task).
-    Spawn(SpawnFn),
-    Shutdown,
+    Spawn(SpawnFn, ReplyTo<()>),
 }
+
+/// Where `for_each` sends a core's entries, a batch at a time.
+pub(crate) type ForEachSender = async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>;
 
 /// What a read-modify-write does with the value it saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,8 +133,28 @@ impl Here {
         self.0.index
     }
 
-    /// Handles `op` on this core, counted as in flight so that shutdown waits for it.
-    pub(crate) async fn call(&self, hash: u64, op: Op) -> Result<Reply> {
+    pub(crate) async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Bytes>> {
+        self.counted(async |core| core.get(hash, key).await).await
+    }
+
+    /// A put (`Some(value)`) or a delete (`None`).
+    pub(crate) async fn write(&self, hash: u64, key: &[u8], value: Option<Bytes>) -> Result<()> {
+        self.counted(async |core| core.write(hash, key, value).await)
+            .await
+    }
+
+    pub(crate) async fn exists(&self, hash: u64, key: &[u8]) -> Result<bool> {
+        self.counted(async |core| core.exists(hash, key).await)
+            .await
+    }
+
+    pub(crate) async fn update(&self, hash: u64, key: &[u8], f: UpdateFn) -> Result<Option<Bytes>> {
+        self.counted(async |core| core.update(hash, key, f).await)
+            .await
+    }
+
+    /// Runs `call` on this core, counted as in flight so that shutdown waits for it.
+    async fn counted<T>(&self, call: impl AsyncFnOnce(&Rc<Core>) -> Result<T>) -> Result<T> {
         let core = &self.0;
         if core.stopping.get() {
             return Err(Error::Closed);
@@ -142,28 +164,13 @@ impl Here {
         struct InFlight<'a>(&'a Core);
         impl Drop for InFlight<'_> {
             fn drop(&mut self) {
-                let core = self.0;
-                core.in_flight.set(core.in_flight.get() - 1);
-                if core.in_flight.get() == 0 {
-                    core.idle.notify(usize::MAX);
-                }
+                self.0.count_out();
             }
         }
         core.in_flight.set(core.in_flight.get() + 1);
         let _counted = InFlight(core);
-        core.handle(hash, op).await
+        call(core).await
     }
-}
-
-/// What a core answers.
-#[derive(Debug)]
-pub(crate) enum Reply {
-    Done,
-    Value(Option<Bytes>),
-    Values(Vec<Option<Bytes>>),
-    Bool(bool),
-    Stats(CoreStats),
-    Compacted(CompactionStats),
 }
 
 /// Whether the database still accepts writes; shared by every core and caller.
@@ -296,7 +303,7 @@ pub(crate) async fn run(
     // Requests still queued are dropped: their callers see the reply channel close
     // and get Error::Closed.
     shared.stop();
-    shutdown.reply.send(result.map(|()| Reply::Done));
+    shutdown.send(result);
 }
 
 impl Core {
@@ -308,17 +315,14 @@ impl Core {
     /// before it waits (the executor's wake-up costs more than the request), and lets
     /// the executor poll for I/O and timers at least every `REACTOR_POLL_INTERVAL`
     /// while requests keep coming that way.
-    async fn serve(self: &Rc<Self>, shared: &CoreShared) -> Request {
+    async fn serve(self: &Rc<Self>, shared: &CoreShared) -> ReplyTo<()> {
         let mut polled = Instant::now();
         loop {
             let mut drained = 0;
             while let Some(request) = shared.pop() {
-                if matches!(request.op, Op::Shutdown) {
-                    return request;
-                }
-                match self.answer_now(&request.op) {
-                    Some(result) => request.reply.send(result),
-                    None => self.spawn_request(request),
+                match request {
+                    Request::Shutdown(reply) => return reply,
+                    Request::Call { hash, op } => self.take(hash, op),
                 }
                 drained += 1;
                 if drained % BATCH_MAX == 0 {
@@ -338,31 +342,32 @@ impl Core {
         }
     }
 
-    /// The answer to `op` if it needs no I/O and no waiting: a read the cache holds.
-    fn answer_now(&self, op: &Op) -> Option<Result<Reply>> {
-        match op {
-            Op::Get(key) => {
-                let value = self.cache.peek(key)?;
-                Some(Ok(Reply::Value(Some(value))))
-            }
-            _ => None,
-        }
-    }
-
-    /// Handles `request` in a task of its own, counted in flight.
-    fn spawn_request(self: &Rc<Self>, request: Request) {
+    /// Takes a request from the queue: answers it at once if that needs no I/O and no
+    /// waiting (a read the cache holds), else hands it to a task of its own, counted in
+    /// flight.
+    fn take(self: &Rc<Self>, hash: u64, op: Op) {
+        let op = match op {
+            Op::Get(key, reply) => match self.cache.peek(&key) {
+                Some(value) => return reply.send(Ok(Some(value))),
+                None => Op::Get(key, reply),
+            },
+            op => op,
+        };
         let core = self.clone();
         core.in_flight.set(core.in_flight.get() + 1);
         glommio::spawn_local(async move {
-            let Request { hash, op, reply } = request;
-            let result = core.handle(hash, op).await;
-            reply.send(result);
-            core.in_flight.set(core.in_flight.get() - 1);
-            if core.in_flight.get() == 0 {
-                core.idle.notify(usize::MAX);
-            }
+            core.handle(hash, op).await;
+            core.count_out();
         })
         .detach();
+    }
+
+    /// A call in flight ended.
+    fn count_out(&self) {
+        self.in_flight.set(self.in_flight.get() - 1);
+        if self.in_flight.get() == 0 {
+            self.idle.notify(usize::MAX);
+        }
     }
 
     async fn open(
@@ -463,37 +468,38 @@ impl Core {
         all
     }
 
-    async fn handle(self: &Rc<Self>, hash: u64, op: Op) -> Result<Reply> {
+    /// Does `op` and sends its answer.
+    async fn handle(self: &Rc<Self>, hash: u64, op: Op) {
         match op {
-            Op::Get(key) => self.get(hash, &key).await.map(Reply::Value),
-            Op::GetMany(keys) => self.get_many(&keys).await.map(Reply::Values),
-            Op::PutMany(entries) => self.put_many(entries).await.map(|()| Reply::Done),
-            Op::Put(key, value) => self
-                .write(hash, &key, Some(Bytes::from(value)))
-                .await
-                .map(|_| Reply::Done),
-            Op::Delete(key) => self.write(hash, &key, None).await.map(|_| Reply::Done),
-            Op::Exists(key) => {
-                self.wait_durable(hash, &key).await?;
-                Ok(Reply::Bool(self.leaf(hash).exists(&key)))
+            Op::Get(key, reply) => reply.send(self.get(hash, &key).await),
+            Op::GetMany(keys, reply) => reply.send(self.get_many(&keys).await),
+            Op::PutMany(entries, reply) => reply.send(self.put_many(entries).await),
+            Op::Put(key, value, reply) => {
+                reply.send(self.write(hash, &key, Some(Bytes::from(value))).await);
             }
-            Op::Flush => self.commit().await.map(|()| Reply::Done),
-            Op::Stats => {
-                self.commit_appended().await?;
-                Ok(Reply::Stats(self.stats()))
+            Op::Delete(key, reply) => reply.send(self.write(hash, &key, None).await),
+            Op::Exists(key, reply) => reply.send(self.exists(hash, &key).await),
+            Op::Flush(reply) => reply.send(self.commit().await),
+            Op::Stats(reply) => reply.send(self.commit_appended().await.map(|()| self.stats())),
+            Op::ForEach(sender, reply) => {
+                let result = match self.commit_appended().await {
+                    Ok(()) => self.for_each(sender).await,
+                    Err(e) => Err(e),
+                };
+                reply.send(result);
             }
-            Op::ForEach(sender) => {
-                self.commit_appended().await?;
-                self.for_each(sender).await.map(|()| Reply::Done)
-            }
-            Op::Compact => self.compact_all().await.map(Reply::Compacted),
-            Op::Update(key, f) => self.update(hash, &key, f).await.map(Reply::Value),
-            Op::Spawn(f) => {
+            Op::Compact(reply) => reply.send(self.compact_all().await),
+            Op::Update(key, f, reply) => reply.send(self.update(hash, &key, f).await),
+            Op::Spawn(f, reply) => {
                 (f.0)(Here(self.clone()));
-                Ok(Reply::Done)
+                reply.send(Ok(()));
             }
-            Op::Shutdown => unreachable!("the serve loop handles shutdown"),
         }
+    }
+
+    async fn exists(&self, hash: u64, key: &[u8]) -> Result<bool> {
+        self.wait_durable(hash, key).await?;
+        Ok(self.leaf(hash).exists(key))
     }
 
     async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Bytes>> {

@@ -102,10 +102,7 @@ impl Core {
         stats
     }
 
-    pub(super) async fn for_each(
-        &self,
-        sender: async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>,
-    ) -> Result<()> {
+    pub(super) async fn for_each(&self, sender: super::ForEachSender) -> Result<()> {
         let mut batch = Vec::new();
         let mut bytes = 0;
         // Ancestors first, each key only if no leaf has it now; then the leaves. No
