@@ -337,9 +337,16 @@ impl<D: Device> Substore<D> {
 
     /// `put` with metadata and expiry.
     pub async fn put_with(&self, key: &[u8], value: &[u8], opts: WriteOptions<'_>) -> Result<()> {
-        check_limits(key, value, opts.meta)?;
-        self.append(Kind::Put, key, value, opts)?;
+        self.put_in_memory(key, value, opts)?;
         self.write_out_if_full().await
+    }
+
+    /// The first half of [`Substore::put_with`], which never waits: the record is
+    /// appended to the write buffer and visible to reads. An owner that calls it must
+    /// call [`Substore::write_out_if_full`] afterwards, as `put_with` does.
+    pub fn put_in_memory(&self, key: &[u8], value: &[u8], opts: WriteOptions<'_>) -> Result<()> {
+        check_limits(key, value, opts.meta)?;
+        self.append(Kind::Put, key, value, opts)
     }
 
     /// Deletes `key` (a tombstone record); a missing key is not an error and writes
@@ -462,12 +469,19 @@ impl<D: Device> Substore<D> {
         seq
     }
 
-    async fn write_out_if_full(&self) -> Result<()> {
-        let buffered = self.state.borrow().buffered_bytes();
-        if buffered > self.config.write_buffer_bytes as u64 {
+    /// Writes the buffers out if they hold more than the configured write buffer: the
+    /// second half of a put.
+    pub async fn write_out_if_full(&self) -> Result<()> {
+        if self.write_buffer_full() {
             self.write_out(false).await?;
         }
         Ok(())
+    }
+
+    /// Whether the buffers hold more than the configured write buffer (a put's second
+    /// half would write them out).
+    pub fn write_buffer_full(&self) -> bool {
+        self.state.borrow().buffered_bytes() > self.config.write_buffer_bytes as u64
     }
 
     /// Makes every write acknowledged so far durable: one write and one fdatasync per

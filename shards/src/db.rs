@@ -4,7 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::core::{
 use crate::error::{Error, Result};
 use crate::layout::{self, DirLock, ROUTE_BITS};
 use crate::logs;
-use crate::options::Options;
+use crate::options::{Durability, Options};
 
 /// Figures of a whole database.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,6 +60,11 @@ struct Inner {
     route: Box<[u16]>,
     health: Arc<Health>,
     closed: AtomicBool,
+    /// Blocking `Buffered` puts are acknowledged once queued (see `core::receipt`).
+    queue_puts: bool,
+    /// Queued puts between their look at `closed` and their push: close waits for
+    /// them, so that each is queued before the core's shutdown request.
+    queueing: AtomicUsize,
     /// Which blocking callers may spin for their answers, and how long.
     spinners: Spinners,
     threads: Mutex<Vec<CoreThread>>,
@@ -267,6 +272,7 @@ impl Db {
             0
         };
         let storage = options.storage.clone();
+        let queue_puts = options.durability == Durability::Buffered;
         let start = Start {
             cpus,
             spin,
@@ -284,6 +290,8 @@ impl Db {
             route: assignment.route,
             health,
             closed: AtomicBool::new(false),
+            queue_puts,
+            queueing: AtomicUsize::new(0),
             spinners: Spinners::new(spare_cpus, SPIN_BEFORE_PARK),
             threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
@@ -317,9 +325,18 @@ impl Db {
         self.inner.cores.len()
     }
 
+    /// Stores `value` under `key`. With `Durability::Sync`, returns once durable. With
+    /// `Durability::Buffered`, returns once the put is queued for its core: the core
+    /// appends it before anything this thread asks it later, so this thread reads its
+    /// own writes; other threads see it once the core has taken it (microseconds). A
+    /// queued put that then fails turns the database read-only, as a failed flush does.
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        let (hash, op) = self.inner.put_op(key.as_ref(), value.as_ref())?;
-        self.inner.call_blocking(hash, op)
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let (hash, op) = self.inner.put_op(key, value)?;
+        match self.inner.queue_puts {
+            true => self.inner.queue_put(hash, key, value),
+            false => self.inner.call_blocking(hash, op),
+        }
     }
 
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
@@ -683,9 +700,36 @@ impl Inner {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
+        if self.queue_puts && core::put_pending(hash) {
+            return None; // asked behind this thread's queued put of the key instead
+        }
         let core = self.core_of(hash);
         let value = self.caches[core].get(key)?;
         self.cores[core].serving().then_some(value)
+    }
+
+    /// A `Buffered` put from a plain thread, acknowledged once queued (see
+    /// `core::receipt` for how this thread still reads its own writes).
+    fn queue_put(&self, hash: u64, key: &[u8], value: &[u8]) -> Result<()> {
+        struct Queueing<'a>(&'a AtomicUsize);
+        impl Drop for Queueing<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.queueing.fetch_add(1, Ordering::SeqCst);
+        let _queueing = Queueing(&self.queueing);
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let core = &self.cores[self.core_of(hash)];
+        if !core.serving() {
+            return Err(core.gone());
+        }
+        let receipt = core::queue_receipt(hash, core);
+        let op = Op::PutQueued(key.to_vec(), value.to_vec(), receipt);
+        push_blocking(core, Request::Call { hash, op });
+        Ok(())
     }
 
     async fn call<T: Send + 'static>(&self, hash: u64, op: impl MakeOp<T>) -> Result<T> {
@@ -835,6 +879,9 @@ impl Inner {
     fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
+        }
+        while self.queueing.load(Ordering::SeqCst) > 0 {
+            std::thread::yield_now(); // a put being queued goes before the shutdown
         }
         let mut first_error = None;
         for (index, core) in self.cores.iter().enumerate() {

@@ -9,12 +9,18 @@ use std::process::Command;
 use ringkv::{Db, Durability, Error, Options};
 
 const CHILD_DIR: &str = "RINGKV_FAILURE_CHILD_DIR";
+/// Set (to anything) when the child writes with `Durability::Buffered`.
+const CHILD_BUFFERED: &str = "RINGKV_FAILURE_CHILD_BUFFERED";
 const FILE_SIZE_LIMIT_BYTES: u64 = 512 << 10;
 
 fn options() -> Options {
+    let durability = match std::env::var_os(CHILD_BUFFERED) {
+        Some(_) => Durability::Buffered,
+        None => Durability::Sync,
+    };
     Options::default()
         .cores(2)
-        .durability(Durability::Sync)
+        .durability(durability)
         .extent_size_bytes(1 << 20)
 }
 
@@ -63,16 +69,23 @@ fn failure_child() {
         assert!(e.to_string().contains("read-only"));
     }
     assert!(matches!(db.delete("key0"), Err(Error::ReadOnly { .. })));
+    assert!(matches!(db.flush(), Err(Error::ReadOnly { .. })));
+    if std::env::var_os(CHILD_BUFFERED).is_some() {
+        // Buffered puts were acknowledged from memory (or from the queue): those the
+        // failure caught are lost, as in a crash, so they are not read back.
+        println!("checked");
+        return;
+    }
     for i in (0..acked).step_by(7) {
         assert_eq!(db.get(format!("key{i}")).unwrap().unwrap(), value(i));
     }
     println!("checked");
 }
 
-#[test]
-fn a_failed_write_turns_the_database_read_only_and_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
+/// Runs the child on `dir` (with `Buffered` writes if `buffered`); its output.
+fn run_child(dir: &std::path::Path, buffered: bool) -> String {
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
         .args([
             "failure_child",
             "--exact",
@@ -80,16 +93,36 @@ fn a_failed_write_turns_the_database_read_only_and_loses_nothing_acknowledged() 
             "--test-threads",
             "1",
         ])
-        .env(CHILD_DIR, dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .env(CHILD_DIR, dir);
+    if buffered {
+        child.env(CHILD_BUFFERED, "1");
+    }
+    let out = child.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("checked"), "{stdout}");
+    stdout
+}
+
+/// A `Buffered` put is acknowledged once queued, before it reaches the disk: when a
+/// write of it then fails, the database turns read-only all the same, later puts and
+/// flushes say so, and a reopen serves again.
+#[test]
+fn a_failed_buffered_write_turns_the_database_read_only() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    run_child(dir.path(), true);
+    let db = Db::open(dir.path(), options()).unwrap();
+    db.put("after", "reopen").unwrap();
+}
+
+#[test]
+fn a_failed_write_turns_the_database_read_only_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let stdout = run_child(dir.path(), false);
     let acked: u64 = stdout
         .lines()
         .find_map(|l| l.split("acked ").nth(1))

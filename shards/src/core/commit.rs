@@ -159,14 +159,20 @@ impl Core {
     pub(super) async fn settle(self: &Rc<Self>) -> Result<()> {
         match self.options.durability {
             Durability::Buffered => {
-                if self.journal_bytes() >= EARLY_ROUND_BYTES {
-                    self.start_early_round();
-                }
-                self.schedule_flush();
+                self.settle_buffered();
                 Ok(())
             }
             _ => self.commit().await,
         }
+    }
+
+    /// [`Core::settle`] in `Buffered` mode, which never waits: a round within
+    /// `flush_interval`, or at once if the journal is large.
+    pub(super) fn settle_buffered(self: &Rc<Self>) {
+        if self.journal_bytes() >= EARLY_ROUND_BYTES {
+            self.start_early_round();
+        }
+        self.schedule_flush();
     }
 
     /// Waits until everything appended on this core before the call is durable, sharing

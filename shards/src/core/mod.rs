@@ -46,12 +46,14 @@ mod commit;
 mod leaf;
 mod log;
 mod mailbox;
+mod receipt;
 mod report;
 
 use commit::Committer;
 use leaf::LeafState;
 use log::CoreLog;
 pub(crate) use mailbox::{Answer, CoreShared, ReplySlot, ReplyTo, Request, Spinners};
+pub(crate) use receipt::{Receipt, issue as queue_receipt, pending as put_pending};
 pub use report::{CoreStats, LeafStats};
 
 /// Requests handled before the core yields to the tasks it spawned.
@@ -67,6 +69,9 @@ const FOR_EACH_BATCH_BYTES: usize = 1 << 20;
 pub(crate) enum Op {
     Get(Vec<u8>, ReplyTo<Option<Bytes>>),
     Put(Vec<u8>, Vec<u8>, ReplyTo<()>),
+    /// A `Buffered` put its caller was told succeeded once it queued it; appended
+    /// before the core takes the next request.
+    PutQueued(Vec<u8>, Vec<u8>, Receipt),
     /// Gets of keys this core owns, each with its hash; answers their values in order.
     GetMany(Vec<(u64, Vec<u8>)>, ReplyTo<Vec<Option<Bytes>>>),
     /// Puts of keys this core owns (hash, key, value), made durable by one commit; each
@@ -322,6 +327,10 @@ impl Core {
             while let Some(request) = shared.pop() {
                 match request {
                     Request::Shutdown(reply) => return reply,
+                    Request::Call {
+                        hash,
+                        op: Op::PutQueued(key, value, receipt),
+                    } => self.put_queued(hash, key, value, receipt).await,
                     Request::Call { hash, op } => self.take(hash, op),
                 }
                 drained += 1;
@@ -354,12 +363,51 @@ impl Core {
             op => op,
         };
         let core = self.clone();
+        self.spawn_counted(async move { core.handle(hash, op).await });
+    }
+
+    /// Runs `task` in a task of its own, counted in flight (shutdown waits for it).
+    fn spawn_counted(self: &Rc<Self>, task: impl Future<Output = ()> + 'static) {
+        let core = self.clone();
         core.in_flight.set(core.in_flight.get() + 1);
         glommio::spawn_local(async move {
-            core.handle(hash, op).await;
+            task.await;
             core.count_out();
         })
         .detach();
+    }
+
+    /// A put whose caller was answered when it queued it: appended (and cached) before
+    /// the serve loop takes the next request, so the caller's later requests see it;
+    /// written out, when its buffer is full, in a task of its own. Its caller was told
+    /// it succeeded, so its failure latches the database read-only.
+    async fn put_queued(
+        self: &Rc<Self>,
+        hash: u64,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        receipt: Receipt,
+    ) {
+        let value = Bytes::from(value);
+        let appended = self.append_in_memory(hash, &key, &value).await;
+        drop(receipt);
+        let (leaf, seq) = match appended {
+            Ok(appended) => appended,
+            Err(e) => {
+                let cause = format!("a put acknowledged once queued could not be applied: {e}");
+                return self.health.fail(cause);
+            }
+        };
+        self.settle_buffered();
+        self.admit(hash, &leaf, &key, seq, value);
+        if leaf.store.write_buffer_full() {
+            let core = self.clone();
+            self.spawn_counted(async move {
+                if let Err(e) = leaf.store.write_out_if_full().await {
+                    core.failed(e); // latched if it was a failed write
+                }
+            });
+        }
     }
 
     /// A call in flight ended.
@@ -477,6 +525,9 @@ impl Core {
             Op::Put(key, value, reply) => {
                 reply.send(self.write(hash, &key, Some(Bytes::from(value))).await);
             }
+            Op::PutQueued(key, value, receipt) => {
+                self.put_queued(hash, key, value, receipt).await;
+            }
             Op::Delete(key, reply) => reply.send(self.write(hash, &key, None).await),
             Op::Exists(key, reply) => reply.send(self.exists(hash, &key).await),
             Op::Flush(reply) => reply.send(self.commit().await),
@@ -564,25 +615,8 @@ impl Core {
         value: Option<&Bytes>,
     ) -> Result<(Rc<LeafState>, u64)> {
         self.health.check_writable()?;
-        let leaf = loop {
-            let leaf = self.leaf(hash);
-            if !leaf.frozen.get() {
-                break leaf;
-            }
-            // A split is copying this leaf's last changes; then the key has a new leaf.
-            let listener = self.split_done.listen();
-            if self.leaf(hash).frozen.get() {
-                listener.await;
-            }
-        };
-        if let Some(touched) = leaf.touched.borrow_mut().as_mut() {
-            touched.insert(key.to_vec());
-        }
-        self.writes.set(self.writes.get() + 1);
-        self.wrote.notify(1);
-        self.cache.remove(key);
-        // The put appends in its first poll, so its record gets this sequence.
-        let seq = leaf.store.next_seq();
+        let leaf = self.writable_leaf(hash).await;
+        let seq = self.note_write(&leaf, key);
         let result = match (value, leaf.ancestor()) {
             (Some(value), _) => leaf.store.put(key, value).await,
             (None, None) => leaf.store.delete(key).await.map(drop),
@@ -593,6 +627,54 @@ impl Core {
             Ok(()) => Ok((leaf, seq)),
             Err(e) => Err(self.failed(e)),
         }
+    }
+
+    /// The part of a put's [`Core::append`] that needs no I/O (it waits only for a
+    /// split that froze the key's leaf); the store's buffer may be left full.
+    async fn append_in_memory(
+        &self,
+        hash: u64,
+        key: &[u8],
+        value: &Bytes,
+    ) -> Result<(Rc<LeafState>, u64)> {
+        self.health.check_writable()?;
+        let leaf = self.writable_leaf(hash).await;
+        let seq = self.note_write(&leaf, key);
+        let result = leaf.store.put_in_memory(key, value, Default::default());
+        leaf.dirty.set(true);
+        match result {
+            Ok(()) => Ok((leaf, seq)),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// The leaf that takes writes of `hash`, once no split has it frozen.
+    async fn writable_leaf(&self, hash: u64) -> Rc<LeafState> {
+        loop {
+            let leaf = self.leaf(hash);
+            if !leaf.frozen.get() {
+                return leaf;
+            }
+            // A split is copying this leaf's last changes; then the key has a new leaf.
+            let listener = self.split_done.listen();
+            if self.leaf(hash).frozen.get() {
+                listener.await;
+            }
+        }
+    }
+
+    /// Records a write of `key` about to be appended to `leaf` (for a split in
+    /// progress, for the cache and its fills, for an idle compaction task); the
+    /// sequence the record will get.
+    fn note_write(&self, leaf: &LeafState, key: &[u8]) -> u64 {
+        if let Some(touched) = leaf.touched.borrow_mut().as_mut() {
+            touched.insert(key.to_vec());
+        }
+        self.writes.set(self.writes.get() + 1);
+        self.wrote.notify(1);
+        self.cache.remove(key);
+        // The append happens before the next await, so its record gets this sequence.
+        leaf.store.next_seq()
     }
 
     /// Caches a value just written (as the page cache keeps what the peers write), if
