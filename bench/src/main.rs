@@ -27,6 +27,16 @@ enum DurabilityArg {
     Buffered,
 }
 
+/// Where ringkv's clients run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ClientsArg {
+    /// Client threads of the rig's own, calling through `Db`.
+    Threads,
+    /// Tasks on ringkv's own cores (`Db::spawn_on_core`, calling through `Local`), as a
+    /// thread-per-core service runs: threads × concurrency of them.
+    OnCore,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Load records, then run one or more workloads against each engine.
@@ -90,6 +100,9 @@ struct RunArgs {
     /// in flight through its async API, a peer gets as many blocking threads.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
     concurrency: u64,
+    /// Where ringkv's clients run (the peers' always run on threads).
+    #[arg(long, value_enum, default_value_t = ClientsArg::Threads)]
+    clients: ClientsArg,
     #[arg(long, value_enum, default_value_t = DurabilityArg::Buffered)]
     durability: DurabilityArg,
     /// Memory budget: every engine's cache (ringkv's read cache, the peers' block or page
@@ -231,6 +244,7 @@ fn run_engines(
             warmup_s: args.warmup_s,
             target_rate: args.target_rate,
             concurrency: args.concurrency,
+            clients_on_core: args.clients == ClientsArg::OnCore,
             sync: matches!(args.durability, DurabilityArg::Sync),
             memory_budget_bytes: args.memory_budget_bytes,
             ringkv_cache_bytes: memory::ringkv_cache_bytes(plan, records(args)),
@@ -319,6 +333,9 @@ fn run(args: RunArgs) -> Result<(), String> {
     if args.concurrency > 1 && args.target_rate.is_some() {
         return Err("--target-rate (open loop) and --concurrency above 1 do not mix".into());
     }
+    if args.clients == ClientsArg::OnCore && args.target_rate.is_some() {
+        return Err("--target-rate (open loop) and --clients on-core do not mix".into());
+    }
     let stamp = unix_seconds();
     let report_dir = args
         .report_dir
@@ -354,7 +371,14 @@ fn run(args: RunArgs) -> Result<(), String> {
         eprintln!("ringkv-bench: warning: {warning}");
         collected.summary.notes.push(format!("warning: {warning}"));
     }
-    if args.concurrency > 1 {
+    if args.clients == ClientsArg::OnCore {
+        collected.summary.notes.push(format!(
+            "clients: ringkv's are {} tasks on its own cores (spawn_on_core, one request in \
+             flight each); each peer's are {} blocking threads",
+            args.threads * args.concurrency,
+            args.threads * args.concurrency
+        ));
+    } else if args.concurrency > 1 {
         collected.summary.notes.push(format!(
             "clients: {} threads, each with {} requests in flight (ringkv through its async \
              API; each peer through {} blocking threads in all)",

@@ -197,6 +197,10 @@ impl<E: Engine + 'static> Engine for PeriodicSync<E> {
         self.failed()?;
         self.engine.put(key, value)
     }
+    fn put_batch(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+        self.failed()?;
+        self.engine.put_batch(entries)
+    }
     fn get(&self, key: &[u8]) -> Result<Option<usize>, String> {
         self.engine.get(key)
     }
@@ -262,6 +266,15 @@ mod rocks {
                 .put_opt(key, value, &self.write)
                 .map_err(|e| e.to_string())
         }
+        fn put_batch(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+            let mut batch = rocksdb::WriteBatch::default();
+            for (key, value) in entries {
+                batch.put(key, value);
+            }
+            self.db
+                .write_opt(batch, &self.write)
+                .map_err(|e| e.to_string())
+        }
         fn get(&self, key: &[u8]) -> Result<Option<usize>, String> {
             Ok(self
                 .db
@@ -323,18 +336,32 @@ mod fjall_peer {
         }
     }
 
-    impl Engine for Fjall {
-        fn name(&self) -> &'static str {
-            "fjall"
-        }
-        fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
-            self.items.insert(key, value).map_err(|e| e.to_string())?;
+    impl Fjall {
+        fn persist_if_sync(&self) -> Result<(), String> {
             if self.sync {
                 self.db
                     .persist(fjall::PersistMode::SyncData)
                     .map_err(|e| e.to_string())?;
             }
             Ok(())
+        }
+    }
+
+    impl Engine for Fjall {
+        fn name(&self) -> &'static str {
+            "fjall"
+        }
+        fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+            self.items.insert(key, value).map_err(|e| e.to_string())?;
+            self.persist_if_sync()
+        }
+        fn put_batch(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+            let mut batch = self.db.batch();
+            for (key, value) in entries {
+                batch.insert(&self.items, key.as_slice(), value.as_slice());
+            }
+            batch.commit().map_err(|e| e.to_string())?;
+            self.persist_if_sync()
         }
         fn get(&self, key: &[u8]) -> Result<Option<usize>, String> {
             Ok(self
@@ -392,6 +419,24 @@ mod redb_peer {
     }
 
     impl Redb {
+        /// Inserts `entries` in one write transaction.
+        fn write(&self, entries: &[(&[u8], &[u8])]) -> Result<(), String> {
+            let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
+            let durability = if self.sync {
+                redb::Durability::Immediate
+            } else {
+                redb::Durability::None
+            };
+            txn.set_durability(durability).map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+                for &(key, value) in entries {
+                    table.insert(key, value).map_err(|e| e.to_string())?;
+                }
+            }
+            txn.commit().map_err(|e| e.to_string())
+        }
+
         /// The table in a read transaction of its own; `None` before the first write.
         fn read_table(
             &self,
@@ -410,18 +455,11 @@ mod redb_peer {
             "redb"
         }
         fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
-            let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
-            let durability = if self.sync {
-                redb::Durability::Immediate
-            } else {
-                redb::Durability::None
-            };
-            txn.set_durability(durability).map_err(|e| e.to_string())?;
-            {
-                let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
-                table.insert(key, value).map_err(|e| e.to_string())?;
-            }
-            txn.commit().map_err(|e| e.to_string())
+            self.write(&[(key, value)])
+        }
+        fn put_batch(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+            let entries: Vec<_> = entries.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+            self.write(&entries)
         }
         fn get(&self, key: &[u8]) -> Result<Option<usize>, String> {
             let Some(table) = self.read_table()? else {
@@ -506,6 +544,13 @@ mod lmdb_peer {
         fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
             let mut txn = self.env.write_txn().map_err(text)?;
             self.db.put(&mut txn, key, value).map_err(text)?;
+            txn.commit().map_err(text)
+        }
+        fn put_batch(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+            let mut txn = self.env.write_txn().map_err(text)?;
+            for (key, value) in entries {
+                self.db.put(&mut txn, key, value).map_err(text)?;
+            }
             txn.commit().map_err(text)
         }
         fn get(&self, key: &[u8]) -> Result<Option<usize>, String> {

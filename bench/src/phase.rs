@@ -38,6 +38,8 @@ pub struct PhaseSpec {
     pub target_rate: Option<f64>,
     /// Requests in flight per client thread.
     pub concurrency: u64,
+    /// ringkv's clients run as tasks on its cores.
+    pub clients_on_core: bool,
     /// Durability::Sync (each write durable when acknowledged) or Buffered.
     pub sync: bool,
     /// The engine's cache.
@@ -175,6 +177,7 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseResult, String> {
         warmup: Duration::from_secs(spec.warmup_s),
         target_rate: spec.target_rate,
         concurrency: spec.concurrency,
+        on_core: spec.clients_on_core,
     };
     let dir = spec.dir.join("workloads");
     make_dir(&dir)?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 
 use hdrhistogram::Histogram;
-use ringkv::{Db, Durability, Options};
+use ringkv::{Db, Durability, Local, Options};
 
 use crate::workload::{KeyChooser, Op, Rng, SCAN_LENGTH_MAX, Workload, key};
 
@@ -23,6 +23,11 @@ use crate::workload::{KeyChooser, Op, Rng, SCAN_LENGTH_MAX, Workload, key};
 pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str;
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String>;
+    /// Stores many entries through the engine's batch API where it has one (one request
+    /// or one transaction); by default, one put after another.
+    fn put_batch(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+        entries.iter().try_for_each(|(k, v)| self.put(k, v))
+    }
     /// The value's length, if the key exists.
     fn get(&self, key: &[u8]) -> Result<Option<usize>, String>;
     fn flush(&self) -> Result<(), String>;
@@ -65,6 +70,10 @@ impl Engine for Ringkv {
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
         self.db.put(key, value).map_err(|e| e.to_string())
     }
+    fn put_batch(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+        // One request per core; each key independent (ringkv has no atomic batch yet).
+        self.db.put_many(entries).map_err(|e| e.to_string())
+    }
     fn get(&self, key: &[u8]) -> Result<Option<usize>, String> {
         self.db
             .get(key)
@@ -101,6 +110,9 @@ pub struct RunConfig {
     pub target_rate: Option<f64>,
     /// Requests in flight per client thread (closed loop).
     pub concurrency: u64,
+    /// ringkv's clients run as tasks on its own cores (`Db::spawn_on_core`), threads ×
+    /// concurrency of them, instead of on client threads.
+    pub on_core: bool,
 }
 
 /// What a run measured.
@@ -220,44 +232,48 @@ enum Request {
     Scan(Vec<u8>, usize),
 }
 
+/// What every client of a run shares.
+struct Shared {
+    workload: Workload,
+    chooser: KeyChooser,
+    config: RunConfig,
+    /// Set when the warm-up ends: requests completing after it are measured.
+    measuring: OnceLock<Instant>,
+    stop: AtomicBool,
+}
+
 /// One client: its random stream and what it measured.
 struct Client<'a> {
-    workload: &'a Workload,
-    chooser: &'a KeyChooser,
-    key_bytes: usize,
-    measuring: &'a OnceLock<Instant>,
+    shared: &'a Shared,
     rng: Rng,
     histograms: HashMap<Op, Histogram<u64>>,
     intervals: Intervals,
 }
 
 impl<'a> Client<'a> {
-    fn new(
-        seed: u64,
-        workload: &'a Workload,
-        chooser: &'a KeyChooser,
-        config: &RunConfig,
-        measuring: &'a OnceLock<Instant>,
-    ) -> Self {
+    fn new(seed: u64, shared: &'a Shared) -> Self {
         Self {
-            workload,
-            chooser,
-            key_bytes: config.key_bytes,
-            measuring,
+            shared,
             rng: Rng::new(0x5eed ^ seed),
             histograms: HashMap::new(),
             intervals: Intervals::default(),
         }
     }
 
+    fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
     /// The next request of the workload's mix.
     fn next(&mut self) -> (Op, Request) {
-        let op = self.workload.pick(self.rng.next_u64());
-        let existing = |c: &mut Self| key(c.chooser.existing(&mut c.rng), c.key_bytes);
+        let op = self.shared.workload.pick(self.rng.next_u64());
+        let key_bytes = self.shared.config.key_bytes;
+        let chooser = &self.shared.chooser;
+        let existing = |c: &mut Self| key(chooser.existing(&mut c.rng), key_bytes);
         let request = match op {
             Op::Read => Request::Get(existing(self)),
             Op::Update => Request::Put(existing(self)),
-            Op::Insert => Request::Put(key(self.chooser.next_insert(), self.key_bytes)),
+            Op::Insert => Request::Put(key(chooser.next_insert(), key_bytes)),
             Op::ReadModifyWrite => Request::ReadModifyWrite(existing(self)),
             Op::Scan => {
                 let start = existing(self);
@@ -271,7 +287,7 @@ impl<'a> Client<'a> {
     /// warm-up is over.
     fn record(&mut self, op: Op, start: Instant) {
         let done = Instant::now();
-        if let Some(measure_started) = self.measuring.get() {
+        if let Some(measure_started) = self.shared.measuring.get() {
             let us = done.duration_since(start).as_micros().max(1) as u64;
             let h = self.histograms.entry(op).or_insert_with(new_histogram);
             let _ = h.record(us.min(h.high()));
@@ -305,15 +321,47 @@ fn execute(engine: &dyn Engine, request: &Request, value: &[u8]) -> Result<(), S
     Ok(())
 }
 
+/// ringkv's async API, from any thread ([`Db`]) or from a task on one of its cores
+/// ([`Local`]).
+trait AsyncKv {
+    async fn get(&self, key: &[u8]) -> ringkv::Result<Option<bytes::Bytes>>;
+    async fn put(&self, key: &[u8], value: &[u8]) -> ringkv::Result<()>;
+    /// Between two requests: a task on a core lets the core's other work run.
+    async fn pause(&self);
+}
+
+impl AsyncKv for Db {
+    async fn get(&self, key: &[u8]) -> ringkv::Result<Option<bytes::Bytes>> {
+        self.get_async(key).await
+    }
+    async fn put(&self, key: &[u8], value: &[u8]) -> ringkv::Result<()> {
+        self.put_async(key, value).await
+    }
+    async fn pause(&self) {}
+}
+
+impl AsyncKv for Local {
+    async fn get(&self, key: &[u8]) -> ringkv::Result<Option<bytes::Bytes>> {
+        Local::get(self, key).await
+    }
+    async fn put(&self, key: &[u8], value: &[u8]) -> ringkv::Result<()> {
+        Local::put(self, key, value).await
+    }
+    async fn pause(&self) {
+        // A cached get never waits: without this a client would hold its core.
+        glommio::yield_if_needed().await;
+    }
+}
+
 /// Sends `request` through ringkv's async API.
-async fn execute_async(db: &Db, request: &Request, value: &[u8]) -> Result<(), String> {
+async fn execute_async(kv: &impl AsyncKv, request: &Request, value: &[u8]) -> Result<(), String> {
     let failed = |e: ringkv::Error| e.to_string();
     match request {
-        Request::Get(k) => drop(db.get_async(k).await.map_err(failed)?),
-        Request::Put(k) => db.put_async(k, value).await.map_err(failed)?,
+        Request::Get(k) => drop(kv.get(k).await.map_err(failed)?),
+        Request::Put(k) => kv.put(k, value).await.map_err(failed)?,
         Request::ReadModifyWrite(k) => {
-            db.get_async(k).await.map_err(failed)?;
-            db.put_async(k, value).await.map_err(failed)?;
+            kv.get(k).await.map_err(failed)?;
+            kv.put(k, value).await.map_err(failed)?;
         }
         Request::Scan(..) => return Err("ringkv has no ordered scan".to_owned()),
     }
@@ -326,10 +374,9 @@ fn client_loop(
     mut client: Client<'_>,
     value: &[u8],
     gap: Option<Duration>,
-    stop: &AtomicBool,
 ) -> Result<ClientResult, String> {
     let mut intended = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    while !client.stopped() {
         let start = match gap {
             Some(gap) => {
                 intended += gap;
@@ -347,64 +394,115 @@ fn client_loop(
     Ok(client.finish())
 }
 
-/// A closed-loop client of ringkv's async API (one of several a thread runs at once).
+/// A closed-loop client of ringkv's async API (one of several a thread or a core
+/// runs at once).
 async fn client_loop_async(
-    db: &Db,
+    kv: &impl AsyncKv,
     mut client: Client<'_>,
     value: &[u8],
-    stop: &AtomicBool,
 ) -> Result<ClientResult, String> {
-    while !stop.load(Ordering::Relaxed) {
+    while !client.stopped() {
         let start = Instant::now();
         let (op, request) = client.next();
-        execute_async(db, &request, value).await?;
+        execute_async(kv, &request, value).await?;
         client.record(op, start);
+        kv.pause().await;
     }
     Ok(client.finish())
+}
+
+/// Starts `count` closed-loop clients as tasks on `db`'s cores, spread evenly; each
+/// sends what it measured on the channel returned.
+fn spawn_on_cores(
+    db: &Db,
+    shared: &Arc<Shared>,
+    count: u64,
+) -> Result<std::sync::mpsc::Receiver<Result<ClientResult, String>>, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for seed in 0..count {
+        let (shared, tx) = (shared.clone(), tx.clone());
+        let core = (seed % db.cores() as u64) as usize;
+        let spawned = db.spawn_on_core(core, move |local| async move {
+            let value = vec![0xa5; shared.config.value_bytes];
+            let result = client_loop_async(&local, Client::new(seed, &shared), &value).await;
+            let _ = tx.send(result);
+        });
+        spawned.map_err(|e| format!("starting a client on core {core}: {e}"))?;
+    }
+    Ok(rx)
+}
+
+/// The results of `count` clients started by [`spawn_on_cores`], once they stop.
+fn on_core_results(
+    rx: &std::sync::mpsc::Receiver<Result<ClientResult, String>>,
+    count: u64,
+) -> Vec<Result<Vec<ClientResult>, String>> {
+    (0..count)
+        .map(|_| match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(result) => result.map(|r| vec![r]),
+            Err(e) => Err(format!("a client on a core did not finish: {e}")),
+        })
+        .collect()
 }
 
 /// Runs `workload` for the warm-up and then the measured duration.
 ///
 /// With `concurrency` above 1, ringkv's client threads each keep that many requests
 /// in flight through its async API; a peer, which has none, gets the same number in
-/// flight as that many blocking threads per client thread.
+/// flight as that many blocking threads per client thread. With `on_core`, ringkv's
+/// clients are threads × concurrency tasks on its own cores instead (the way a
+/// thread-per-core service calls it), one request in flight each.
 pub fn run(
     engine: &dyn Engine,
     workload: &Workload,
     config: &RunConfig,
     progress: &indicatif::ProgressBar,
 ) -> Result<RunResult, String> {
-    let chooser = KeyChooser::new(workload.distribution, config.keys);
-    let stop = AtomicBool::new(false);
-    // Set when the warm-up ends: requests completing after it are measured.
-    let measuring: OnceLock<Instant> = OnceLock::new();
+    let shared = Arc::new(Shared {
+        workload: workload.clone(),
+        chooser: KeyChooser::new(workload.distribution, config.keys),
+        config: config.clone(),
+        measuring: OnceLock::new(),
+        stop: AtomicBool::new(false),
+    });
     let origin = Instant::now();
     let in_flight = config.concurrency.max(1);
     assert!(
         in_flight == 1 || config.target_rate.is_none(),
         "the command line refuses open loop with requests in flight"
     );
-    let async_db = engine.db().filter(|_| in_flight > 1);
-    let threads = if async_db.is_some() {
-        config.threads
-    } else {
-        config.threads * in_flight
+    let on_core = engine.db().filter(|_| config.on_core);
+    let async_db = engine.db().filter(|_| in_flight > 1 && !config.on_core);
+    let threads = match (on_core, async_db) {
+        (Some(_), _) => 0,
+        (None, Some(_)) => config.threads,
+        (None, None) => config.threads * in_flight,
     };
     let gap = config
         .target_rate
         .map(|rate| Duration::from_secs_f64(threads as f64 / rate));
+    let on_core_clients = config.threads * in_flight;
+    let on_core_rx = on_core
+        .map(|db| spawn_on_cores(db, &shared, on_core_clients))
+        .transpose()
+        .inspect_err(|_| shared.stop.store(true, Ordering::Relaxed))?;
     let results = std::thread::scope(|s| {
+        let shared = &*shared;
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (chooser, stop, measuring) = (&chooser, &stop, &measuring);
                 s.spawn(move || -> Result<Vec<ClientResult>, String> {
                     let value = vec![0xa5; config.value_bytes];
-                    let client = |seed| Client::new(seed, workload, chooser, config, measuring);
                     let Some(db) = async_db else {
-                        return Ok(vec![client_loop(engine, client(t), &value, gap, stop)?]);
+                        return Ok(vec![client_loop(
+                            engine,
+                            Client::new(t, shared),
+                            &value,
+                            gap,
+                        )?]);
                     };
-                    let clients = (0..in_flight)
-                        .map(|i| client_loop_async(db, client(t * in_flight + i), &value, stop));
+                    let clients = (0..in_flight).map(|i| {
+                        client_loop_async(db, Client::new(t * in_flight + i, shared), &value)
+                    });
                     futures_lite::future::block_on(futures_util::future::join_all(clients))
                         .into_iter()
                         .collect()
@@ -415,17 +513,20 @@ pub fn run(
         let started_unix_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let measure_started = *measuring.get_or_init(Instant::now);
+        let measure_started = *shared.measuring.get_or_init(Instant::now);
         while measure_started.elapsed() < config.duration {
             std::thread::sleep(Duration::from_millis(100).min(config.duration));
             progress.set_position(origin.elapsed().as_millis() as u64);
         }
-        stop.store(true, Ordering::Relaxed);
+        shared.stop.store(true, Ordering::Relaxed);
         let measured = measure_started.elapsed().as_secs_f64();
-        let results: Vec<_> = workers
+        let mut results: Vec<_> = workers
             .into_iter()
             .map(|w| w.join().expect("worker thread"))
             .collect();
+        if let Some(rx) = &on_core_rx {
+            results.extend(on_core_results(rx, on_core_clients));
+        }
         (measured, started_unix_s, results)
     });
     let (measured, started_unix_s, per_thread) = results;

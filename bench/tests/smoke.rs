@@ -189,3 +189,36 @@ fn a_run_with_requests_in_flight_through_the_async_api() {
         String::from_utf8_lossy(&open_loop.stderr)
     );
 }
+
+/// `--clients on-core`: ringkv's clients run as tasks on its own cores; the run
+/// measures reads and updates and says where the clients ran.
+#[test]
+fn a_run_with_clients_on_ringkvs_cores() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let report = dir.path().join("report");
+    let out = short_run("ycsb-a", dir.path(), &report)
+        .args(["--clients", "on-core", "--concurrency", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
+            .unwrap();
+    let ops: Vec<&str> = (summary["results"].as_array().unwrap().iter())
+        .filter(|r| r["workload"] == "ycsb-a" && r["throughput_ops"].as_f64().unwrap() > 0.0)
+        .map(|r| r["op"].as_str().unwrap())
+        .collect();
+    assert!(ops.contains(&"read") && ops.contains(&"update"), "{ops:?}");
+    let notes = summary["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .starts_with("clients: ringkv's are 8 tasks on its own cores")),
+        "{notes:?}"
+    );
+}

@@ -26,6 +26,10 @@ const COMMIT_ROUNDS_MAX: usize = 2;
 /// its mmap threshold and kept the memory (a 400 k-key load: 363 MiB resident for a
 /// 162 MiB cache).
 const EARLY_ROUND_BYTES: usize = 1 << 20;
+/// Journal bytes at which a core stops taking queued puts (acknowledged before they
+/// reach it) until a round has made them durable: the bound on what writes that
+/// outrun the device hold in memory.
+pub(super) const QUEUED_BACKLOG_BYTES: usize = 4 * EARLY_ROUND_BYTES;
 
 /// The group-commit state of a core: tickets handed out, rounds in flight, tickets made
 /// durable.

@@ -378,9 +378,13 @@ impl Core {
     }
 
     /// A put whose caller was answered when it queued it: appended (and cached) before
-    /// the serve loop takes the next request, so the caller's later requests see it;
-    /// written out, when its buffer is full, in a task of its own. Its caller was told
-    /// it succeeded, so its failure latches the database read-only.
+    /// the serve loop takes the next request, so the caller's later requests see it.
+    /// Its caller was told it succeeded, so its failure latches the database read-only.
+    ///
+    /// Its callers do not wait for it, so the serve loop waits instead when the writes
+    /// outrun the device (nothing else would bound the memory they take): for the
+    /// write-out of a full write buffer, as a put's own task does, and for a commit
+    /// round once the journal holds [`commit::QUEUED_BACKLOG_BYTES`].
     async fn put_queued(
         self: &Rc<Self>,
         hash: u64,
@@ -400,13 +404,11 @@ impl Core {
         };
         self.settle_buffered();
         self.admit(hash, &leaf, &key, seq, value);
-        if leaf.store.write_buffer_full() {
-            let core = self.clone();
-            self.spawn_counted(async move {
-                if let Err(e) = leaf.store.write_out_if_full().await {
-                    core.failed(e); // latched if it was a failed write
-                }
-            });
+        if let Err(e) = leaf.store.write_out_if_full().await {
+            self.failed(e); // latched if it was a failed write
+        }
+        if self.journal_bytes() >= commit::QUEUED_BACKLOG_BYTES {
+            let _ = self.commit().await; // a failure is latched in Health
         }
     }
 
