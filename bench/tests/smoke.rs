@@ -148,18 +148,14 @@ fn unknown_engines_and_workloads_are_clear_errors() {
     }
 }
 
-/// `--concurrency`: ringkv's clients keep that many requests in flight through its
-/// async API; the run says so, and open loop with it is refused.
-#[test]
-fn a_run_with_requests_in_flight_through_the_async_api() {
+/// Runs `workload` with `extra` arguments and checks that it measured reads and updates
+/// and that its summary has a note starting with `note`.
+fn run_measuring_reads_and_updates(workload: &str, extra: &[&str], note: &str) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let report = dir.path().join("report");
-    let run = |extra: &[&str]| {
-        (short_run("ycsb-b", dir.path(), &report).args(extra))
-            .output()
-            .unwrap()
-    };
-    let out = run(&["--concurrency", "8"]);
+    let out = (short_run(workload, dir.path(), &report).args(extra))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -169,19 +165,32 @@ fn a_run_with_requests_in_flight_through_the_async_api() {
         serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
             .unwrap();
     let ops: Vec<&str> = (summary["results"].as_array().unwrap().iter())
-        .filter(|r| r["workload"] == "ycsb-b" && r["throughput_ops"].as_f64().unwrap() > 0.0)
+        .filter(|r| r["workload"] == workload && r["throughput_ops"].as_f64().unwrap() > 0.0)
         .map(|r| r["op"].as_str().unwrap())
         .collect();
     assert!(ops.contains(&"read") && ops.contains(&"update"), "{ops:?}");
     let notes = summary["notes"].as_array().unwrap();
     assert!(
-        notes.iter().any(|n| n
-            .as_str()
-            .unwrap()
-            .starts_with("clients: 2 threads, each with 8 requests in flight")),
+        notes.iter().any(|n| n.as_str().unwrap().starts_with(note)),
         "{notes:?}"
     );
-    let open_loop = run(&["--concurrency", "8", "--target-rate", "1000"]);
+}
+
+/// `--concurrency`: ringkv's clients keep that many requests in flight through its
+/// async API; the run says so, and open loop with it is refused.
+#[test]
+fn a_run_with_requests_in_flight_through_the_async_api() {
+    run_measuring_reads_and_updates(
+        "ycsb-b",
+        &["--concurrency", "8"],
+        "clients: 2 threads, each with 8 requests in flight",
+    );
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let report = dir.path().join("report");
+    let open_loop = (short_run("ycsb-b", dir.path(), &report))
+        .args(["--concurrency", "8", "--target-rate", "1000"])
+        .output()
+        .unwrap();
     assert!(!open_loop.status.success());
     assert!(
         String::from_utf8_lossy(&open_loop.stderr).contains("do not mix"),
@@ -194,31 +203,9 @@ fn a_run_with_requests_in_flight_through_the_async_api() {
 /// measures reads and updates and says where the clients ran.
 #[test]
 fn a_run_with_clients_on_ringkvs_cores() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let report = dir.path().join("report");
-    let out = short_run("ycsb-a", dir.path(), &report)
-        .args(["--clients", "on-core", "--concurrency", "4"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
-            .unwrap();
-    let ops: Vec<&str> = (summary["results"].as_array().unwrap().iter())
-        .filter(|r| r["workload"] == "ycsb-a" && r["throughput_ops"].as_f64().unwrap() > 0.0)
-        .map(|r| r["op"].as_str().unwrap())
-        .collect();
-    assert!(ops.contains(&"read") && ops.contains(&"update"), "{ops:?}");
-    let notes = summary["notes"].as_array().unwrap();
-    assert!(
-        notes.iter().any(|n| n
-            .as_str()
-            .unwrap()
-            .starts_with("clients: ringkv's are 8 tasks on its own cores")),
-        "{notes:?}"
+    run_measuring_reads_and_updates(
+        "ycsb-a",
+        &["--clients", "on-core", "--concurrency", "4"],
+        "clients: ringkv's are 8 tasks on its own cores",
     );
 }
