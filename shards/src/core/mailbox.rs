@@ -172,10 +172,14 @@ impl<T: Send + 'static> ReplySlot<T> {
     /// Waits for the answer: spins for a while if `spinners` lets it, then parks,
     /// looking every so often whether `shared`'s core died (its task, and so the
     /// answer, may be lost).
-    pub(crate) fn wait(&self, shared: &CoreShared, spinners: &Spinners) -> Result<T> {
+    pub(crate) fn wait(&self, shared: &CoreShared, spinners: &Spinners, waits: Waits) -> Result<T> {
         if let Some(_turn) = spinners.enter() {
+            let spin = match waits {
+                Waits::Read => spinners.read_spin,
+                Waits::Write => spinners.write_spin,
+            };
             let started = Instant::now();
-            while started.elapsed() < spinners.spin {
+            while started.elapsed() < spin {
                 if let Some(answer) = self.take() {
                     return shared.answered(answer);
                 }
@@ -198,12 +202,22 @@ impl<T: Send + 'static> ReplySlot<T> {
 
 /// Which blocking callers may spin for their answers: at most as many at a time as
 /// the machine has CPUs the cores leave free, so that spinning callers never take the
+/// Which blocking callers may spin for their answers: at most as many at a time as
+/// the machine has CPUs the cores leave free, so that spinning callers never take the
 /// CPUs their cores (or each other) need.
 #[derive(Debug)]
 pub(crate) struct Spinners {
     max: usize,
     now: AtomicUsize,
-    spin: Duration,
+    read_spin: Duration,
+    write_spin: Duration,
+}
+
+/// What a blocking caller waits for, which decides how long it spins.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Waits {
+    Read,
+    Write,
 }
 
 /// A caller's turn to spin, given back on drop.
@@ -216,12 +230,14 @@ impl Drop for Turn<'_> {
 }
 
 impl Spinners {
-    /// `max` callers spinning for up to `spin` each (none when `max` is 0).
-    pub(crate) fn new(max: usize, spin: Duration) -> Self {
+    /// `max` callers spinning for up to `read_spin` for a read's answer and
+    /// `write_spin` for a write's (none when `max` is 0).
+    pub(crate) fn new(max: usize, read_spin: Duration, write_spin: Duration) -> Self {
         Self {
             max,
             now: AtomicUsize::new(0),
-            spin,
+            read_spin,
+            write_spin,
         }
     }
 

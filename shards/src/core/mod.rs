@@ -52,7 +52,7 @@ mod report;
 use commit::Committer;
 use leaf::LeafState;
 use log::CoreLog;
-pub(crate) use mailbox::{Answer, CoreShared, ReplySlot, ReplyTo, Request, Spinners};
+pub(crate) use mailbox::{Answer, CoreShared, ReplySlot, ReplyTo, Request, Spinners, Waits};
 pub(crate) use receipt::{Receipt, issue as queue_receipt, pending as put_pending};
 pub use report::{CoreStats, LeafStats};
 
