@@ -616,19 +616,12 @@ impl Core {
         key: &[u8],
         value: Option<&Bytes>,
     ) -> Result<(Rc<LeafState>, u64)> {
-        self.health.check_writable()?;
-        let leaf = self.writable_leaf(hash).await;
-        let seq = self.note_write(&leaf, key);
-        let result = match (value, leaf.ancestor()) {
+        self.append_with(hash, key, async |leaf| match (value, leaf.ancestor()) {
             (Some(value), _) => leaf.store.put(key, value).await,
             (None, None) => leaf.store.delete(key).await.map(drop),
             (None, Some(ancestor)) => leaf.delete_behind(&ancestor, key).await,
-        };
-        leaf.dirty.set(true);
-        match result {
-            Ok(()) => Ok((leaf, seq)),
-            Err(e) => Err(self.failed(e)),
-        }
+        })
+        .await
     }
 
     /// The part of a put's [`Core::append`] that needs no I/O (it waits only for a
@@ -639,10 +632,24 @@ impl Core {
         key: &[u8],
         value: &Bytes,
     ) -> Result<(Rc<LeafState>, u64)> {
+        self.append_with(hash, key, async |leaf| {
+            leaf.store.put_in_memory(key, value, Default::default())
+        })
+        .await
+    }
+
+    /// A write of `key`: `append` appends it to the leaf that takes writes of `hash`
+    /// (in its first poll, so that its record gets the sequence noted before).
+    async fn append_with(
+        &self,
+        hash: u64,
+        key: &[u8],
+        append: impl AsyncFnOnce(&Rc<LeafState>) -> ringkv_engine::Result<()>,
+    ) -> Result<(Rc<LeafState>, u64)> {
         self.health.check_writable()?;
         let leaf = self.writable_leaf(hash).await;
         let seq = self.note_write(&leaf, key);
-        let result = leaf.store.put_in_memory(key, value, Default::default());
+        let result = append(&leaf).await;
         leaf.dirty.set(true);
         match result {
             Ok(()) => Ok((leaf, seq)),
