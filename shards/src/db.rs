@@ -462,7 +462,9 @@ impl Db {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
-        let (hash, op) = self.inner.update_op(key.as_ref(), f)?;
+        let key = key.as_ref();
+        let hash = self.inner.write_key(key, &[])?;
+        let op = update_op(key, UpdateFn(Box::new(f)));
         self.inner.call_blocking(hash, Waits::Write, op)
     }
 
@@ -471,7 +473,9 @@ impl Db {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
-        let (hash, op) = self.inner.update_op(key.as_ref(), f)?;
+        let key = key.as_ref();
+        let hash = self.inner.write_key(key, &[])?;
+        let op = update_op(key, UpdateFn(Box::new(f)));
         self.inner.call(hash, op).await
     }
 
@@ -658,12 +662,10 @@ impl Local {
     ) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         let hash = self.db.inner.write_key(key, &[])?;
+        let f = UpdateFn(Box::new(f));
         match self.owner(hash)? {
-            None => self.here.update(hash, key, UpdateFn(Box::new(f))).await,
-            Some(core) => {
-                let op = |reply| Op::Update(key.to_vec(), UpdateFn(Box::new(f)), reply);
-                self.db.inner.call_core(core, hash, op).await
-            }
+            None => self.here.update(hash, key, f).await,
+            Some(core) => (self.db.inner.call_core(core, hash, update_op(key, f))).await,
         }
     }
 }
@@ -819,18 +821,6 @@ impl Inner {
         Ok((hash, |reply| Op::Put(key.to_vec(), value.to_vec(), reply)))
     }
 
-    /// A read-modify-write's request, checked.
-    fn update_op<'k>(
-        &self,
-        key: &'k [u8],
-        f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
-    ) -> Result<(u64, impl MakeOp<Option<Bytes>> + 'k)> {
-        let hash = self.write_key(key, &[])?;
-        Ok((hash, |reply| {
-            Op::Update(key.to_vec(), UpdateFn(Box::new(f)), reply)
-        }))
-    }
-
     /// A delete's request, checked.
     fn delete_op<'k>(&self, key: &'k [u8]) -> Result<(u64, impl MakeOp<()> + 'k)> {
         let hash = self.write_key(key, &[])?;
@@ -966,6 +956,11 @@ fn read_key(key: &[u8]) -> Result<u64> {
 /// An exists' request, checked.
 fn exists_op(key: &[u8]) -> Result<(u64, impl MakeOp<bool> + '_)> {
     Ok((read_key(key)?, |reply| Op::Exists(key.to_vec(), reply)))
+}
+
+/// A read-modify-write's request around `f` (its key checked by the caller).
+fn update_op(key: &[u8], f: UpdateFn) -> impl MakeOp<Option<Bytes>> + '_ {
+    move |reply| Op::Update(key.to_vec(), f, reply)
 }
 
 /// Queues `request` on `core` from a plain thread, waiting while the queue is full.
