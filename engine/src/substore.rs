@@ -708,24 +708,21 @@ impl<D: Device> Substore<D> {
             self.device
                 .path_of(&extent_file_name(u64::from(entry.extent)))
         };
-        let block = file
-            .read_at(start, (align_up(offset + len) - start) as usize)
-            .await
-            .map_err(|e| Error::io("reading", path(), offset, e))?;
         let at = (offset - start) as usize;
         let bad = |what: String| Error::corruption(path(), offset, what);
-        let rec = format::decode_record(block.get(at..).unwrap_or_default())
-            .map_err(|e| bad(format!("record does not decode: {e:?}")))?;
-        if rec.key != key || rec.header.seq != entry.seq || rec.header.kind != Kind::Put {
-            return Err(bad("record is not the one the index points at".into()));
-        }
-        let (h, expiry_unix_ms) = (rec.header, rec.header.expiry_unix_ms);
-        let block = Bytes::from(block);
-        Ok(StoredRecord {
-            value: block.slice(at + h.value_at()..at + h.record_len()),
-            meta: block.slice(at + h.prefix_len()..at + h.key_at()),
-            expiry_unix_ms,
-        })
+        // The record is checked and its value copied out where the read landed: one
+        // copy, of the value only, into memory the caller and the cache can share.
+        let check = |block: &[u8]| {
+            let rec = format::decode_record(block.get(at..).unwrap_or_default())
+                .map_err(|e| bad(format!("record does not decode: {e:?}")))?;
+            if rec.key != key || rec.header.seq != entry.seq || rec.header.kind != Kind::Put {
+                return Err(bad("record is not the one the index points at".into()));
+            }
+            Ok(StoredRecord::copied(&rec))
+        };
+        file.read_with(start, (align_up(offset + len) - start) as usize, check)
+            .await
+            .map_err(|e| Error::io("reading", path(), offset, e))?
     }
 
     /// Calls `f` with every live key and the length of its record, from the index (no

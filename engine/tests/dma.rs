@@ -111,3 +111,37 @@ fn unflushed_writes_are_lost_but_flushed_ones_survive_a_drop() {
         assert_eq!(s.get(b"buffered").await.unwrap(), None);
     });
 }
+
+/// `read_with` hands over what `read_at` returns, in place: whole blocks, fewer at the
+/// end of the file, none past it.
+#[test]
+fn read_with_sees_what_read_at_returns() {
+    use ringkv_engine::device::{Device, DeviceFile};
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().to_path_buf();
+    on_executor(async move || {
+        const BLOCK: usize = 4096;
+        let device = DmaDevice::open(&path).await.expect("device opens");
+        let file = device.create("blocks").await.expect("creates");
+        let data: Vec<u8> = (0..3 * BLOCK)
+            .map(|i| (i / BLOCK * 7 + i % 251) as u8)
+            .collect();
+        file.write_at(0, &data).await.expect("writes");
+        for (offset, len) in [
+            (0, 3 * BLOCK),
+            (BLOCK, BLOCK),
+            (BLOCK, 4 * BLOCK),
+            (3 * BLOCK, BLOCK),
+        ] {
+            let direct = file.read_at(offset as u64, len).await.expect("reads");
+            let handed = (file.read_with(offset as u64, len, <[u8]>::to_vec).await).expect("reads");
+            assert_eq!(handed, direct, "read of {len} bytes at {offset}");
+            let end = (offset + len).min(data.len());
+            assert_eq!(
+                handed,
+                data[offset.min(end)..end],
+                "read of {len} bytes at {offset}"
+            );
+        }
+    });
+}

@@ -102,17 +102,11 @@ impl Cache {
         self.entries.as_ref()?.peek(key)
     }
 
-    /// Caches a copy of a value read from the device (its buffer may be larger than the
-    /// value), unless it would take more than a shard's share of the budget.
-    pub(crate) fn insert(&self, key: &[u8], value: &Bytes) {
-        if let Some(entries) = self.entries_for(key, value) {
-            entries.insert(key.into(), Bytes::copy_from_slice(value));
-        }
-    }
-
-    /// Caches `value` itself (a written value: nothing else shares its buffer), unless
-    /// it would take more than a shard's share of the budget.
-    pub(crate) fn insert_owned(&self, key: &[u8], value: Bytes) {
+    /// Caches `value` itself, sharing its buffer, unless it would take more than a
+    /// shard's share of the budget. The buffer must hold the value alone (a written
+    /// value, or one the engine copied out of the blocks it read): a slice of a larger
+    /// buffer would pin all of it while being charged for its own length.
+    pub(crate) fn insert(&self, key: &[u8], value: Bytes) {
         if let Some(entries) = self.entries_for(key, &value) {
             entries.insert(key.into(), value);
         }

@@ -343,6 +343,15 @@ impl DeviceFile for LeafFile {
         either!(self, f => f.read_at(offset, len).await)
     }
 
+    async fn read_with<T>(
+        &self,
+        offset: u64,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> io::Result<T> {
+        either!(self, file => file.read_with(offset, len, f).await)
+    }
+
     async fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         either!(self, f => f.write_at(offset, data).await)
     }

@@ -209,6 +209,27 @@ impl DeviceFile for DmaDeviceFile {
         Ok(out)
     }
 
+    /// One read into glommio's registered buffer, handed to `f` in place; only a read
+    /// the kernel splits (rare) is gathered into a `Vec` first.
+    async fn read_with<T>(
+        &self,
+        offset: u64,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> io::Result<T> {
+        assert_aligned(offset, len);
+        let got = self.file.read_at_aligned(offset, len).await.map_err(os)?;
+        let whole = got.len() == len || got.len() as u64 % crate::format::BLOCK_BYTES != 0;
+        if whole {
+            return Ok(f(&got));
+        }
+        let mut rest = self
+            .read_at(offset + got.len() as u64, len - got.len())
+            .await?;
+        rest.splice(0..0, got.iter().copied());
+        Ok(f(&rest))
+    }
+
     async fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         write_all(&self.file, offset, data).await
     }

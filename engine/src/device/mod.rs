@@ -52,6 +52,17 @@ pub trait Device {
 pub trait DeviceFile {
     /// Reads up to `len` bytes at `offset`; fewer only at the end of the file.
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// Reads as [`read_at`](Self::read_at) does and hands `f` the bytes where they
+    /// landed, so that a caller keeping only part of them (a value out of its blocks)
+    /// copies that part once instead of copying the blocks first.
+    async fn read_with<T>(
+        &self,
+        offset: u64,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> io::Result<T> {
+        Ok(f(&self.read_at(offset, len).await?))
+    }
     /// Writes all of `data` at `offset`.
     async fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Makes every earlier write (and the file length) durable: fdatasync.

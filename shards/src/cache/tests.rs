@@ -37,7 +37,7 @@ proptest! {
             match s {
                 Step::Insert(k, n, len) => {
                     let v = value(n, usize::from(len));
-                    cache.insert(&[k], &v);
+                    cache.insert(&[k], v.clone());
                     newest.insert(k, v);
                 }
                 Step::Remove(k) => {
@@ -58,19 +58,19 @@ proptest! {
 #[test]
 fn counts_hits_and_misses_and_refuses_large_values() {
     let cache = Cache::new(80_000);
-    cache.insert(b"a", &value(1, 100));
+    cache.insert(b"a", value(1, 100));
     assert_eq!(cache.get(b"a"), Some(value(1, 100)));
     assert_eq!(cache.get(b"b"), None);
     assert_eq!(cache.peek(b"b"), None, "a peek is not counted");
     assert_eq!((cache.hits(), cache.misses()), (1, 1));
-    cache.insert(b"big", &value(2, 20_000));
+    cache.insert(b"big", value(2, 20_000));
     assert_eq!(
         cache.get(b"big"),
         None,
         "values over an eighth of the budget are not cached"
     );
     let off = Cache::new(0);
-    off.insert_owned(b"a", value(1, 10));
+    off.insert(b"a", value(1, 10));
     assert_eq!((off.get(b"a"), off.bytes()), (None, 0));
     assert_eq!((off.hits(), off.misses()), (0, 1));
 }
@@ -84,14 +84,14 @@ fn a_single_pass_does_not_flush_the_values_read_often() {
     for round in 0..4 {
         for k in &hot {
             if cache.get(k).is_none() {
-                cache.insert(k, &value(round, 400));
+                cache.insert(k, value(round, 400));
             }
         }
     }
     for i in 0..50_000u32 {
         let k = (1_000_000 + i).to_be_bytes();
         if cache.get(&k).is_none() {
-            cache.insert(&k, &value(i, 400));
+            cache.insert(&k, value(i, 400));
         }
     }
     let kept = hot.iter().filter(|k| cache.peek(*k).is_some()).count();
@@ -125,7 +125,7 @@ fn readers_on_other_threads_see_whole_values() {
         })
         .collect();
     for n in 0..5_000 {
-        cache.insert_owned(b"k", value(n, 64));
+        cache.insert(b"k", value(n, 64));
     }
     cache.remove(b"k");
     for r in readers {

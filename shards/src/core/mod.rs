@@ -566,7 +566,7 @@ impl Core {
         let value = self.leaf(hash).get(key).await?;
         if let Some(value) = &value {
             if self.writes.get() == writes_before {
-                self.cache.insert(key, value);
+                self.cache.insert(key, value.clone());
             }
         }
         Ok(value)
@@ -696,7 +696,7 @@ impl Core {
             _ => leaf.store.is_durable(key),
         };
         if newest && readable {
-            self.cache.insert_owned(key, value);
+            self.cache.insert(key, value);
         }
     }
 
