@@ -124,6 +124,13 @@ impl Cache {
         }
     }
 
+    /// Drops every entry (a closed database's cache answers no one).
+    pub(crate) fn clear(&self) {
+        if let Some(entries) = &self.entries {
+            entries.clear();
+        }
+    }
+
     /// Bytes charged to the budget now.
     pub(crate) fn bytes(&self) -> u64 {
         self.entries.as_ref().map_or(0, Entries::weight)

@@ -897,6 +897,10 @@ impl Inner {
             }
         }
         self.lock.lock().expect("not poisoned").take();
+        // The cores' state is gone with their threads; the caches go now rather than
+        // with the last handle, and the freed memory goes back to the system.
+        self.caches.iter().for_each(|cache| cache.clear());
+        crate::malloc::give_back_free_memory();
         first_error.map_or(Ok(()), Err)
     }
 }
