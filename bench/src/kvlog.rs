@@ -27,6 +27,10 @@ pub struct KvlogSummary {
     pub transactions_seconds: f64,
     pub disk_bytes_after_write: u64,
     pub disk_bytes_after_close: u64,
+    /// What the engine reports holding in memory after writing and after the warm reads
+    /// (ringkv; empty for the peers). Reported among the run's notes.
+    #[serde(skip)]
+    pub memory: Vec<String>,
     pub random_read_warm_seconds: f64,
     pub random_read_cold_seconds: f64,
 }
@@ -92,6 +96,9 @@ pub fn run(
     }
     summary.transactions_seconds = started.elapsed().as_secs_f64();
     summary.disk_bytes_after_write = disk_bytes();
+    summary
+        .memory
+        .extend(engine.memory().map(|m| format!("after writing: {m}")));
     let total = records + transactions * TRANSACTION_ITEMS;
     let order: Vec<u64> = {
         let mut rng = Rng::new(7);
@@ -111,6 +118,9 @@ pub fn run(
         Ok(started.elapsed().as_secs_f64())
     };
     summary.random_read_warm_seconds = read_all(engine.as_ref())?;
+    summary
+        .memory
+        .extend(engine.memory().map(|m| format!("after warm reads: {m}")));
     engine.close()?;
     summary.disk_bytes_after_close = disk_bytes();
     evict()?;

@@ -114,6 +114,10 @@ struct RunArgs {
     /// write buffers, the rig's own buffers.
     #[arg(long, default_value_t = 256 << 20)]
     memory_headroom_bytes: u64,
+    /// ringkv's read cache, in place of the rig's choice (its cgroup limit less an
+    /// estimate of its other memory): to measure what ringkv needs beside a given cache.
+    #[arg(long)]
+    ringkv_cache_bytes: Option<u64>,
     /// Run the engines without a memory cgroup even where one could be made.
     #[arg(long)]
     no_cgroup: bool,
@@ -252,7 +256,8 @@ fn run_engines(
             clients_on_core: args.clients == ClientsArg::OnCore,
             sync: matches!(args.durability, DurabilityArg::Sync),
             memory_budget_bytes: args.memory_budget_bytes,
-            ringkv_cache_bytes: memory::ringkv_cache_bytes(plan, records(args)),
+            ringkv_cache_bytes: (args.ringkv_cache_bytes)
+                .unwrap_or_else(|| memory::ringkv_cache_bytes(plan, records(args))),
             dir,
             drop_caches: plan.drop_caches,
             quiet: args.quiet,
@@ -265,9 +270,15 @@ fn run_engines(
             }
         }
         if engine == "ringkv" {
+            let why = match args.ringkv_cache_bytes {
+                Some(_) => "set by --ringkv-cache-bytes",
+                None => {
+                    "its cgroup limit less an estimate of its other memory, as the peers' page \
+                     cache fills what theirs leaves; at least the budget"
+                }
+            };
             into.summary.notes.push(format!(
-                "ringkv: read cache {} MiB (its cgroup limit less an estimate of its other memory, \
-                 as the peers' page cache fills what theirs leaves; at least the budget)",
+                "ringkv: read cache {} MiB ({why})",
                 spec.ringkv_cache_bytes >> 20
             ));
         }

@@ -157,6 +157,8 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseResult, String> {
             }
         };
         let result = crate::kvlog::run(name, records, records / 100, &open, &size, &evict)?;
+        out.notes
+            .extend(result.memory.iter().map(|m| format!("{name} kvlog, {m}")));
         bar.finish_and_clear();
         out.kvlog = Some(result);
     }
@@ -249,6 +251,10 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseResult, String> {
         "{name}: {} MiB on disk after the run",
         engine.disk_bytes() >> 20
     ));
+    if let Some(memory) = engine.memory() {
+        out.notes
+            .push(format!("{name} in memory after the run: {memory}"));
+    }
     engine.close()?;
     Ok(out)
 }

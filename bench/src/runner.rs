@@ -43,6 +43,20 @@ pub trait Engine: Send + Sync {
     fn db(&self) -> Option<&Db> {
         None
     }
+    /// What the engine's own figures say it holds in memory, where it reports them.
+    fn memory(&self) -> Option<String> {
+        let stats = self.db()?.stats().ok()?;
+        let sum = |f: fn(&ringkv::CoreStats) -> u64| stats.cores.iter().map(f).sum::<u64>() >> 20;
+        Some(format!(
+            "{} keys; read cache {} MiB, index {} MiB, unsealed extents' buffers {} MiB and \
+             key summaries {} MiB",
+            stats.keys,
+            sum(|c| c.cache_bytes),
+            sum(|c| c.totals.index_memory_bytes),
+            sum(|c| c.totals.buffer_memory_bytes),
+            sum(|c| c.totals.summary_memory_bytes)
+        ))
+    }
     /// Makes everything durable and closes.
     fn close(self: Box<Self>) -> Result<(), String>;
 }

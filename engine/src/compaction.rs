@@ -96,19 +96,15 @@ impl<D: Device> Substore<D> {
     /// Seals the active extent if it holds dead bytes, so that a full compaction can
     /// reach them too; the next write starts a new extent.
     pub async fn seal_active_if_dead(&self) -> Result<bool> {
-        {
-            let mut state = self.state.borrow_mut();
-            let Some(seq) = state.active else {
-                return Ok(false);
-            };
-            let extent = &state.extents[&seq];
-            let record_bytes = extent.records_end - EXTENT_HEADER_LEN as u64;
-            if record_bytes == extent.live_bytes {
-                return Ok(false);
-            }
-            let tail = state.extents.get_mut(&seq).and_then(|e| e.tail.as_mut());
-            tail.expect("the active extent has a tail").full = true;
-            state.active = None;
+        let dead = {
+            let state = self.state.borrow();
+            state.active.is_some_and(|seq| {
+                let extent = &state.extents[&seq];
+                extent.records_end - EXTENT_HEADER_LEN as u64 != extent.live_bytes
+            })
+        };
+        if !dead || !self.retire_active() {
+            return Ok(false);
         }
         self.flush().await?;
         Ok(true)

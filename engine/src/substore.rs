@@ -121,6 +121,13 @@ pub struct SubstoreStats {
     pub extents: u64,
     /// Appended but not yet written to the device.
     pub buffered_bytes: u64,
+    /// Heap memory of the index (its allocations' capacities).
+    pub index_memory_bytes: u64,
+    /// Heap memory of the unsealed extents' record buffers (capacities).
+    pub buffer_memory_bytes: u64,
+    /// Heap memory of the key summaries the unsealed extents will be sealed with
+    /// (capacities).
+    pub summary_memory_bytes: u64,
 }
 
 impl SubstoreStats {
@@ -133,6 +140,9 @@ impl SubstoreStats {
         self.tombstone_bytes += other.tombstone_bytes;
         self.extents += other.extents;
         self.buffered_bytes += other.buffered_bytes;
+        self.index_memory_bytes += other.index_memory_bytes;
+        self.buffer_memory_bytes += other.buffer_memory_bytes;
+        self.summary_memory_bytes += other.summary_memory_bytes;
     }
 }
 
@@ -313,6 +323,13 @@ impl<F> State<F> {
             .map(|t| t.end() - t.written_end.max(t.buf_start))
             .sum()
     }
+
+    /// Heap bytes of the tails' record buffers and of their key summaries.
+    fn tail_memory_bytes(&self) -> (u64, u64) {
+        let tails = self.extents.values().filter_map(|e| e.tail.as_ref());
+        let sizes = tails.map(|t| (t.buf.capacity() as u64, t.summary.capacity() as u64));
+        sizes.fold((0, 0), |(b, s), (tb, ts)| (b + tb, s + ts))
+    }
 }
 
 impl<D: Device> Substore<D> {
@@ -467,6 +484,40 @@ impl<D: Device> Substore<D> {
         );
         state.active = Some(seq);
         seq
+    }
+
+    /// Ends the active extent if it holds records: the next append starts a new one,
+    /// and the next write-out seals this one (and frees its key summary). Returns
+    /// whether there was one to end.
+    pub fn retire_active(&self) -> bool {
+        let mut state = self.state.borrow_mut();
+        let Some(seq) = state.active else {
+            return false;
+        };
+        let extent = state
+            .extents
+            .get_mut(&seq)
+            .expect("the active extent exists");
+        if extent.records_end == EXTENT_HEADER_LEN as u64 {
+            return false;
+        }
+        extent
+            .tail
+            .as_mut()
+            .expect("the active extent has a tail")
+            .full = true;
+        state.active = None;
+        true
+    }
+
+    /// Bytes of the key summary the active extent will be sealed with, held in memory
+    /// until then.
+    pub fn active_summary_bytes(&self) -> usize {
+        let state = self.state.borrow();
+        let tail = state
+            .active
+            .and_then(|seq| state.extents[&seq].tail.as_ref());
+        tail.map_or(0, |t| t.summary.len())
     }
 
     /// Writes the buffers out if they hold more than the configured write buffer: the
@@ -911,10 +962,14 @@ impl<D: Device> Substore<D> {
     /// Figures of this substore.
     pub fn stats(&self) -> SubstoreStats {
         let state = self.state.borrow();
+        let (buffer_memory_bytes, summary_memory_bytes) = state.tail_memory_bytes();
         let mut stats = SubstoreStats {
             keys: state.index.len() as u64,
             extents: state.extents.len() as u64,
             buffered_bytes: state.buffered_bytes(),
+            index_memory_bytes: state.index.heap_bytes() as u64,
+            buffer_memory_bytes,
+            summary_memory_bytes,
             ..SubstoreStats::default()
         };
         for e in state.extents.values() {

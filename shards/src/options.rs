@@ -56,6 +56,7 @@ pub struct Options {
     pub(crate) compaction_interval: Duration,
     pub(crate) recovery: Recovery,
     pub(crate) commit_log_bytes: u64,
+    pub(crate) summary_memory_bytes: usize,
     pub(crate) storage: Storage,
 }
 
@@ -84,6 +85,8 @@ pub(crate) const COMPACTION_GARBAGE_RATIO_PRESSURE: f64 = 0.1;
 
 /// Default size of each core's commit log file: 64 MiB.
 pub const COMMIT_LOG_DEFAULT_BYTES: u64 = 64 << 20;
+/// Default memory per core for the key summaries of extents not yet sealed: 16 MiB.
+pub const SUMMARY_MEMORY_DEFAULT_BYTES: usize = 16 << 20;
 /// Smallest commit log file (when it is on).
 pub const COMMIT_LOG_MIN_BYTES: u64 = 64 << 10;
 
@@ -109,6 +112,7 @@ impl Default for Options {
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
             recovery: Recovery::Strict,
             commit_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
+            summary_memory_bytes: SUMMARY_MEMORY_DEFAULT_BYTES,
             storage: Storage::Real,
         }
     }
@@ -227,6 +231,16 @@ impl Options {
     /// substore it touched. Default 64 MiB; at least 64 KiB when on.
     pub fn commit_log_bytes(mut self, n: u64) -> Self {
         self.commit_log_bytes = n;
+        self
+    }
+
+    /// Memory per core for the key summaries of extents not yet sealed (an extent's
+    /// summary is written when it is sealed, and held in memory until then; about 30
+    /// bytes plus the key per record). When a core's summaries pass this, the substore
+    /// with the largest ends its extent early, so memory stays bounded however many
+    /// substores a core owns, at the price of smaller extents. Default 16 MiB.
+    pub fn summary_memory_bytes(mut self, n: usize) -> Self {
+        self.summary_memory_bytes = n;
         self
     }
 

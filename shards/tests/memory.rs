@@ -130,3 +130,52 @@ fn the_read_cache_allocates_what_its_budget_says() {
         "reading through a {budget}-byte cache allocated {added} bytes"
     );
 }
+
+/// However many substores a core owns, the key summaries it holds for extents not yet
+/// sealed stay near `summary_memory_bytes`: extents end early, and nothing is lost.
+#[test]
+fn unsealed_key_summaries_stay_within_their_budget() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let budget = 16 << 10;
+    let options = Options::default()
+        .cores(1)
+        .durability(Durability::Buffered)
+        .extent_size_bytes(256 << 10)
+        .split_threshold_bytes(512 << 10)
+        .cache_bytes(0)
+        .summary_memory_bytes(budget);
+    let db = Db::open(dir.path(), options.clone()).unwrap();
+    let value = |i: u32| format!("value-{i}-").repeat(20).into_bytes();
+    let keys = 20_000u32;
+    let summaries = |db: &Db| -> (u64, u64) {
+        let stats = db.stats().unwrap();
+        let sum = |f: fn(&ringkv::CoreStats) -> u64| stats.cores.iter().map(f).sum();
+        (sum(|c| c.totals.summary_memory_bytes), stats.substores)
+    };
+    let mut most = 0;
+    for i in 0..keys {
+        db.put(format!("key-{i:06}"), value(i)).unwrap();
+        if i % 1000 == 999 {
+            db.flush().unwrap();
+            most = most.max(summaries(&db).0);
+        }
+    }
+    let (_, substores) = summaries(&db);
+    assert!(
+        substores >= 16,
+        "only {substores} substores: the test did not split"
+    );
+    // Capacities: a summary's vector may be up to twice its length.
+    assert!(
+        most <= 2 * budget as u64,
+        "summaries held {most} bytes against a budget of {budget}"
+    );
+    db.close().unwrap();
+    let db = Db::open(dir.path(), options).unwrap();
+    for i in 0..keys {
+        let got = db.get(format!("key-{i:06}")).unwrap();
+        assert_eq!(got.as_deref(), Some(&value(i)[..]), "key {i}");
+    }
+    db.close().unwrap();
+}

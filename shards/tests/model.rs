@@ -11,6 +11,8 @@ fn options(cores: usize, durability: Durability) -> Options {
         .durability(durability)
         .extent_size_bytes(64 << 10)
         .cache_bytes(256 << 10)
+        // Small enough that extents also end early to bound their key summaries.
+        .summary_memory_bytes(2 << 10)
 }
 
 fn run(seed: u64, steps: usize) {

@@ -274,6 +274,8 @@ fn options(rng: &mut Rng, disk: &SimDisk, profile: &Profile) -> Options {
         .compaction_garbage_ratio(profile.garbage_ratio)
         .io_memory_bytes(64 << 10)
         .queue_depth(64)
+        // Half the runs end extents early to keep key summaries in memory small.
+        .summary_memory_bytes(if rng.chance(2) { 1 << 10 } else { 16 << 20 })
         .commit_log_bytes(match rng.below(3) {
             0 => 0,                            // rounds sync the substores
             1 => ringkv::COMMIT_LOG_MIN_BYTES, // fills often: checkpoints, resets

@@ -77,3 +77,36 @@ impl LeafState {
         })
     }
 }
+
+/// Which leaves should end their active extents early so that the key summaries held
+/// for those extents fit `budget` bytes together: the largest first. `sizes[i]` is
+/// leaf `i`'s summary bytes.
+pub(super) fn over_summary_budget(sizes: &[usize], budget: usize) -> Vec<usize> {
+    let mut total: usize = sizes.iter().sum();
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_unstable_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    let mut chosen = Vec::new();
+    for i in order {
+        if total <= budget || sizes[i] == 0 {
+            break;
+        }
+        total -= sizes[i];
+        chosen.push(i);
+    }
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::over_summary_budget;
+
+    #[test]
+    fn the_largest_summaries_go_first_until_the_rest_fit() {
+        assert_eq!(over_summary_budget(&[3, 9, 5, 1], 20), Vec::<usize>::new());
+        assert_eq!(over_summary_budget(&[3, 9, 5, 1], 18), Vec::<usize>::new());
+        assert_eq!(over_summary_budget(&[3, 9, 5, 1], 17), vec![1]);
+        assert_eq!(over_summary_budget(&[3, 9, 5, 1], 4), vec![1, 2]);
+        assert_eq!(over_summary_budget(&[3, 9, 5, 0], 0), vec![1, 2, 0]);
+        assert_eq!(over_summary_budget(&[], 0), Vec::<usize>::new());
+    }
+}

@@ -511,6 +511,30 @@ impl Core {
         self.leaves.borrow().values().cloned().collect()
     }
 
+    /// Keeps the key summaries this core's leaves hold for their unsealed extents
+    /// within `Options::summary_memory_bytes`: the largest end their extents early,
+    /// sealed (and their summaries freed) by the round that follows.
+    fn bound_summaries(&self) {
+        let leaves = self.leaves.borrow();
+        let total: usize = leaves
+            .values()
+            .map(|l| l.store.active_summary_bytes())
+            .sum();
+        if total <= self.options.summary_memory_bytes {
+            return;
+        }
+        let leaves: Vec<&Rc<LeafState>> = leaves.values().filter(|l| !l.frozen.get()).collect();
+        let sizes: Vec<usize> = leaves
+            .iter()
+            .map(|l| l.store.active_summary_bytes())
+            .collect();
+        for i in leaf::over_summary_budget(&sizes, self.options.summary_memory_bytes) {
+            if leaves[i].store.retire_active() {
+                leaves[i].dirty.set(true);
+            }
+        }
+    }
+
     /// The leaves and the ancestors: every substore that takes writes.
     fn store_list(&self) -> Vec<Rc<LeafState>> {
         let mut all = self.leaf_list();
