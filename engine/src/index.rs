@@ -11,6 +11,12 @@
 //! until it is rebuilt, which happens when garbage passes half of it.
 //!
 //! Only puts are indexed: a delete removes the key.
+//!
+//! The slot array and the arena grow by a sixteenth at a time, not by doubling: the
+//! substores of a core fill at the same pace (keys are hashed across them), so doubling
+//! would make all of them double at once and nearly double the core's index memory in
+//! one step. Large reallocations are page remaps in the allocator, so the extra growth
+//! steps copy little.
 
 use ahash::RandomState;
 use hashbrown::HashTable;
@@ -39,6 +45,21 @@ const SEQ_SHIFT: u32 = 16;
 const META_SHIFT: u32 = 8;
 /// Arena garbage below this is never worth a rebuild.
 const ARENA_REBUILD_MIN_BYTES: usize = 64 << 10;
+/// The slots and the arena grow by at least 1/`GROWTH_DIVISOR` of what they hold...
+const GROWTH_DIVISOR: usize = 16;
+/// ...and by at least this many bytes.
+const GROWTH_MIN_BYTES: usize = 4 << 10;
+
+/// Makes room for `more` elements, growing `v` by a sixteenth rather than doubling.
+fn reserve_gradually<T>(v: &mut Vec<T>, more: usize) {
+    if v.capacity() - v.len() >= more {
+        return;
+    }
+    let step = (v.len() / GROWTH_DIVISOR)
+        .max(GROWTH_MIN_BYTES / std::mem::size_of::<T>())
+        .max(more);
+    v.reserve_exact(step);
+}
 
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
@@ -167,6 +188,7 @@ impl Index {
             if self.slots.len() >= (NO_SLOT - 1) as usize {
                 return Err(Error::IndexFull { what: "slots" });
             }
+            reserve_gradually(&mut self.slots, 1);
             self.slots.push(Slot {
                 key_at: FREE,
                 extent: 0,
@@ -176,6 +198,7 @@ impl Index {
             });
             (self.slots.len() - 1) as u32
         };
+        reserve_gradually(&mut self.keys, 2 + key.len());
         self.keys.extend_from_slice(&key_len.to_le_bytes());
         self.keys.extend_from_slice(key);
         self.slots[id as usize].key_at = new_key_at;
@@ -295,5 +318,26 @@ mod tests {
         let mut seen: Vec<(Vec<u8>, Entry)> = index.iter().map(|(k, e)| (k.to_vec(), e)).collect();
         seen.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(seen, model.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn capacity_stays_close_to_what_the_index_holds() {
+        let mut index = Index::new();
+        for i in 0..300_000u64 {
+            let key = format!("user{i:029}");
+            index.insert(key.as_bytes(), entry(i)).unwrap();
+            let slack = |len: usize| len / GROWTH_DIVISOR + GROWTH_MIN_BYTES + 64;
+            let slot_bytes = index.slots.len() * std::mem::size_of::<Slot>();
+            let slot_capacity = index.slots.capacity() * std::mem::size_of::<Slot>();
+            assert!(
+                slot_capacity <= slot_bytes + slack(slot_bytes),
+                "slots at {i}"
+            );
+            let arena = index.keys.len();
+            assert!(
+                index.keys.capacity() <= arena + slack(arena),
+                "arena at {i}"
+            );
+        }
     }
 }
