@@ -166,6 +166,18 @@ fn records(args: &RunArgs) -> u64 {
     }
 }
 
+/// The longest key of the run's data sets.
+fn key_bytes(args: &RunArgs) -> u64 {
+    let workloads = match args.workload.iter().any(|w| w != "kvlog") {
+        true => args.key_bytes,
+        false => 0,
+    };
+    match args.workload.iter().any(|w| w == "kvlog") {
+        true => workloads.max(kvlog::KEY_BYTES) as u64,
+        false => workloads as u64,
+    }
+}
+
 /// The bytes the largest data set of the run takes (keys and values only).
 fn dataset_bytes(args: &RunArgs, has_workloads: bool) -> u64 {
     let workloads = if has_workloads {
@@ -256,8 +268,9 @@ fn run_engines(
             clients_on_core: args.clients == ClientsArg::OnCore,
             sync: matches!(args.durability, DurabilityArg::Sync),
             memory_budget_bytes: args.memory_budget_bytes,
-            ringkv_cache_bytes: (args.ringkv_cache_bytes)
-                .unwrap_or_else(|| memory::ringkv_cache_bytes(plan, records(args))),
+            ringkv_cache_bytes: (args.ringkv_cache_bytes).unwrap_or_else(|| {
+                memory::ringkv_cache_bytes(plan, records(args), key_bytes(args))
+            }),
             dir,
             drop_caches: plan.drop_caches,
             quiet: args.quiet,

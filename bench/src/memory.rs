@@ -276,22 +276,35 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// What ringkv holds besides its read cache, estimated per key (index entry, key
-/// summaries of unsealed extents) and in all (write buffers, compaction, I/O memory,
-/// threads, what malloc's fragmentation strands, the rig's own buffers). Measured: 300 k
-/// keys of 1,000-byte values, YCSB C and then A with 32 requests in flight, one malloc
-/// arena (`ringkv::tune_malloc`): 131 MiB at the peak beside a 134 MiB cache, where
-/// the older estimate (160 bytes per key and 96 MiB: 142 MiB) left little margin.
-const RINGKV_BYTES_PER_KEY: u64 = 200;
+/// What ringkv holds besides its read cache: per key, its index entry (the key, its
+/// 2-byte length, a 24-byte slot, 5-11 bytes of hash table, growth slack), per core the
+/// key summaries of unsealed extents (bounded by `Options::summary_memory_bytes`), and in
+/// all the rest (extents' write buffers, compaction, I/O memory, threads, what malloc's
+/// fragmentation strands, requests in flight, the rig's own buffers). Measured (ycsb
+/// A, B, C, F after loading 1 M records of 24-byte keys and 1,000-byte values, one core,
+/// a 256 MiB cache): 131 MiB at the peak beside the cache with 2 client threads, 163 MiB
+/// with 32 requests in flight (index 59 MiB, summaries 22 MiB, buffers 17 MiB); 2.2 M
+/// records of 33-byte keys: 217 MiB. The estimate for those: 213, 213 and 314 MiB.
+const RINGKV_INDEX_BYTES_PER_KEY_BEYOND_KEY: u64 = 48;
 const RINGKV_FIXED_BYTES: u64 = 128 << 20;
+
+/// What ringkv holds besides its read cache for `keys` records of `key_bytes`-byte keys
+/// with its default options.
+fn ringkv_besides_cache_bytes(keys: u64, key_bytes: u64) -> u64 {
+    let options = ringkv::Options::default();
+    let summaries = options.resolved_cores() as u64 * ringkv::SUMMARY_MEMORY_DEFAULT_BYTES as u64;
+    keys.saturating_mul(key_bytes + RINGKV_INDEX_BYTES_PER_KEY_BEYOND_KEY)
+        + summaries
+        + RINGKV_FIXED_BYTES
+}
 
 /// ringkv's read cache when it gets the memory the peers get. The peers read through
 /// the page cache, which takes whatever their cgroup limit leaves them; ringkv reads
 /// with direct I/O, so it gets that memory as its cache: the limit less an estimate of
-/// what it holds besides, for `keys` records, and never less than the budget. Without
-/// a cgroup limit, the budget.
-pub fn ringkv_cache_bytes(plan: &Plan, keys: u64) -> u64 {
-    let besides = keys.saturating_mul(RINGKV_BYTES_PER_KEY) + RINGKV_FIXED_BYTES;
+/// what it holds besides, for `keys` records of `key_bytes`-byte keys, and never less
+/// than the budget. Without a cgroup limit, the budget.
+pub fn ringkv_cache_bytes(plan: &Plan, keys: u64, key_bytes: u64) -> u64 {
+    let besides = ringkv_besides_cache_bytes(keys, key_bytes);
     match plan.cgroup_limit_bytes {
         None => plan.budget_bytes,
         Some(limit) => limit.saturating_sub(besides).max(plan.budget_bytes),
@@ -447,18 +460,17 @@ mod tests {
     #[test]
     fn ringkv_gets_as_its_cache_what_the_peers_get_as_page_cache() {
         let (budget, headroom) = (64 << 20, 448 << 20);
-        // Limited to 512 MiB, 200,000 keys: the limit less about 128 MiB of the rest.
+        // Limited to 512 MiB, 200,000 keys of 24 bytes: the limit less the rest.
         let p = plan(&facts(true, true), budget, headroom, 4 << 30);
-        let cache = ringkv_cache_bytes(&p, 200_000);
-        assert_eq!(
-            cache,
-            (512 << 20) - 200_000 * RINGKV_BYTES_PER_KEY - RINGKV_FIXED_BYTES
-        );
+        let cache = ringkv_cache_bytes(&p, 200_000, 24);
+        let besides = ringkv_besides_cache_bytes(200_000, 24);
+        assert_eq!(cache, (512 << 20) - besides);
+        assert!(besides > 200_000 * 72 + RINGKV_FIXED_BYTES, "{besides}");
         // So many keys that the rest would take the whole limit: still the budget.
-        assert_eq!(ringkv_cache_bytes(&p, 10_000_000), budget);
+        assert_eq!(ringkv_cache_bytes(&p, 10_000_000, 24), budget);
         // No cgroup (the peers' page cache is not limited either): the budget.
         let p = plan(&facts(false, false), budget, headroom, 4 << 30);
-        assert_eq!(ringkv_cache_bytes(&p, 200_000), budget);
+        assert_eq!(ringkv_cache_bytes(&p, 200_000, 24), budget);
     }
 
     /// Where the machine allows it (root, a memory hierarchy), a cgroup is made with its

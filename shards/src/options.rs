@@ -255,8 +255,9 @@ impl Options {
         self
     }
 
-    /// The core count this machine gives for `cores(0)`.
-    pub(crate) fn resolved_cores(&self) -> usize {
+    /// The cores the database will run: the count set with [`Options::cores`], or for
+    /// `cores(0)` (the default) half this machine's CPUs, at least one.
+    pub fn resolved_cores(&self) -> usize {
         if self.cores > 0 {
             return self.cores;
         }
