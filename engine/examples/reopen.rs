@@ -189,7 +189,7 @@ async fn run(path: &Path, mib: u64) -> Result<(), BoxError> {
             reads: reads.clone(),
         })
     };
-    let store = Substore::create_or_open(device().await?, id, config).await?;
+    let store = Substore::create_or_open(device().await?, id, config.clone()).await?;
     let value = vec![0x5au8; VALUE_BYTES];
     let started = Instant::now();
     for i in 0..keys {
@@ -204,7 +204,7 @@ async fn run(path: &Path, mib: u64) -> Result<(), BoxError> {
         reads.borrow_mut().clear();
         let device = device().await?;
         let started = Instant::now();
-        let store = Substore::create_or_open(device, id, config).await?;
+        let store = Substore::create_or_open(device, id, config.clone()).await?;
         let waited = reads.borrow().values().map(|r| r.waited).sum::<Duration>();
         times.push((started.elapsed(), waited));
         assert_eq!(store.len(), keys, "every key recovered");

@@ -23,7 +23,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::format::{self, EXTENT_HEADER_LEN, Kind, RecordHeader, extent_file_name};
 use crate::recovery::{Scanner, sealed_footer, sealed_records};
-use crate::substore::{Substore, now_unix_ms};
+use crate::substore::Substore;
 
 /// Records rewritten between two yields to other tasks.
 const RECORDS_PER_YIELD: usize = 64;
@@ -145,7 +145,7 @@ impl<D: Device> Substore<D> {
             bytes_reclaimed: sealed_len,
             ..CompactionStats::default()
         };
-        let now = now_unix_ms();
+        let now = self.config.clock.now_unix_ms();
         let mut gathered = 0;
         for (i, (offset, header, key)) in records.iter().enumerate() {
             if gathered >= WRITE_OUT_EVERY_BYTES {

@@ -27,6 +27,7 @@
 //! .unwrap();
 //! ```
 
+mod clock;
 pub mod commitlog;
 mod compaction;
 pub mod device;
@@ -42,6 +43,7 @@ mod substore;
 pub mod verify;
 
 pub use bytes::Bytes;
+pub use clock::Clock;
 pub use commitlog::{CommitLog, Journal, LogContents};
 pub use compaction::CompactionStats;
 pub use device::{CrashMode, DmaDevice, EntryKind, Fault, FaultOn, MemDevice, SimDevice, SimDisk};

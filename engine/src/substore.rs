@@ -21,6 +21,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use crate::clock::Clock;
 use crate::commitlog::Journal;
 use crate::device::{Device, DeviceFile};
 use crate::error::{Error, Result};
@@ -35,8 +36,8 @@ use crate::limits::{
 };
 use crate::salvage::{Recovery, Salvaged};
 
-/// How a substore is sized.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a substore is sized, and the clock its expiry times are judged by.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// An extent is sealed once it would grow past this (a single larger record still
     /// gets an extent of its own).
@@ -46,6 +47,8 @@ pub struct Config {
     /// What opening does about damage in the newest extent: refuse (the default) or
     /// salvage.
     pub recovery: Recovery,
+    /// When a record's expiry has passed (the system clock by default).
+    pub clock: Clock,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             extent_size_bytes: EXTENT_SIZE_DEFAULT_BYTES,
             write_buffer_bytes: WRITE_BUFFER_DEFAULT_BYTES,
             recovery: Recovery::Strict,
+            clock: Clock::system(),
         }
     }
 }
@@ -237,14 +241,9 @@ pub fn check_limits(key: &[u8], value: &[u8], meta: &[u8]) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn is_expired(entry: &Entry) -> bool {
-    entry.expiry_unix_ms.is_some_and(|at| at <= now_unix_ms())
+/// Whether an entry's expiry, if any, is after `now_unix_ms`.
+fn is_live(entry: &Entry, now_unix_ms: u64) -> bool {
+    entry.expiry_unix_ms.is_none_or(|at| at > now_unix_ms)
 }
 
 /// The full length of the record an index entry points at.
@@ -339,7 +338,7 @@ impl<D: Device> Substore<D> {
     }
 
     pub fn config(&self) -> Config {
-        self.config
+        self.config.clone()
     }
 
     /// What opening salvaged: one entry per damaged extent it quarantined and cut.
@@ -727,7 +726,7 @@ impl<D: Device> Substore<D> {
             let Some(entry) = state.index.get(key) else {
                 return Ok(None);
             };
-            if is_expired(&entry) {
+            if self.config.clock.has_passed(entry.expiry_unix_ms) {
                 return Ok(None);
             }
             let extent = &state.extents[&u64::from(entry.extent)];
@@ -780,7 +779,8 @@ impl<D: Device> Substore<D> {
     /// I/O). `f` must not call back into this substore.
     pub fn for_each_key(&self, mut f: impl FnMut(&[u8], u64)) {
         let state = self.state.borrow();
-        for (key, entry) in state.index.iter().filter(|(_, e)| !is_expired(e)) {
+        let now = self.config.clock.now_unix_ms();
+        for (key, entry) in state.index.iter().filter(|(_, e)| is_live(e, now)) {
             f(key, record_len_of(&entry, key.len()));
         }
     }
@@ -864,10 +864,23 @@ impl<D: Device> Substore<D> {
         self.state.borrow().index.get(key).map(|e| e.seq)
     }
 
+    /// The index's entry for `key` if its value is live: where the record is, the value's
+    /// and metadata's lengths, the expiry and the sequence (no I/O).
+    pub fn head(&self, key: &[u8]) -> Option<Entry> {
+        let entry = self.state.borrow().index.get(key)?;
+        (!self.config.clock.has_passed(entry.expiry_unix_ms)).then_some(entry)
+    }
+
+    /// Whether the index has `key`, its expiry passed or not: then this substore has the
+    /// key's newest record, and nothing older (an ancestor's) may answer for it.
+    pub fn holds(&self, key: &[u8]) -> bool {
+        self.state.borrow().index.get(key).is_some()
+    }
+
     /// Whether `key` has a live value (no I/O).
     pub fn exists(&self, key: &[u8]) -> bool {
         let state = self.state.borrow();
-        state.index.get(key).is_some_and(|e| !is_expired(&e))
+        (state.index.get(key)).is_some_and(|e| !self.config.clock.has_passed(e.expiry_unix_ms))
     }
 
     /// Live keys (keys with a passed expiry count until they are compacted away).
@@ -901,7 +914,8 @@ impl<D: Device> Substore<D> {
     ) -> Result<()> {
         let mut live: Vec<(Vec<u8>, Entry)> = {
             let state = self.state.borrow();
-            let entries = state.index.iter().filter(|(_, e)| !is_expired(e));
+            let now = self.config.clock.now_unix_ms();
+            let entries = state.index.iter().filter(|(_, e)| is_live(e, now));
             entries.map(|(k, e)| (k.to_vec(), e)).collect()
         };
         live.sort_unstable_by_key(|(_, e)| (e.extent, e.offset));

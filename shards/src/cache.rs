@@ -15,6 +15,8 @@
 //!   appends a write of it, and inserts only values that are still the newest. Removal
 //!   happens before the write is acknowledged, so a caller that saw its write
 //!   acknowledged never finds the older value here.
+//! - **Expiry.** An entry keeps its key's expiry time; a lookup at or after it answers
+//!   nothing (judged by the database's clock), as the index would.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,6 +24,7 @@ use ahash::RandomState;
 use bytes::Bytes;
 use quick_cache::sync::DefaultLifecycle;
 use quick_cache::{OptionsBuilder, Weighter};
+use ringkv_engine::Clock;
 
 /// Bytes charged per entry on top of key and value: the cache's slot and hash entry
 /// (about 70 bytes with its ghost allowance) and the key's and value's heap headers.
@@ -35,9 +38,16 @@ const SIZING_ENTRY_BYTES: u64 = 1024;
 #[derive(Clone, Copy, Debug, Default)]
 struct Weigh;
 
-impl Weighter<Box<[u8]>, Bytes> for Weigh {
-    fn weight(&self, key: &Box<[u8]>, value: &Bytes) -> u64 {
-        cost(key, value)
+/// A cached value and its key's expiry (Unix ms), if it has one.
+#[derive(Clone, Debug)]
+struct Cached {
+    value: Bytes,
+    expiry_unix_ms: Option<u64>,
+}
+
+impl Weighter<Box<[u8]>, Cached> for Weigh {
+    fn weight(&self, key: &Box<[u8]>, cached: &Cached) -> u64 {
+        cost(key, &cached.value)
     }
 }
 
@@ -47,10 +57,10 @@ fn cost(key: &[u8], value: &[u8]) -> u64 {
 
 type Entries = quick_cache::sync::Cache<
     Box<[u8]>,
-    Bytes,
+    Cached,
     Weigh,
     RandomState,
-    DefaultLifecycle<Box<[u8]>, Bytes>,
+    DefaultLifecycle<Box<[u8]>, Cached>,
 >;
 
 #[derive(Debug)]
@@ -60,10 +70,11 @@ pub(crate) struct Cache {
     budget_bytes: u64,
     /// Lookups without a cache (all misses).
     uncached: AtomicU64,
+    clock: Clock,
 }
 
 impl Cache {
-    pub(crate) fn new(budget_bytes: u64) -> Self {
+    pub(crate) fn new(budget_bytes: u64, clock: Clock) -> Self {
         let entries = (budget_bytes > 0).then(|| {
             let options = OptionsBuilder::new()
                 .shards(SHARDS)
@@ -82,13 +93,14 @@ impl Cache {
             entries,
             budget_bytes,
             uncached: AtomicU64::new(0),
+            clock,
         }
     }
 
     /// A caller's lookup: counted as a hit or a miss.
     pub(crate) fn get(&self, key: &[u8]) -> Option<Bytes> {
         match &self.entries {
-            Some(entries) => entries.get(key),
+            Some(entries) => self.live(entries.get(key)?),
             None => {
                 self.uncached.fetch_add(1, Ordering::Relaxed);
                 None
@@ -99,16 +111,26 @@ impl Cache {
     /// The core's second look after a caller's miss: not counted again, and it leaves
     /// the entry's standing in the policy alone.
     pub(crate) fn peek(&self, key: &[u8]) -> Option<Bytes> {
-        self.entries.as_ref()?.peek(key)
+        self.live(self.entries.as_ref()?.peek(key)?)
+    }
+
+    /// The value of an entry whose expiry has not passed.
+    fn live(&self, cached: Cached) -> Option<Bytes> {
+        (!self.clock.has_passed(cached.expiry_unix_ms)).then_some(cached.value)
     }
 
     /// Caches `value` itself, sharing its buffer, unless it would take more than a
     /// shard's share of the budget. The buffer must hold the value alone (a written
     /// value, or one the engine copied out of the blocks it read): a slice of a larger
     /// buffer would pin all of it while being charged for its own length.
-    pub(crate) fn insert(&self, key: &[u8], value: Bytes) {
+    /// `expiry_unix_ms` is the key's expiry, if it has one.
+    pub(crate) fn insert(&self, key: &[u8], value: Bytes, expiry_unix_ms: Option<u64>) {
         if let Some(entries) = self.entries_for(key, &value) {
-            entries.insert(key.into(), value);
+            let cached = Cached {
+                value,
+                expiry_unix_ms,
+            };
+            entries.insert(key.into(), cached);
         }
     }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use ringkv_engine::hash::routing_hash;
-use ringkv_engine::{CompactionStats, check_limits};
+use ringkv_engine::{Clock, CompactionStats, check_limits};
 
 use crate::cache::Cache;
 use crate::core::{
@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 use crate::layout::{self, DirLock, ROUTE_BITS};
 use crate::logs;
 use crate::options::{Durability, Options};
+
+mod expiry;
+pub use expiry::{PutOptions, Ttl};
 
 /// Figures of a whole database.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,6 +72,8 @@ struct Inner {
     spinners: Spinners,
     threads: Mutex<Vec<CoreThread>>,
     lock: Mutex<Option<DirLock>>,
+    /// Judges expiry times (the cores and caches hold clones).
+    clock: Clock,
 }
 
 /// CPUs this process may run on, in order.
@@ -243,7 +248,10 @@ impl Db {
             .map(|index| Arc::new(CoreShared::new(index, options.queue_depth, spin)))
             .collect();
         let caches: Vec<Arc<Cache>> = (0..cores)
-            .map(|_| Arc::new(Cache::new(options.cache_bytes / cores as u64)))
+            .map(|_| {
+                let budget = options.cache_bytes / cores as u64;
+                Arc::new(Cache::new(budget, options.clock.clone()))
+            })
             .collect();
         let health = Arc::new(Health::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -273,6 +281,7 @@ impl Db {
         };
         let storage = options.storage.clone();
         let queue_puts = options.durability == Durability::Buffered;
+        let clock = options.clock.clone();
         let start = Start {
             cpus,
             spin,
@@ -295,6 +304,7 @@ impl Db {
             spinners: Spinners::new(spare_cpus, SPIN_BEFORE_PARK, WRITE_SPIN_BEFORE_PARK),
             threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
+            clock,
         };
         let db = Db {
             inner: Arc::new(inner),

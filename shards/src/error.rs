@@ -10,6 +10,8 @@ pub enum Error {
     KeyTooLarge { len: usize, max: usize },
     #[error("value is {len} bytes; the limit is {max}")]
     ValueTooLarge { len: usize, max: usize },
+    #[error("metadata is {len} bytes; the limit is {max}")]
+    MetadataTooLarge { len: usize, max: usize },
     #[error("{path} is in use by another ringkv database (lock file {lock})")]
     Locked { path: PathBuf, lock: PathBuf },
     #[error("the database is closed")]
@@ -49,6 +51,9 @@ impl From<ringkv_engine::Error> for Error {
         match e {
             ringkv_engine::Error::KeyTooLarge { len, max } => Error::KeyTooLarge { len, max },
             ringkv_engine::Error::ValueTooLarge { len, max } => Error::ValueTooLarge { len, max },
+            ringkv_engine::Error::MetadataTooLarge { len, max } => {
+                Error::MetadataTooLarge { len, max }
+            }
             ringkv_engine::Error::ReadOnly { cause } => Error::ReadOnly { cause },
             other => Error::Engine(other),
         }

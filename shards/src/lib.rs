@@ -47,8 +47,8 @@ mod storage;
 mod verify;
 
 pub use bytes::Bytes;
-pub use core::{CoreStats, LeafStats, Update};
-pub use db::{Db, Local, Stats};
+pub use core::{CoreStats, ExpireIf, Head, LeafStats, Update};
+pub use db::{Db, Local, PutOptions, Stats, Ttl};
 pub use error::{Error, Result};
 pub use malloc::tune_malloc;
 pub use options::{
@@ -57,10 +57,10 @@ pub use options::{
     CORES_MAX, Durability, FLUSH_INTERVAL_DEFAULT, IO_MEMORY_DEFAULT_BYTES, Options,
     QUEUE_DEPTH_DEFAULT, SPLIT_THRESHOLD_DEFAULT_BYTES, SUMMARY_MEMORY_DEFAULT_BYTES, SplitMode,
 };
-pub use ringkv_engine::limits::{KEY_LEN_MAX, VALUE_LEN_MAX};
+pub use ringkv_engine::limits::{KEY_LEN_MAX, META_LEN_MAX, VALUE_LEN_MAX};
 pub use ringkv_engine::verify::{Finding, SubstoreReport};
 pub use ringkv_engine::{
-    CompactionStats, CrashMode, Fault, FaultOn, Recovery, Salvaged, SimDisk, SubstoreStats,
+    Clock, CompactionStats, CrashMode, Fault, FaultOn, Recovery, Salvaged, SimDisk, SubstoreStats,
 };
 pub use sizing::{CACHE_DEFAULT_MIN_BYTES, cache_default_bytes};
 pub use verify::{LeafReport, VerifyReport, verify, verify_with_progress};

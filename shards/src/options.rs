@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ringkv_engine::{Recovery, SimDisk};
+use ringkv_engine::{Clock, Recovery, SimDisk};
 
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -58,6 +58,7 @@ pub struct Options {
     pub(crate) commit_log_bytes: u64,
     pub(crate) summary_memory_bytes: usize,
     pub(crate) storage: Storage,
+    pub(crate) clock: Clock,
 }
 
 /// Default flush interval of [`Durability::Buffered`]: 50 ms.
@@ -114,6 +115,7 @@ impl Default for Options {
             commit_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
             summary_memory_bytes: SUMMARY_MEMORY_DEFAULT_BYTES,
             storage: Storage::Real,
+            clock: Clock::system(),
         }
     }
 }
@@ -252,6 +254,13 @@ impl Options {
     /// process would not outlive the cut. Open a new `Db` on [`SimDisk::reboot`].
     pub fn simulated_disk(mut self, disk: SimDisk) -> Self {
         self.storage = Storage::Sim(disk);
+        self
+    }
+
+    /// The clock expiry times are judged by: the system's by default; a
+    /// [`Clock::manual`] lets a test move time (every clone moves together).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 

@@ -3,6 +3,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
+use std::time::Duration;
 
 fn value(n: u32, len: usize) -> Bytes {
     let mut v = vec![0u8; len];
@@ -31,13 +32,13 @@ proptest! {
     #[test]
     fn answers_only_the_newest_value_within_budget(steps in proptest::collection::vec(step(), 1..400)) {
         let budget = 64 << 10;
-        let cache = Cache::new(budget);
+        let cache = Cache::new(budget, Clock::system());
         let mut newest: HashMap<u8, Bytes> = HashMap::new();
         for s in steps {
             match s {
                 Step::Insert(k, n, len) => {
                     let v = value(n, usize::from(len));
-                    cache.insert(&[k], v.clone());
+                    cache.insert(&[k], v.clone(), None);
                     newest.insert(k, v);
                 }
                 Step::Remove(k) => {
@@ -57,20 +58,20 @@ proptest! {
 
 #[test]
 fn counts_hits_and_misses_and_refuses_large_values() {
-    let cache = Cache::new(80_000);
-    cache.insert(b"a", value(1, 100));
+    let cache = Cache::new(80_000, Clock::system());
+    cache.insert(b"a", value(1, 100), None);
     assert_eq!(cache.get(b"a"), Some(value(1, 100)));
     assert_eq!(cache.get(b"b"), None);
     assert_eq!(cache.peek(b"b"), None, "a peek is not counted");
     assert_eq!((cache.hits(), cache.misses()), (1, 1));
-    cache.insert(b"big", value(2, 20_000));
+    cache.insert(b"big", value(2, 20_000), None);
     assert_eq!(
         cache.get(b"big"),
         None,
         "values over an eighth of the budget are not cached"
     );
-    let off = Cache::new(0);
-    off.insert(b"a", value(1, 10));
+    let off = Cache::new(0, Clock::system());
+    off.insert(b"a", value(1, 10), None);
     assert_eq!((off.get(b"a"), off.bytes()), (None, 0));
     assert_eq!((off.hits(), off.misses()), (0, 1));
 }
@@ -79,19 +80,19 @@ fn counts_hits_and_misses_and_refuses_large_values() {
 /// pass a scan or a bulk load makes); least-recently-used would have lost them all.
 #[test]
 fn a_single_pass_does_not_flush_the_values_read_often() {
-    let cache = Cache::new(1 << 20);
+    let cache = Cache::new(1 << 20, Clock::system());
     let hot: Vec<[u8; 4]> = (0..200u32).map(|i| i.to_be_bytes()).collect();
     for round in 0..4 {
         for k in &hot {
             if cache.get(k).is_none() {
-                cache.insert(k, value(round, 400));
+                cache.insert(k, value(round, 400), None);
             }
         }
     }
     for i in 0..50_000u32 {
         let k = (1_000_000 + i).to_be_bytes();
         if cache.get(&k).is_none() {
-            cache.insert(&k, value(i, 400));
+            cache.insert(&k, value(i, 400), None);
         }
     }
     let kept = hot.iter().filter(|k| cache.peek(*k).is_some()).count();
@@ -107,7 +108,7 @@ fn a_single_pass_does_not_flush_the_values_read_often() {
 /// the join) no reader finds the key.
 #[test]
 fn readers_on_other_threads_see_whole_values() {
-    let cache = std::sync::Arc::new(Cache::new(1 << 20));
+    let cache = std::sync::Arc::new(Cache::new(1 << 20, Clock::system()));
     let readers: Vec<_> = (0..2)
         .map(|_| {
             let cache = cache.clone();
@@ -125,11 +126,28 @@ fn readers_on_other_threads_see_whole_values() {
         })
         .collect();
     for n in 0..5_000 {
-        cache.insert(b"k", value(n, 64));
+        cache.insert(b"k", value(n, 64), None);
     }
     cache.remove(b"k");
     for r in readers {
         r.join().unwrap();
     }
     assert_eq!(cache.get(b"k"), None);
+}
+
+/// An entry answers until its expiry, and nothing from then on (by the cache's clock),
+/// for a caller's get and for the core's peek alike.
+#[test]
+fn an_entry_is_not_answered_once_its_expiry_passed() {
+    let clock = Clock::manual(1_000_000);
+    let cache = Cache::new(1 << 20, clock.clone());
+    cache.insert(b"e", value(1, 10), Some(1_000_050));
+    cache.insert(b"p", value(2, 10), None);
+    assert_eq!(cache.get(b"e"), Some(value(1, 10)));
+    clock.advance(Duration::from_millis(49));
+    assert_eq!(cache.peek(b"e"), Some(value(1, 10)));
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(cache.get(b"e"), None);
+    assert_eq!(cache.peek(b"e"), None);
+    assert_eq!(cache.get(b"p"), Some(value(2, 10)));
 }

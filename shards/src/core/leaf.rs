@@ -6,8 +6,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use bytes::Bytes;
-use ringkv_engine::{Config, Substore, SubstoreId};
+use ringkv_engine::index::Entry;
+use ringkv_engine::{Config, StoredRecord, Substore, SubstoreId};
 
 use crate::error::Result;
 use crate::layout::Leaf;
@@ -31,19 +31,30 @@ impl LeafState {
         self.ancestor.borrow().clone()
     }
 
-    /// The key's value: this leaf's, or else its ancestor's.
-    pub(super) async fn get(&self, key: &[u8]) -> ringkv_engine::Result<Option<Bytes>> {
-        if self.store.exists(key) {
-            return self.store.get(key).await;
+    /// The value under `key`, its metadata and expiry, if it is live: this leaf's if it
+    /// holds the key (an expired record included: then the key is absent, whatever the
+    /// ancestor has), else its ancestor's.
+    pub(super) async fn get(&self, key: &[u8]) -> ringkv_engine::Result<Option<StoredRecord>> {
+        if self.store.holds(key) {
+            return self.store.get_record(key).await;
         }
         match self.ancestor() {
-            Some(ancestor) => ancestor.store.get(key).await,
+            Some(ancestor) => ancestor.store.get_record(key).await,
             None => Ok(None),
         }
     }
 
+    /// The index entry of `key` if it is live, found as [`LeafState::get`] finds the
+    /// value (no I/O).
+    pub(super) fn head(&self, key: &[u8]) -> Option<Entry> {
+        if self.store.holds(key) {
+            return self.store.head(key);
+        }
+        self.ancestor()?.store.head(key)
+    }
+
     pub(super) fn exists(&self, key: &[u8]) -> bool {
-        self.store.exists(key) || self.ancestor().is_some_and(|a| a.store.exists(key))
+        self.head(key).is_some()
     }
 
     /// Deletes `key` from this leaf, which reads behind `ancestor`. The ancestor's tombstone

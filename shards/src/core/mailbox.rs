@@ -107,6 +107,7 @@ thread_slots! {
     DONE_SLOT: (),
     BOOL_SLOT: bool,
     VALUE_SLOT: Option<Bytes>,
+    HEAD_SLOT: Option<super::Head>,
 }
 
 const EMPTY: u8 = 0;

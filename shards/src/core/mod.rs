@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
-use ringkv_engine::{CompactionStats, Config, SubstoreId};
+use ringkv_engine::{CompactionStats, Config, StoredRecord, SubstoreId};
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
@@ -43,6 +43,7 @@ use crate::options::{Durability, Options};
 
 mod background;
 mod commit;
+mod expiry;
 mod leaf;
 mod log;
 mod mailbox;
@@ -50,6 +51,8 @@ mod receipt;
 mod report;
 
 use commit::Committer;
+pub use expiry::{ExpireIf, Head};
+pub(crate) use expiry::{ExpiryChange, Extras, NO_EXTRAS};
 use leaf::LeafState;
 use log::CoreLog;
 pub(crate) use mailbox::{Answer, CoreShared, ReplySlot, ReplyTo, Request, Spinners, Waits};
@@ -69,6 +72,13 @@ const FOR_EACH_BATCH_BYTES: usize = 1 << 20;
 pub(crate) enum Op {
     Get(Vec<u8>, ReplyTo<Option<Bytes>>),
     Put(Vec<u8>, Vec<u8>, ReplyTo<()>),
+    /// A put with metadata or an expiry.
+    PutWith(Vec<u8>, Vec<u8>, Box<Extras>, ReplyTo<()>),
+    /// Sets or removes a key's expiry, keeping its value and metadata; answers whether
+    /// it changed anything.
+    Expire(Vec<u8>, ExpiryChange, ReplyTo<bool>),
+    /// What the index knows of a live key (no device read).
+    Head(Vec<u8>, ReplyTo<Option<Head>>),
     /// A `Buffered` put its caller was told succeeded once it queued it; appended
     /// before the core takes the next request.
     PutQueued(Vec<u8>, Vec<u8>, Receipt),
@@ -144,7 +154,8 @@ impl Here {
 
     /// A put (`Some(value)`) or a delete (`None`).
     pub(crate) async fn write(&self, hash: u64, key: &[u8], value: Option<Bytes>) -> Result<()> {
-        self.counted(async |core| core.write(hash, key, value).await)
+        let put = value.map(|v| (v, &NO_EXTRAS));
+        self.counted(async |core| core.write(hash, key, put).await)
             .await
     }
 
@@ -403,7 +414,7 @@ impl Core {
             }
         };
         self.settle_buffered();
-        self.admit(hash, &leaf, &key, seq, value);
+        self.admit(hash, &leaf, &key, seq, value, None);
         if let Err(e) = leaf.store.write_out_if_full().await {
             self.failed(e); // latched if it was a failed write
         }
@@ -438,16 +449,18 @@ impl Core {
         let config = Config {
             extent_size_bytes: options.extent_size_bytes,
             recovery: options.recovery,
+            clock: options.clock.clone(),
             ..Config::default()
         };
         let mut map = BTreeMap::new();
         for leaf in leaves {
-            let state = LeafState::open(&options.storage, leaf, config).await?;
+            let state = LeafState::open(&options.storage, leaf, config.clone()).await?;
             map.insert(state.id.hash_prefix, Rc::new(state));
         }
         let mut behind = Vec::with_capacity(ancestors.len());
         for ancestor in ancestors {
-            let ancestor = Rc::new(LeafState::open(&options.storage, ancestor, config).await?);
+            let ancestor =
+                Rc::new(LeafState::open(&options.storage, ancestor, config.clone()).await?);
             for leaf in map
                 .values()
                 .filter(|l| ancestor.id.covers(l.id.hash_prefix))
@@ -549,8 +562,15 @@ impl Core {
             Op::GetMany(keys, reply) => reply.send(self.get_many(&keys).await),
             Op::PutMany(entries, reply) => reply.send(self.put_many(entries).await),
             Op::Put(key, value, reply) => {
-                reply.send(self.write(hash, &key, Some(Bytes::from(value))).await);
+                let put = Some((Bytes::from(value), &NO_EXTRAS));
+                reply.send(self.write(hash, &key, put).await);
             }
+            Op::PutWith(key, value, extras, reply) => {
+                let put = Some((Bytes::from(value), &*extras));
+                reply.send(self.write(hash, &key, put).await);
+            }
+            Op::Expire(key, change, reply) => reply.send(self.expire(hash, &key, change).await),
+            Op::Head(key, reply) => reply.send(self.head(hash, &key).await),
             Op::PutQueued(key, value, receipt) => {
                 self.put_queued(hash, key, value, receipt).await;
             }
@@ -585,23 +605,35 @@ impl Core {
         if let Some(value) = self.cache.peek(key) {
             return Ok(Some(value));
         }
-        self.wait_durable(hash, key).await?;
-        let writes_before = self.writes.get();
-        let value = self.leaf(hash).get(key).await?;
-        if let Some(value) = &value {
-            if self.writes.get() == writes_before {
-                self.cache.insert(key, value.clone());
-            }
-        }
-        Ok(value)
+        Ok(self.read(hash, key).await?.map(|record| record.value))
     }
 
-    /// A put (`Some(value)`) or a delete (`None`), acknowledged per the durability mode.
-    async fn write(self: &Rc<Self>, hash: u64, key: &[u8], value: Option<Bytes>) -> Result<()> {
-        let (leaf, seq) = self.append(hash, key, value.as_ref()).await?;
+    /// Reads the key's live record from its leaf, once readable (durable, in `Sync`
+    /// mode), and caches its value unless a write on this core raced with the read.
+    async fn read(&self, hash: u64, key: &[u8]) -> Result<Option<StoredRecord>> {
+        self.wait_durable(hash, key).await?;
+        let writes_before = self.writes.get();
+        let record = self.leaf(hash).get(key).await?;
+        if let Some(record) = &record
+            && self.writes.get() == writes_before
+        {
+            (self.cache).insert(key, record.value.clone(), record.expiry_unix_ms);
+        }
+        Ok(record)
+    }
+
+    /// A put (`Some` value and extras) or a delete (`None`), acknowledged per the
+    /// durability mode.
+    async fn write(
+        self: &Rc<Self>,
+        hash: u64,
+        key: &[u8],
+        put: Option<(Bytes, &Extras)>,
+    ) -> Result<()> {
+        let (leaf, seq) = (self.append(hash, key, put.as_ref().map(|(v, e)| (v, *e)))).await?;
         self.settle().await?;
-        if let Some(value) = value {
-            self.admit(hash, &leaf, key, seq, value);
+        if let Some((value, extras)) = put {
+            self.admit(hash, &leaf, key, seq, value, extras.expiry_unix_ms);
         }
         Ok(())
     }
@@ -612,12 +644,12 @@ impl Core {
         let mut appended = Vec::with_capacity(entries.len());
         for (hash, key, value) in entries {
             let value = Bytes::from(value);
-            let (leaf, seq) = self.append(hash, &key, Some(&value)).await?;
+            let (leaf, seq) = self.append(hash, &key, Some((&value, &NO_EXTRAS))).await?;
             appended.push((hash, key, value, leaf, seq));
         }
         self.settle().await?;
         for (hash, key, value, leaf, seq) in appended {
-            self.admit(hash, &leaf, &key, seq, value);
+            self.admit(hash, &leaf, &key, seq, value, None);
         }
         Ok(())
     }
@@ -631,17 +663,17 @@ impl Core {
             .collect()
     }
 
-    /// The first half of a put (`Some(value)`) or delete (`None`): appended to the
-    /// key's leaf (and its ancestor for a delete), in memory. Returns the leaf and the
-    /// sequence of the record appended to it.
+    /// The first half of a put (`Some` value and extras) or delete (`None`): appended
+    /// to the key's leaf (and its ancestor for a delete), in memory. Returns the leaf
+    /// and the sequence of the record appended to it.
     async fn append(
         &self,
         hash: u64,
         key: &[u8],
-        value: Option<&Bytes>,
+        put: Option<(&Bytes, &Extras)>,
     ) -> Result<(Rc<LeafState>, u64)> {
-        self.append_with(hash, key, async |leaf| match (value, leaf.ancestor()) {
-            (Some(value), _) => leaf.store.put(key, value).await,
+        self.append_with(hash, key, async |leaf| match (put, leaf.ancestor()) {
+            (Some((value, extras)), _) => leaf.store.put_with(key, value, extras.options()).await,
             (None, None) => leaf.store.delete(key).await.map(drop),
             (None, Some(ancestor)) => leaf.delete_behind(&ancestor, key).await,
         })
@@ -713,24 +745,50 @@ impl Core {
     /// Caches a value just written (as the page cache keeps what the peers write), if
     /// it is still the key's newest, in the leaf that now owns the key, and readable
     /// (durable, in `Sync` mode: a cached value is answered without that check).
-    fn admit(&self, hash: u64, leaf: &Rc<LeafState>, key: &[u8], seq: u64, value: Bytes) {
+    fn admit(
+        &self,
+        hash: u64,
+        leaf: &Rc<LeafState>,
+        key: &[u8],
+        seq: u64,
+        value: Bytes,
+        expiry_unix_ms: Option<u64>,
+    ) {
         let newest = leaf.store.seq_of(key) == Some(seq) && Rc::ptr_eq(&self.leaf(hash), leaf);
         let readable = match self.options.durability {
             Durability::Buffered => true,
             _ => leaf.store.is_durable(key),
         };
         if newest && readable {
-            self.cache.insert(key, value);
+            self.cache.insert(key, value, expiry_unix_ms);
         }
     }
 
-    /// Reads `key`, lets `f` decide, and writes the outcome, with no other write of the
-    /// key in between: the read is retried until no write on this core raced with it
-    /// and the leaf is not frozen by a split, and the write then appends in the same
-    /// poll (appending never waits). Answers the value `f` saw.
+    /// Reads `key`, lets `f` decide, and writes the outcome (a new value keeps the key's
+    /// metadata and expiry), with no other write of the key in between (see
+    /// [`Core::read_unraced`]). Answers the value `f` saw.
     async fn update(self: &Rc<Self>, hash: u64, key: &[u8], f: UpdateFn) -> Result<Option<Bytes>> {
+        let old = self.read_unraced(hash, key).await?;
+        let value = old.as_ref().map(|r| r.value.clone());
+        let write = match (f.0)(value.as_deref()) {
+            Update::Keep => return Ok(value),
+            Update::Put(new) => {
+                let extras = old.map_or(Extras::NONE, |r| Extras::kept_from(&r));
+                self.write(hash, key, Some((Bytes::from(new), &extras)))
+                    .await
+            }
+            Update::Delete => self.write(hash, key, None).await,
+        };
+        write.map(|()| value)
+    }
+
+    /// The key's live record, read so that a write appended in the same poll as this
+    /// returns comes right after it: the read is retried until no write on this core
+    /// raced with it and the leaf is not frozen by a split (appending never waits). Its
+    /// value comes from the cache when the record has no metadata.
+    async fn read_unraced(&self, hash: u64, key: &[u8]) -> Result<Option<StoredRecord>> {
         self.health.check_writable()?;
-        let old = loop {
+        loop {
             if self.leaf(hash).frozen.get() {
                 let listener = self.split_done.listen();
                 if self.leaf(hash).frozen.get() {
@@ -739,17 +797,26 @@ impl Core {
                 continue;
             }
             let writes_before = self.writes.get();
-            let old = self.get(hash, key).await?;
+            let old = match self.cached_record(hash, key) {
+                Some(record) => Some(record),
+                None => self.read(hash, key).await?,
+            };
             if self.writes.get() == writes_before && !self.leaf(hash).frozen.get() {
-                break old;
+                return Ok(old);
             }
-        };
-        let write = match (f.0)(old.as_deref()) {
-            Update::Keep => return Ok(old),
-            Update::Put(value) => self.write(hash, key, Some(Bytes::from(value))).await,
-            Update::Delete => self.write(hash, key, None).await,
-        };
-        write.map(|()| old)
+        }
+    }
+
+    /// The key's record from the cache and the index, if the cache holds its value and
+    /// it has no metadata (which only the record on disk holds).
+    fn cached_record(&self, hash: u64, key: &[u8]) -> Option<StoredRecord> {
+        let value = self.cache.peek(key)?;
+        let head = self.leaf(hash).head(key).filter(|h| h.meta_len == 0)?;
+        Some(StoredRecord {
+            value,
+            meta: Bytes::new(),
+            expiry_unix_ms: head.expiry_unix_ms,
+        })
     }
 
     /// Records a write failure (if it is one) and converts the error.

@@ -44,7 +44,7 @@ impl Core {
         let children = crate::layout::create_children(&self.options.storage, &parent.leaf)?;
         let mut stores = Vec::with_capacity(16);
         for child in &children {
-            match LeafState::open(&self.options.storage, child.clone(), self.config).await {
+            match LeafState::open(&self.options.storage, child.clone(), self.config.clone()).await {
                 Ok(store) => stores.push(store),
                 Err(e) => {
                     discard(&self.options.storage, stores, &children);

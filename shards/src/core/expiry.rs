@@ -1,0 +1,183 @@
+//! Expiry and metadata on a core: what a put stores besides its value ([`Extras`]),
+//! changing a key's expiry in place ([`ExpiryChange`], Redis's EXPIRE family and
+//! PERSIST), and HEAD ([`Head`]: what the index knows of a key, no device read).
+//!
+//! An expired key reads as absent everywhere at once (the engine, the cache, HEAD),
+//! judged by the database's [`ringkv_engine::Clock`]. Changing an expiry rewrites the
+//! record with the same value and metadata (a log-structured store has nowhere else to
+//! keep it); an expiry set in the past deletes the key, as Redis does.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use ringkv_engine::{StoredRecord, WriteOptions};
+
+use super::Core;
+use crate::error::Result;
+
+/// What a put stores besides its value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Extras {
+    /// Metadata bytes kept with the value.
+    pub(crate) meta: Bytes,
+    /// When the key expires (Unix ms), if ever.
+    pub(crate) expiry_unix_ms: Option<u64>,
+}
+
+/// A plain put's extras: no metadata, no expiry.
+pub(crate) static NO_EXTRAS: Extras = Extras::NONE;
+
+impl Extras {
+    /// A plain put's: no metadata, no expiry.
+    pub(crate) const NONE: Extras = Extras {
+        meta: Bytes::new(),
+        expiry_unix_ms: None,
+    };
+
+    /// What a new value of a key keeps from its record (a read-modify-write).
+    pub(crate) fn kept_from(record: &StoredRecord) -> Self {
+        Self {
+            meta: record.meta.clone(),
+            expiry_unix_ms: record.expiry_unix_ms,
+        }
+    }
+
+    pub(crate) fn options(&self) -> WriteOptions<'_> {
+        WriteOptions {
+            meta: &self.meta,
+            expiry_unix_ms: self.expiry_unix_ms,
+        }
+    }
+}
+
+/// When an expiry change applies, as Redis's EXPIRE options say (a key without an
+/// expiry counts as one that never expires).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ExpireIf {
+    /// Always (a plain EXPIRE).
+    #[default]
+    Always,
+    /// Only if the key has no expiry (NX).
+    NoExpiry,
+    /// Only if the key has an expiry (XX).
+    HasExpiry,
+    /// Only if the new expiry is later than the current one (GT): never for a key
+    /// without one.
+    Later,
+    /// Only if the new expiry is earlier than the current one (LT): always for a key
+    /// without one.
+    Earlier,
+}
+
+/// A change of a key's expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExpiryChange {
+    /// Expire at this Unix ms, if the condition holds.
+    At(u64, ExpireIf),
+    /// Remove the expiry (PERSIST): applies only to a key that has one.
+    Persist,
+}
+
+impl ExpiryChange {
+    /// The key's new expiry, given its current one; `None` when the change does not
+    /// apply (the answer is then "nothing changed").
+    pub(crate) fn decide(self, current: Option<u64>) -> Option<Option<u64>> {
+        let (at, only_if) = match self {
+            ExpiryChange::Persist => return current.map(|_| None),
+            ExpiryChange::At(at, only_if) => (at, only_if),
+        };
+        let applies = match (only_if, current) {
+            (ExpireIf::Always, _) => true,
+            (ExpireIf::NoExpiry, current) => current.is_none(),
+            (ExpireIf::HasExpiry, current) => current.is_some(),
+            (ExpireIf::Later, current) => current.is_some_and(|c| at > c),
+            (ExpireIf::Earlier, current) => current.is_none_or(|c| at < c),
+        };
+        applies.then_some(Some(at))
+    }
+}
+
+/// What the index knows of a live key, answered from memory: no device read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Head {
+    /// The value's length in bytes.
+    pub value_len: u32,
+    /// The metadata's length in bytes (the bytes themselves are on disk).
+    pub meta_len: u8,
+    /// When the key expires (Unix ms), if ever.
+    pub expiry_unix_ms: Option<u64>,
+    /// The sequence number of the key's record in its substore: it changes with every
+    /// write of the key (compaction and splits keep it).
+    pub seq: u64,
+}
+
+impl Core {
+    /// Changes `key`'s expiry as `change` says, with no other write of the key in
+    /// between; answers whether the key was live and the change applied.
+    pub(super) async fn expire(
+        self: &Rc<Self>,
+        hash: u64,
+        key: &[u8],
+        change: ExpiryChange,
+    ) -> Result<bool> {
+        let Some(record) = self.read_unraced(hash, key).await? else {
+            return Ok(false);
+        };
+        let Some(expiry) = change.decide(record.expiry_unix_ms) else {
+            return Ok(false);
+        };
+        if self.options.clock.has_passed(expiry) {
+            self.write(hash, key, None).await?;
+            return Ok(true);
+        }
+        let extras = Extras {
+            meta: record.meta,
+            expiry_unix_ms: expiry,
+        };
+        self.write(hash, key, Some((record.value, &extras))).await?;
+        Ok(true)
+    }
+
+    /// The index entry of a live `key`, once readable (durable, in `Sync` mode).
+    pub(super) async fn head(&self, hash: u64, key: &[u8]) -> Result<Option<Head>> {
+        self.wait_durable(hash, key).await?;
+        Ok(self.leaf(hash).head(key).map(|entry| Head {
+            value_len: entry.value_len,
+            meta_len: entry.meta_len,
+            expiry_unix_ms: entry.expiry_unix_ms,
+            seq: entry.seq,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_changes_follow_redis_conditions() {
+        use ExpireIf::*;
+        let at = |t, c| ExpiryChange::At(t, c);
+        // (change, current expiry) -> new expiry, or None when it does not apply.
+        let cases = [
+            (at(50, Always), None, Some(Some(50))),
+            (at(50, Always), Some(90), Some(Some(50))),
+            (at(50, NoExpiry), None, Some(Some(50))),
+            (at(50, NoExpiry), Some(90), None),
+            (at(50, HasExpiry), None, None),
+            (at(50, HasExpiry), Some(90), Some(Some(50))),
+            (at(50, Later), None, None),
+            (at(50, Later), Some(40), Some(Some(50))),
+            (at(50, Later), Some(50), None),
+            (at(50, Earlier), None, Some(Some(50))),
+            (at(50, Earlier), Some(90), Some(Some(50))),
+            (at(50, Earlier), Some(50), None),
+            (ExpiryChange::Persist, None, None),
+            (ExpiryChange::Persist, Some(90), Some(None)),
+        ];
+        for (change, current, want) in cases {
+            assert_eq!(change.decide(current), want, "{change:?} on {current:?}");
+        }
+    }
+}

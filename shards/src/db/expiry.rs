@@ -1,0 +1,238 @@
+//! The `Db` calls for expiry, metadata and HEAD: puts with [`PutOptions`], changing a
+//! key's expiry ([`Db::expire`] and its kin, Redis's EXPIRE family and PERSIST), and
+//! what the index knows of a key ([`Db::head`], [`Db::ttl`]) without reading its value.
+//!
+//! Times are judged by the database's clock ([`crate::Options::clock`]): a TTL becomes
+//! an absolute expiry (Unix ms) when the call is made, as Redis does.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ringkv_engine::check_limits;
+use ringkv_engine::hash::routing_hash;
+
+use super::{Db, Inner, MakeOp, read_key};
+use crate::core::{ExpireIf, ExpiryChange, Extras, Head, Op, Waits};
+use crate::error::Result;
+
+/// When a put's key expires.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Expiry {
+    #[default]
+    Never,
+    In(Duration),
+    AtUnixMs(u64),
+}
+
+/// What a put stores besides its key and value: an expiry and metadata bytes.
+/// `PutOptions::default()` is a plain put.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    expiry: Expiry,
+    meta: Bytes,
+}
+
+impl PutOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The key expires this long after the put is made (by the database's clock).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.expiry = Expiry::In(ttl);
+        self
+    }
+
+    /// The key expires at `at`.
+    pub fn expire_at(self, at: SystemTime) -> Self {
+        self.expire_at_unix_ms(unix_ms(at))
+    }
+
+    /// The key expires at this Unix time in milliseconds.
+    pub fn expire_at_unix_ms(mut self, at: u64) -> Self {
+        self.expiry = Expiry::AtUnixMs(at);
+        self
+    }
+
+    /// Metadata bytes kept with the value (at most [`crate::META_LEN_MAX`]); [`Db::head`]
+    /// gives their length.
+    pub fn meta(mut self, meta: impl Into<Bytes>) -> Self {
+        self.meta = meta.into();
+        self
+    }
+}
+
+/// How long a key has to live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// The key has no expiry.
+    Never,
+    /// The key expires after this long (zero: within the millisecond).
+    In(Duration),
+}
+
+/// Unix milliseconds of `at` (0 before the epoch).
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Db {
+    /// [`Db::put`] with an expiry and metadata. Durability as for `put`, except that a
+    /// `Buffered` put with options returns once its core has appended it.
+    pub fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: &PutOptions,
+    ) -> Result<()> {
+        let (hash, op) = self
+            .inner
+            .put_with_op(key.as_ref(), value.as_ref(), options)?;
+        self.inner.call_blocking(hash, Waits::Write, op)
+    }
+
+    pub async fn put_with_async(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: &PutOptions,
+    ) -> Result<()> {
+        let (hash, op) = self
+            .inner
+            .put_with_op(key.as_ref(), value.as_ref(), options)?;
+        self.inner.call(hash, op).await
+    }
+
+    /// Makes `key` expire `ttl` from now, keeping its value and metadata. Answers
+    /// whether the key exists (and so got the expiry). A zero `ttl` deletes it.
+    pub fn expire(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool> {
+        let at = self.inner.after(ttl);
+        self.expire_if(key, at, ExpireIf::Always)
+    }
+
+    /// Makes `key` expire at `at`; a time already past deletes it. Answers whether the
+    /// key exists.
+    pub fn expire_at(&self, key: impl AsRef<[u8]>, at: SystemTime) -> Result<bool> {
+        self.expire_if(key, unix_ms(at), ExpireIf::Always)
+    }
+
+    /// Makes `key` expire at `at_unix_ms` if `only_if` holds (Redis's NX, XX, GT, LT).
+    /// Answers whether the expiry was set (or, for a time already past, the key
+    /// deleted).
+    pub fn expire_if(
+        &self,
+        key: impl AsRef<[u8]>,
+        at_unix_ms: u64,
+        only_if: ExpireIf,
+    ) -> Result<bool> {
+        let change = ExpiryChange::At(at_unix_ms, only_if);
+        let (hash, op) = self.inner.expire_op(key.as_ref(), change)?;
+        self.inner.call_blocking(hash, Waits::Write, op)
+    }
+
+    pub async fn expire_if_async(
+        &self,
+        key: impl AsRef<[u8]>,
+        at_unix_ms: u64,
+        only_if: ExpireIf,
+    ) -> Result<bool> {
+        let change = ExpiryChange::At(at_unix_ms, only_if);
+        let (hash, op) = self.inner.expire_op(key.as_ref(), change)?;
+        self.inner.call(hash, op).await
+    }
+
+    /// Removes `key`'s expiry. Answers whether it had one.
+    pub fn persist(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let (hash, op) = self.inner.expire_op(key.as_ref(), ExpiryChange::Persist)?;
+        self.inner.call_blocking(hash, Waits::Write, op)
+    }
+
+    pub async fn persist_async(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let (hash, op) = self.inner.expire_op(key.as_ref(), ExpiryChange::Persist)?;
+        self.inner.call(hash, op).await
+    }
+
+    /// What the index knows of a live key (value and metadata lengths, expiry,
+    /// sequence), answered from memory: no device read.
+    pub fn head(&self, key: impl AsRef<[u8]>) -> Result<Option<Head>> {
+        let (hash, op) = head_op(key.as_ref())?;
+        self.inner.call_blocking(hash, Waits::Read, op)
+    }
+
+    pub async fn head_async(&self, key: impl AsRef<[u8]>) -> Result<Option<Head>> {
+        let (hash, op) = head_op(key.as_ref())?;
+        self.inner.call(hash, op).await
+    }
+
+    /// How long a live key has to live; `None` for a missing (or expired) key.
+    pub fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Option<Ttl>> {
+        Ok(self.head(key)?.map(|head| self.inner.ttl_of(&head)))
+    }
+
+    pub async fn ttl_async(&self, key: impl AsRef<[u8]>) -> Result<Option<Ttl>> {
+        Ok(self
+            .head_async(key)
+            .await?
+            .map(|head| self.inner.ttl_of(&head)))
+    }
+
+    /// Now by the database's clock, in Unix milliseconds.
+    pub fn now_unix_ms(&self) -> u64 {
+        self.inner.clock.now_unix_ms()
+    }
+}
+
+impl Inner {
+    /// `ttl` from now by the database's clock, in Unix ms.
+    fn after(&self, ttl: Duration) -> u64 {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.clock.now_unix_ms().saturating_add(ms)
+    }
+
+    fn ttl_of(&self, head: &Head) -> Ttl {
+        match head.expiry_unix_ms {
+            None => Ttl::Never,
+            Some(at) => Ttl::In(Duration::from_millis(
+                at.saturating_sub(self.clock.now_unix_ms()),
+            )),
+        }
+    }
+
+    /// A put with options, checked.
+    fn put_with_op<'k>(
+        &self,
+        key: &'k [u8],
+        value: &'k [u8],
+        options: &PutOptions,
+    ) -> Result<(u64, impl MakeOp<()> + 'k)> {
+        check_limits(key, value, &options.meta)?;
+        self.health.check_writable()?;
+        let expiry_unix_ms = match options.expiry {
+            Expiry::Never => None,
+            Expiry::In(ttl) => Some(self.after(ttl)),
+            Expiry::AtUnixMs(at) => Some(at),
+        };
+        let extras = Box::new(Extras {
+            meta: options.meta.clone(),
+            expiry_unix_ms,
+        });
+        let op = move |reply| Op::PutWith(key.to_vec(), value.to_vec(), extras, reply);
+        Ok((routing_hash(key), op))
+    }
+
+    /// An expiry change, checked.
+    fn expire_op<'k>(
+        &self,
+        key: &'k [u8],
+        change: ExpiryChange,
+    ) -> Result<(u64, impl MakeOp<bool> + 'k)> {
+        let hash = self.write_key(key, &[])?;
+        Ok((hash, move |reply| Op::Expire(key.to_vec(), change, reply)))
+    }
+}
+
+/// A HEAD's request, checked.
+fn head_op(key: &[u8]) -> Result<(u64, impl MakeOp<Option<Head>> + '_)> {
+    Ok((read_key(key)?, |reply| Op::Head(key.to_vec(), reply)))
+}

@@ -1,0 +1,191 @@
+//! Expiry, metadata and HEAD through the public API, on a clock the tests move:
+//! an expired key is absent at once everywhere (get through the cache and from the
+//! device, exists, head, ttl, for_each), EXPIRE's conditions, PERSIST, a past expiry
+//! deleting, and all of it kept across reopen and compaction.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ringkv::{Clock, Db, Durability, Error, ExpireIf, META_LEN_MAX, Options, PutOptions, Ttl};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn tempdir() -> tempfile::TempDir {
+    // On the work tree's disk: O_DIRECT needs a real file system, not tmpfs.
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+fn options(clock: &Clock, durability: Durability) -> Options {
+    Options::default()
+        .cores(2)
+        .durability(durability)
+        .extent_size_bytes(64 << 10)
+        .cache_bytes(1 << 20)
+        .clock(clock.clone())
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn visible(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut seen = BTreeMap::new();
+    db.for_each(|k, v| {
+        seen.insert(k.to_vec(), v.to_vec());
+    })
+    .unwrap();
+    seen
+}
+
+#[test]
+fn a_key_reads_as_absent_once_the_clock_passes_its_expiry() {
+    for durability in [Durability::Sync, Durability::Buffered] {
+        let dir = tempdir();
+        let clock = Clock::manual(T0);
+        let db = Db::open(dir.path(), options(&clock, durability)).unwrap();
+        db.put_with("session", "alice", &PutOptions::new().ttl(secs(10)))
+            .unwrap();
+        db.put("forever", "bob").unwrap();
+        // Twice: the second get is answered by the cache, which must expire it too.
+        for _ in 0..2 {
+            assert_eq!(db.get("session").unwrap().as_deref(), Some(&b"alice"[..]));
+        }
+        assert_eq!(db.ttl("session").unwrap(), Some(Ttl::In(secs(10))));
+        assert_eq!(db.ttl("forever").unwrap(), Some(Ttl::Never));
+        assert_eq!(db.ttl("missing").unwrap(), None);
+        clock.advance(Duration::from_millis(9_999));
+        assert!(db.exists("session").unwrap());
+        assert_eq!(
+            db.ttl("session").unwrap(),
+            Some(Ttl::In(Duration::from_millis(1)))
+        );
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(db.get("session").unwrap(), None, "{durability:?}");
+        assert!(!db.exists("session").unwrap());
+        assert_eq!(db.head("session").unwrap(), None);
+        assert_eq!(db.ttl("session").unwrap(), None);
+        let all = visible(&db);
+        assert_eq!(all.keys().collect::<Vec<_>>(), [&b"forever".to_vec()]);
+        assert_eq!(db.get_many(&["session", "forever"]).unwrap()[0], None);
+        db.close().unwrap();
+    }
+}
+
+#[test]
+fn expire_and_persist_follow_redis() {
+    let dir = tempdir();
+    let clock = Clock::manual(T0);
+    let db = Db::open(dir.path(), options(&clock, Durability::Sync)).unwrap();
+    assert!(!db.expire("missing", secs(5)).unwrap());
+    assert!(!db.persist("missing").unwrap());
+    db.put("k", "v").unwrap();
+    assert!(!db.persist("k").unwrap(), "no expiry to remove");
+    assert!(!db.expire_if("k", T0 + 50_000, ExpireIf::HasExpiry).unwrap());
+    assert!(!db.expire_if("k", T0 + 50_000, ExpireIf::Later).unwrap());
+    assert!(db.expire_if("k", T0 + 50_000, ExpireIf::NoExpiry).unwrap());
+    assert_eq!(db.ttl("k").unwrap(), Some(Ttl::In(secs(50))));
+    assert!(!db.expire_if("k", T0 + 60_000, ExpireIf::NoExpiry).unwrap());
+    assert!(!db.expire_if("k", T0 + 60_000, ExpireIf::Earlier).unwrap());
+    assert!(db.expire_if("k", T0 + 60_000, ExpireIf::Later).unwrap());
+    assert!(db.expire_if("k", T0 + 40_000, ExpireIf::Earlier).unwrap());
+    assert_eq!(db.ttl("k").unwrap(), Some(Ttl::In(secs(40))));
+    // The value was kept through every change.
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert!(db.persist("k").unwrap());
+    assert_eq!(db.ttl("k").unwrap(), Some(Ttl::Never));
+    clock.advance(secs(100));
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    // A time already past deletes the key: Redis answers 1 and the key is gone.
+    assert!(db.expire("k", Duration::ZERO).unwrap());
+    assert_eq!(db.get("k").unwrap(), None);
+    assert_eq!(db.len().unwrap(), 0);
+    db.close().unwrap();
+}
+
+#[test]
+fn expiry_and_metadata_survive_reopen_updates_and_compaction() {
+    let dir = tempdir();
+    let clock = Clock::manual(T0);
+    let open = || Db::open(dir.path(), options(&clock, Durability::Sync)).unwrap();
+    let db = open();
+    let with = PutOptions::new()
+        .ttl(secs(30))
+        .meta(b"content-type: text/plain".to_vec());
+    db.put_with("doc", "hello", &with).unwrap();
+    let head = db.head("doc").unwrap().expect("live");
+    assert_eq!(
+        (head.value_len, head.meta_len, head.expiry_unix_ms),
+        (5, 24, Some(T0 + 30_000))
+    );
+    // A read-modify-write keeps the key's metadata and expiry, as Redis's INCR or
+    // APPEND keep a TTL.
+    db.update("doc", |old| {
+        let mut v = old.unwrap().to_vec();
+        v.extend_from_slice(b" world");
+        ringkv::Update::Put(v)
+    })
+    .unwrap();
+    let after = db.head("doc").unwrap().expect("live");
+    assert_eq!(
+        (after.value_len, after.meta_len, after.expiry_unix_ms),
+        (11, 24, Some(T0 + 30_000))
+    );
+    assert!(after.seq > head.seq);
+    // A plain put drops both, as Redis's SET drops a TTL.
+    db.put("plain", "x").unwrap();
+    db.put_with("plain", "y", &PutOptions::new().ttl(secs(1)))
+        .unwrap();
+    db.put("plain", "z").unwrap();
+    assert_eq!(db.ttl("plain").unwrap(), Some(Ttl::Never));
+    db.close().unwrap();
+
+    let db = open();
+    let head = db.head("doc").unwrap().expect("kept across reopen");
+    assert_eq!(
+        (head.meta_len, head.expiry_unix_ms),
+        (24, Some(T0 + 30_000))
+    );
+    assert_eq!(db.get("doc").unwrap().as_deref(), Some(&b"hello world"[..]));
+    for i in 0..200 {
+        let ttl = PutOptions::new().ttl(secs(20));
+        db.put_with(format!("short-{i}"), vec![7u8; 500], &ttl)
+            .unwrap();
+    }
+    clock.advance(secs(31));
+    assert_eq!(db.get("doc").unwrap(), None);
+    assert_eq!(db.get("short-3").unwrap(), None);
+    db.compact().unwrap();
+    assert_eq!(visible(&db).len(), 1, "only 'plain' is live");
+    db.close().unwrap();
+
+    let db = open();
+    assert_eq!(
+        db.get("doc").unwrap(),
+        None,
+        "not back after compaction and reopen"
+    );
+    assert_eq!(db.get("short-3").unwrap(), None);
+    assert_eq!(db.get("plain").unwrap().as_deref(), Some(&b"z"[..]));
+    db.close().unwrap();
+}
+
+#[test]
+fn oversized_metadata_is_refused_and_changes_nothing() {
+    let dir = tempdir();
+    let clock = Clock::manual(T0);
+    let db = Db::open(dir.path(), options(&clock, Durability::Sync)).unwrap();
+    let too_much = PutOptions::new().meta(vec![1u8; META_LEN_MAX + 1]);
+    let refused = db.put_with("k", "v", &too_much);
+    assert!(
+        matches!(refused, Err(Error::MetadataTooLarge { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(db.get("k").unwrap(), None);
+    let just_fits = PutOptions::new().meta(vec![1u8; META_LEN_MAX]);
+    db.put_with("k", "v", &just_fits).unwrap();
+    assert_eq!(
+        db.head("k").unwrap().map(|h| usize::from(h.meta_len)),
+        Some(META_LEN_MAX)
+    );
+    db.close().unwrap();
+}
