@@ -57,7 +57,8 @@ fn redis_cli_talks_to_ringkv() {
     assert_eq!(cli_run(&["SET", "greeting", "hello"]), "OK\n");
     assert_eq!(cli_run(&["GET", "greeting"]), "hello\n");
     assert_eq!(cli_run(&["INCRBY", "n", "5"]), "5\n");
-    assert!(cli_run(&["SET", "k", "v", "EX", "1"]).contains("not supported"));
+    assert_eq!(cli_run(&["SET", "k", "v", "EX", "100"]), "OK\n");
+    assert_eq!(cli_run(&["TTL", "k"]), "100\n");
     // Mass insertion: the RESP protocol on stdin, as the Redis documentation teaches.
     let mut resp = Vec::new();
     for i in 0..1000 {
@@ -72,7 +73,7 @@ fn redis_cli_talks_to_ringkv() {
     }
     let piped = stdout(&run(&cli, &[&base[..], &["--pipe"]].concat(), Some(&resp)));
     assert!(piped.contains("errors: 0, replies: 1000"), "{piped}");
-    assert_eq!(cli_run(&["DBSIZE"]), "1002\n");
+    assert_eq!(cli_run(&["DBSIZE"]), "1003\n");
     let scanned = cli_run(&["--scan", "--pattern", "user:99*"]);
     let mut keys: Vec<&str> = scanned.lines().collect();
     keys.sort();
@@ -83,7 +84,7 @@ fn redis_cli_talks_to_ringkv() {
             "user:996", "user:997", "user:998", "user:999"
         ]
     );
-    assert!(cli_run(&["INFO", "keyspace"]).contains("db0:keys=1002"));
+    assert!(cli_run(&["INFO", "keyspace"]).contains("db0:keys=1003"));
     assert!(cli_run(&["-3", "HELLO", "3"]).contains("proto"));
     assert!(cli_run(&["COMMAND", "DOCS", "get"]).contains("summary"));
     // Without the password.

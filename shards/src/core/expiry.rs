@@ -12,7 +12,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use ringkv_engine::{StoredRecord, WriteOptions};
 
-use super::Core;
+use super::{Core, Here};
 use crate::error::Result;
 
 /// What a put stores besides its value.
@@ -67,6 +67,8 @@ pub enum ExpireIf {
     /// Only if the new expiry is earlier than the current one (LT): always for a key
     /// without one.
     Earlier,
+    /// Only if the key has an expiry and the new one is earlier (XX and LT together).
+    HasExpiryAndEarlier,
 }
 
 /// A change of a key's expiry.
@@ -92,6 +94,7 @@ impl ExpiryChange {
             (ExpireIf::HasExpiry, current) => current.is_some(),
             (ExpireIf::Later, current) => current.is_some_and(|c| at > c),
             (ExpireIf::Earlier, current) => current.is_none_or(|c| at < c),
+            (ExpireIf::HasExpiryAndEarlier, current) => current.is_some_and(|c| at < c),
         };
         applies.then_some(Some(at))
     }
@@ -151,6 +154,29 @@ impl Core {
     }
 }
 
+impl Here {
+    /// A put with extras on this core (a `Local` call for a key it owns).
+    pub(crate) async fn put_with(
+        &self,
+        hash: u64,
+        key: &[u8],
+        value: Bytes,
+        extras: &Extras,
+    ) -> Result<()> {
+        self.counted(async |core| core.write(hash, key, Some((value, extras))).await)
+            .await
+    }
+
+    pub(crate) async fn expire(&self, hash: u64, key: &[u8], change: ExpiryChange) -> Result<bool> {
+        self.counted(async |core| core.expire(hash, key, change).await)
+            .await
+    }
+
+    pub(crate) async fn head(&self, hash: u64, key: &[u8]) -> Result<Option<Head>> {
+        self.counted(async |core| core.head(hash, key).await).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +199,9 @@ mod tests {
             (at(50, Earlier), None, Some(Some(50))),
             (at(50, Earlier), Some(90), Some(Some(50))),
             (at(50, Earlier), Some(50), None),
+            (at(50, HasExpiryAndEarlier), None, None),
+            (at(50, HasExpiryAndEarlier), Some(90), Some(Some(50))),
+            (at(50, HasExpiryAndEarlier), Some(50), None),
             (ExpiryChange::Persist, None, None),
             (ExpiryChange::Persist, Some(90), Some(None)),
         ];

@@ -107,8 +107,15 @@ pub(crate) type ForEachSender = async_channel::Sender<Vec<(Vec<u8>, Vec<u8>)>>;
 pub enum Update {
     /// Leave the key as it is.
     Keep,
-    /// Store this value.
+    /// Store this value, keeping the key's metadata and expiry (as Redis's INCR and
+    /// APPEND keep a TTL).
     Put(Vec<u8>),
+    /// Store this value with this expiry (Unix ms; `None`: never) and no metadata, as
+    /// Redis's SET does.
+    Set {
+        value: Vec<u8>,
+        expiry_unix_ms: Option<u64>,
+    },
     /// Delete the key.
     Delete,
 }
@@ -775,6 +782,17 @@ impl Core {
             Update::Put(new) => {
                 let extras = old.map_or(Extras::NONE, |r| Extras::kept_from(&r));
                 self.write(hash, key, Some((Bytes::from(new), &extras)))
+                    .await
+            }
+            Update::Set {
+                value,
+                expiry_unix_ms,
+            } => {
+                let extras = Extras {
+                    meta: Bytes::new(),
+                    expiry_unix_ms,
+                };
+                self.write(hash, key, Some((Bytes::from(value), &extras)))
                     .await
             }
             Update::Delete => self.write(hash, key, None).await,

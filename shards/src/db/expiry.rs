@@ -11,7 +11,7 @@ use bytes::Bytes;
 use ringkv_engine::check_limits;
 use ringkv_engine::hash::routing_hash;
 
-use super::{Db, Inner, MakeOp, read_key};
+use super::{Db, Inner, Local, MakeOp, read_key};
 use crate::core::{ExpireIf, ExpiryChange, Extras, Head, Op, Waits};
 use crate::error::Result;
 
@@ -86,10 +86,9 @@ impl Db {
         value: impl AsRef<[u8]>,
         options: &PutOptions,
     ) -> Result<()> {
-        let (hash, op) = self
-            .inner
-            .put_with_op(key.as_ref(), value.as_ref(), options)?;
-        self.inner.call_blocking(hash, Waits::Write, op)
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let (hash, extras) = self.inner.checked_put(key, value, options)?;
+        (self.inner).call_blocking(hash, Waits::Write, put_with_op(key, value, extras))
     }
 
     pub async fn put_with_async(
@@ -98,10 +97,9 @@ impl Db {
         value: impl AsRef<[u8]>,
         options: &PutOptions,
     ) -> Result<()> {
-        let (hash, op) = self
-            .inner
-            .put_with_op(key.as_ref(), value.as_ref(), options)?;
-        self.inner.call(hash, op).await
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let (hash, extras) = self.inner.checked_put(key, value, options)?;
+        self.inner.call(hash, put_with_op(key, value, extras)).await
     }
 
     /// Makes `key` expire `ttl` from now, keeping its value and metadata. Answers
@@ -183,6 +181,64 @@ impl Db {
     }
 }
 
+impl Local {
+    /// [`Db::put_with_async`], served in place when this core owns the key.
+    pub async fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: &PutOptions,
+    ) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let (hash, extras) = self.db.inner.checked_put(key, value, options)?;
+        match self.owner(hash)? {
+            None => {
+                let value = Bytes::copy_from_slice(value);
+                self.here.put_with(hash, key, value, &extras).await
+            }
+            Some(core) => {
+                let op = put_with_op(key, value, extras);
+                self.db.inner.call_core(core, hash, op).await
+            }
+        }
+    }
+
+    /// [`Db::expire_if_async`], served in place when this core owns the key.
+    pub async fn expire_if(
+        &self,
+        key: impl AsRef<[u8]>,
+        at_unix_ms: u64,
+        only_if: ExpireIf,
+    ) -> Result<bool> {
+        self.change_expiry(key.as_ref(), ExpiryChange::At(at_unix_ms, only_if))
+            .await
+    }
+
+    /// [`Db::persist_async`], served in place when this core owns the key.
+    pub async fn persist(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        self.change_expiry(key.as_ref(), ExpiryChange::Persist)
+            .await
+    }
+
+    async fn change_expiry(&self, key: &[u8], change: ExpiryChange) -> Result<bool> {
+        let (hash, op) = self.db.inner.expire_op(key, change)?;
+        match self.owner(hash)? {
+            None => self.here.expire(hash, key, change).await,
+            Some(core) => self.db.inner.call_core(core, hash, op).await,
+        }
+    }
+
+    /// [`Db::head_async`], served in place when this core owns the key.
+    pub async fn head(&self, key: impl AsRef<[u8]>) -> Result<Option<Head>> {
+        let key = key.as_ref();
+        let (hash, op) = head_op(key)?;
+        match self.owner(hash)? {
+            None => self.here.head(hash, key).await,
+            Some(core) => self.db.inner.call_core(core, hash, op).await,
+        }
+    }
+}
+
 impl Inner {
     /// `ttl` from now by the database's clock, in Unix ms.
     fn after(&self, ttl: Duration) -> u64 {
@@ -199,13 +255,8 @@ impl Inner {
         }
     }
 
-    /// A put with options, checked.
-    fn put_with_op<'k>(
-        &self,
-        key: &'k [u8],
-        value: &'k [u8],
-        options: &PutOptions,
-    ) -> Result<(u64, impl MakeOp<()> + 'k)> {
+    /// A put with options checked: its hash and what it stores besides the value.
+    fn checked_put(&self, key: &[u8], value: &[u8], options: &PutOptions) -> Result<(u64, Extras)> {
         check_limits(key, value, &options.meta)?;
         self.health.check_writable()?;
         let expiry_unix_ms = match options.expiry {
@@ -213,12 +264,11 @@ impl Inner {
             Expiry::In(ttl) => Some(self.after(ttl)),
             Expiry::AtUnixMs(at) => Some(at),
         };
-        let extras = Box::new(Extras {
+        let extras = Extras {
             meta: options.meta.clone(),
             expiry_unix_ms,
-        });
-        let op = move |reply| Op::PutWith(key.to_vec(), value.to_vec(), extras, reply);
-        Ok((routing_hash(key), op))
+        };
+        Ok((routing_hash(key), extras))
     }
 
     /// An expiry change, checked.
@@ -230,6 +280,11 @@ impl Inner {
         let hash = self.write_key(key, &[])?;
         Ok((hash, move |reply| Op::Expire(key.to_vec(), change, reply)))
     }
+}
+
+/// A put's request with its extras.
+fn put_with_op<'k>(key: &'k [u8], value: &'k [u8], extras: Extras) -> impl MakeOp<()> + 'k {
+    move |reply| Op::PutWith(key.to_vec(), value.to_vec(), Box::new(extras), reply)
 }
 
 /// A HEAD's request, checked.

@@ -14,12 +14,11 @@ use futures_util::stream::{self, StreamExt};
 
 use super::commands::{COMMANDS, Cmd, Spec, command_docs, command_info, lookup, sanitize};
 use super::conn::ConnState;
-use super::frame::{Frame, Protocol, err};
+use super::frame::{Frame, Protocol, db_error, err};
 use super::info;
 use super::resp::parse_i64;
 use super::scan::{Cursor, Snapshot, glob_match};
 use super::shared::{CoreCtx, StopReason};
-use super::strings::db_error;
 
 /// The Redis version whose commands and replies this server follows.
 pub const REDIS_COMPAT_VERSION: &str = "7.0.0";

@@ -29,6 +29,20 @@ pub enum Cmd {
     DecrBy,
     Append,
     StrLen,
+    // Expiry commands (expiry.rs).
+    Expire,
+    PExpire,
+    ExpireAt,
+    PExpireAt,
+    Ttl,
+    PTtl,
+    ExpireTime,
+    PExpireTime,
+    Persist,
+    SetEx,
+    PSetEx,
+    GetEx,
+    GetDel,
     // Connection and server commands (admin.rs).
     Ping,
     Echo,
@@ -144,7 +158,7 @@ pub static COMMANDS: &[Spec] = &[
         W,
         "string",
         "1.0.0",
-        "Sets the string value of a key. NX, XX and GET are supported; EX, PX, EXAT, PXAT and KEEPTTL are refused: ringkv has no expiry through its API yet."
+        "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."
     ),
     spec!(
         "setnx",
@@ -288,6 +302,149 @@ pub static COMMANDS: &[Spec] = &[
         "string",
         "2.2.0",
         "Returns the length of a string value."
+    ),
+    spec!(
+        "expire",
+        Expire,
+        -3,
+        ["write", "fast"],
+        (1, 1, 1),
+        W,
+        "generic",
+        "1.0.0",
+        "Sets the expiration time of a key in seconds."
+    ),
+    spec!(
+        "pexpire",
+        PExpire,
+        -3,
+        ["write", "fast"],
+        (1, 1, 1),
+        W,
+        "generic",
+        "2.6.0",
+        "Sets the expiration time of a key in milliseconds."
+    ),
+    spec!(
+        "expireat",
+        ExpireAt,
+        -3,
+        ["write", "fast"],
+        (1, 1, 1),
+        W,
+        "generic",
+        "1.2.0",
+        "Sets the expiration time of a key to a Unix timestamp."
+    ),
+    spec!(
+        "pexpireat",
+        PExpireAt,
+        -3,
+        ["write", "fast"],
+        (1, 1, 1),
+        W,
+        "generic",
+        "2.6.0",
+        "Sets the expiration time of a key to a Unix milliseconds timestamp."
+    ),
+    spec!(
+        "ttl",
+        Ttl,
+        2,
+        ["readonly", "fast"],
+        (1, 1, 1),
+        R,
+        "generic",
+        "1.0.0",
+        "Returns the expiration time in seconds of a key."
+    ),
+    spec!(
+        "pttl",
+        PTtl,
+        2,
+        ["readonly", "fast"],
+        (1, 1, 1),
+        R,
+        "generic",
+        "2.6.0",
+        "Returns the expiration time in milliseconds of a key."
+    ),
+    spec!(
+        "expiretime",
+        ExpireTime,
+        2,
+        ["readonly", "fast"],
+        (1, 1, 1),
+        R,
+        "generic",
+        "7.0.0",
+        "Returns the expiration time of a key as a Unix timestamp."
+    ),
+    spec!(
+        "pexpiretime",
+        PExpireTime,
+        2,
+        ["readonly", "fast"],
+        (1, 1, 1),
+        R,
+        "generic",
+        "7.0.0",
+        "Returns the expiration time of a key as a Unix milliseconds timestamp."
+    ),
+    spec!(
+        "persist",
+        Persist,
+        2,
+        ["write", "fast"],
+        (1, 1, 1),
+        W,
+        "generic",
+        "2.2.0",
+        "Removes the expiration time of a key."
+    ),
+    spec!(
+        "setex",
+        SetEx,
+        4,
+        ["write", "denyoom"],
+        (1, 1, 1),
+        W,
+        "string",
+        "2.0.0",
+        "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."
+    ),
+    spec!(
+        "psetex",
+        PSetEx,
+        4,
+        ["write", "denyoom"],
+        (1, 1, 1),
+        W,
+        "string",
+        "2.6.0",
+        "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."
+    ),
+    spec!(
+        "getex",
+        GetEx,
+        -2,
+        ["write", "fast"],
+        (1, 1, 1),
+        W,
+        "string",
+        "6.2.0",
+        "Returns the string value of a key after setting its expiration time."
+    ),
+    spec!(
+        "getdel",
+        GetDel,
+        2,
+        ["write", "fast"],
+        (1, 1, 1),
+        W,
+        "string",
+        "6.2.0",
+        "Returns the string value of a key after deleting the key."
     ),
     spec!(
         "ping",

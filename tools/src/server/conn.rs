@@ -36,7 +36,7 @@ use super::frame::{Frame, Protocol, err};
 use super::metrics::{CoreMetrics, Kind};
 use super::resp::{self, Args, Parsed};
 use super::shared::CoreCtx;
-use super::strings;
+use super::{expiry, strings};
 
 /// Bytes asked of the socket per read, at least.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -254,7 +254,10 @@ impl Conn {
                 run.jobs.push(Job::Pending(Box::pin(async move {
                     let started = Instant::now();
                     let metrics = ctx.metrics.clone();
-                    let frame = strings::execute(ctx, spec.cmd, args).await;
+                    let frame = match expiry::handles(spec.cmd) {
+                        true => expiry::execute(ctx, spec.cmd, args).await,
+                        false => strings::execute(ctx, spec.cmd, args).await,
+                    };
                     metrics.record(spec.kind, started.elapsed());
                     frame
                 })));

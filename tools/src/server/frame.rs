@@ -41,6 +41,22 @@ pub fn err(text: impl AsRef<str>) -> Frame {
     Frame::Error(format!("ERR {}", text.as_ref()))
 }
 
+/// Redis's reply to a number that does not parse as a 64-bit integer.
+pub fn not_an_integer() -> Frame {
+    err("value is not an integer or out of range")
+}
+
+/// The reply for a database error.
+pub fn db_error(e: ringkv::Error) -> Frame {
+    match e {
+        ringkv::Error::ValueTooLarge { len, max } => err(format!(
+            "string exceeds maximum allowed size (the value would be {len} bytes; the limit is {max})"
+        )),
+        ringkv::Error::Closed => err("the server is shutting down"),
+        other => err(other.to_string()),
+    }
+}
+
 impl Frame {
     pub fn ok() -> Frame {
         Frame::Simple("OK")

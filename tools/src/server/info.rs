@@ -7,9 +7,8 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::admin::REDIS_COMPAT_VERSION;
-use super::frame::{Frame, err};
+use super::frame::{Frame, db_error, err};
 use super::shared::CoreCtx;
-use super::strings::db_error;
 
 const SECTIONS: [&str; 6] = [
     "server",

@@ -15,13 +15,15 @@
 //!
 //! Modules: `config` (flags and TOML), `resp` (request parser, std only), `frame`
 //! (replies, RESP2/RESP3), `conn` (a connection: pipelining, limits), `commands` (the
-//! table), `strings` (key commands), `admin` (connection and server commands), `info`,
+//! table), `strings` (key commands), `expiry` (EXPIRE, TTL and their kin, SET's and
+//! GETEX's expiry options), `admin` (connection and server commands), `info`,
 //! `scan` (SCAN's cursor), `metrics` (Prometheus), `shared` (state).
 
 mod admin;
 mod commands;
 mod config;
 mod conn;
+mod expiry;
 mod frame;
 mod info;
 mod metrics;

@@ -10,6 +10,7 @@ use event_listener::Event;
 use futures_channel::oneshot;
 
 use super::config::Config;
+use super::frame::{Frame, db_error};
 use super::metrics::CoreMetrics;
 use super::scan::ScanCache;
 
@@ -182,5 +183,29 @@ impl CoreCtx {
 
     pub fn db(&self) -> &ringkv::Db {
         self.local.db()
+    }
+
+    /// The reply to a read of one key's value, counted as a hit or a miss.
+    pub fn answer_read(&self, read: ringkv::Result<Option<bytes::Bytes>>) -> Frame {
+        match read {
+            Ok(value) => {
+                self.count_hit(value.is_some());
+                Frame::optional(value)
+            }
+            Err(e) => db_error(e),
+        }
+    }
+
+    /// Counts a read of a key as a hit (it was there) or a miss, for INFO.
+    pub fn count_hit(&self, hit: bool) {
+        let m = &self.metrics;
+        CoreMetrics::add(
+            if hit {
+                &m.keyspace_hits
+            } else {
+                &m.keyspace_misses
+            },
+            1,
+        );
     }
 }

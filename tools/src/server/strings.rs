@@ -1,5 +1,7 @@
 //! The key commands: GET, SET, SETNX, GETSET, MGET, MSET, DEL, UNLINK, EXISTS, INCR,
-//! DECR, INCRBY, DECRBY, APPEND, STRLEN.
+//! DECR, INCRBY, DECRBY, APPEND, STRLEN. SET's expiry options are parsed in
+//! `expiry`; a new value from SET, SETNX or GETSET drops the key's expiry (unless
+//! KEEPTTL), one from INCR, DECR or APPEND keeps it, as in Redis.
 //!
 //! Each runs through the core's `Local` handle: in place for keys this core owns,
 //! across the library's queues for the others. Every read-modify-write (SET with NX,
@@ -15,11 +17,11 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use ringkv::Update;
+use ringkv::{PutOptions, Update};
 
 use super::commands::{Cmd, wrong_arity};
-use super::frame::{Frame, err};
-use super::metrics::CoreMetrics;
+use super::expiry::{Condition, ExpiryAction, OptionsOf, parse_options, resolve};
+use super::frame::{Frame, db_error, err, not_an_integer};
 use super::resp::parse_i64;
 use super::shared::CoreCtx;
 
@@ -27,16 +29,19 @@ use super::shared::CoreCtx;
 pub async fn execute(ctx: Rc<CoreCtx>, cmd: Cmd, args: Vec<Bytes>) -> Frame {
     let key = &args[1];
     match cmd {
-        Cmd::Get => get(&ctx, key).await,
+        Cmd::Get => ctx.answer_read(ctx.local.get(key).await),
         Cmd::Set => set(&ctx, &args).await,
-        Cmd::SetNx => match set_with(&ctx, key, &args[2], Condition::Nx).await {
+        Cmd::SetNx => match set_with(&ctx, key, &args[2], Condition::Nx, ExpiryAction::Clear).await
+        {
             Ok(seen) => Frame::Integer(i64::from(seen.is_none())),
             Err(frame) => frame,
         },
-        Cmd::GetSet => match set_with(&ctx, key, &args[2], Condition::Always).await {
-            Ok(seen) => Frame::optional(seen),
-            Err(frame) => frame,
-        },
+        Cmd::GetSet => {
+            match set_with(&ctx, key, &args[2], Condition::Always, ExpiryAction::Clear).await {
+                Ok(seen) => Frame::optional(seen),
+                Err(frame) => frame,
+            }
+        }
         Cmd::MGet => mget(&ctx, &args[1..]).await,
         Cmd::MSet => mset(&ctx, &args).await,
         Cmd::Del | Cmd::Unlink => del(&ctx, &args[1..]).await,
@@ -61,93 +66,33 @@ pub async fn execute(ctx: Rc<CoreCtx>, cmd: Cmd, args: Vec<Bytes>) -> Frame {
     }
 }
 
-/// The reply for a database error.
-pub fn db_error(e: ringkv::Error) -> Frame {
-    match e {
-        ringkv::Error::ValueTooLarge { len, max } => err(format!(
-            "string exceeds maximum allowed size (the value would be {len} bytes; the limit is {max})"
-        )),
-        ringkv::Error::Closed => err("the server is shutting down"),
-        other => err(other.to_string()),
-    }
-}
-
-fn not_an_integer() -> Frame {
-    err("value is not an integer or out of range")
-}
-
-fn syntax_error() -> Frame {
-    err("syntax error")
-}
-
-async fn get(ctx: &CoreCtx, key: &Bytes) -> Frame {
-    match ctx.local.get(key).await {
-        Ok(value) => {
-            count_hit(ctx, value.is_some());
-            Frame::optional(value)
-        }
-        Err(e) => db_error(e),
-    }
-}
-
-fn count_hit(ctx: &CoreCtx, hit: bool) {
-    let m = &ctx.metrics;
-    CoreMetrics::add(
-        if hit {
-            &m.keyspace_hits
-        } else {
-            &m.keyspace_misses
-        },
-        1,
-    );
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Condition {
-    Always,
-    /// Only if the key does not exist.
-    Nx,
-    /// Only if the key exists.
-    Xx,
-}
-
-impl Condition {
-    fn allows(self, seen: Option<&[u8]>) -> bool {
-        match self {
-            Condition::Always => true,
-            Condition::Nx => seen.is_none(),
-            Condition::Xx => seen.is_some(),
-        }
-    }
-}
-
-/// SET key value [NX | XX] [GET]; the expiry options are refused.
+/// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT ts | PXAT ts | KEEPTTL].
 async fn set(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
     let (key, value) = (&args[1], &args[2]);
-    let mut condition = Condition::Always;
-    let mut get = false;
-    for option in &args[3..] {
-        let option = option.to_ascii_uppercase();
-        match option.as_slice() {
-            b"NX" if condition != Condition::Xx => condition = Condition::Nx,
-            b"XX" if condition != Condition::Nx => condition = Condition::Xx,
-            b"GET" => get = true,
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" | b"KEEPTTL" => {
-                return err(
-                    "SET EX, PX, EXAT, PXAT and KEEPTTL are not supported: ringkv has no key \
-                     expiry through its API yet",
-                );
-            }
-            _ => return syntax_error(),
-        }
-    }
-    if condition == Condition::Always && !get {
-        return match ctx.local.put(key, value).await {
+    let options = match parse_options(&args[3..], OptionsOf::Set) {
+        Ok(options) => options,
+        Err(frame) => return frame,
+    };
+    let now = i64::try_from(ctx.db().now_unix_ms()).unwrap_or(i64::MAX);
+    let action = match resolve(&options.expiry, OptionsOf::Set, now, "set") {
+        Ok(action) => action,
+        Err(frame) => return frame,
+    };
+    let (condition, get) = (options.condition, options.get);
+    if condition == Condition::Always
+        && !get
+        && let Some(put) = action.put_options()
+    {
+        let stored = match put == PutOptions::new() {
+            true => ctx.local.put(key, value).await,
+            false => ctx.local.put_with(key, value, &put).await,
+        };
+        return match stored {
             Ok(()) => Frame::ok(),
             Err(e) => db_error(e),
         };
     }
-    match set_with(ctx, key, value, condition).await {
+    match set_with(ctx, key, value, condition, action).await {
         Ok(seen) if get => Frame::optional(seen),
         Ok(seen) if condition.allows(seen.as_deref()) => Frame::ok(),
         Ok(_) => Frame::Null,
@@ -155,18 +100,20 @@ async fn set(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
     }
 }
 
-/// Stores `value` if `condition` allows it, atomically; returns the value seen.
+/// Stores `value` with `expiry` if `condition` allows it, atomically; returns the
+/// value seen.
 async fn set_with(
     ctx: &CoreCtx,
     key: &Bytes,
     value: &Bytes,
     condition: Condition,
+    expiry: ExpiryAction,
 ) -> Result<Option<Bytes>, Frame> {
     let value = value.clone();
     ctx.local
         .update(key, move |seen| {
             if condition.allows(seen) {
-                Update::Put(value.to_vec())
+                expiry.store(value.to_vec())
             } else {
                 Update::Keep
             }
@@ -226,7 +173,7 @@ async fn mget(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
     for value in values {
         match value {
             Ok(value) => {
-                count_hit(ctx, value.is_some());
+                ctx.count_hit(value.is_some());
                 frames.push(Frame::optional(value));
             }
             Err(e) => return db_error(e),
