@@ -6,7 +6,9 @@
 //! - `table`: a SwissTable of `u32` slot numbers, hashed with a per-index random ahash
 //!   seed (keys can come from the network: a fixed seed would invite collision attacks).
 //!
-//! Expiry times are rare, so they live in a side map keyed by slot number. Freed slots
+//! Expiry times are rare, so they live in a side map keyed by slot number, and again in
+//! an ordered set by time (for the keys whose expiry has passed: `len` leaves them out,
+//! the expiry sweep finds them; about 40 bytes more per key with an expiry). Freed slots
 //! form a list threaded through `Slot::extent`; freed key bytes are garbage in the arena
 //! until it is rebuilt, which happens when garbage passes half of it.
 //!
@@ -17,6 +19,8 @@
 //! would make all of them double at once and nearly double the core's index memory in
 //! one step. Large reallocations are page remaps in the allocator, so the extra growth
 //! steps copy little.
+
+use std::collections::BTreeSet;
 
 use ahash::RandomState;
 use hashbrown::HashTable;
@@ -43,6 +47,9 @@ const NO_SLOT: u32 = u32::MAX;
 const FLAG_EXPIRY: u64 = 1;
 const SEQ_SHIFT: u32 = 16;
 const META_SHIFT: u32 = 8;
+/// Heap bytes per entry of `by_expiry` (a B-tree of 12-byte entries, nodes about
+/// two-thirds full), for `heap_bytes`.
+const BTREE_BYTES_PER_EXPIRY: usize = 24;
 /// Arena garbage below this is never worth a rebuild.
 const ARENA_REBUILD_MIN_BYTES: usize = 64 << 10;
 /// The slots and the arena grow by at least 1/`GROWTH_DIVISOR` of what they hold...
@@ -84,6 +91,8 @@ pub struct Index {
     keys: Vec<u8>,
     key_garbage: usize,
     expiries: hashbrown::HashMap<u32, u64, RandomState>,
+    /// The same expiries, ordered by time: (expiry Unix ms, slot).
+    by_expiry: BTreeSet<(u64, u32)>,
     hasher: RandomState,
     len: usize,
 }
@@ -109,6 +118,7 @@ impl Index {
             keys: Vec::new(),
             key_garbage: 0,
             expiries: hashbrown::HashMap::with_hasher(RandomState::new()),
+            by_expiry: BTreeSet::new(),
             hasher: RandomState::new(),
             len: 0,
         }
@@ -162,10 +172,16 @@ impl Index {
         slot.packed = entry.seq << SEQ_SHIFT
             | u64::from(entry.meta_len) << META_SHIFT
             | u64::from(entry.expiry_unix_ms.is_some());
-        match entry.expiry_unix_ms {
+        let old = match entry.expiry_unix_ms {
             Some(expiry) => self.expiries.insert(id, expiry),
             None => self.expiries.remove(&id),
         };
+        if let Some(old) = old {
+            self.by_expiry.remove(&(old, id));
+        }
+        if let Some(expiry) = entry.expiry_unix_ms {
+            self.by_expiry.insert((expiry, id));
+        }
     }
 
     /// Inserts or replaces; returns the entry that was replaced.
@@ -221,7 +237,9 @@ impl Index {
             .ok()?;
         let (id, _) = found.remove();
         let old = self.entry_of(id);
-        self.expiries.remove(&id);
+        if let Some(expiry) = self.expiries.remove(&id) {
+            self.by_expiry.remove(&(expiry, id));
+        }
         let slot = &mut self.slots[id as usize];
         slot.key_at = FREE;
         slot.extent = self.free_head;
@@ -256,12 +274,37 @@ impl Index {
             .map(|(id, s)| (key_at(&self.keys, s.key_at), self.entry_of(id as u32)))
     }
 
+    /// Keys whose expiry is at or before `now_unix_ms` (still indexed until deleted).
+    pub fn expired_count(&self, now_unix_ms: u64) -> usize {
+        self.by_expiry.range(..=(now_unix_ms, u32::MAX)).count()
+    }
+
+    /// Up to `limit` keys whose expiry is at or before `now_unix_ms`, earliest first.
+    pub fn expired_keys(&self, now_unix_ms: u64, limit: usize) -> Vec<Vec<u8>> {
+        let expired = self.by_expiry.range(..=(now_unix_ms, u32::MAX));
+        let slots = expired
+            .take(limit)
+            .map(|&(_, id)| self.slots[id as usize].key_at);
+        slots.map(|at| key_at(&self.keys, at).to_vec()).collect()
+    }
+
+    /// Keys with an expiry, passed or not.
+    pub fn expiring_len(&self) -> usize {
+        self.by_expiry.len()
+    }
+
+    /// The earliest expiry of any key, if one has one.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.by_expiry.first().map(|&(at, _)| at)
+    }
+
     /// Heap bytes the index holds (capacities, not lengths).
     pub fn heap_bytes(&self) -> usize {
         self.table.allocation_size()
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.keys.capacity()
             + self.expiries.allocation_size()
+            + self.by_expiry.len() * BTREE_BYTES_PER_EXPIRY
     }
 }
 
@@ -315,6 +358,18 @@ mod tests {
             }
         }
         assert_eq!(index.len(), model.len());
+        // entry(seq) has an expiry of seq * 1000 when seq % 5 == 0.
+        let now = 100_000_000;
+        let expired: Vec<&Vec<u8>> = (model.iter())
+            .filter(|(_, e)| e.expiry_unix_ms.is_some_and(|at| at <= now))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(index.expired_count(now), expired.len());
+        let mut found = index.expired_keys(now, usize::MAX);
+        found.sort();
+        assert_eq!(found.iter().collect::<Vec<_>>(), expired);
+        let earliest = model.values().filter_map(|e| e.expiry_unix_ms).min();
+        assert_eq!(index.next_expiry(), earliest);
         let mut seen: Vec<(Vec<u8>, Entry)> = index.iter().map(|(k, e)| (k.to_vec(), e)).collect();
         seen.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(seen, model.into_iter().collect::<Vec<_>>());

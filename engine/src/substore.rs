@@ -114,6 +114,8 @@ impl StoredRecord {
 pub struct SubstoreStats {
     /// Live keys.
     pub keys: u64,
+    /// Live keys that have an expiry.
+    pub expiring_keys: u64,
     /// Bytes of the records the index points at.
     pub live_bytes: u64,
     /// Bytes the extents take (sealed: file length; active: written length, aligned).
@@ -138,6 +140,7 @@ impl SubstoreStats {
     /// Adds `other`'s figures to these (totals over several substores).
     pub fn add(&mut self, other: &SubstoreStats) {
         self.keys += other.keys;
+        self.expiring_keys += other.expiring_keys;
         self.live_bytes += other.live_bytes;
         self.disk_bytes += other.disk_bytes;
         self.record_bytes += other.record_bytes;
@@ -877,15 +880,37 @@ impl<D: Device> Substore<D> {
         self.state.borrow().index.get(key).is_some()
     }
 
+    /// Whether the index has `key` with an expiry that has passed (no I/O).
+    pub fn has_expired(&self, key: &[u8]) -> bool {
+        let entry = self.state.borrow().index.get(key);
+        entry.is_some_and(|e| {
+            e.expiry_unix_ms.is_some() && self.config.clock.has_passed(e.expiry_unix_ms)
+        })
+    }
+
     /// Whether `key` has a live value (no I/O).
     pub fn exists(&self, key: &[u8]) -> bool {
         let state = self.state.borrow();
         (state.index.get(key)).is_some_and(|e| !self.config.clock.has_passed(e.expiry_unix_ms))
     }
 
-    /// Live keys (keys with a passed expiry count until they are compacted away).
+    /// Live keys (a key whose expiry has passed is not counted).
     pub fn len(&self) -> u64 {
-        self.state.borrow().index.len() as u64
+        let state = self.state.borrow();
+        let expired = state.index.expired_count(self.config.clock.now_unix_ms());
+        (state.index.len() - expired) as u64
+    }
+
+    /// Up to `limit` keys whose expiry has passed, earliest first (no I/O): what an
+    /// expiry sweep deletes.
+    pub fn expired_keys(&self, limit: usize) -> Vec<Vec<u8>> {
+        let now = self.config.clock.now_unix_ms();
+        self.state.borrow().index.expired_keys(now, limit)
+    }
+
+    /// The earliest expiry (Unix ms) of any key here, passed or not.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.state.borrow().index.next_expiry()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -977,8 +1002,10 @@ impl<D: Device> Substore<D> {
     pub fn stats(&self) -> SubstoreStats {
         let state = self.state.borrow();
         let (buffer_memory_bytes, summary_memory_bytes) = state.tail_memory_bytes();
+        let expired = state.index.expired_count(self.config.clock.now_unix_ms());
         let mut stats = SubstoreStats {
-            keys: state.index.len() as u64,
+            keys: (state.index.len() - expired) as u64,
+            expiring_keys: (state.index.expiring_len() - expired) as u64,
             extents: state.extents.len() as u64,
             buffered_bytes: state.buffered_bytes(),
             index_memory_bytes: state.index.heap_bytes() as u64,

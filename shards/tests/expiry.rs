@@ -3,7 +3,8 @@
 //! device, exists, head, ttl, for_each), EXPIRE's conditions, PERSIST, a past expiry
 //! deleting, and all of it kept across reopen and compaction.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::time::Duration;
 
 use ringkv::{Clock, Db, Durability, Error, ExpireIf, META_LEN_MAX, Options, PutOptions, Ttl};
@@ -26,15 +27,6 @@ fn options(clock: &Clock, durability: Durability) -> Options {
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
-}
-
-fn visible(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let mut seen = BTreeMap::new();
-    db.for_each(|k, v| {
-        seen.insert(k.to_vec(), v.to_vec());
-    })
-    .unwrap();
-    seen
 }
 
 #[test]
@@ -64,7 +56,7 @@ fn a_key_reads_as_absent_once_the_clock_passes_its_expiry() {
         assert!(!db.exists("session").unwrap());
         assert_eq!(db.head("session").unwrap(), None);
         assert_eq!(db.ttl("session").unwrap(), None);
-        let all = visible(&db);
+        let all = support::listing(&db);
         assert_eq!(all.keys().collect::<Vec<_>>(), [&b"forever".to_vec()]);
         assert_eq!(db.get_many(&["session", "forever"]).unwrap()[0], None);
         db.close().unwrap();
@@ -155,7 +147,7 @@ fn expiry_and_metadata_survive_reopen_updates_and_compaction() {
     assert_eq!(db.get("doc").unwrap(), None);
     assert_eq!(db.get("short-3").unwrap(), None);
     db.compact().unwrap();
-    assert_eq!(visible(&db).len(), 1, "only 'plain' is live");
+    assert_eq!(support::listing(&db).len(), 1, "only 'plain' is live");
     db.close().unwrap();
 
     let db = open();
@@ -187,5 +179,71 @@ fn oversized_metadata_is_refused_and_changes_nothing() {
         db.head("k").unwrap().map(|h| usize::from(h.meta_len)),
         Some(META_LEN_MAX)
     );
+    db.close().unwrap();
+}
+
+#[test]
+fn expired_keys_leave_the_count_at_once_and_are_purged_as_deletes() {
+    let dir = tempdir();
+    let clock = Clock::manual(T0);
+    let open = || Db::open(dir.path(), options(&clock, Durability::Sync)).unwrap();
+    let db = open();
+    // An older value under each key: a purge that dropped the expired record without a
+    // tombstone would let it come back once compaction removed the newer one.
+    for i in 0..300 {
+        db.put(format!("k{i}"), "old").unwrap();
+        let ttl = PutOptions::new().ttl(secs(10 + i % 3));
+        db.put_with(format!("k{i}"), vec![b'n'; 400], &ttl).unwrap();
+    }
+    db.put("kept", "forever").unwrap();
+    assert_eq!(db.len().unwrap(), 301);
+    clock.advance(Duration::from_millis(10_500));
+    // k0, k3, k6 … (ttl 10 s) have expired: out of the count before any sweep.
+    assert_eq!(db.len().unwrap(), 301 - 100);
+    clock.advance(secs(10));
+    assert_eq!(db.len().unwrap(), 1);
+    assert_eq!(db.stats().unwrap().keys, 1);
+    // The cores' sweepers may have deleted some already (they look at least once a
+    // second); the counter holds both theirs and this call's.
+    let purged = db.purge_expired().unwrap();
+    let deleted: u64 = (db.stats().unwrap().cores.iter())
+        .map(|c| c.expired_purged)
+        .sum();
+    assert!(purged <= 300, "{purged}");
+    assert_eq!(deleted, 300);
+    assert_eq!(db.purge_expired().unwrap(), 0, "nothing left to purge");
+    db.compact().unwrap();
+    db.close().unwrap();
+    let db = open();
+    assert_eq!(db.len().unwrap(), 1);
+    for i in [0, 1, 2, 299] {
+        assert_eq!(db.get(format!("k{i}")).unwrap(), None, "k{i} came back");
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn the_sweeper_deletes_expired_keys_on_its_own() {
+    let dir = tempdir();
+    let db = Db::open(dir.path(), options(&Clock::system(), Durability::Sync)).unwrap();
+    for i in 0..50 {
+        let ttl = PutOptions::new().ttl(Duration::from_millis(30));
+        db.put_with(format!("k{i}"), "v", &ttl).unwrap();
+    }
+    let purged = || -> u64 {
+        (db.stats().unwrap().cores.iter())
+            .map(|c| c.expired_purged)
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + secs(10);
+    while purged() < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweeper deleted {} of 50 expired keys in 10 s",
+            purged()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(db.purge_expired().unwrap(), 0);
     db.close().unwrap();
 }

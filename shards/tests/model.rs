@@ -1,6 +1,8 @@
 //! Random operation sequences against a `BTreeMap`, with reopens under other core counts
 //! and durability modes.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use ringkv::{Db, Durability, Options};
@@ -17,13 +19,7 @@ fn options(cores: usize, durability: Durability) -> Options {
 
 fn run(seed: u64, steps: usize) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = support::rng(seed);
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut db = Db::open(dir.path(), options(2, Durability::Sync)).unwrap();
     for step in 0..steps {
@@ -67,14 +63,7 @@ fn run(seed: u64, steps: usize) {
             }
         }
     }
-    let mut seen = BTreeMap::new();
-    db.for_each(|k, v| {
-        assert!(
-            seen.insert(k.to_vec(), v.to_vec()).is_none(),
-            "listed twice"
-        );
-    })
-    .unwrap();
+    let seen = support::listing(&db);
     assert!(
         seen == model,
         "seed {seed}: for_each differs from the model"

@@ -16,6 +16,8 @@
 //! acknowledged or what the operation in flight wrote; then pending moves finish and
 //! the same holds after another reopen.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -334,16 +336,8 @@ const DROP_UNSYNCED: (&str, Mode) = ("drop unsynced", |_| CrashMode::DropUnsynce
 const TEAR_LAST: (&str, Mode) = ("tear the last write", |n| CrashMode::TearLast { seed: n });
 const RANDOM: (&str, Mode) = ("keep at random", |n| CrashMode::Random { seed: n });
 
-/// glommio keeps two eventfds of every executor it drops, and a sweep opens the
-/// database thousands of times: the soft descriptor limit goes up to the hard one.
-fn raise_descriptor_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-}
-
 fn sweep_all(scenario: &Scenario, what: &str, modes: &[(&str, Mode)], changes_min: u64) {
-    raise_descriptor_limit();
+    support::raise_descriptor_limit();
     for (name, mode) in modes {
         let cuts = scenario.sweep(mode);
         eprintln!("{what}, {name}: a cut at each of {cuts} changes");

@@ -1,6 +1,8 @@
 //! 16-way splitting through the public API: several levels of splits while writes and
 //! reads go on, checked against a `BTreeMap`, with reopens under other core counts.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -97,14 +99,7 @@ fn splits_in_levels(mode: SplitMode) {
         );
         substores = stats.substores;
         assert_eq!(stats.keys, model.len() as u64);
-        let mut seen = BTreeMap::new();
-        db.for_each(|k, v| {
-            assert!(
-                seen.insert(k.to_vec(), v.to_vec()).is_none(),
-                "listed twice"
-            );
-        })
-        .unwrap();
+        let seen = support::listing(&db);
         assert!(
             seen == model,
             "round {round}: contents differ from the model"

@@ -196,8 +196,12 @@ fn a_key_is_gone_once_its_time_has_passed() {
             .unwrap()
     };
     assert_eq!(exists(&mut c), 3);
+    let info: String = redis::cmd("INFO").arg("keyspace").query(&mut c).unwrap();
+    assert!(info.contains("db0:keys=3,expires=3,"), "{info}");
     std::thread::sleep(Duration::from_millis(1_100));
     assert_eq!(exists(&mut c), 0);
+    let size: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(size, 0, "expired keys leave DBSIZE at once");
     let a: Option<String> = redis::cmd("GET").arg("a").query(&mut c).unwrap();
     assert_eq!(a, None);
     let ttl: i64 = redis::cmd("TTL").arg("c").query(&mut c).unwrap();

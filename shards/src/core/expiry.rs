@@ -3,13 +3,21 @@
 //! PERSIST), and HEAD ([`Head`]: what the index knows of a key, no device read).
 //!
 //! An expired key reads as absent everywhere at once (the engine, the cache, HEAD),
-//! judged by the database's [`ringkv_engine::Clock`]. Changing an expiry rewrites the
+//! judged by the database's [`ringkv_engine::Clock`]. The **sweeper** (a task on the
+//! low-share queue) then deletes it, so its space comes back without anyone reading it:
+//! it sleeps until the earliest expiry on its core (at most [`SWEEP_WAIT_MAX`], or
+//! until a write sets an earlier one), then deletes every expired key, at most
+//! [`SWEEP_BATCH`] per store at a time. A delete is a tombstone, as for any delete, so
+//! no older value of the key can come back after a crash. With no expiry on the core
+//! the sweeper waits without a timer: an idle database stays idle. Changing an expiry rewrites the
 //! record with the same value and metadata (a log-structured store has nowhere else to
 //! keep it); an expiry set in the past deletes the key, as Redis does.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use ringkv_engine::hash::routing_hash;
 use ringkv_engine::{StoredRecord, WriteOptions};
 
 use super::{Core, Here};
@@ -151,6 +159,97 @@ impl Core {
             expiry_unix_ms: entry.expiry_unix_ms,
             seq: entry.seq,
         }))
+    }
+}
+
+/// Expired keys a sweep collects from one store at a time.
+pub(super) const SWEEP_BATCH: usize = 256;
+/// Longest the sweeper sleeps before it looks again (the clock may have moved).
+pub(super) const SWEEP_WAIT_MAX: Duration = Duration::from_secs(1);
+
+impl Core {
+    /// The expiry sweeper (see the module documentation). Ends at shutdown, or when the
+    /// database turned read-only.
+    pub(super) async fn expiry_sweeper(self: Rc<Self>) {
+        let mut backoff = super::background::BACKGROUND_BACKOFF_MIN;
+        loop {
+            let listener = self.expiring.listen();
+            if self.stopping.get() || self.health.check_writable().is_err() {
+                return;
+            }
+            let next = (self.store_list().iter())
+                .filter_map(|l| l.store.next_expiry())
+                .min();
+            let now = self.options.clock.now_unix_ms();
+            match next {
+                None => listener.await,
+                Some(at) if at > now => {
+                    let wait = Duration::from_millis(at - now).min(SWEEP_WAIT_MAX);
+                    let timer = async { glommio::timer::sleep(wait).await };
+                    futures_lite::future::or(listener, timer).await;
+                }
+                Some(_) => {
+                    let purged = {
+                        let _gate = self.compaction_gate.lock().await;
+                        if self.stopping.get() {
+                            return;
+                        }
+                        self.purge_expired().await
+                    };
+                    match purged {
+                        // Expired entries it may not delete (an ancestor's, under a
+                        // leaf's newer value) are looked at again later, not at once.
+                        Ok(0) => {
+                            let timer = async { glommio::timer::sleep(SWEEP_WAIT_MAX).await };
+                            futures_lite::future::or(listener, timer).await;
+                        }
+                        Ok(_) => backoff = super::background::BACKGROUND_BACKOFF_MIN,
+                        Err(e) => {
+                            self.background_failed(&e, backoff);
+                            glommio::timer::sleep(backoff).await;
+                            backoff = (backoff * 2).min(super::background::BACKGROUND_BACKOFF_MAX);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes every key of this core whose expiry has passed; answers how many. The
+    /// deletes of a batch are appended, then committed together.
+    pub(super) async fn purge_expired(self: &Rc<Self>) -> Result<u64> {
+        let mut purged = 0;
+        loop {
+            let keys: Vec<Vec<u8>> = (self.store_list().iter())
+                .flat_map(|l| l.store.expired_keys(SWEEP_BATCH))
+                .collect();
+            let mut deleted = 0;
+            for key in &keys {
+                deleted += u64::from(self.delete_if_expired(routing_hash(key), key).await?);
+            }
+            if deleted > 0 {
+                self.settle().await?;
+                self.expired_purged.set(self.expired_purged.get() + deleted);
+            }
+            purged += deleted;
+            if deleted == 0 {
+                return Ok(purged);
+            }
+            futures_lite::future::yield_now().await;
+        }
+    }
+
+    /// Appends a delete of `key` if the record that answers for it has expired, checked
+    /// in the same poll as the append (so no write comes between); answers whether it
+    /// did.
+    async fn delete_if_expired(&self, hash: u64, key: &[u8]) -> Result<bool> {
+        self.health.check_writable()?;
+        let leaf = self.writable_leaf(hash).await;
+        if !leaf.has_expired(key) {
+            return Ok(false);
+        }
+        self.append(hash, key, None).await?;
+        Ok(true)
     }
 }
 

@@ -53,6 +53,15 @@ impl LeafState {
         self.ancestor()?.store.head(key)
     }
 
+    /// Whether the record that answers for `key` (found as [`LeafState::get`] finds
+    /// it) has an expiry that passed.
+    pub(super) fn has_expired(&self, key: &[u8]) -> bool {
+        if self.store.holds(key) {
+            return self.store.has_expired(key);
+        }
+        self.ancestor().is_some_and(|a| a.store.has_expired(key))
+    }
+
     pub(super) fn exists(&self, key: &[u8]) -> bool {
         self.head(key).is_some()
     }

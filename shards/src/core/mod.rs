@@ -79,6 +79,8 @@ pub(crate) enum Op {
     Expire(Vec<u8>, ExpiryChange, ReplyTo<bool>),
     /// What the index knows of a live key (no device read).
     Head(Vec<u8>, ReplyTo<Option<Head>>),
+    /// Deletes every key of this core whose expiry has passed; answers how many.
+    PurgeExpired(ReplyTo<u64>),
     /// A `Buffered` put its caller was told succeeded once it queued it; appended
     /// before the core takes the next request.
     PutQueued(Vec<u8>, Vec<u8>, Receipt),
@@ -257,6 +259,11 @@ struct Core {
     idle: Event,
     /// Notified on every write, so an idle compaction task can sleep until one.
     wrote: Event,
+    /// Notified by a write that sets an expiry (and at shutdown): the expiry sweeper
+    /// sleeps until the earliest expiry or this.
+    expiring: Event,
+    /// Keys the expiry sweep (or `Db::purge_expired`) deleted since open.
+    expired_purged: Cell<u64>,
     /// Held by a compaction step; shutdown takes it to wait for the step in progress.
     compaction_gate: async_lock::Mutex<()>,
     compaction: Cell<CompactionStats>,
@@ -296,16 +303,18 @@ pub(crate) async fn run(
     drop(ready);
     // Kept, not detached: glommio does not drop the futures of tasks still pending when
     // the executor ends, so this task (which holds the core) is cancelled at shutdown.
-    let mut background = None;
+    let shares = glommio::Shares::Static(core.options.compaction_shares);
+    let queue = glommio::executor().create_task_queue(
+        shares,
+        glommio::Latency::NotImportant,
+        "ringkv-compaction",
+    );
+    let mut background = Vec::new();
     if core.options.compaction {
-        let shares = glommio::Shares::Static(core.options.compaction_shares);
-        let queue = glommio::executor().create_task_queue(
-            shares,
-            glommio::Latency::NotImportant,
-            "ringkv-compaction",
-        );
-        background = glommio::spawn_local_into(core.clone().background_compaction(), queue).ok();
+        background
+            .extend(glommio::spawn_local_into(core.clone().background_compaction(), queue).ok());
     }
+    background.extend(glommio::spawn_local_into(core.clone().expiry_sweeper(), queue).ok());
     let shutdown = core.serve(&shared).await;
     while core.in_flight.get() > 0 {
         let listener = core.idle.listen();
@@ -315,9 +324,10 @@ pub(crate) async fn run(
     }
     core.stopping.set(true);
     core.wrote.notify(usize::MAX);
+    core.expiring.notify(usize::MAX);
     let step = core.compaction_gate.lock().await; // the step in progress ends first
-    if let Some(task) = background {
-        // No step is running (the gate is ours): the task waits or sleeps, and drops
+    for task in background {
+        // No step is running (the gate is ours): each task waits or sleeps, and drops
         // its hold on the core here.
         task.cancel().await;
     }
@@ -495,6 +505,8 @@ impl Core {
             in_flight: Cell::new(0),
             idle: Event::new(),
             wrote: Event::new(),
+            expiring: Event::new(),
+            expired_purged: Cell::new(0),
             compaction_gate: async_lock::Mutex::new(()),
             compaction: Cell::new(CompactionStats::default()),
             damaged_extents: RefCell::default(),
@@ -578,6 +590,7 @@ impl Core {
             }
             Op::Expire(key, change, reply) => reply.send(self.expire(hash, &key, change).await),
             Op::Head(key, reply) => reply.send(self.head(hash, &key).await),
+            Op::PurgeExpired(reply) => reply.send(self.purge_expired().await),
             Op::PutQueued(key, value, receipt) => {
                 self.put_queued(hash, key, value, receipt).await;
             }
@@ -638,6 +651,12 @@ impl Core {
         put: Option<(Bytes, &Extras)>,
     ) -> Result<()> {
         let (leaf, seq) = (self.append(hash, key, put.as_ref().map(|(v, e)| (v, *e)))).await?;
+        if put
+            .as_ref()
+            .is_some_and(|(_, e)| e.expiry_unix_ms.is_some())
+        {
+            self.expiring.notify(1);
+        }
         self.settle().await?;
         if let Some((value, extras)) = put {
             self.admit(hash, &leaf, key, seq, value, extras.expiry_unix_ms);

@@ -27,6 +27,8 @@ pub struct CoreStats {
     pub splits: u64,
     /// Compaction work done since open (background and `Db::compact`).
     pub compaction: CompactionStats,
+    /// Keys deleted because their expiry passed (the sweep, `Db::purge_expired`).
+    pub expired_purged: u64,
     /// Background steps (compaction, record moves, splits) that failed since open. Each
     /// is logged; the step is tried again after a back-off unless the database turned
     /// read-only.
@@ -63,6 +65,7 @@ impl Core {
             splits: self.splits.get(),
             commits: self.commit.commits.get(),
             compaction: self.compaction.get(),
+            expired_purged: self.expired_purged.get(),
             background_errors: self.background_errors.get(),
             background_error: self.background_error.borrow().clone(),
             ..CoreStats::default()

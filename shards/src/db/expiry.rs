@@ -1,6 +1,8 @@
 //! The `Db` calls for expiry, metadata and HEAD: puts with [`PutOptions`], changing a
-//! key's expiry ([`Db::expire`] and its kin, Redis's EXPIRE family and PERSIST), and
-//! what the index knows of a key ([`Db::head`], [`Db::ttl`]) without reading its value.
+//! key's expiry ([`Db::expire`] and its kin, Redis's EXPIRE family and PERSIST), what
+//! the index knows of a key ([`Db::head`], [`Db::ttl`]) without reading its value, and
+//! deleting expired keys now ([`Db::purge_expired`]; each core's sweeper does it on
+//! its own).
 //!
 //! Times are judged by the database's clock ([`crate::Options::clock`]): a TTL becomes
 //! an absolute expiry (Unix ms) when the call is made, as Redis does.
@@ -173,6 +175,22 @@ impl Db {
             .head_async(key)
             .await?
             .map(|head| self.inner.ttl_of(&head)))
+    }
+
+    /// Deletes, on every core, every key whose expiry has passed, and answers how many.
+    /// The cores' sweepers do this on their own soon after each expiry; this is for a
+    /// caller that wants it done now (and for tests on a manual clock).
+    pub fn purge_expired(&self) -> Result<u64> {
+        futures_lite::future::block_on(self.purge_expired_async())
+    }
+
+    pub async fn purge_expired_async(&self) -> Result<u64> {
+        self.inner.health.check_writable()?;
+        let mut purged = 0;
+        for core in 0..self.inner.cores.len() {
+            purged += self.inner.call_core(core, 0, Op::PurgeExpired).await?;
+        }
+        Ok(purged)
     }
 
     /// Now by the database's clock, in Unix milliseconds.

@@ -163,7 +163,9 @@ fn write_section(ctx: &CoreCtx, stats: &ringkv::Stats, section: &str, out: &mut 
         "keyspace" => {
             line("# Keyspace", &"");
             if stats.keys > 0 {
-                line("db0", &format!("keys={},expires=0,avg_ttl=0", stats.keys));
+                let expires: u64 = (stats.cores.iter()).map(|c| c.totals.expiring_keys).sum();
+                let db0 = format!("keys={},expires={expires},avg_ttl=0", stats.keys);
+                line("db0", &db0);
             }
         }
         "cores" => {

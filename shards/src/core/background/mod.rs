@@ -26,8 +26,10 @@ use crate::error::{Error, Result};
 use crate::options::COMPACTION_GARBAGE_RATIO_PRESSURE;
 
 /// First and longest wait before a failed background step is tried again.
-const BACKGROUND_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(100);
-const BACKGROUND_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+pub(in crate::core) const BACKGROUND_BACKOFF_MIN: std::time::Duration =
+    std::time::Duration::from_millis(100);
+pub(in crate::core) const BACKGROUND_BACKOFF_MAX: std::time::Duration =
+    std::time::Duration::from_secs(30);
 
 impl Core {
     /// The background compaction task (low-share task queue): after writes, waits a

@@ -1,0 +1,41 @@
+//! What several of the database's tests share: a seeded random source, the listing of
+//! a database's contents, and the descriptor limit raised for tests that reopen a
+//! database many times.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::collections::BTreeMap;
+
+use ringkv::Db;
+
+/// A xorshift64 source from `seed`: the same numbers for the same seed, every run.
+pub fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+/// Every live entry of `db` (`for_each`), checking that none is listed twice.
+pub fn listing(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut seen = BTreeMap::new();
+    db.for_each(|k, v| {
+        assert!(
+            seen.insert(k.to_vec(), v.to_vec()).is_none(),
+            "listed twice"
+        );
+    })
+    .unwrap();
+    seen
+}
+
+/// glommio keeps two eventfds of every executor it drops, and a test that reopens the
+/// database many times runs out: the soft descriptor limit goes up to the hard one.
+pub fn raise_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+}
