@@ -104,9 +104,10 @@ struct Measure {
     rss: f64,
 }
 
-/// Builds an index of `count` random keys of `key_len` bytes and measures it. Runs in a
+/// Builds an index of `count` random keys of `key_len` bytes (each with an expiry, if
+/// `with_expiry`) and measures it. Runs in a
 /// fresh process (see `main`), so that no earlier index left the allocator's heap grown.
-fn measure(key_len: usize, count: u64) -> Measure {
+fn measure(key_len: usize, count: u64, with_expiry: bool) -> Measure {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut key = vec![0u8; key_len];
     let live_before = LIVE_BYTES.load(Ordering::Relaxed);
@@ -126,7 +127,7 @@ fn measure(key_len: usize, count: u64) -> Measure {
             value_len: 1000,
             seq: i,
             meta_len: 0,
-            expiry_unix_ms: None,
+            expiry_unix_ms: with_expiry.then_some(1_700_000_000_000 + i),
         };
         index.insert(&key, entry).unwrap();
     }
@@ -142,11 +143,13 @@ fn measure(key_len: usize, count: u64) -> Measure {
     }
 }
 
-/// Runs `measure` in a child process (this program with `--measure KEY_LEN COUNT`).
-fn measure_in_child(key_len: usize, count: u64) -> Measure {
+/// Runs `measure` in a child process (this program with
+/// `--measure KEY_LEN COUNT EXPIRY`).
+fn measure_in_child(key_len: usize, count: u64, with_expiry: bool) -> Measure {
     let exe = std::env::current_exe().expect("path of this program");
     let out = std::process::Command::new(exe)
         .args(["--measure", &key_len.to_string(), &count.to_string()])
+        .arg(if with_expiry { "1" } else { "0" })
         .output()
         .expect("running the measuring child");
     assert!(out.status.success(), "child failed: {out:?}");
@@ -167,10 +170,14 @@ fn measure_in_child(key_len: usize, count: u64) -> Measure {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, key_len, count] = &args[..]
+    if let [_, flag, key_len, count, expiry] = &args[..]
         && flag == "--measure"
     {
-        let m = measure(key_len.parse().unwrap(), count.parse().unwrap());
+        let m = measure(
+            key_len.parse().unwrap(),
+            count.parse().unwrap(),
+            expiry == "1",
+        );
         println!("{} {} {} {}", m.heap, m.live, m.peak, m.rss);
         return;
     }
@@ -180,7 +187,7 @@ fn main() {
         "keys", "key B", "heap_bytes", "allocator", "alloc peak", "RSS", "over key", "goal", "met"
     );
     for key_len in [16usize, 33] {
-        let m = measure_in_child(key_len, KEYS);
+        let m = measure_in_child(key_len, KEYS, false);
         let goal = key_len as f64 + GOAL_OVER_KEY_BYTES;
         println!(
             "{:>9} {key_len:>5} {:>10.1} {:>10.1} {:>10.1} {:>8.1} {:>+9.1} {goal:>6.0} {:>5}",
@@ -193,6 +200,16 @@ fn main() {
             if m.live <= goal { "yes" } else { "NO" },
         );
     }
+    let (plain, expiring) = (
+        measure_in_child(33, KEYS, false),
+        measure_in_child(33, KEYS, true),
+    );
+    println!();
+    println!(
+        "33-byte keys, each with an expiry: {:.1} bytes per key ({:+.1} against none)",
+        expiring.live,
+        expiring.live - plain.live
+    );
     println!();
     println!("16-byte keys at other counts (bytes per key)");
     println!(
@@ -200,7 +217,7 @@ fn main() {
         "keys", "allocator", "alloc peak", "RSS", "over key"
     );
     for count in SWEEP_KEYS {
-        let m = measure_in_child(16, count);
+        let m = measure_in_child(16, count, false);
         println!(
             "{:>9} {:>10.1} {:>10.1} {:>8.1} {:>+9.1}",
             m.keys,

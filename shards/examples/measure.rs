@@ -2,7 +2,8 @@
 //! single-thread `put` latency with `Sync`; `put` throughput with 16 writer threads
 //! against 1 (group commit); `get` throughput from 2 threads, cached and uncached; one
 //! thread's cached `get` latency (the hop) on one core and on every CPU; CPU used by an
-//! idle open database over 10 seconds.
+//! idle open database over 10 seconds; `head` against an uncached `get` (issue 13: HEAD
+//! answers from the index, no device read).
 //!
 //! `cargo run --release -p ringkv --example measure [DIR]` (DIR defaults to a fresh
 //! directory under ./ringkv-data; it must be on a disk that does O_DIRECT).
@@ -152,23 +153,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             db.put(key(i), &value)?;
         }
         db.flush()?;
-        let mut latency = Histogram::<u64>::new(3)?;
-        let started = Instant::now();
-        let mut n = 0u64;
-        while started.elapsed() < PHASE {
+        let summary = latency_of(|n| {
             let k = key(n.wrapping_mul(0x2545_f491_4f6c_dd1d) % 10_000);
-            let t = Instant::now();
-            assert!(db.get(k)?.is_some());
-            latency.record(t.elapsed().as_nanos() as u64)?;
-            n += 1;
-        }
-        println!(
-            "get, cached, 1 thread, {cores} cores: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, {:.0} gets/s",
-            latency.value_at_quantile(0.5) as f64 / 1e3,
-            latency.value_at_quantile(0.99) as f64 / 1e3,
-            latency.value_at_quantile(0.999) as f64 / 1e3,
-            n as f64 / started.elapsed().as_secs_f64()
-        );
+            assert!(db.get(k).unwrap().is_some());
+        });
+        println!("get, cached, 1 thread, {cores} cores: {summary}");
         db.close()?;
     }
 
@@ -186,5 +175,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("idle open database, 10 s: {used:?} of CPU time ({cores} cores)");
         db.close()?;
     }
+
+    // 6. HEAD against GET, one thread, the cache off: a head answers from the index
+    // (the hop alone), a get reads the device.
+    let options = Options::default().cache_bytes(0);
+    let db = Db::open(dir.path().join("head"), options)?;
+    for i in 0..10_000 {
+        db.put(key(i), vec![7u8; 4000])?;
+    }
+    db.flush()?;
+    let spread = |n: u64| key(n.wrapping_mul(0x2545_f491_4f6c_dd1d) % 10_000);
+    let head = latency_of(|n| assert!(db.head(spread(n)).unwrap().is_some()));
+    let get = latency_of(|n| assert!(db.get(spread(n)).unwrap().is_some()));
+    println!("head, 1 thread, uncached: {head}");
+    println!("get,  1 thread, uncached: {get}");
+    db.close()?;
     Ok(())
+}
+
+/// Calls `op(n)` with n = 0, 1, 2 … for [`PHASE`]; its latency percentiles and rate.
+fn latency_of(mut op: impl FnMut(u64)) -> String {
+    let mut latency = Histogram::<u64>::new(3).expect("3 significant figures");
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < PHASE {
+        let t = Instant::now();
+        op(n);
+        latency
+            .record(t.elapsed().as_nanos() as u64)
+            .expect("in range");
+        n += 1;
+    }
+    let us = |q| latency.value_at_quantile(q) as f64 / 1e3;
+    format!(
+        "p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, {:.0} ops/s",
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        n as f64 / started.elapsed().as_secs_f64()
+    )
 }
