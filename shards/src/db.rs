@@ -63,8 +63,9 @@ struct Inner {
     route: Box<[u16]>,
     health: Arc<Health>,
     closed: AtomicBool,
-    /// Blocking `Buffered` puts are acknowledged once queued (see `core::receipt`).
-    queue_puts: bool,
+    /// The database's mode. Blocking `Buffered` puts are acknowledged once queued (see
+    /// `core::receipt`).
+    durability: Durability,
     /// Queued puts between their look at `closed` and their push: close waits for
     /// them, so that each is queued before the core's shutdown request.
     queueing: AtomicUsize,
@@ -280,7 +281,7 @@ impl Db {
             0
         };
         let storage = options.storage.clone();
-        let queue_puts = options.durability == Durability::Buffered;
+        let durability = options.durability;
         let clock = options.clock.clone();
         let start = Start {
             cpus,
@@ -299,7 +300,7 @@ impl Db {
             route: assignment.route,
             health,
             closed: AtomicBool::new(false),
-            queue_puts,
+            durability,
             queueing: AtomicUsize::new(0),
             spinners: Spinners::new(spare_cpus, SPIN_BEFORE_PARK, WRITE_SPIN_BEFORE_PARK),
             threads: Mutex::new(threads),
@@ -343,7 +344,7 @@ impl Db {
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
         let (hash, op) = self.inner.put_op(key, value)?;
-        match self.inner.queue_puts {
+        match self.inner.queues_puts() {
             true => self.inner.queue_put(hash, key, value),
             false => self.inner.call_blocking(hash, Waits::Write, op),
         }
@@ -692,6 +693,11 @@ trait MakeOp<T: Send + 'static>: FnOnce(ReplyTo<T>) -> Op {}
 impl<T: Send + 'static, F: FnOnce(ReplyTo<T>) -> Op> MakeOp<T> for F {}
 
 impl Inner {
+    /// Whether a blocking put is acknowledged once queued for its core.
+    fn queues_puts(&self) -> bool {
+        self.durability == Durability::Buffered
+    }
+
     fn core_of(&self, hash: u64) -> usize {
         usize::from(self.route[(hash >> (64 - u32::from(ROUTE_BITS))) as usize])
     }
@@ -712,7 +718,7 @@ impl Inner {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
-        if self.queue_puts && core::put_pending(hash) {
+        if self.queues_puts() && core::put_pending(hash) {
             return None; // asked behind this thread's queued put of the key instead
         }
         let core = self.core_of(hash);

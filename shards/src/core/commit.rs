@@ -161,7 +161,15 @@ impl Core {
 
     /// The second half of writes: acknowledged per the durability mode.
     pub(super) async fn settle(self: &Rc<Self>) -> Result<()> {
-        match self.options.durability {
+        self.settle_as(self.options.durability).await
+    }
+
+    /// [`Core::settle`] for a write acknowledged as `durability` says. A `Buffered`
+    /// write in a `Sync` database is answered at once, but a read of its key still
+    /// waits until it is durable (a `Sync` database never shows what a crash could
+    /// take back); a `Sync` write in a `Buffered` database waits for its commit.
+    pub(super) async fn settle_as(self: &Rc<Self>, durability: Durability) -> Result<()> {
+        match durability {
             Durability::Buffered => {
                 self.settle_buffered();
                 Ok(())

@@ -22,6 +22,7 @@ use ringkv_engine::{StoredRecord, WriteOptions};
 
 use super::{Core, Here};
 use crate::error::Result;
+use crate::options::Durability;
 
 /// What a put stores besides its value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -261,8 +262,10 @@ impl Here {
         key: &[u8],
         value: Bytes,
         extras: &Extras,
+        durability: Durability,
     ) -> Result<()> {
-        self.counted(async |core| core.write(hash, key, Some((value, extras))).await)
+        let put = Some((value, extras));
+        self.counted(async |core| core.write_as(hash, key, put, durability).await)
             .await
     }
 

@@ -75,7 +75,7 @@ pub(crate) enum Op {
     Get(Vec<u8>, ReplyTo<Option<Bytes>>),
     Put(Vec<u8>, Vec<u8>, ReplyTo<()>),
     /// A put with metadata or an expiry.
-    PutWith(Vec<u8>, Vec<u8>, Box<Extras>, ReplyTo<()>),
+    PutWith(Vec<u8>, Vec<u8>, Box<Extras>, Durability, ReplyTo<()>),
     /// Sets or removes a key's expiry, keeping its value and metadata; answers whether
     /// it changed anything.
     Expire(Vec<u8>, ExpiryChange, ReplyTo<bool>),
@@ -591,9 +591,9 @@ impl Core {
                 let put = Some((Bytes::from(value), &NO_EXTRAS));
                 reply.send(self.write(hash, &key, put).await);
             }
-            Op::PutWith(key, value, extras, reply) => {
+            Op::PutWith(key, value, extras, durability, reply) => {
                 let put = Some((Bytes::from(value), &*extras));
-                reply.send(self.write(hash, &key, put).await);
+                reply.send(self.write_as(hash, &key, put, durability).await);
             }
             Op::Expire(key, change, reply) => reply.send(self.expire(hash, &key, change).await),
             Op::Head(key, reply) => reply.send(self.head(hash, &key).await),
@@ -657,6 +657,18 @@ impl Core {
         key: &[u8],
         put: Option<(Bytes, &Extras)>,
     ) -> Result<()> {
+        self.write_as(hash, key, put, self.options.durability).await
+    }
+
+    /// [`Core::write`], acknowledged as `durability` says rather than as the
+    /// database's mode does.
+    async fn write_as(
+        self: &Rc<Self>,
+        hash: u64,
+        key: &[u8],
+        put: Option<(Bytes, &Extras)>,
+        durability: Durability,
+    ) -> Result<()> {
         let (leaf, seq) = (self.append(hash, key, put.as_ref().map(|(v, e)| (v, *e)))).await?;
         if put
             .as_ref()
@@ -664,7 +676,7 @@ impl Core {
         {
             self.expiring.notify(1);
         }
-        self.settle().await?;
+        self.settle_as(durability).await?;
         if let Some((value, extras)) = put {
             self.admit(hash, &leaf, key, seq, value, extras.expiry_unix_ms);
         }

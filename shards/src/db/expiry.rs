@@ -16,6 +16,7 @@ use ringkv_engine::hash::routing_hash;
 use super::{Db, Inner, Local, MakeOp, read_key};
 use crate::core::{ExpireIf, ExpiryChange, Extras, Head, Op, Waits};
 use crate::error::Result;
+use crate::options::Durability;
 
 /// When a put's key expires.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,12 +27,13 @@ enum Expiry {
     AtUnixMs(u64),
 }
 
-/// What a put stores besides its key and value: an expiry and metadata bytes.
-/// `PutOptions::default()` is a plain put.
+/// What a put stores besides its key and value (an expiry and metadata bytes) and how
+/// it is acknowledged. `PutOptions::default()` is a plain put.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PutOptions {
     expiry: Expiry,
     meta: Bytes,
+    durability: Option<Durability>,
 }
 
 impl PutOptions {
@@ -62,6 +64,17 @@ impl PutOptions {
         self.meta = meta.into();
         self
     }
+
+    /// When this put is acknowledged, instead of as [`crate::Options::durability`]
+    /// says (RocksDB's `WriteOptions::set_sync`). `Sync`: once it and everything it
+    /// depends on are durable, also in a `Buffered` database. `Buffered`: once its
+    /// core has appended it, also in a `Sync` database, where a read of the key still
+    /// waits until the put is durable (a `Sync` database never shows a write a crash
+    /// could take back), so a thread that reads what it just wrote pays the commit.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
 }
 
 /// How long a key has to live.
@@ -80,8 +93,9 @@ fn unix_ms(at: SystemTime) -> u64 {
 }
 
 impl Db {
-    /// [`Db::put`] with an expiry and metadata. Durability as for `put`, except that a
-    /// `Buffered` put with options returns once its core has appended it.
+    /// [`Db::put`] with an expiry, metadata and a durability of its own. A `Buffered`
+    /// put with options returns once its core has appended it (a plain `put` in a
+    /// `Buffered` database returns once queued).
     pub fn put_with(
         &self,
         key: impl AsRef<[u8]>,
@@ -89,8 +103,9 @@ impl Db {
         options: &PutOptions,
     ) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        let (hash, extras) = self.inner.checked_put(key, value, options)?;
-        (self.inner).call_blocking(hash, Waits::Write, put_with_op(key, value, extras))
+        let (hash, extras, durability) = self.inner.checked_put(key, value, options)?;
+        let op = put_with_op(key, value, extras, durability);
+        (self.inner).call_blocking(hash, Waits::Write, op)
     }
 
     pub async fn put_with_async(
@@ -100,8 +115,11 @@ impl Db {
         options: &PutOptions,
     ) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        let (hash, extras) = self.inner.checked_put(key, value, options)?;
-        self.inner.call(hash, put_with_op(key, value, extras)).await
+        let (hash, extras, durability) = self.inner.checked_put(key, value, options)?;
+        (self
+            .inner
+            .call(hash, put_with_op(key, value, extras, durability)))
+        .await
     }
 
     /// Makes `key` expire `ttl` from now, keeping its value and metadata. Answers
@@ -208,14 +226,14 @@ impl Local {
         options: &PutOptions,
     ) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        let (hash, extras) = self.db.inner.checked_put(key, value, options)?;
+        let (hash, extras, durability) = self.db.inner.checked_put(key, value, options)?;
         match self.owner(hash)? {
             None => {
                 let value = Bytes::copy_from_slice(value);
-                self.here.put_with(hash, key, value, &extras).await
+                (self.here.put_with(hash, key, value, &extras, durability)).await
             }
             Some(core) => {
-                let op = put_with_op(key, value, extras);
+                let op = put_with_op(key, value, extras, durability);
                 self.db.inner.call_core(core, hash, op).await
             }
         }
@@ -274,7 +292,13 @@ impl Inner {
     }
 
     /// A put with options checked: its hash and what it stores besides the value.
-    fn checked_put(&self, key: &[u8], value: &[u8], options: &PutOptions) -> Result<(u64, Extras)> {
+    /// A put with options, checked: its hash, what it stores, how it is acknowledged.
+    fn checked_put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        options: &PutOptions,
+    ) -> Result<(u64, Extras, Durability)> {
         check_limits(key, value, &options.meta)?;
         self.health.check_writable()?;
         let expiry_unix_ms = match options.expiry {
@@ -286,7 +310,8 @@ impl Inner {
             meta: options.meta.clone(),
             expiry_unix_ms,
         };
-        Ok((routing_hash(key), extras))
+        let durability = options.durability.unwrap_or(self.durability);
+        Ok((routing_hash(key), extras, durability))
     }
 
     /// An expiry change, checked.
@@ -301,8 +326,21 @@ impl Inner {
 }
 
 /// A put's request with its extras.
-fn put_with_op<'k>(key: &'k [u8], value: &'k [u8], extras: Extras) -> impl MakeOp<()> + 'k {
-    move |reply| Op::PutWith(key.to_vec(), value.to_vec(), Box::new(extras), reply)
+fn put_with_op<'k>(
+    key: &'k [u8],
+    value: &'k [u8],
+    extras: Extras,
+    durability: Durability,
+) -> impl MakeOp<()> + 'k {
+    move |reply| {
+        Op::PutWith(
+            key.to_vec(),
+            value.to_vec(),
+            Box::new(extras),
+            durability,
+            reply,
+        )
+    }
 }
 
 /// A HEAD's request, checked.
