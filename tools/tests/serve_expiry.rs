@@ -6,49 +6,9 @@
 
 mod serve_support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serve_support::{Server, connect_plain, external, free_port, tempdir, wait_listening};
-
-/// A redis-server on a free port, without persistence; killed on drop.
-struct Redis(Child, String);
-
-impl Redis {
-    fn start(program: &std::path::Path) -> Redis {
-        let port = free_port().to_string();
-        let child = Command::new(program)
-            .args(["--port", &port, "--save", "", "--appendonly", "no"])
-            .args(["--bind", "127.0.0.1", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let addr = format!("127.0.0.1:{port}");
-        wait_listening(&addr);
-        Redis(child, format!("redis://{addr}"))
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A reply as text: a value, or an error's code and message as the client read them.
-fn reply(con: &mut redis::Connection, line: &str) -> String {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let mut cmd = redis::cmd(words[0]);
-    for w in &words[1..] {
-        cmd.arg(*w);
-    }
-    match cmd.query::<redis::Value>(con) {
-        Ok(value) => format!("{value:?}"),
-        Err(e) => format!("error {:?} {:?}", e.code(), e.detail()),
-    }
-}
+use serve_support::{Server, compare_with_redis, reply, tempdir};
 
 /// 2100-01-01T00:00:00Z: far enough that nothing expires during the test.
 const FAR: &str = "4102444800";
@@ -168,19 +128,7 @@ const SCRIPT: &[&str] = &[
 
 #[test]
 fn expiry_commands_answer_as_redis_7_does() {
-    let Some(program) = external("redis-server") else {
-        return;
-    };
-    let redis = Redis::start(&program);
-    let mut theirs = connect_plain(&redis.1);
-    let dir = tempdir();
-    let server = Server::start(dir.path(), &[]);
-    let mut ours = server.client();
-    for line in SCRIPT {
-        let line = line.replace("FAR", FAR);
-        let (want, got) = (reply(&mut theirs, &line), reply(&mut ours, &line));
-        assert_eq!(got, want, "{line}");
-    }
+    compare_with_redis(SCRIPT.iter().map(|line| line.replace("FAR", FAR)));
 }
 
 #[test]

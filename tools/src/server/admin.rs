@@ -1,5 +1,6 @@
 //! The commands that run alone on their connection: PING, ECHO, QUIT, HELLO, AUTH,
-//! SELECT, CLIENT, COMMAND, CONFIG, INFO, DBSIZE, SCAN, FLUSHDB, SHUTDOWN.
+//! SELECT, CLIENT, COMMAND, CONFIG, INFO, DBSIZE, SCAN, FLUSHDB, SHUTDOWN, and those of
+//! `keyspace` (KEYS, RANDOMKEY, TIME).
 //!
 //! Those that need the whole database (DBSIZE, INFO, SCAN's snapshot, FLUSHDB) call
 //! its blocking methods on the admin helper threads and await the answer, so the core
@@ -15,10 +16,10 @@ use futures_util::stream::{self, StreamExt};
 use super::commands::{COMMANDS, Cmd, Spec, command_docs, command_info, lookup, sanitize};
 use super::conn::ConnState;
 use super::frame::{Frame, Protocol, db_error, err};
-use super::info;
 use super::resp::parse_i64;
 use super::scan::{Cursor, Snapshot, glob_match};
 use super::shared::{CoreCtx, StopReason};
+use super::{info, keyspace};
 
 /// The Redis version whose commands and replies this server follows.
 pub const REDIS_COMPAT_VERSION: &str = "7.0.0";
@@ -65,6 +66,9 @@ pub async fn execute(
         Cmd::Info => info::info(ctx, &args).await,
         Cmd::DbSize => dbsize(ctx).await,
         Cmd::Scan => scan(ctx, &args).await,
+        Cmd::Keys => keyspace::keys(ctx, args[1].clone()).await,
+        Cmd::RandomKey => keyspace::random_key(ctx).await,
+        Cmd::Time => keyspace::time(),
         Cmd::FlushDb => flushdb(ctx, &args).await,
         Cmd::Shutdown => return shutdown(ctx, &args),
         other => unreachable!("{other:?} is a key command"),

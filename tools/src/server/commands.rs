@@ -29,6 +29,9 @@ pub enum Cmd {
     DecrBy,
     Append,
     StrLen,
+    GetRange,
+    SetRange,
+    Type,
     // Expiry commands (expiry.rs).
     Expire,
     PExpire,
@@ -56,6 +59,9 @@ pub enum Cmd {
     Info,
     DbSize,
     Scan,
+    Keys,
+    RandomKey,
+    Time,
     FlushDb,
     Shutdown,
 }
@@ -302,6 +308,39 @@ pub static COMMANDS: &[Spec] = &[
         "string",
         "2.2.0",
         "Returns the length of a string value."
+    ),
+    spec!(
+        "getrange",
+        GetRange,
+        4,
+        ["readonly"],
+        (1, 1, 1),
+        R,
+        "string",
+        "2.4.0",
+        "Get a substring of the string stored at a key"
+    ),
+    spec!(
+        "setrange",
+        SetRange,
+        4,
+        ["write", "denyoom"],
+        (1, 1, 1),
+        W,
+        "string",
+        "2.2.0",
+        "Overwrite part of a string at key starting at the specified offset"
+    ),
+    spec!(
+        "type",
+        Type,
+        2,
+        ["readonly", "fast"],
+        (1, 1, 1),
+        R,
+        "generic",
+        "1.0.0",
+        "Determine the type stored at key"
     ),
     spec!(
         "expire",
@@ -566,6 +605,39 @@ pub static COMMANDS: &[Spec] = &[
         "server",
         "1.0.0",
         "Returns the number of keys in the database."
+    ),
+    spec!(
+        "keys",
+        Keys,
+        2,
+        ["readonly"],
+        (0, 0, 0),
+        R,
+        "generic",
+        "1.0.0",
+        "Find all keys matching the given pattern"
+    ),
+    spec!(
+        "randomkey",
+        RandomKey,
+        1,
+        ["readonly"],
+        (0, 0, 0),
+        R,
+        "generic",
+        "1.0.0",
+        "Return a random key from the keyspace"
+    ),
+    spec!(
+        "time",
+        Time,
+        1,
+        ["loading", "stale", "fast"],
+        (0, 0, 0),
+        O,
+        "server",
+        "2.6.0",
+        "Return the current server time"
     ),
     spec!(
         "scan",

@@ -26,6 +26,7 @@ mod conn;
 mod expiry;
 mod frame;
 mod info;
+mod keyspace;
 mod metrics;
 pub mod resp;
 mod scan;

@@ -1,11 +1,12 @@
 //! The key commands: GET, SET, SETNX, GETSET, MGET, MSET, DEL, UNLINK, EXISTS, INCR,
-//! DECR, INCRBY, DECRBY, APPEND, STRLEN. SET's expiry options are parsed in
-//! `expiry`; a new value from SET, SETNX or GETSET drops the key's expiry (unless
-//! KEEPTTL), one from INCR, DECR or APPEND keeps it, as in Redis.
+//! DECR, INCRBY, DECRBY, APPEND, STRLEN, GETRANGE, SETRANGE, TYPE. SET's expiry
+//! options are parsed in `expiry`; a new value from SET, SETNX or GETSET drops the
+//! key's expiry (unless KEEPTTL), one from INCR, DECR, APPEND or SETRANGE keeps it, as
+//! in Redis.
 //!
 //! Each runs through the core's `Local` handle: in place for keys this core owns,
 //! across the library's queues for the others. Every read-modify-write (SET with NX,
-//! XX or GET, SETNX, GETSET, the counters, APPEND, and DEL's count) is one
+//! XX or GET, SETNX, GETSET, the counters, APPEND, SETRANGE, and DEL's count) is one
 //! `Local::update`, atomic on the key's core. The decision closure cannot return a
 //! reply, so the reply is computed again here from the value the update saw, with the
 //! same pure function: both always agree.
@@ -60,6 +61,23 @@ pub async fn execute(ctx: Rc<CoreCtx>, cmd: Cmd, args: Vec<Bytes>) -> Frame {
         Cmd::Append => append(&ctx, key, args[2].clone()).await,
         Cmd::StrLen => match ctx.local.get(key).await {
             Ok(value) => Frame::Integer(value.map_or(0, |v| v.len() as i64)),
+            Err(e) => db_error(e),
+        },
+        Cmd::GetRange => match (parse_i64(&args[2]), parse_i64(&args[3])) {
+            (Some(start), Some(end)) => match ctx.local.get(key).await {
+                Ok(value) => {
+                    let value = value.unwrap_or_default();
+                    Frame::Bulk(value.slice(byte_range(value.len(), start, end)))
+                }
+                Err(e) => db_error(e),
+            },
+            _ => not_an_integer(),
+        },
+        Cmd::SetRange => set_range(&ctx, key, &args[2], args[3].clone()).await,
+        // Every key here holds a string.
+        Cmd::Type => match ctx.local.exists(key).await {
+            Ok(true) => Frame::Simple("string"),
+            Ok(false) => Frame::Simple("none"),
             Err(e) => db_error(e),
         },
         other => unreachable!("{other:?} is not a key command"),
@@ -167,6 +185,82 @@ async fn append(ctx: &CoreCtx, key: &Bytes, suffix: Bytes) -> Frame {
     }
 }
 
+/// The bytes GETRANGE answers of a value of `len` bytes, as Redis 7.0 computes them:
+/// negative offsets count from the end, then both are clamped into the value; an empty
+/// range when the start falls after the end.
+fn byte_range(len: usize, start: i64, end: i64) -> std::ops::Range<usize> {
+    let len = len as i128;
+    let (mut start, mut end) = (i128::from(start), i128::from(end));
+    if start < 0 && end < 0 && start > end {
+        return 0..0;
+    }
+    if start < 0 {
+        start += len;
+    }
+    if end < 0 {
+        end += len;
+    }
+    start = start.max(0);
+    end = end.max(0).min(len - 1);
+    if start > end || len == 0 {
+        return 0..0;
+    }
+    start as usize..end as usize + 1
+}
+
+/// What SETRANGE makes of `seen` (None: leave the key as it is) and the length it
+/// answers, or the error to answer.
+fn overwritten(
+    seen: Option<&[u8]>,
+    offset: usize,
+    patch: &[u8],
+) -> Result<(Option<Vec<u8>>, usize), Frame> {
+    let old_len = seen.map_or(0, <[u8]>::len);
+    if patch.is_empty() {
+        return Ok((None, old_len));
+    }
+    let end = offset
+        .checked_add(patch.len())
+        .filter(|&end| end <= ringkv::VALUE_LEN_MAX)
+        .ok_or_else(|| err("string exceeds maximum allowed size (proto-max-bulk-len)"))?;
+    let mut value = seen.unwrap_or_default().to_vec();
+    if value.len() < end {
+        value.resize(end, 0);
+    }
+    value[offset..end].copy_from_slice(patch);
+    let len = value.len();
+    Ok((Some(value), len))
+}
+
+/// SETRANGE key offset value: overwrites part of the value (zero-padded), keeping its
+/// expiry; answers the new length.
+async fn set_range(ctx: &CoreCtx, key: &Bytes, offset: &Bytes, patch: Bytes) -> Frame {
+    let offset = match parse_i64(offset) {
+        Some(offset) if offset < 0 => return err("offset is out of range"),
+        Some(offset) => usize::try_from(offset).unwrap_or(usize::MAX),
+        None => return not_an_integer(),
+    };
+    // The size check comes first, as in Redis: it does not depend on the value.
+    if let Err(frame) = overwritten(None, offset, &patch) {
+        return frame;
+    }
+    let decide = patch.clone();
+    let result = ctx
+        .local
+        .update(key, move |seen| match overwritten(seen, offset, &decide) {
+            Ok((Some(value), _)) => Update::Put(value),
+            _ => Update::Keep,
+        })
+        .await;
+    match result {
+        Ok(seen) => match overwritten(seen.as_deref(), offset, &patch) {
+            Ok((_, len)) => Frame::Integer(len as i64),
+            Err(frame) => frame,
+        },
+        Err(e) => db_error(e),
+    }
+}
+
 async fn mget(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
     let values = join_all(keys.iter().map(|k| ctx.local.get(k))).await;
     let mut frames = Vec::with_capacity(values.len());
@@ -228,6 +322,44 @@ async fn exists(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_as_redis_7_0() {
+        let hello = |s, e| {
+            let r = byte_range(5, s, e);
+            &b"hello"[r]
+        };
+        assert_eq!(hello(0, -1), b"hello");
+        assert_eq!(hello(1, 3), b"ell");
+        assert_eq!(hello(-3, -1), b"llo");
+        assert_eq!(hello(0, -10), b"h"); // 7.0 clamps a negative end to 0
+        assert_eq!(hello(-1, -5), b""); // both negative, start after end
+        assert_eq!(hello(3, 1), b"");
+        assert_eq!(hello(10, 20), b"");
+        assert_eq!(hello(-100, 100), b"hello");
+        assert_eq!(hello(i64::MIN, i64::MAX), b"hello");
+        assert_eq!(byte_range(0, 0, -1), 0..0);
+    }
+
+    #[test]
+    fn setrange_pads_and_keeps_what_it_does_not_cover() {
+        assert_eq!(
+            overwritten(Some(b"hello"), 1, b"EL"),
+            Ok((Some(b"hELlo".to_vec()), 5))
+        );
+        assert_eq!(
+            overwritten(None, 3, b"x"),
+            Ok((Some(b"\0\0\0x".to_vec()), 4))
+        );
+        assert_eq!(
+            overwritten(Some(b"ab"), 4, b"c"),
+            Ok((Some(b"ab\0\0c".to_vec()), 5))
+        );
+        assert_eq!(overwritten(Some(b"abc"), 10, b""), Ok((None, 3)));
+        assert_eq!(overwritten(None, 0, b""), Ok((None, 0)));
+        assert!(overwritten(None, ringkv::VALUE_LEN_MAX, b"x").is_err());
+        assert!(overwritten(None, usize::MAX, b"x").is_err());
+    }
 
     #[test]
     fn counters_as_redis() {

@@ -291,6 +291,77 @@ fn install_test_deps() -> &'static str {
     })
 }
 
+/// A redis-server on a free port, without persistence; killed on drop.
+pub struct Redis(Child, pub String);
+
+impl Redis {
+    pub fn start(program: &std::path::Path) -> Redis {
+        let port = free_port().to_string();
+        let child = Command::new(program)
+            .args(["--port", &port, "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let addr = format!("127.0.0.1:{port}");
+        wait_listening(&addr);
+        Redis(child, format!("redis://{addr}"))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A reply as text (for comparing servers): a value, or an error's code and message as
+/// the client read them. `line` is split at spaces; a word `""` is an empty argument.
+pub fn reply(con: &mut redis::Connection, line: &str) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut cmd = redis::cmd(words[0]);
+    for w in &words[1..] {
+        cmd.arg(if *w == "\"\"" { "" } else { *w });
+    }
+    match cmd.query::<redis::Value>(con) {
+        Ok(value) => format!("{value:?}"),
+        Err(e) => format!("error {:?} {:?}", e.code(), e.detail()),
+    }
+}
+
+/// A redis-server and a `ringkv serve`, each fresh, with a connection to each.
+pub struct Compared {
+    pub theirs: redis::Connection,
+    pub ours: redis::Connection,
+    _redis: Redis,
+    _server: Server,
+    _dir: tempfile::TempDir,
+}
+
+/// Sends each line of `script` to a fresh redis-server and a fresh `ringkv serve` and
+/// asserts the same reply from both; hands both back for further checks. `None` when
+/// redis-server is missing and RINGKV_SKIP_EXTERNAL=1.
+pub fn compare_with_redis(script: impl IntoIterator<Item = String>) -> Option<Compared> {
+    let redis = Redis::start(&external("redis-server")?);
+    let mut theirs = connect_plain(&redis.1);
+    let dir = tempdir();
+    let server = Server::start(dir.path(), &[]);
+    let mut ours = server.client();
+    for line in script {
+        let (want, got) = (reply(&mut theirs, &line), reply(&mut ours, &line));
+        assert_eq!(got, want, "{line}");
+    }
+    Some(Compared {
+        theirs,
+        ours,
+        _redis: redis,
+        _server: server,
+        _dir: dir,
+    })
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
