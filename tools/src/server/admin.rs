@@ -14,15 +14,13 @@ use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 
 use super::commands::{COMMANDS, Cmd, Spec, command_docs, command_info, lookup, sanitize};
-use super::conn::ConnState;
 use super::frame::{Frame, Protocol, db_error, err};
 use super::resp::parse_i64;
 use super::scan::{Cursor, Snapshot, glob_match};
+use super::session::{ConnState, REDIS_COMPAT_VERSION};
 use super::shared::{CoreCtx, StopReason};
 use super::{info, keyspace};
 
-/// The Redis version whose commands and replies this server follows.
-pub const REDIS_COMPAT_VERSION: &str = "7.0.0";
 /// SCAN's default COUNT, as Redis.
 const SCAN_COUNT_DEFAULT: usize = 10;
 /// Most SCAN COUNT honoured per call.

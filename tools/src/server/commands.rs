@@ -6,9 +6,9 @@
 
 use bytes::Bytes;
 
-use super::conn::ConnState;
 use super::frame::{Frame, err};
 use super::metrics::Kind;
+use super::session::ConnState;
 
 /// What runs a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

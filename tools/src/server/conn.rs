@@ -32,9 +32,10 @@ use glommio::net::TcpStream;
 
 use super::admin::{self, After};
 use super::commands::{self, Cmd, Plan};
-use super::frame::{Frame, Protocol, err};
+use super::frame::{Frame, err};
 use super::metrics::{CoreMetrics, Kind};
 use super::resp::{self, Args, Parsed};
+use super::session::ConnState;
 use super::shared::CoreCtx;
 use super::{expiry, strings};
 
@@ -47,34 +48,6 @@ const RUN_MAX: usize = 128;
 /// Before AUTH (when a password is set): Redis's bounds for unauthenticated clients.
 const UNAUTHENTICATED_ARGS_MAX: usize = 10;
 const UNAUTHENTICATED_BULK_LEN_MAX: usize = 16 * 1024;
-
-/// What a connection knows about its client.
-#[derive(Debug)]
-pub struct ConnState {
-    pub id: u64,
-    pub addr: String,
-    pub protocol: Protocol,
-    pub authenticated: bool,
-    pub name: Option<Bytes>,
-    pub lib_name: Option<Bytes>,
-    pub lib_version: Option<Bytes>,
-    pub created: Instant,
-}
-
-impl ConnState {
-    pub fn new(id: u64, addr: String, authenticated: bool) -> ConnState {
-        ConnState {
-            id,
-            addr,
-            protocol: Protocol::Resp2,
-            authenticated,
-            name: None,
-            lib_name: None,
-            lib_version: None,
-            created: Instant::now(),
-        }
-    }
-}
 
 type Pending = Pin<Box<dyn Future<Output = Frame>>>;
 

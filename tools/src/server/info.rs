@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::admin::REDIS_COMPAT_VERSION;
 use super::frame::{Frame, db_error, err};
+use super::session::REDIS_COMPAT_VERSION;
 use super::shared::CoreCtx;
 
 const SECTIONS: [&str; 6] = [

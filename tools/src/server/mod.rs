@@ -30,6 +30,7 @@ mod keyspace;
 mod metrics;
 pub mod resp;
 mod scan;
+mod session;
 mod shared;
 mod strings;
 
@@ -46,7 +47,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use config::Config;
 pub use config::ServeArgs;
-use conn::ConnState;
+use session::ConnState;
 use shared::{CoreCtx, Shared, StopReason};
 
 /// How long stopping waits for connections to finish what they have read.
