@@ -26,40 +26,56 @@ pub(super) struct LeafState {
     pub(super) ancestor: RefCell<Option<Rc<LeafState>>>,
 }
 
+/// The store that answers for a key: the leaf's own, or its ancestor's (held here so
+/// that the ancestor stays alive while it answers).
+enum Answering<'a> {
+    Here(&'a Substore<LeafDevice>),
+    Behind(Rc<LeafState>),
+}
+
+impl Answering<'_> {
+    fn store(&self) -> &Substore<LeafDevice> {
+        match self {
+            Answering::Here(store) => store,
+            Answering::Behind(ancestor) => &ancestor.store,
+        }
+    }
+}
+
 impl LeafState {
     pub(super) fn ancestor(&self) -> Option<Rc<LeafState>> {
         self.ancestor.borrow().clone()
     }
 
-    /// The value under `key`, its metadata and expiry, if it is live: this leaf's if it
-    /// holds the key (an expired record included: then the key is absent, whatever the
-    /// ancestor has), else its ancestor's.
-    pub(super) async fn get(&self, key: &[u8]) -> ringkv_engine::Result<Option<StoredRecord>> {
-        if self.store.holds(key) {
-            return self.store.get_record(key).await;
+    /// The store that answers for `key`: this leaf's if it holds the key (an expired
+    /// record included: then the key is absent, whatever the ancestor has), else its
+    /// ancestor's, if any.
+    fn answering(&self, key: &[u8]) -> Option<Answering<'_>> {
+        match self.store.holds(key) {
+            true => Some(Answering::Here(&self.store)),
+            false => self.ancestor().map(Answering::Behind),
         }
-        match self.ancestor() {
-            Some(ancestor) => ancestor.store.get_record(key).await,
+    }
+
+    /// The value under `key`, its metadata and expiry, if it is live (from the store
+    /// that answers for it).
+    pub(super) async fn get(&self, key: &[u8]) -> ringkv_engine::Result<Option<StoredRecord>> {
+        match self.answering(key) {
+            Some(store) => store.store().get_record(key).await,
             None => Ok(None),
         }
     }
 
-    /// The index entry of `key` if it is live, found as [`LeafState::get`] finds the
-    /// value (no I/O).
+    /// The index entry of `key` if it is live, from the store that answers for it (no
+    /// I/O).
     pub(super) fn head(&self, key: &[u8]) -> Option<Entry> {
-        if self.store.holds(key) {
-            return self.store.head(key);
-        }
-        self.ancestor()?.store.head(key)
+        self.answering(key)?.store().head(key)
     }
 
-    /// Whether the record that answers for `key` (found as [`LeafState::get`] finds
-    /// it) has an expiry that passed.
+    /// Whether the record that answers for `key` has an expiry that passed.
     pub(super) fn has_expired(&self, key: &[u8]) -> bool {
-        if self.store.holds(key) {
-            return self.store.has_expired(key);
-        }
-        self.ancestor().is_some_and(|a| a.store.has_expired(key))
+        self.answering(key)
+            .is_some_and(|store| store.store().has_expired(key))
     }
 
     pub(super) fn exists(&self, key: &[u8]) -> bool {
