@@ -242,3 +242,73 @@ fn malformed_input_closes_only_that_connection() {
         "{info}"
     );
 }
+
+#[test]
+fn a_silent_connection_is_closed_after_timeout_and_a_busy_one_is_not() {
+    let dir = tempdir();
+    let server = Server::start(dir.path(), &["--timeout", "1"]);
+    let mut busy = server.raw();
+    let mut silent = server.raw();
+    silent.send(b"PING\r\n");
+    silent.expect(b"+PONG\r\n");
+    let started = Instant::now();
+    // The busy one speaks twice a second for two seconds.
+    for _ in 0..4 {
+        busy.send(b"PING\r\n");
+        busy.expect(b"+PONG\r\n");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(silent.read_to_close().is_empty(), "closed without a word");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    busy.send(b"CONFIG GET timeout\r\n");
+    busy.expect(b"*2\r\n$7\r\ntimeout\r\n$1\r\n1\r\n");
+}
+
+/// An address of this machine other than loopback, if it has one (the test of
+/// protected mode needs a client that is not on loopback).
+fn outside_address() -> Option<std::net::IpAddr> {
+    // Connecting a UDP socket sends nothing; it only picks the outgoing interface.
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn protected_mode_turns_away_other_machines_without_a_password() {
+    let Some(ip) = outside_address() else {
+        eprintln!("skipping: this machine has no address but loopback");
+        return;
+    };
+    // Each case: the server's flags, and what a PING from the other address gets.
+    let cases: [(&[&str], &str); 3] = [
+        (&[], ""),
+        (
+            &["--requirepass", "pw"],
+            "-NOAUTH Authentication required.\r\n",
+        ),
+        (&["--protected-mode", "no"], "+PONG\r\n"),
+    ];
+    for (extra, want) in cases {
+        let dir = tempdir();
+        let server = Server::start(dir.path(), &[&["--bind", "0.0.0.0"], extra].concat());
+        let mut remote = Raw::connect(&format!("{ip}:{}", server.port));
+        remote.send(b"PING\r\n");
+        if want.is_empty() {
+            let got = String::from_utf8_lossy(&remote.read_to_close()).into_owned();
+            assert!(
+                got.starts_with(
+                    "-DENIED Redis is running in protected mode because protected mode is \
+                     enabled and no password is set for the default user."
+                ) && got.ends_with("to start accepting connections from the outside.\r\n"),
+                "{got:?}"
+            );
+            // Loopback clients are served all the same.
+            let mut local = server.raw();
+            local.send(b"PING\r\n");
+            local.expect(b"+PONG\r\n");
+        } else {
+            remote.expect(want.as_bytes());
+        }
+    }
+}

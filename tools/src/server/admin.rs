@@ -296,7 +296,11 @@ fn config_values(ctx: &CoreCtx) -> Vec<(&'static str, String)> {
             "appendfsync",
             if sync { "always" } else { "everysec" }.into(),
         ),
-        ("timeout", "0".into()),
+        ("timeout", c.timeout.to_string()),
+        (
+            "protected-mode",
+            if c.protected_mode { "yes" } else { "no" }.into(),
+        ),
         ("maxmemory", "0".into()),
         ("durability", c.durability_name().into()),
         ("cores", c.cores.to_string()),

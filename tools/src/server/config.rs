@@ -34,6 +34,14 @@ pub enum DurabilityArg {
     Buffered,
 }
 
+/// A yes-or-no setting, spelled as in Redis's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum YesNo {
+    Yes,
+    No,
+}
+
 /// `ringkv serve`: the flags. Every one can also be set in the `--config` file.
 #[derive(Clone, Debug, Default, Args)]
 pub struct ServeArgs {
@@ -81,6 +89,14 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics over HTTP at this address (GET /metrics); off unless set.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Close a connection that sends nothing for this many seconds; 0 never does (as
+    /// Redis's `timeout`) [default: 0].
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Without a password, answer clients from other machines with Redis's `-DENIED`
+    /// and close (as Redis's `protected-mode`) [default: yes].
+    #[arg(long, value_enum, value_name = "yes|no")]
+    pub protected_mode: Option<YesNo>,
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -99,6 +115,8 @@ struct FileConfig {
     max_input_bytes: Option<usize>,
     max_output_bytes: Option<usize>,
     metrics_addr: Option<SocketAddr>,
+    timeout: Option<u64>,
+    protected_mode: Option<YesNo>,
 }
 
 /// The settings in force.
@@ -117,6 +135,9 @@ pub struct Config {
     pub max_input_bytes: usize,
     pub max_output_bytes: usize,
     pub metrics_addr: Option<SocketAddr>,
+    /// Seconds a connection may stay silent; 0: for ever.
+    pub timeout: u64,
+    pub protected_mode: bool,
 }
 
 impl Config {
@@ -162,6 +183,8 @@ impl Config {
                 .or(file.max_output_bytes)
                 .unwrap_or(OUTPUT_BUFFER_DEFAULT_BYTES),
             metrics_addr: args.metrics_addr.or(file.metrics_addr),
+            timeout: args.timeout.or(file.timeout).unwrap_or(0),
+            protected_mode: args.protected_mode.or(file.protected_mode) != Some(YesNo::No),
         };
         config.validate()?;
         Ok(config)
@@ -241,6 +264,8 @@ mod tests {
         assert_eq!(config.maxclients, 5);
         assert_eq!(config.bind, BIND_DEFAULT);
         assert_eq!(config.max_output_bytes, OUTPUT_BUFFER_DEFAULT_BYTES);
+        assert_eq!(config.timeout, 0);
+        assert!(config.protected_mode);
     }
 
     #[test]

@@ -317,9 +317,11 @@ impl Conn {
 
     /// Reads what the socket has; false at end of stream, on error, or when the server
     /// is stopping.
+    /// Reads what the client sent next; false when the connection is to close (the
+    /// client went, the server stops, or the client was silent for `timeout`).
     async fn read_more(&mut self) -> bool {
         let old_len = self.input.len();
-        let want = READ_CHUNK_BYTES.max(self.input_len_min.saturating_sub(old_len));
+        let want = read_size(old_len, self.input_len_min);
         self.input.resize(old_len + want, 0);
         let Conn {
             ctx, stream, input, ..
@@ -329,7 +331,14 @@ impl Conn {
             ctx.shared.stopped().await;
             None
         };
-        let result = futures_lite::future::or(read, stop).await;
+        let idle = async {
+            match ctx.shared.config.timeout {
+                0 => std::future::pending().await,
+                secs => glommio::timer::sleep(std::time::Duration::from_secs(secs)).await,
+            }
+            None
+        };
+        let result = futures_lite::future::or(read, futures_lite::future::or(stop, idle)).await;
         match result {
             Some(Ok(n)) if n > 0 => {
                 self.input.truncate(old_len + n);
@@ -341,7 +350,29 @@ impl Conn {
     }
 }
 
+/// How many bytes to ask of the socket with `have` buffered and a request that needs
+/// `need` in all: at least a chunk, and towards `need` at most as many bytes again as
+/// have arrived, so a header that announces a large value cannot make the buffer grow
+/// before its bytes come (it doubles with what arrives instead).
+fn read_size(have: usize, need: usize) -> usize {
+    need.saturating_sub(have).min(have).max(READ_CHUNK_BYTES)
+}
+
 /// The reply to a client refused because `maxclients` are connected.
 pub fn too_many_clients() -> Frame {
     err("max number of clients reached")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_grows_with_what_arrives_not_with_what_a_header_announces() {
+        assert_eq!(read_size(0, 500 << 20), READ_CHUNK_BYTES);
+        assert_eq!(read_size(READ_CHUNK_BYTES, 500 << 20), READ_CHUNK_BYTES);
+        assert_eq!(read_size(1 << 20, 500 << 20), 1 << 20);
+        assert_eq!(read_size(1 << 20, (1 << 20) + 10), READ_CHUNK_BYTES);
+        assert_eq!(read_size(100, 0), READ_CHUNK_BYTES);
+    }
 }

@@ -47,6 +47,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use config::Config;
 pub use config::ServeArgs;
+use frame::Frame;
 use session::ConnState;
 use shared::{CoreCtx, Shared, StopReason};
 
@@ -226,7 +227,13 @@ async fn accept_loop(ctx: Rc<CoreCtx>, listener: TcpListener) {
         if shared.clients.fetch_add(1, Ordering::SeqCst) >= shared.config.maxclients {
             shared.clients.fetch_sub(1, Ordering::SeqCst);
             shared.connections_rejected.fetch_add(1, Ordering::Relaxed);
-            glommio::spawn_local(reject(stream)).detach();
+            glommio::spawn_local(reject(stream, conn::too_many_clients())).detach();
+            continue;
+        }
+        if protected_from(&shared.config, stream.peer_addr().ok()) {
+            shared.clients.fetch_sub(1, Ordering::SeqCst);
+            shared.connections_rejected.fetch_add(1, Ordering::Relaxed);
+            glommio::spawn_local(reject(stream, Frame::Error(DENIED.into()))).detach();
             continue;
         }
         ctx.metrics.connections.fetch_add(1, Ordering::Relaxed);
@@ -248,11 +255,38 @@ async fn accept_loop(ctx: Rc<CoreCtx>, listener: TcpListener) {
     }
 }
 
-/// Tells a client over `maxclients` why, and closes.
-async fn reject(mut stream: glommio::net::TcpStream) {
+/// Redis's answer to a client from another machine in protected mode, word for word.
+const DENIED: &str = "DENIED Redis is running in protected mode because protected mode is \
+    enabled and no password is set for the default user. In this mode connections are only \
+    accepted from the loopback interface. If you want to connect from external computers to \
+    Redis you may adopt one of the following solutions: 1) Just disable protected mode \
+    sending the command 'CONFIG SET protected-mode no' from the loopback interface by \
+    connecting to Redis from the same host the server is running, however MAKE SURE Redis \
+    is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this \
+    change permanent. 2) Alternatively you can just disable the protected mode by editing \
+    the Redis configuration file, and setting the protected mode option to 'no', and then \
+    restarting the server. 3) If you started the server manually just for testing, restart \
+    it with the '--protected-mode no' option. 4) Set up an authentication password for the \
+    default user. NOTE: You only need to do one of the above things in order for the server \
+    to start accepting connections from the outside.";
+
+/// Whether protected mode turns away a client at `peer`: no password is set and the
+/// client is not on this machine's loopback (an unknown address counts as remote).
+fn protected_from(config: &Config, peer: Option<SocketAddr>) -> bool {
+    let loopback = peer.is_some_and(|p| match p.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_loopback(),
+        std::net::IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    });
+    config.protected_mode && config.requirepass.is_none() && !loopback
+}
+
+/// Tells a client it is turned away, and why, and closes.
+async fn reject(mut stream: glommio::net::TcpStream, why: Frame) {
     use futures_lite::AsyncWriteExt;
     let mut reply = Vec::new();
-    conn::too_many_clients().encode(frame::Protocol::Resp2, &mut reply);
+    why.encode(frame::Protocol::Resp2, &mut reply);
     let _ = stream.write_all(&reply).await;
     let _ = stream.close().await;
 }

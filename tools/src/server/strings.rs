@@ -11,13 +11,13 @@
 //! reply, so the reply is computed again here from the value the update saw, with the
 //! same pure function: both always agree.
 //!
-//! Commands over several keys (MGET, MSET, DEL, EXISTS) run their keys concurrently;
-//! each key is atomic, the command as a whole is not.
+//! Commands over several keys (MGET, MSET, DEL, EXISTS) run their keys concurrently,
+//! at most `FANOUT_MAX` at a time; each key is atomic, the command as a whole is not.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 use ringkv::{PutOptions, Update};
 
 use super::commands::{Cmd, wrong_arity};
@@ -25,6 +25,15 @@ use super::expiry::{Condition, ExpiryAction, OptionsOf, parse_options, resolve};
 use super::frame::{Frame, db_error, err, not_an_integer};
 use super::resp::parse_i64;
 use super::shared::CoreCtx;
+
+/// Most keys of one command in flight at once: a command with a million keys does not
+/// queue a million requests at once.
+const FANOUT_MAX: usize = 256;
+
+/// Runs `calls` with at most `FANOUT_MAX` in flight; their outputs in order.
+async fn bounded<F: Future>(calls: impl Iterator<Item = F>) -> Vec<F::Output> {
+    stream::iter(calls).buffered(FANOUT_MAX).collect().await
+}
 
 /// Runs key command `cmd` (arity and authentication already checked).
 pub async fn execute(ctx: Rc<CoreCtx>, cmd: Cmd, args: Vec<Bytes>) -> Frame {
@@ -262,7 +271,7 @@ async fn set_range(ctx: &CoreCtx, key: &Bytes, offset: &Bytes, patch: Bytes) -> 
 }
 
 async fn mget(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
-    let values = join_all(keys.iter().map(|k| ctx.local.get(k))).await;
+    let values = bounded(keys.iter().map(|k| ctx.local.get(k))).await;
     let mut frames = Vec::with_capacity(values.len());
     for value in values {
         match value {
@@ -281,7 +290,7 @@ async fn mset(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
         return wrong_arity("mset");
     }
     let pairs = args[1..].chunks_exact(2);
-    let results = join_all(pairs.map(|p| ctx.local.put(&p[0], &p[1]))).await;
+    let results = bounded(pairs.map(|p| ctx.local.put(&p[0], &p[1]))).await;
     match results.into_iter().find_map(Result::err) {
         None => Frame::ok(),
         Some(e) => db_error(e),
@@ -299,7 +308,7 @@ async fn del(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
         })
     });
     let mut deleted = 0;
-    for result in join_all(deleting).await {
+    for result in bounded(deleting).await {
         match result {
             Ok(seen) => deleted += i64::from(seen.is_some()),
             Err(e) => return db_error(e),
@@ -310,7 +319,7 @@ async fn del(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
 
 async fn exists(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
     let mut found = 0;
-    for result in join_all(keys.iter().map(|k| ctx.local.exists(k))).await {
+    for result in bounded(keys.iter().map(|k| ctx.local.exists(k))).await {
         match result {
             Ok(present) => found += i64::from(present),
             Err(e) => return db_error(e),
