@@ -1,7 +1,9 @@
-//! GETRANGE, SETRANGE, TYPE, KEYS, RANDOMKEY and TIME against a real Redis 7: the same
-//! script goes to `redis-server` and to `ringkv serve`, and every reply must be the
-//! same (KEYS compared as sets: neither server promises an order). RANDOMKEY and TIME
-//! answer differently by nature; they are checked for what they promise.
+//! GETRANGE, SETRANGE, TYPE, KEYS, RANDOMKEY, TIME and INFO's layout against a real
+//! Redis 7: the same script goes to `redis-server` and to `ringkv serve`, and every
+//! reply must be the same (KEYS compared as sets: neither server promises an order).
+//! RANDOMKEY and TIME answer differently by nature; they are checked for what they
+//! promise. INFO must have Redis's default sections, in its order, with the fields
+//! clients read when they connect.
 //! RINGKV_SKIP_EXTERNAL=1 skips the comparison, as for the other external tests.
 
 mod serve_support;
@@ -100,4 +102,63 @@ fn randomkey_draws_every_key_and_time_is_the_clock() {
         now.as_secs().abs_diff(secs) <= 5,
         "TIME {secs} against {now:?}"
     );
+}
+
+/// The `# Title` lines of an INFO reply, and its `name:value` fields by name.
+fn info_layout(text: &str) -> (Vec<String>, std::collections::BTreeMap<String, String>) {
+    let titles = text
+        .lines()
+        .filter(|l| l.starts_with("# "))
+        .map(String::from);
+    let fields = (text.lines())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    (titles.collect(), fields.collect())
+}
+
+#[test]
+fn info_has_redis_7s_default_sections_in_order_and_the_fields_clients_read() {
+    let Some(mut both) = compare_with_redis(std::iter::empty()) else {
+        return;
+    };
+    let info = |c: &mut redis::Connection| -> String { redis::cmd("INFO").query(c).unwrap() };
+    let (their_titles, _) = info_layout(&info(&mut both.theirs));
+    let (mut our_titles, fields) = info_layout(&info(&mut both.ours));
+    assert_eq!(
+        our_titles.pop().as_deref(),
+        Some("# Cores"),
+        "ringkv's own, last"
+    );
+    assert_eq!(our_titles, their_titles);
+    for (name, want) in [
+        ("redis_mode", Some("standalone")),
+        ("arch_bits", Some("64")),
+        ("role", Some("master")),
+        ("connected_slaves", Some("0")),
+        ("cluster_enabled", Some("0")),
+        ("maxmemory", Some("0")),
+        ("maxmemory_policy", Some("noeviction")),
+        ("loading", Some("0")),
+        ("rdb_bgsave_in_progress", Some("0")),
+        ("aof_rewrite_in_progress", Some("0")),
+        ("used_memory", None),
+        ("used_memory_human", None),
+        ("used_memory_peak", None),
+        ("total_system_memory", None),
+        ("used_cpu_sys", None),
+        ("used_cpu_user", None),
+        ("process_id", None),
+        ("tcp_port", None),
+        ("uptime_in_seconds", None),
+        ("expired_keys", None),
+        ("keyspace_hits", None),
+    ] {
+        let got = fields
+            .get(name)
+            .unwrap_or_else(|| panic!("INFO lacks {name}"));
+        if let Some(want) = want {
+            assert_eq!(got, want, "{name}");
+        }
+    }
+    assert!(fields["used_memory"].parse::<u64>().unwrap() > 0);
 }

@@ -33,6 +33,7 @@ mod scan;
 mod session;
 mod shared;
 mod strings;
+mod system;
 
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
