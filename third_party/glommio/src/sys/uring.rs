@@ -55,7 +55,7 @@ const MSG_ZEROCOPY: i32 = 0x4000000;
 
 /// Longest an executor sleeps in the kernel before it looks at its rings again
 /// (ringkv patch; see `SleepableRing::sleep`).
-const MAX_SLEEP: Duration = Duration::from_millis(250);
+const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 #[allow(dead_code)]
 #[derive(Debug)]
