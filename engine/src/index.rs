@@ -93,6 +93,8 @@ pub struct Index {
     expiries: hashbrown::HashMap<u32, u64, RandomState>,
     /// The same expiries, ordered by time: (expiry Unix ms, slot).
     by_expiry: BTreeSet<(u64, u32)>,
+    /// The sum of every expiry in `by_expiry` (for the average time to live).
+    expiry_sum: u128,
     hasher: RandomState,
     len: usize,
 }
@@ -119,6 +121,7 @@ impl Index {
             key_garbage: 0,
             expiries: hashbrown::HashMap::with_hasher(RandomState::new()),
             by_expiry: BTreeSet::new(),
+            expiry_sum: 0,
             hasher: RandomState::new(),
             len: 0,
         }
@@ -178,9 +181,11 @@ impl Index {
         };
         if let Some(old) = old {
             self.by_expiry.remove(&(old, id));
+            self.expiry_sum -= u128::from(old);
         }
         if let Some(expiry) = entry.expiry_unix_ms {
             self.by_expiry.insert((expiry, id));
+            self.expiry_sum += u128::from(expiry);
         }
     }
 
@@ -239,6 +244,7 @@ impl Index {
         let old = self.entry_of(id);
         if let Some(expiry) = self.expiries.remove(&id) {
             self.by_expiry.remove(&(expiry, id));
+            self.expiry_sum -= u128::from(expiry);
         }
         let slot = &mut self.slots[id as usize];
         slot.key_at = FREE;
@@ -286,6 +292,18 @@ impl Index {
             .take(limit)
             .map(|&(_, id)| self.slots[id as usize].key_at);
         slots.map(|at| key_at(&self.keys, at).to_vec()).collect()
+    }
+
+    /// Keys whose expiry is still ahead of `now_unix_ms`, and the sum of the time they
+    /// have left (ms). Costs as many steps as keys have expired and wait to be deleted.
+    pub fn expiring_ahead(&self, now_unix_ms: u64) -> (usize, u128) {
+        let expired = self.by_expiry.range(..=(now_unix_ms, u32::MAX));
+        let (mut count, mut sum) = (self.by_expiry.len(), self.expiry_sum);
+        for &(at, _) in expired {
+            count -= 1;
+            sum -= u128::from(at);
+        }
+        (count, sum - count as u128 * u128::from(now_unix_ms))
     }
 
     /// Keys with an expiry, passed or not.
@@ -370,6 +388,12 @@ mod tests {
         assert_eq!(found.iter().collect::<Vec<_>>(), expired);
         let earliest = model.values().filter_map(|e| e.expiry_unix_ms).min();
         assert_eq!(index.next_expiry(), earliest);
+        let ahead: Vec<u64> = (model.values())
+            .filter_map(|e| e.expiry_unix_ms.filter(|&at| at > now))
+            .map(|at| at - now)
+            .collect();
+        let ttl_sum: u128 = ahead.iter().map(|&t| u128::from(t)).sum();
+        assert_eq!(index.expiring_ahead(now), (ahead.len(), ttl_sum));
         let mut seen: Vec<(Vec<u8>, Entry)> = index.iter().map(|(k, e)| (k.to_vec(), e)).collect();
         seen.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(seen, model.into_iter().collect::<Vec<_>>());

@@ -116,6 +116,8 @@ pub struct SubstoreStats {
     pub keys: u64,
     /// Live keys that have an expiry.
     pub expiring_keys: u64,
+    /// The time those keys have left, summed (ms; for an average time to live).
+    pub expiring_ttl_sum_ms: u128,
     /// Bytes of the records the index points at.
     pub live_bytes: u64,
     /// Bytes the extents take (sealed: file length; active: written length, aligned).
@@ -141,6 +143,7 @@ impl SubstoreStats {
     pub fn add(&mut self, other: &SubstoreStats) {
         self.keys += other.keys;
         self.expiring_keys += other.expiring_keys;
+        self.expiring_ttl_sum_ms += other.expiring_ttl_sum_ms;
         self.live_bytes += other.live_bytes;
         self.disk_bytes += other.disk_bytes;
         self.record_bytes += other.record_bytes;
@@ -1002,10 +1005,12 @@ impl<D: Device> Substore<D> {
     pub fn stats(&self) -> SubstoreStats {
         let state = self.state.borrow();
         let (buffer_memory_bytes, summary_memory_bytes) = state.tail_memory_bytes();
-        let expired = state.index.expired_count(self.config.clock.now_unix_ms());
+        let (expiring, ttl_sum) = state.index.expiring_ahead(self.config.clock.now_unix_ms());
+        let expired = state.index.expiring_len() - expiring;
         let mut stats = SubstoreStats {
             keys: (state.index.len() - expired) as u64,
-            expiring_keys: (state.index.expiring_len() - expired) as u64,
+            expiring_keys: expiring as u64,
+            expiring_ttl_sum_ms: ttl_sum,
             extents: state.extents.len() as u64,
             buffered_bytes: state.buffered_bytes(),
             index_memory_bytes: state.index.heap_bytes() as u64,

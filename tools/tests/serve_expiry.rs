@@ -150,6 +150,11 @@ fn a_key_is_gone_once_its_time_has_passed() {
     assert_eq!(exists(&mut c), 3);
     let info: String = redis::cmd("INFO").arg("keyspace").query(&mut c).unwrap();
     assert!(info.contains("db0:keys=3,expires=3,"), "{info}");
+    // 50 ms, 1 s and 50 ms to live: about 367 ms on average, less what has passed.
+    let avg_ttl: u64 = (info.split("avg_ttl=").nth(1))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{info}"));
+    assert!((1..=1_000).contains(&avg_ttl), "{info}");
     std::thread::sleep(Duration::from_millis(1_100));
     assert_eq!(exists(&mut c), 0);
     let size: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();

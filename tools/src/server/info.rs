@@ -251,7 +251,12 @@ fn write_section(ctx: &CoreCtx, stats: &ringkv::Stats, section: &str, out: &mut 
             line("# Keyspace", &"");
             if stats.keys > 0 {
                 let expires: u64 = (stats.cores.iter()).map(|c| c.totals.expiring_keys).sum();
-                let db0 = format!("keys={},expires={expires},avg_ttl=0", stats.keys);
+                let ttl_sum: u128 = (stats.cores.iter())
+                    .map(|c| c.totals.expiring_ttl_sum_ms)
+                    .sum();
+                // Redis estimates it by sampling; here it is exact (ms).
+                let avg_ttl = ttl_sum.checked_div(u128::from(expires)).unwrap_or(0);
+                let db0 = format!("keys={},expires={expires},avg_ttl={avg_ttl}", stats.keys);
                 line("db0", &db0);
             }
         }
