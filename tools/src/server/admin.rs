@@ -74,9 +74,16 @@ pub async fn execute(
     (Some(frame), After::Continue)
 }
 
-/// Compares in time independent of where the first difference is.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `guess` is `secret`, in time that depends neither on where nor whether they
+/// differ, nor on their lengths being equal (a plain comparison returns at the first
+/// difference, or at once for another length). Both are hashed with SipHash under a
+/// key drawn once per process, as Redis compares SHA-256 digests; only equal digests
+/// (the right password, but for a 2^-64 chance) are compared byte by byte.
+fn same_secret(guess: &[u8], secret: &[u8]) -> bool {
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(std::hash::RandomState::new);
+    use std::hash::BuildHasher as _;
+    key.hash_one(guess) == key.hash_one(secret) && guess == secret
 }
 
 /// Checks a user and password; `Err` is the reply.
@@ -471,4 +478,18 @@ fn shutdown(ctx: &CoreCtx, args: &[Bytes]) -> (Option<Frame>, After) {
     }
     ctx.shared.request_stop(StopReason::Shutdown);
     (None, After::Close)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_themselves() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(same_secret(b"", b""));
+        for guess in [&b"s3cre"[..], b"s3cretx", b"S3cret", b"", b"s3cres"] {
+            assert!(!same_secret(guess, b"s3cret"), "{guess:?}");
+        }
+    }
 }
