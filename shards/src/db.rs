@@ -360,7 +360,13 @@ impl Db {
 
     /// Deletes a key; a missing key is not an error.
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
-        let (hash, op) = self.inner.delete_op(key.as_ref())?;
+        self.delete_with(key, self.inner.durability)
+    }
+
+    /// [`Db::delete`], acknowledged as `durability` says rather than as the database's
+    /// mode does (see [`PutOptions::durability`] for what each means here).
+    pub fn delete_with(&self, key: impl AsRef<[u8]>, durability: Durability) -> Result<()> {
+        let (hash, op) = self.inner.delete_op(key.as_ref(), durability)?;
         self.inner.call_blocking(hash, Waits::Write, op)
     }
 
@@ -403,7 +409,15 @@ impl Db {
     }
 
     pub async fn delete_async(&self, key: impl AsRef<[u8]>) -> Result<()> {
-        let (hash, op) = self.inner.delete_op(key.as_ref())?;
+        self.delete_with_async(key, self.inner.durability).await
+    }
+
+    pub async fn delete_with_async(
+        &self,
+        key: impl AsRef<[u8]>,
+        durability: Durability,
+    ) -> Result<()> {
+        let (hash, op) = self.inner.delete_op(key.as_ref(), durability)?;
         self.inner.call(hash, op).await
     }
 
@@ -648,7 +662,7 @@ impl Local {
     /// [`Db::delete_async`], served in place when this core owns the key.
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
         let key = key.as_ref();
-        let (hash, op) = self.db.inner.delete_op(key)?;
+        let (hash, op) = self.db.inner.delete_op(key, self.db.inner.durability)?;
         match self.owner(hash)? {
             None => self.here.write(hash, key, None).await,
             Some(core) => self.db.inner.call_core(core, hash, op).await,
@@ -838,9 +852,16 @@ impl Inner {
     }
 
     /// A delete's request, checked.
-    fn delete_op<'k>(&self, key: &'k [u8]) -> Result<(u64, impl MakeOp<()> + 'k)> {
+    /// A delete, checked, acknowledged as `durability` says.
+    fn delete_op<'k>(
+        &self,
+        key: &'k [u8],
+        durability: Durability,
+    ) -> Result<(u64, impl MakeOp<()> + 'k)> {
         let hash = self.write_key(key, &[])?;
-        Ok((hash, |reply| Op::Delete(key.to_vec(), reply)))
+        Ok((hash, move |reply| {
+            Op::Delete(key.to_vec(), durability, reply)
+        }))
     }
 
     /// Blocks on `future` unless core `core` dies first.

@@ -77,3 +77,18 @@ fn a_read_in_a_sync_database_waits_until_a_buffered_put_is_durable() {
     assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
     db.close().unwrap();
 }
+
+#[test]
+fn a_delete_can_choose_its_durability_too() {
+    let disk = SimDisk::new();
+    let db = Db::open(DB_PATH, options(&disk, Durability::Buffered)).unwrap();
+    let sync = PutOptions::new().durability(Durability::Sync);
+    db.put_with("gone", "v", &sync).unwrap();
+    db.put_with("kept", "v", &sync).unwrap();
+    db.delete_with("gone", Durability::Sync).unwrap();
+    db.delete("kept").unwrap(); // Buffered, like the database: lost at the cut
+    let db = cut_and_reopen(&disk, db, Durability::Buffered);
+    assert_eq!(db.get("gone").unwrap(), None);
+    assert_eq!(db.get("kept").unwrap().as_deref(), Some(&b"v"[..]));
+    db.close().unwrap();
+}

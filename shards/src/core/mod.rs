@@ -91,7 +91,7 @@ pub(crate) enum Op {
     /// Puts of keys this core owns (hash, key, value), made durable by one commit; each
     /// key independent (not atomic as a whole).
     PutMany(Vec<(u64, Vec<u8>, Vec<u8>)>, ReplyTo<()>),
-    Delete(Vec<u8>, ReplyTo<()>),
+    Delete(Vec<u8>, Durability, ReplyTo<()>),
     Exists(Vec<u8>, ReplyTo<bool>),
     Flush(ReplyTo<()>),
     Stats(ReplyTo<CoreStats>),
@@ -601,7 +601,9 @@ impl Core {
             Op::PutQueued(key, value, receipt) => {
                 self.put_queued(hash, key, value, receipt).await;
             }
-            Op::Delete(key, reply) => reply.send(self.write(hash, &key, None).await),
+            Op::Delete(key, durability, reply) => {
+                reply.send(self.write_as(hash, &key, None, durability).await);
+            }
             Op::Exists(key, reply) => reply.send(self.exists(hash, &key).await),
             Op::Flush(reply) => reply.send(self.commit().await),
             Op::Stats(reply) => reply.send(self.commit_appended().await.map(|()| self.stats())),
