@@ -247,3 +247,40 @@ fn the_sweeper_deletes_expired_keys_on_its_own() {
     assert_eq!(db.purge_expired().unwrap(), 0);
     db.close().unwrap();
 }
+
+#[test]
+fn head_reads_nothing_from_the_device() {
+    let disk = ringkv::SimDisk::new();
+    let options = || {
+        Options::default()
+            .cores(1)
+            .extent_size_bytes(64 << 10)
+            .cache_bytes(0)
+            .io_memory_bytes(64 << 10)
+            .simulated_disk(disk.clone())
+    };
+    let db = Db::open("/db", options()).unwrap();
+    let with_meta = PutOptions::new().meta(&b"etag"[..]);
+    for i in 0..300 {
+        db.put_with(format!("k{i}"), vec![b'v'; 1000], &with_meta)
+            .unwrap();
+    }
+    db.close().unwrap();
+    // Reopened, so that the values are on the device only (sealed extents, no cache).
+    let db = Db::open("/db", options()).unwrap();
+    let reads = || disk.count(ringkv::FaultOn::Read);
+    let before = reads();
+    for i in 0..300 {
+        let head = db.head(format!("k{i}")).unwrap().expect("live");
+        assert_eq!((head.value_len, head.meta_len), (1000, 4));
+    }
+    assert_eq!(reads(), before, "HEAD read the device");
+    for i in 0..300 {
+        assert_eq!(db.get(format!("k{i}")).unwrap().unwrap().len(), 1000);
+    }
+    assert!(
+        reads() > before + 100,
+        "gets of sealed values read the device"
+    );
+    db.close().unwrap();
+}

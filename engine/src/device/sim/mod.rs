@@ -219,6 +219,12 @@ impl SimDisk {
         state.faults.push((on, base + nth, fault));
     }
 
+    /// Operations of kind `on` issued so far, on every file (reads, to show a path
+    /// that must not touch the device does not).
+    pub fn count(&self, on: FaultOn) -> u64 {
+        self.state().count_of(on)
+    }
+
     /// Writes and syncs issued so far.
     pub fn op_counts(&self) -> (u64, u64) {
         let state = self.state();
