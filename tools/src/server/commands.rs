@@ -32,6 +32,7 @@ pub enum Cmd {
     GetRange,
     SetRange,
     Type,
+    IncrByFloat,
     // Expiry commands (expiry.rs).
     Expire,
     PExpire,
@@ -330,6 +331,17 @@ pub static COMMANDS: &[Spec] = &[
         "string",
         "2.2.0",
         "Overwrite part of a string at key starting at the specified offset"
+    ),
+    spec!(
+        "incrbyfloat",
+        IncrByFloat,
+        3,
+        ["write", "denyoom", "fast"],
+        (1, 1, 1),
+        W,
+        "string",
+        "2.6.0",
+        "Increment the float value of a key by the given amount"
     ),
     spec!(
         "type",

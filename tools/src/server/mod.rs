@@ -24,6 +24,7 @@ mod commands;
 mod config;
 mod conn;
 mod expiry;
+mod float;
 mod frame;
 mod info;
 mod keyspace;

@@ -1,8 +1,8 @@
 //! The key commands: GET, SET, SETNX, GETSET, MGET, MSET, DEL, UNLINK, EXISTS, INCR,
-//! DECR, INCRBY, DECRBY, APPEND, STRLEN, GETRANGE, SETRANGE, TYPE. SET's expiry
-//! options are parsed in `expiry`; a new value from SET, SETNX or GETSET drops the
-//! key's expiry (unless KEEPTTL), one from INCR, DECR, APPEND or SETRANGE keeps it, as
-//! in Redis.
+//! DECR, INCRBY, DECRBY, INCRBYFLOAT, APPEND, STRLEN, GETRANGE, SETRANGE, TYPE. SET's
+//! expiry options are parsed in `expiry`; a new value from SET, SETNX or GETSET drops
+//! the key's expiry (unless KEEPTTL), one from INCR, DECR, INCRBYFLOAT, APPEND or
+//! SETRANGE keeps it, as in Redis.
 //!
 //! Each runs through the core's `Local` handle: in place for keys this core owns,
 //! across the library's queues for the others. Every read-modify-write (SET with NX,
@@ -22,6 +22,7 @@ use ringkv::{PutOptions, Update};
 
 use super::commands::{Cmd, wrong_arity};
 use super::expiry::{Condition, ExpiryAction, OptionsOf, parse_options, resolve};
+use super::float::{self, FloatError};
 use super::frame::{Frame, db_error, err, not_an_integer};
 use super::resp::parse_i64;
 use super::shared::CoreCtx;
@@ -83,6 +84,7 @@ pub async fn execute(ctx: Rc<CoreCtx>, cmd: Cmd, args: Vec<Bytes>) -> Frame {
             _ => not_an_integer(),
         },
         Cmd::SetRange => set_range(&ctx, key, &args[2], args[3].clone()).await,
+        Cmd::IncrByFloat => incr_by_float(&ctx, key, args[2].clone()).await,
         // Every key here holds a string.
         Cmd::Type => match ctx.local.exists(key).await {
             Ok(true) => Frame::Simple("string"),
@@ -173,6 +175,25 @@ async fn incr_by(ctx: &CoreCtx, key: &Bytes, delta: i64) -> Frame {
             Ok(n) => Frame::Integer(n),
             Err(frame) => frame,
         },
+        Err(e) => db_error(e),
+    }
+}
+
+/// INCRBYFLOAT key increment: Redis's `long double` sum (see `float`), stored as the
+/// text Redis stores and answered as a bulk string.
+async fn incr_by_float(ctx: &CoreCtx, key: &Bytes, incr: Bytes) -> Frame {
+    let decide = incr.clone();
+    let result = ctx
+        .local
+        .update(key, move |seen| match float::incr_by_float(seen, &decide) {
+            Ok(sum) => Update::Put(sum),
+            Err(_) => Update::Keep,
+        })
+        .await;
+    match result.map(|seen| float::incr_by_float(seen.as_deref(), &incr)) {
+        Ok(Ok(sum)) => Frame::bulk(sum),
+        Ok(Err(FloatError::NotAFloat)) => err("value is not a valid float"),
+        Ok(Err(FloatError::NanOrInfinity)) => err("increment would produce NaN or Infinity"),
         Err(e) => db_error(e),
     }
 }
