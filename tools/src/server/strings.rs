@@ -238,6 +238,25 @@ fn byte_range(len: usize, start: i64, end: i64) -> std::ops::Range<usize> {
     start as usize..end as usize + 1
 }
 
+/// Where SETRANGE's patch of `patch_len` bytes at `offset` ends (None for an empty
+/// patch, which changes nothing), or Redis's error when that is past the largest value.
+fn patch_end(offset: usize, patch_len: usize) -> Result<Option<usize>, Frame> {
+    if patch_len == 0 {
+        return Ok(None);
+    }
+    offset
+        .checked_add(patch_len)
+        .filter(|&end| end <= ringkv::VALUE_LEN_MAX)
+        .map(Some)
+        .ok_or_else(|| err("string exceeds maximum allowed size (proto-max-bulk-len)"))
+}
+
+/// The length SETRANGE answers for a value of `old_len` bytes and a patch ending at
+/// `end` (computed without building the value).
+fn patched_len(old_len: usize, end: Option<usize>) -> usize {
+    end.map_or(old_len, |end| old_len.max(end))
+}
+
 /// What SETRANGE makes of `seen` (None: leave the key as it is) and the length it
 /// answers, or the error to answer.
 fn overwritten(
@@ -246,20 +265,15 @@ fn overwritten(
     patch: &[u8],
 ) -> Result<(Option<Vec<u8>>, usize), Frame> {
     let old_len = seen.map_or(0, <[u8]>::len);
-    if patch.is_empty() {
+    let Some(end) = patch_end(offset, patch.len())? else {
         return Ok((None, old_len));
-    }
-    let end = offset
-        .checked_add(patch.len())
-        .filter(|&end| end <= ringkv::VALUE_LEN_MAX)
-        .ok_or_else(|| err("string exceeds maximum allowed size (proto-max-bulk-len)"))?;
+    };
     let mut value = seen.unwrap_or_default().to_vec();
     if value.len() < end {
         value.resize(end, 0);
     }
     value[offset..end].copy_from_slice(patch);
-    let len = value.len();
-    Ok((Some(value), len))
+    Ok((Some(value), patched_len(old_len, Some(end))))
 }
 
 /// SETRANGE key offset value: overwrites part of the value (zero-padded), keeping its
@@ -271,22 +285,19 @@ async fn set_range(ctx: &CoreCtx, key: &Bytes, offset: &Bytes, patch: Bytes) -> 
         None => return not_an_integer(),
     };
     // The size check comes first, as in Redis: it does not depend on the value.
-    if let Err(frame) = overwritten(None, offset, &patch) {
-        return frame;
-    }
-    let decide = patch.clone();
+    let end = match patch_end(offset, patch.len()) {
+        Ok(end) => end,
+        Err(frame) => return frame,
+    };
     let result = ctx
         .local
-        .update(key, move |seen| match overwritten(seen, offset, &decide) {
+        .update(key, move |seen| match overwritten(seen, offset, &patch) {
             Ok((Some(value), _)) => Update::Put(value),
             _ => Update::Keep,
         })
         .await;
     match result {
-        Ok(seen) => match overwritten(seen.as_deref(), offset, &patch) {
-            Ok((_, len)) => Frame::Integer(len as i64),
-            Err(frame) => frame,
-        },
+        Ok(seen) => Frame::Integer(patched_len(seen.map_or(0, |v| v.len()), end) as i64),
         Err(e) => db_error(e),
     }
 }
