@@ -76,6 +76,13 @@ pub struct Sealed {
     generation: u64,
 }
 
+impl Sealed {
+    /// The generation that was sealed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
 /// One core's log file, open for appending frames.
 #[derive(Debug)]
 pub struct CommitLog<F> {
@@ -250,6 +257,11 @@ impl<F: DeviceFile> CommitLog<F> {
         self.next_frame.set(0);
         self.sealed.set(false);
         Ok(())
+    }
+
+    /// The generation frames are appended to now (each reset starts the next).
+    pub fn generation(&self) -> u64 {
+        self.header.get().generation
     }
 
     /// Bytes from the start of the file to the end of the last frame.

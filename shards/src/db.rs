@@ -14,10 +14,11 @@ use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 use ringkv_engine::hash::routing_hash;
 use ringkv_engine::{Clock, CompactionStats, check_limits};
 
+use crate::batch::{self, BatchOp, WriteBatch};
 use crate::cache::Cache;
 use crate::core::{
-    self, Answer, CoreShared, CoreStats, Health, Here, Op, ReplySlot, ReplyTo, Request, SpawnFn,
-    Spinners, Update, UpdateFn, Waits,
+    self, Answer, CoreShared, CoreStats, Health, Here, Op, Peers, ReplySlot, ReplyTo, Request,
+    SpawnFn, Spinners, Update, UpdateFn, Waits,
 };
 use crate::error::{Error, Result};
 use crate::layout::{self, DirLock, ROUTE_BITS};
@@ -57,7 +58,7 @@ type CoreThread = std::thread::JoinHandle<()>;
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
-    cores: Vec<Arc<CoreShared>>,
+    cores: Arc<Peers>,
     /// Each core's read cache (the core fills it; callers read it).
     caches: Vec<Arc<Cache>>,
     route: Box<[u16]>,
@@ -69,6 +70,9 @@ struct Inner {
     /// Queued puts between their look at `closed` and their push: close waits for
     /// them, so that each is queued before the core's shutdown request.
     queueing: AtomicUsize,
+    /// Write batches called and not yet done with: close waits for them, so that no
+    /// core a batch involves stops under it.
+    batches: Arc<AtomicUsize>,
     /// Which blocking callers may spin for their answers, and how long.
     spinners: Spinners,
     threads: Mutex<Vec<CoreThread>>,
@@ -240,6 +244,7 @@ impl Db {
         let lock = layout::lock(fs, &path)?;
         let (leaves, ancestors) = layout::scan(fs, &path)?;
         let logged = logs::read(fs, &path)?;
+        let pending = batch::read(fs, &path)?;
         let cores = options.resolved_cores();
         let cpus = allowed_cpus();
         let spare_cpus = cpus.len().saturating_sub(cores);
@@ -248,6 +253,7 @@ impl Db {
         let shared: Vec<Arc<CoreShared>> = (0..cores)
             .map(|index| Arc::new(CoreShared::new(index, options.queue_depth, spin)))
             .collect();
+        let peers = Arc::new(Peers::new(shared));
         let caches: Vec<Arc<Cache>> = (0..cores)
             .map(|_| {
                 let budget = options.cache_bytes / cores as u64;
@@ -274,6 +280,7 @@ impl Db {
                 log_ready: log_ready.clone(),
                 dir: path.clone(),
                 cache,
+                peers: peers.clone(),
             });
         let logs_kept = if options.commit_log_bytes > 0 {
             cores
@@ -291,17 +298,18 @@ impl Db {
             ready: ready_tx,
             path: path.clone(),
         };
-        let (threads, spawn_error) = start.all(shared.iter().cloned().zip(owned));
+        let (threads, spawn_error) = start.all(peers.iter().cloned().zip(owned));
         let started = threads.len();
         let inner = Inner {
             path,
-            cores: shared,
+            cores: peers,
             caches,
             route: assignment.route,
             health,
             closed: AtomicBool::new(false),
             durability,
             queueing: AtomicUsize::new(0),
+            batches: Arc::new(AtomicUsize::new(0)),
             spinners: Spinners::new(spare_cpus, SPIN_BEFORE_PARK, WRITE_SPIN_BEFORE_PARK),
             threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
@@ -314,11 +322,12 @@ impl Db {
         let failed = spawn_error.or(await_ready(&ready_rx, started)).or_else(|| {
             logs::remove_unused(&storage, &db.inner.path, &logged.files, logs_kept).err()
         });
+        let failed = failed.or_else(|| {
+            log_ready.store(true, Ordering::Release);
+            db.inner.finish_batches(&storage, pending).err()
+        });
         match failed {
-            None => {
-                log_ready.store(true, Ordering::Release);
-                Ok(db)
-            }
+            None => Ok(db),
             Some(e) => {
                 let _ = db.inner.close();
                 Err(e)
@@ -419,6 +428,32 @@ impl Db {
     ) -> Result<()> {
         let (hash, op) = self.inner.delete_op(key.as_ref(), durability)?;
         self.inner.call(hash, op).await
+    }
+
+    /// Applies `batch` all or nothing: after a crash it is wholly present or wholly
+    /// absent, on every core it touches. Durable when it returns, whatever the
+    /// database's mode. A read of one of its keys that starts after this returns sees
+    /// the whole batch, and so does one that has seen any of its writes; a reader may
+    /// see none of it while it is in flight. See [`Db::write_async`].
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        futures_lite::future::block_on(self.write_async(batch))
+    }
+
+    /// [`Db::write`] for async callers. Dropping the future does not stop the batch: it
+    /// is applied whole or not at all all the same.
+    pub async fn write_async(&self, batch: WriteBatch) -> Result<()> {
+        let (ops, _) = batch.into_ops()?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.inner.health.check_writable()?;
+        let ticket = core::Ticket::new(&self.inner.batches);
+        let parts = self.inner.parts(ops);
+        let coordinator = parts[0].0;
+        let reply = (self.inner)
+            .send_async(coordinator, 0, |reply| Op::Batch(parts, ticket, reply))
+            .await?;
+        self.inner.wait(coordinator, reply).await
     }
 
     pub async fn exists_async(&self, key: impl AsRef<[u8]>) -> Result<bool> {
@@ -778,26 +813,9 @@ impl Inner {
         self.wait(core, reply).await
     }
 
-    /// The reply of a request queued on `core`, or why there will be none: the core
-    /// died (`Error::CoreFailed`, even when the request's task was lost with it) or
-    /// stopped (`Error::Closed`).
+    /// The reply of a request queued on `core`, or why there will be none.
     async fn wait<T>(&self, core: usize, reply: oneshot::Receiver<Result<T>>) -> Result<T> {
-        let shared = &self.cores[core];
-        let replied = async { Some(reply.await) };
-        let died = async {
-            shared.died().await;
-            None
-        };
-        match futures_lite::FutureExt::or(replied, died).await {
-            Some(Ok(result)) => result,
-            Some(Err(_cancelled)) => {
-                // Dropped unanswered: at shutdown, or while a panic unwinds the core
-                // (which marks it dead right after). Wait for the core's verdict.
-                shared.ended().await;
-                Err(shared.gone())
-            }
-            None => Err(shared.gone()),
-        }
+        self.cores.wait(core, reply).await
     }
 
     /// A request for an async caller, and where its answer will come.
@@ -894,13 +912,39 @@ impl Inner {
         hash: u64,
         op: impl MakeOp<T>,
     ) -> Result<oneshot::Receiver<Result<T>>> {
-        let (mut request, rx) = self.request(hash, op)?;
-        while let Err(back) = self.cores[core].push(request) {
-            request = back;
-            self.cores[core].wake();
-            futures_lite::future::yield_now().await;
-        }
+        let (request, rx) = self.request(hash, op)?;
+        self.cores.push(core, request).await;
         Ok(rx)
+    }
+
+    /// A batch's writes split by core, in core order.
+    fn parts(&self, ops: Vec<BatchOp>) -> Vec<core::Part> {
+        let mut parts: Vec<core::Part> = Vec::new();
+        for op in ops {
+            let core = self.core_of(op.hash);
+            match parts.iter_mut().find(|(c, _)| *c == core) {
+                Some((_, part)) => part.push(op),
+                None => parts.push((core, vec![op])),
+            }
+        }
+        parts.sort_by_key(|(core, _)| *core);
+        parts
+    }
+
+    /// At open, before any call: applies the batches whose frames had no done (every
+    /// part again, durably), then removes the batch logs.
+    fn finish_batches(&self, fs: &crate::storage::Storage, pending: batch::Pending) -> Result<()> {
+        futures_lite::future::block_on(async {
+            for ops in pending.batches {
+                for (core, part) in self.parts(ops) {
+                    self.cores
+                        .call(core, 0, |reply| Op::BatchApply(part, reply))
+                        .await?;
+                }
+            }
+            Ok::<_, Error>(())
+        })?;
+        batch::remove(fs, &self.path, &pending.files)
     }
 
     fn close(&self) -> Result<()> {
@@ -909,6 +953,9 @@ impl Inner {
         }
         while self.queueing.load(Ordering::SeqCst) > 0 {
             std::thread::yield_now(); // a put being queued goes before the shutdown
+        }
+        while self.batches.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(100));
         }
         let mut first_error = None;
         for (index, core) in self.cores.iter().enumerate() {

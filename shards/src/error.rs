@@ -12,6 +12,9 @@ pub enum Error {
     ValueTooLarge { len: usize, max: usize },
     #[error("metadata is {len} bytes; the limit is {max}")]
     MetadataTooLarge { len: usize, max: usize },
+    /// A write batch too large for one frame of its coordinator's batch log.
+    #[error("the write batch takes {bytes} bytes; a batch may take at most {max}")]
+    BatchTooLarge { bytes: u64, max: u64 },
     #[error("{path} is in use by another ringkv database (lock file {lock})")]
     Locked { path: PathBuf, lock: PathBuf },
     #[error("the database is closed")]

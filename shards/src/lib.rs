@@ -33,6 +33,7 @@
 
 #![deny(unsafe_code)]
 
+mod batch;
 mod cache;
 mod core;
 mod db;
@@ -46,6 +47,7 @@ mod sizing;
 mod storage;
 mod verify;
 
+pub use batch::WriteBatch;
 pub use bytes::Bytes;
 pub use core::{CoreStats, ExpireIf, Head, LeafStats, Update};
 pub use db::{Db, Local, PutOptions, Stats, Ttl};

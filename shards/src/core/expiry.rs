@@ -153,6 +153,7 @@ impl Core {
 
     /// The index entry of a live `key`, once readable (durable, in `Sync` mode).
     pub(super) async fn head(&self, hash: u64, key: &[u8]) -> Result<Option<Head>> {
+        self.batches.until_unlocked(key).await;
         self.wait_durable(hash, key).await?;
         Ok(self.leaf(hash).head(key).map(|entry| Head {
             value_len: entry.value_len,
@@ -245,7 +246,7 @@ impl Core {
     /// did.
     async fn delete_if_expired(&self, hash: u64, key: &[u8]) -> Result<bool> {
         self.health.check_writable()?;
-        let leaf = self.writable_leaf(hash).await;
+        let leaf = self.writable_leaf(hash, key, super::Locks::Wait).await;
         if !leaf.has_expired(key) {
             return Ok(false);
         }

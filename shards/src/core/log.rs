@@ -80,6 +80,11 @@ impl CoreLog {
         }
     }
 
+    /// The epoch this run's logs start with.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     fn enabled(&self) -> bool {
         !matches!(*self.state.borrow(), State::Off)
     }

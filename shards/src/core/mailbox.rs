@@ -423,3 +423,76 @@ impl CoreShared {
         .await
     }
 }
+
+/// Every core's mailbox: how callers, and a core coordinating a write batch, call a
+/// core and wait for its answer.
+#[derive(Debug)]
+pub(crate) struct Peers(Vec<Arc<CoreShared>>);
+
+impl std::ops::Deref for Peers {
+    type Target = [Arc<CoreShared>];
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Peers {
+    pub(crate) fn new(cores: Vec<Arc<CoreShared>>) -> Self {
+        Self(cores)
+    }
+
+    /// Asks core `core` to do `op` and waits for its answer.
+    pub(crate) async fn call<T: Send + 'static>(
+        &self,
+        core: usize,
+        hash: u64,
+        op: impl FnOnce(ReplyTo<T>) -> Op,
+    ) -> Result<T> {
+        let (reply, rx) = ReplyTo::task();
+        self.push(
+            core,
+            Request::Call {
+                hash,
+                op: op(reply),
+            },
+        )
+        .await;
+        self.wait(core, rx).await
+    }
+
+    /// Queues `request` on core `core`, yielding while its queue is full.
+    pub(crate) async fn push(&self, core: usize, mut request: Request) {
+        while let Err(back) = self[core].push(request) {
+            request = back;
+            self[core].wake();
+            futures_lite::future::yield_now().await;
+        }
+    }
+
+    /// The reply of a request queued on `core`, or why there will be none: the core
+    /// died (`Error::CoreFailed`, even when the request's task was lost with it) or
+    /// stopped (`Error::Closed`).
+    pub(crate) async fn wait<T>(
+        &self,
+        core: usize,
+        reply: futures_channel::oneshot::Receiver<Result<T>>,
+    ) -> Result<T> {
+        let shared = &self[core];
+        let replied = async { Some(reply.await) };
+        let died = async {
+            shared.died().await;
+            None
+        };
+        match futures_lite::FutureExt::or(replied, died).await {
+            Some(Ok(result)) => result,
+            Some(Err(_cancelled)) => {
+                // Dropped unanswered: at shutdown, or while a panic unwinds the core
+                // (which marks it dead right after). Wait for the core's verdict.
+                shared.ended().await;
+                Err(shared.gone())
+            }
+            None => Err(shared.gone()),
+        }
+    }
+}

@@ -42,6 +42,7 @@ use crate::layout::Leaf;
 use crate::options::{Durability, Options};
 
 mod background;
+mod batch;
 mod commit;
 mod expiry;
 mod leaf;
@@ -50,12 +51,13 @@ mod mailbox;
 mod receipt;
 mod report;
 
+pub(crate) use batch::{Part, Ticket};
 use commit::Committer;
 pub use expiry::{ExpireIf, Head};
 pub(crate) use expiry::{ExpiryChange, Extras, NO_EXTRAS};
 use leaf::LeafState;
 use log::CoreLog;
-pub(crate) use mailbox::{Answer, CoreShared, ReplySlot, ReplyTo, Request, Spinners, Waits};
+pub(crate) use mailbox::{Answer, CoreShared, Peers, ReplySlot, ReplyTo, Request, Spinners, Waits};
 pub(crate) use receipt::{Receipt, issue as queue_receipt, pending as put_pending};
 pub use report::{CoreStats, LeafStats};
 
@@ -101,6 +103,22 @@ pub(crate) enum Op {
     Update(Vec<u8>, UpdateFn, ReplyTo<Option<Bytes>>),
     /// Runs a closure on this core's executor (it spawns the caller's task).
     Spawn(SpawnFn, ReplyTo<()>),
+    /// Runs a write batch whose parts (sorted by core) start with this core's.
+    Batch(Vec<Part>, Ticket, ReplyTo<()>),
+    /// Locks a batch's keys on this core (see [`batch`]).
+    BatchLock(Vec<Vec<u8>>, ReplyTo<()>),
+    /// Appends and commits a batch's part (its keys locked by it, or at open).
+    BatchApply(Vec<crate::batch::BatchOp>, ReplyTo<()>),
+    /// Unlocks a batch's keys.
+    BatchUnlock(Vec<Vec<u8>>, ReplyTo<()>),
+}
+
+/// Whether a write waits while a batch holds its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Locks {
+    Wait,
+    /// The batch that holds it writes, or the caller checked.
+    Held,
 }
 
 /// Where `for_each` sends a core's entries, a batch at a time.
@@ -236,6 +254,8 @@ pub(crate) struct Owned {
     pub(crate) dir: std::path::PathBuf,
     /// This core's read cache, which callers read too.
     pub(crate) cache: Arc<Cache>,
+    /// Every core's mailbox (a batch's coordinator calls its participants).
+    pub(crate) peers: Arc<Peers>,
 }
 
 /// A core's state, on its own thread.
@@ -277,6 +297,9 @@ struct Core {
     stopping: Cell<bool>,
     /// The database directory.
     data_dir: std::path::PathBuf,
+    /// Every core's mailbox.
+    peers: Arc<Peers>,
+    batches: batch::Batches,
 }
 
 /// Where each core reports, with its index, whether it opened its leaves (or why its
@@ -427,6 +450,23 @@ impl Core {
         value: Vec<u8>,
         receipt: Receipt,
     ) {
+        // Appended in the poll that finds the key unlocked and its leaf not frozen.
+        let (mut value, mut receipt) = (value, receipt);
+        loop {
+            match self.defer_if_locked(hash, &key, value, receipt) {
+                Ok(()) => return, // appended by the batch's unlock
+                Err(back) => (value, receipt) = back,
+            }
+            if !self.leaf(hash).frozen.get() {
+                break;
+            }
+            self.split_settled(hash).await;
+        }
+        self.put_now(hash, key, value, receipt).await;
+    }
+
+    /// [`Core::put_queued`] of a key no batch holds (or the one whose unlock this is).
+    async fn put_now(self: &Rc<Self>, hash: u64, key: Vec<u8>, value: Vec<u8>, receipt: Receipt) {
         let value = Bytes::from(value);
         let appended = self.append_in_memory(hash, &key, &value).await;
         drop(receipt);
@@ -469,6 +509,7 @@ impl Core {
             log_ready,
             dir: data_dir,
             cache,
+            peers,
         } = owned;
         let config = Config {
             extent_size_bytes: options.extent_size_bytes,
@@ -521,6 +562,8 @@ impl Core {
             background_error: RefCell::new(None),
             stopping: Cell::new(false),
             data_dir,
+            peers,
+            batches: batch::Batches::default(),
         };
         for leaf in core.store_list() {
             core.replay(&leaf, &mut replay).await?;
@@ -620,10 +663,21 @@ impl Core {
                 (f.0)(Here(self.clone()));
                 reply.send(Ok(()));
             }
+            Op::Batch(parts, ticket, reply) => {
+                reply.send(self.coordinate(parts).await);
+                drop(ticket);
+            }
+            Op::BatchLock(keys, reply) => reply.send(self.lock_keys(keys).await),
+            Op::BatchApply(ops, reply) => reply.send(self.apply_part(ops).await),
+            Op::BatchUnlock(keys, reply) => {
+                self.unlock_keys(keys).await;
+                reply.send(Ok(()));
+            }
         }
     }
 
     async fn exists(&self, hash: u64, key: &[u8]) -> Result<bool> {
+        self.batches.until_unlocked(key).await;
         self.wait_durable(hash, key).await?;
         Ok(self.leaf(hash).exists(key))
     }
@@ -640,6 +694,7 @@ impl Core {
     /// Reads the key's live record from its leaf, once readable (durable, in `Sync`
     /// mode), and caches its value unless a write on this core raced with the read.
     async fn read(&self, hash: u64, key: &[u8]) -> Result<Option<StoredRecord>> {
+        self.batches.until_unlocked(key).await;
         self.wait_durable(hash, key).await?;
         let writes_before = self.writes.get();
         let record = self.leaf(hash).get(key).await?;
@@ -711,31 +766,47 @@ impl Core {
     }
 
     /// The first half of a put (`Some` value and extras) or delete (`None`): appended
-    /// to the key's leaf (and its ancestor for a delete), in memory. Returns the leaf
-    /// and the sequence of the record appended to it.
+    /// to the key's leaf (and its ancestor for a delete), in memory, once no batch
+    /// holds the key. Returns the leaf and the sequence of the record appended to it.
     async fn append(
         &self,
         hash: u64,
         key: &[u8],
         put: Option<(&Bytes, &Extras)>,
     ) -> Result<(Rc<LeafState>, u64)> {
-        self.append_with(hash, key, async |leaf| match (put, leaf.ancestor()) {
-            (Some((value, extras)), _) => leaf.store.put_with(key, value, extras.options()).await,
-            (None, None) => leaf.store.delete(key).await.map(drop),
-            (None, Some(ancestor)) => leaf.delete_behind(&ancestor, key).await,
+        self.append_as(hash, key, put, Locks::Wait).await
+    }
+
+    /// [`Core::append`], waiting for a batch's lock of the key as `locks` says.
+    async fn append_as(
+        &self,
+        hash: u64,
+        key: &[u8],
+        put: Option<(&Bytes, &Extras)>,
+        locks: Locks,
+    ) -> Result<(Rc<LeafState>, u64)> {
+        self.append_with(hash, key, locks, async |leaf| {
+            match (put, leaf.ancestor()) {
+                (Some((value, extras)), _) => {
+                    leaf.store.put_with(key, value, extras.options()).await
+                }
+                (None, None) => leaf.store.delete(key).await.map(drop),
+                (None, Some(ancestor)) => leaf.delete_behind(&ancestor, key).await,
+            }
         })
         .await
     }
 
-    /// The part of a put's [`Core::append`] that needs no I/O (it waits only for a
-    /// split that froze the key's leaf); the store's buffer may be left full.
+    /// The part of a queued put's [`Core::append`] that needs no I/O (it waits only for
+    /// a split that froze the key's leaf; the caller checked the key's lock); the
+    /// store's buffer may be left full.
     async fn append_in_memory(
         &self,
         hash: u64,
         key: &[u8],
         value: &Bytes,
     ) -> Result<(Rc<LeafState>, u64)> {
-        self.append_with(hash, key, async |leaf| {
+        self.append_with(hash, key, Locks::Held, async |leaf| {
             leaf.store.put_in_memory(key, value, Default::default())
         })
         .await
@@ -747,10 +818,11 @@ impl Core {
         &self,
         hash: u64,
         key: &[u8],
+        locks: Locks,
         append: impl AsyncFnOnce(&Rc<LeafState>) -> ringkv_engine::Result<()>,
     ) -> Result<(Rc<LeafState>, u64)> {
         self.health.check_writable()?;
-        let leaf = self.writable_leaf(hash).await;
+        let leaf = self.writable_leaf(hash, key, locks).await;
         let seq = self.note_write(&leaf, key);
         let result = append(&leaf).await;
         leaf.dirty.set(true);
@@ -760,18 +832,28 @@ impl Core {
         }
     }
 
-    /// The leaf that takes writes of `hash`, once no split has it frozen.
-    async fn writable_leaf(&self, hash: u64) -> Rc<LeafState> {
+    /// The leaf that takes writes of `hash`, once no split has it frozen and (unless
+    /// `locks` says the caller may write it) no batch holds `key`.
+    async fn writable_leaf(&self, hash: u64, key: &[u8], locks: Locks) -> Rc<LeafState> {
         loop {
+            if locks == Locks::Wait && self.batches.holds(key) {
+                self.batches.until_unlocked(key).await;
+                continue;
+            }
             let leaf = self.leaf(hash);
             if !leaf.frozen.get() {
                 return leaf;
             }
-            // A split is copying this leaf's last changes; then the key has a new leaf.
-            let listener = self.split_done.listen();
-            if self.leaf(hash).frozen.get() {
-                listener.await;
-            }
+            self.split_settled(hash).await;
+        }
+    }
+
+    /// Resolves once no split has the leaf of `hash` frozen (a split is copying its
+    /// last changes; then the key has a new leaf), or at once if none does.
+    async fn split_settled(&self, hash: u64) {
+        let listener = self.split_done.listen();
+        if self.leaf(hash).frozen.get() {
+            listener.await;
         }
     }
 
@@ -842,16 +924,18 @@ impl Core {
 
     /// The key's live record, read so that a write appended in the same poll as this
     /// returns comes right after it: the read is retried until no write on this core
-    /// raced with it and the leaf is not frozen by a split (appending never waits). Its
+    /// raced with it, the leaf is not frozen by a split and no batch holds the key
+    /// (appending never waits). Its
     /// value comes from the cache when the record has no metadata.
     async fn read_unraced(&self, hash: u64, key: &[u8]) -> Result<Option<StoredRecord>> {
         self.health.check_writable()?;
         loop {
             if self.leaf(hash).frozen.get() {
-                let listener = self.split_done.listen();
-                if self.leaf(hash).frozen.get() {
-                    listener.await;
-                }
+                self.split_settled(hash).await;
+                continue;
+            }
+            if self.batches.holds(key) {
+                self.batches.until_unlocked(key).await;
                 continue;
             }
             let writes_before = self.writes.get();

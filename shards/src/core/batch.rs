@@ -1,0 +1,300 @@
+//! A core's side of atomic write batches ([`crate::batch`]; ARCHITECTURE.md, "Atomic
+//! write batches"): the keys batches hold locked here, the batch log of the batches
+//! this core coordinates, and the coordinator's steps.
+//!
+//! A batch runs on its coordinator (the lowest core it touches), in a task of its own:
+//!
+//! 1. **Lock**, one participant after another in core order (so two batches never wait
+//!    for each other): each core locks its keys of the batch once none of them is
+//!    locked. A locked key takes no write but the batch's own; a read of it waits;
+//!    a `Buffered` put queued for it is deferred (kept in order) until the unlock.
+//! 2. **Commit**: the batch's frame, durable in the coordinator's batch log.
+//! 3. **Apply**, on every participant together: its writes appended, then a commit
+//!    round (durable whatever the database's mode).
+//! 4. **Done**: a frame saying so, durable (or, when the log is full, the reset of the
+//!    frame's generation once no batch of it is pending).
+//! 5. **Unlock** everywhere: deferred puts first, then waiting writers and readers.
+//!
+//! A reader that saw one key of a batch sees all of it: keys are unlocked only after
+//! every part is applied. A committed batch that could not be applied everywhere
+//! latches the database read-only: the next open applies it (its frame has no done).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use event_listener::Event;
+use ringkv_engine::CommitLog;
+use ringkv_engine::commitlog::Sealed;
+
+use super::{Core, NO_EXTRAS, Receipt};
+use crate::batch::{BATCH_LOG_BYTES, BatchOp, done_frame, file_name, frame};
+use crate::error::Result;
+use crate::logs::COMMIT_DIR;
+use crate::storage::LeafFile;
+
+/// A batch's writes on one core.
+pub(crate) type Part = (usize, Vec<BatchOp>);
+
+/// Counts a batch from its call until its coordinator is done with it (close waits).
+#[derive(Debug)]
+pub(crate) struct Ticket(Arc<AtomicUsize>);
+
+impl Ticket {
+    pub(crate) fn new(in_flight: &Arc<AtomicUsize>) -> Self {
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        Self(in_flight.clone())
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A `Buffered` put that was queued for a locked key.
+struct Deferred {
+    hash: u64,
+    value: Vec<u8>,
+    receipt: Receipt,
+}
+
+/// What a core keeps for batches.
+#[derive(Default)]
+pub(super) struct Batches {
+    /// Keys locked by a batch in flight, each with the puts deferred behind it.
+    locks: RefCell<HashMap<Vec<u8>, Vec<Deferred>>>,
+    unlocked: Event,
+    log: RefCell<Option<Rc<CommitLog<LeafFile>>>>,
+    starting: async_lock::Mutex<()>,
+    next_id: Cell<u64>,
+    /// Frames of this core's log whose batch is not done (all of the current
+    /// generation: a sealed log takes no frame until its reset, which waits for 0).
+    pending: Cell<usize>,
+    /// Notified when `pending` falls and when a reset is done.
+    retired: Event,
+}
+
+impl Batches {
+    pub(super) fn holds(&self, key: &[u8]) -> bool {
+        let locks = self.locks.borrow();
+        !locks.is_empty() && locks.contains_key(key)
+    }
+
+    /// Resolves once no batch holds `key`.
+    pub(super) async fn until_unlocked(&self, key: &[u8]) {
+        while self.holds(key) {
+            let listener = self.unlocked.listen();
+            if self.holds(key) {
+                listener.await;
+            }
+        }
+    }
+
+    fn retire_one(&self) {
+        self.pending.set(self.pending.get() - 1);
+        self.retired.notify(usize::MAX);
+    }
+}
+
+impl Core {
+    /// Runs a batch whose parts (sorted by core, this core's first) are `parts`.
+    pub(super) async fn coordinate(self: &Rc<Self>, parts: Vec<Part>) -> Result<()> {
+        let keys: Vec<(usize, Vec<Vec<u8>>)> = (parts.iter())
+            .map(|(core, ops)| (*core, ops.iter().map(|op| op.key.clone()).collect()))
+            .collect();
+        for (locked, (core, part_keys)) in keys.iter().enumerate() {
+            let lock = self
+                .peers
+                .call(*core, 0, |r| super::Op::BatchLock(part_keys.clone(), r));
+            if let Err(e) = lock.await {
+                self.unlock(&keys[..locked]).await;
+                return Err(e);
+            }
+        }
+        let id = self.batches.next_id.get();
+        self.batches.next_id.set(id + 1);
+        let payload: Vec<u8> = parts.iter().flat_map(|(_, ops)| frame(id, ops)).collect();
+        if let Err(e) = self.log_frame(&payload).await {
+            self.unlock(&keys).await;
+            return Err(e);
+        }
+        let applies = (parts.into_iter())
+            .map(|(core, ops)| self.peers.call(core, 0, |r| super::Op::BatchApply(ops, r)));
+        let applied: Result<Vec<()>> = futures_util::future::join_all(applies)
+            .await
+            .into_iter()
+            .collect();
+        let result = match applied {
+            Ok(_) => self.log_done(id).await,
+            Err(e) => {
+                let cause = format!("a committed write batch could not be applied ({e})");
+                self.health.fail(cause);
+                Err(e)
+            }
+        };
+        self.unlock(&keys).await;
+        result
+    }
+
+    async fn unlock(&self, keys: &[(usize, Vec<Vec<u8>>)]) {
+        let unlocks = (keys.iter()).map(|(core, keys)| {
+            self.peers
+                .call(*core, 0, |r| super::Op::BatchUnlock(keys.clone(), r))
+        });
+        // A core that cannot answer has stopped or died: its locks went with it.
+        let _ = futures_util::future::join_all(unlocks).await;
+    }
+
+    /// This core's batch log, started at its first batch (open removed the last run's).
+    async fn batch_log(&self) -> Result<Rc<CommitLog<LeafFile>>> {
+        let _one = self.batches.starting.lock().await;
+        if let Some(log) = &*self.batches.log.borrow() {
+            return Ok(log.clone());
+        }
+        let dir = self.data_dir.join(COMMIT_DIR);
+        let device = self.options.storage.device(&dir).await?;
+        let core = u32::try_from(self.index).expect("core numbers fit u32");
+        let name = file_name(self.index);
+        let epoch = self.log.epoch();
+        let log = CommitLog::start(&device, &name, core, epoch, BATCH_LOG_BYTES).await;
+        let log = Rc::new(log.map_err(|e| self.failed(e))?);
+        *self.batches.log.borrow_mut() = Some(log.clone());
+        Ok(log)
+    }
+
+    /// Makes `payload` (a batch's frame) durable: the batch is committed.
+    async fn log_frame(&self, payload: &[u8]) -> Result<()> {
+        self.health.check_writable()?;
+        let log = self.batch_log().await?;
+        loop {
+            match log.append(payload).await.map_err(|e| self.failed(e))? {
+                Ok(()) => {
+                    self.batches.pending.set(self.batches.pending.get() + 1);
+                    return Ok(());
+                }
+                Err(sealed) => self.reset_when_retired(&log, sealed).await?,
+            }
+        }
+    }
+
+    /// Says batch `id` is durable everywhere: once this returns, its frame is never
+    /// applied again.
+    async fn log_done(&self, id: u64) -> Result<()> {
+        let log = self.batch_log().await?;
+        let appended = log
+            .append(&done_frame(id))
+            .await
+            .map_err(|e| self.failed(e))?;
+        self.batches.retire_one();
+        match appended {
+            Ok(()) => Ok(()),
+            Err(sealed) => self.reset_when_retired(&log, sealed).await,
+        }
+    }
+
+    /// Returns once the generation `sealed` is reset: by this call, once no batch of it
+    /// is pending (each pending one is applied or being applied, and retires), or by
+    /// another.
+    async fn reset_when_retired(&self, log: &CommitLog<LeafFile>, sealed: Sealed) -> Result<()> {
+        loop {
+            if log.generation() != sealed.generation() {
+                return Ok(());
+            }
+            if self.batches.pending.get() == 0 {
+                log.reset(sealed).await.map_err(|e| self.failed(e))?;
+                self.batches.retired.notify(usize::MAX);
+                return Ok(());
+            }
+            let listener = self.batches.retired.listen();
+            if self.batches.pending.get() != 0 && log.generation() == sealed.generation() {
+                listener.await;
+            }
+        }
+    }
+
+    /// Locks `keys` for a batch, once no other batch holds any of them. Reads in flight
+    /// do not cache what they read (a write counts).
+    pub(super) async fn lock_keys(&self, keys: Vec<Vec<u8>>) -> Result<()> {
+        loop {
+            self.health.check_writable()?;
+            let free = {
+                let locks = self.batches.locks.borrow();
+                keys.iter().all(|k| !locks.contains_key(k))
+            };
+            if free {
+                let mut locks = self.batches.locks.borrow_mut();
+                for key in keys {
+                    self.cache.remove(&key);
+                    locks.insert(key, Vec::new());
+                }
+                self.writes.set(self.writes.get() + 1);
+                return Ok(());
+            }
+            let listener = self.batches.unlocked.listen();
+            let held = {
+                let locks = self.batches.locks.borrow();
+                keys.iter().any(|k| locks.contains_key(k))
+            };
+            if held {
+                listener.await;
+            }
+        }
+    }
+
+    /// Appends a batch's writes on this core (its keys locked by it) and commits them.
+    pub(super) async fn apply_part(self: &Rc<Self>, ops: Vec<BatchOp>) -> Result<()> {
+        for op in &ops {
+            let put = op.value.as_ref().map(|v| (v, &NO_EXTRAS));
+            self.append_as(op.hash, &op.key, put, super::Locks::Held)
+                .await?;
+        }
+        self.commit().await
+    }
+
+    /// Unlocks `keys`: the puts deferred behind each are appended first, in order.
+    pub(super) async fn unlock_keys(self: &Rc<Self>, keys: Vec<Vec<u8>>) {
+        for key in keys {
+            loop {
+                let deferred = match self.batches.locks.borrow_mut().get_mut(&key) {
+                    Some(deferred) => std::mem::take(deferred),
+                    None => break,
+                };
+                if deferred.is_empty() {
+                    self.batches.locks.borrow_mut().remove(&key);
+                    break;
+                }
+                for put in deferred {
+                    self.put_now(put.hash, key.clone(), put.value, put.receipt)
+                        .await;
+                }
+            }
+        }
+        self.batches.unlocked.notify(usize::MAX);
+    }
+
+    /// Defers a queued put of a locked key until its unlock; `false` if not locked.
+    pub(super) fn defer_if_locked(
+        &self,
+        hash: u64,
+        key: &[u8],
+        value: Vec<u8>,
+        receipt: Receipt,
+    ) -> std::result::Result<(), (Vec<u8>, Receipt)> {
+        let mut locks = self.batches.locks.borrow_mut();
+        let Some(deferred) = locks.get_mut(key) else {
+            return Err((value, receipt));
+        };
+        deferred.push(Deferred {
+            hash,
+            value,
+            receipt,
+        });
+        self.cache.remove(key);
+        self.writes.set(self.writes.get() + 1);
+        Ok(())
+    }
+}
