@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod batches;
+
 use std::collections::BTreeMap;
 
 use ringkv::Db;
