@@ -105,7 +105,7 @@ fn run_child(
 /// What each writer of a round tried and had acknowledged, from the child's lines.
 fn writers_after(lines: &[String], base: u64, before: &[Writer]) -> Vec<Writer> {
     let mut writers = before.to_vec();
-    let mut last_ack = vec![None; WRITERS];
+    let mut last_ack = [None; WRITERS];
     for line in lines.iter().filter_map(|l| l.strip_prefix("ack ")) {
         let (w, n) = line.split_once(' ').unwrap();
         let (w, n): (usize, u64) = (w.parse().unwrap(), n.parse().unwrap());
