@@ -5,10 +5,9 @@
 //!
 //! As the seed's own benchmark batches its writes, every engine writes through its batch
 //! API (`Engine::put_batch`: a RocksDB `WriteBatch`, a fjall batch, one redb or LMDB
-//! write transaction, ringkv's `put_many`): the batch in chunks of [`BATCH_RECORDS`]
+//! write transaction, ringkv's `Db::write`): the batch in chunks of [`BATCH_RECORDS`]
 //! followed by one flush, a transaction as one batch of 10 followed by a flush (durable
-//! when it returns). ringkv has no atomic batch yet: its `put_many` keys are
-//! independent, so its "transactions" are not all-or-nothing across a crash.
+//! when it returns). Every engine's batch is atomic.
 
 use std::time::Instant;
 

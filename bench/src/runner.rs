@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 
 use hdrhistogram::Histogram;
-use ringkv::{Db, Durability, Local, Options};
+use ringkv::{Db, Durability, Local, Options, WriteBatch};
 
 use crate::workload::{KeyChooser, Op, Rng, SCAN_LENGTH_MAX, Workload, key};
 
@@ -85,8 +85,12 @@ impl Engine for Ringkv {
         self.db.put(key, value).map_err(|e| e.to_string())
     }
     fn put_batch(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
-        // One request per core; each key independent (ringkv has no atomic batch yet).
-        self.db.put_many(entries).map_err(|e| e.to_string())
+        // Atomic, as the peers' batches are (and durable when it returns, in either mode).
+        let mut batch = WriteBatch::new();
+        for (k, v) in entries {
+            batch.put(k, v);
+        }
+        self.db.write(batch).map_err(|e| e.to_string())
     }
     fn get(&self, key: &[u8]) -> Result<Option<usize>, String> {
         self.db
@@ -244,6 +248,8 @@ enum Request {
     /// A get and then a put of the same key (YCSB F).
     ReadModifyWrite(Vec<u8>),
     Scan(Vec<u8>, usize),
+    /// Puts of these keys as one atomic batch.
+    Batch(Vec<Vec<u8>>),
 }
 
 /// What every client of a run shares.
@@ -293,6 +299,10 @@ impl<'a> Client<'a> {
                 let start = existing(self);
                 Request::Scan(start, 1 + (self.rng.next_u64() % SCAN_LENGTH_MAX) as usize)
             }
+            Op::Batch => {
+                let n = self.shared.workload.batch_keys;
+                Request::Batch((0..n).map(|_| existing(self)).collect())
+            }
         };
         (op, request)
     }
@@ -331,6 +341,10 @@ fn execute(engine: &dyn Engine, request: &Request, value: &[u8]) -> Result<(), S
                 return Err(format!("{} has no ordered scan", engine.name()));
             }
         }
+        Request::Batch(keys) => {
+            let entries: Vec<_> = keys.iter().map(|k| (k.clone(), value.to_vec())).collect();
+            engine.put_batch(&entries)?;
+        }
     }
     Ok(())
 }
@@ -340,6 +354,7 @@ fn execute(engine: &dyn Engine, request: &Request, value: &[u8]) -> Result<(), S
 trait AsyncKv {
     async fn get(&self, key: &[u8]) -> ringkv::Result<Option<bytes::Bytes>>;
     async fn put(&self, key: &[u8], value: &[u8]) -> ringkv::Result<()>;
+    async fn write(&self, batch: WriteBatch) -> ringkv::Result<()>;
     /// Between two requests: a task on a core lets the core's other work run.
     async fn pause(&self);
 }
@@ -351,6 +366,9 @@ impl AsyncKv for Db {
     async fn put(&self, key: &[u8], value: &[u8]) -> ringkv::Result<()> {
         self.put_async(key, value).await
     }
+    async fn write(&self, batch: WriteBatch) -> ringkv::Result<()> {
+        self.write_async(batch).await
+    }
     async fn pause(&self) {}
 }
 
@@ -360,6 +378,9 @@ impl AsyncKv for Local {
     }
     async fn put(&self, key: &[u8], value: &[u8]) -> ringkv::Result<()> {
         Local::put(self, key, value).await
+    }
+    async fn write(&self, batch: WriteBatch) -> ringkv::Result<()> {
+        self.db().write_async(batch).await
     }
     async fn pause(&self) {
         // A cached get never waits: without this a client would hold its core.
@@ -378,6 +399,13 @@ async fn execute_async(kv: &impl AsyncKv, request: &Request, value: &[u8]) -> Re
             kv.put(k, value).await.map_err(failed)?;
         }
         Request::Scan(..) => return Err("ringkv has no ordered scan".to_owned()),
+        Request::Batch(keys) => {
+            let mut batch = WriteBatch::new();
+            for k in keys {
+                batch.put(k, value);
+            }
+            kv.write(batch).await.map_err(failed)?;
+        }
     }
     Ok(())
 }

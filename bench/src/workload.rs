@@ -12,6 +12,10 @@ pub enum Op {
     ReadModifyWrite,
     /// Up to [`SCAN_LENGTH_MAX`] records in key order from an existing key (YCSB E).
     Scan,
+    /// Puts of [`Workload::batch_keys`] existing keys as one atomic batch (ringkv's
+    /// `Db::write`, RocksDB's `WriteBatch`, a fjall batch, one redb or LMDB write
+    /// transaction).
+    Batch,
 }
 
 /// YCSB E's longest scan (`maxscanlength`); lengths are uniform in 1..=this.
@@ -25,6 +29,7 @@ impl Op {
             Op::Insert => "insert",
             Op::ReadModifyWrite => "rmw",
             Op::Scan => "scan",
+            Op::Batch => "batch",
         }
     }
 }
@@ -46,11 +51,14 @@ pub struct Workload {
     /// (operation, percent); percents add up to 100.
     pub mix: Vec<(Op, u32)>,
     pub distribution: Distribution,
+    /// Keys per [`Op::Batch`] (0 for a workload without batches).
+    pub batch_keys: usize,
 }
 
 impl Workload {
     /// Workloads by name: `ycsb-a` … `ycsb-f`, `fill-random`, `read-random`, `overwrite`,
-    /// `sync-writes`. `ycsb-e` scans key ranges, which only engines with an ordered scan
+    /// `sync-writes`, and `batch-1`, `batch-10`, `batch-100` (atomic batches of that
+    /// many uniformly chosen existing keys). `ycsb-e` scans key ranges, which only engines with an ordered scan
     /// run (not ringkv: its keys are hashed to cores and substores).
     pub fn by_name(name: &str) -> Option<Workload> {
         use Distribution::*;
@@ -66,12 +74,25 @@ impl Workload {
             "read-random" => ("read-random", vec![(Read, 100)], Uniform),
             "overwrite" => ("overwrite", vec![(Update, 100)], Uniform),
             "sync-writes" => ("sync-writes", vec![(Update, 100)], Uniform),
+            "batch-1" | "batch-10" | "batch-100" => {
+                let name = match name {
+                    "batch-1" => "batch-1",
+                    "batch-10" => "batch-10",
+                    _ => "batch-100",
+                };
+                (name, vec![(Batch, 100)], Uniform)
+            }
             _ => return None,
+        };
+        let batch_keys = match name.strip_prefix("batch-") {
+            Some(n) => n.parse().expect("a batch workload's name ends in its size"),
+            None => 0,
         };
         Some(Workload {
             name,
             mix,
             distribution,
+            batch_keys,
         })
     }
 

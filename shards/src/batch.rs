@@ -31,6 +31,8 @@ use ringkv_engine::format::{
 };
 use ringkv_engine::hash::routing_hash;
 
+use crate::core::Extras;
+use crate::db::PutOptions;
 use crate::error::{Error, Result};
 use crate::layout::{io, sync_dir};
 use crate::logs::COMMIT_DIR;
@@ -47,8 +49,11 @@ const DONE: u64 = 1 << 63;
 /// twice in one batch keeps its last write.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
-    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ops: Vec<(Vec<u8>, Option<Put>)>,
 }
+
+/// A put's value and options, as a batch holds them until `write`.
+type Put = (Vec<u8>, PutOptions);
 
 impl WriteBatch {
     pub fn new() -> Self {
@@ -57,7 +62,20 @@ impl WriteBatch {
 
     /// Adds a put of `key`.
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> &mut Self {
-        (self.ops).push((key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+        self.put_with(key, value, &PutOptions::new())
+    }
+
+    /// Adds a put of `key` with an expiry and metadata (a TTL counts from the call to
+    /// `write`; the options' durability is not used: a batch is durable when `write`
+    /// returns).
+    pub fn put_with(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: &PutOptions,
+    ) -> &mut Self {
+        let put = (value.as_ref().to_vec(), options.clone());
+        self.ops.push((key.as_ref().to_vec(), Some(put)));
         self
     }
 
@@ -81,8 +99,8 @@ impl WriteBatch {
     }
 
     /// The writes that take effect, each key once (its last write), checked against
-    /// the limits, with their hashes; and the bytes of the batch's frame.
-    pub(crate) fn into_ops(self) -> Result<(Vec<BatchOp>, u64)> {
+    /// the limits, with their hashes and what `extras` makes of their options.
+    pub(crate) fn into_ops(self, extras: impl Fn(&PutOptions) -> Extras) -> Result<Vec<BatchOp>> {
         let mut last = std::collections::HashMap::with_capacity(self.ops.len());
         for (i, (key, _)) in self.ops.iter().enumerate() {
             last.insert(key.as_slice(), i);
@@ -92,49 +110,76 @@ impl WriteBatch {
             .collect();
         drop(last);
         let mut ops = Vec::with_capacity(keep.iter().filter(|k| **k).count());
-        let mut payload = 0u64;
-        for ((key, value), keep) in self.ops.into_iter().zip(keep) {
+        for ((key, put), keep) in self.ops.into_iter().zip(keep) {
             if !keep {
                 continue;
             }
-            let value_bytes = value.as_deref().unwrap_or(&[]);
-            ringkv_engine::check_limits(&key, value_bytes, &[])?;
-            payload += (ENTRY_HEADER_LEN + header_of(&key, value.as_deref()).record_len()) as u64;
-            ops.push(BatchOp {
-                hash: routing_hash(&key),
-                key,
-                value: value.map(Bytes::from),
-            });
+            let (value, extras) = match put {
+                Some((value, options)) => (Some(Bytes::from(value)), extras(&options)),
+                None => (None, Extras::NONE),
+            };
+            ops.push(BatchOp::new(key, value, extras)?);
         }
-        let frame = ringkv_engine::format::align_up(FRAME_HEADER_LEN as u64 + payload);
-        let max = BATCH_LOG_BYTES - BLOCK_BYTES;
-        if frame > max {
-            return Err(Error::BatchTooLarge { bytes: frame, max });
-        }
-        Ok((ops, frame))
+        Ok(ops)
     }
 }
 
-/// One write of a batch: a put (`Some` value) or a delete.
+/// Checks that the frame of a batch of `ops` fits in a batch log.
+pub(crate) fn check_frame(ops: &[BatchOp]) -> Result<()> {
+    let mut payload = 0u64;
+    for op in ops {
+        payload += op.entry_len()?;
+    }
+    let frame = ringkv_engine::format::align_up(FRAME_HEADER_LEN as u64 + payload);
+    let max = BATCH_LOG_BYTES - BLOCK_BYTES;
+    match frame > max {
+        true => Err(Error::BatchTooLarge { bytes: frame, max }),
+        false => Ok(()),
+    }
+}
+
+/// One write of a batch: a put (`Some` value, with its extras) or a delete.
 #[derive(Clone, Debug)]
 pub(crate) struct BatchOp {
     pub(crate) hash: u64,
     pub(crate) key: Vec<u8>,
     pub(crate) value: Option<Bytes>,
+    pub(crate) extras: Extras,
 }
 
-fn header_of(key: &[u8], value: Option<&[u8]>) -> RecordHeader {
-    RecordHeader {
-        kind: if value.is_some() {
-            Kind::Put
-        } else {
-            Kind::Tombstone
-        },
-        seq: 0,
-        expiry_unix_ms: None,
-        meta_len: 0,
-        key_len: key.len() as u16,
-        value_len: value.map_or(0, |v| v.len() as u32),
+impl BatchOp {
+    /// A write, checked against the limits.
+    pub(crate) fn new(key: Vec<u8>, value: Option<Bytes>, extras: Extras) -> Result<Self> {
+        let op = Self {
+            hash: routing_hash(&key),
+            key,
+            value,
+            extras,
+        };
+        op.header()?;
+        Ok(op)
+    }
+
+    /// Checks the limits, and builds a write's record header.
+    fn header(&self) -> Result<RecordHeader> {
+        let value = self.value.as_deref().unwrap_or(&[]);
+        ringkv_engine::check_limits(&self.key, value, &self.extras.meta)?;
+        Ok(RecordHeader {
+            kind: match self.value {
+                Some(_) => Kind::Put,
+                None => Kind::Tombstone,
+            },
+            seq: 0,
+            expiry_unix_ms: self.extras.expiry_unix_ms,
+            meta_len: self.extras.meta.len() as u8,
+            key_len: self.key.len() as u16,
+            value_len: value.len() as u32,
+        })
+    }
+
+    /// Bytes of its entry in a frame (limits checked first).
+    fn entry_len(&self) -> Result<u64> {
+        Ok((ENTRY_HEADER_LEN + self.header()?.record_len()) as u64)
     }
 }
 
@@ -144,9 +189,9 @@ pub(crate) fn frame(id: u64, ops: &[BatchOp]) -> Vec<u8> {
     let mut record = Vec::new();
     for op in ops {
         record.clear();
-        let value = op.value.as_deref();
-        let header = header_of(&op.key, value);
-        encode_record(&mut record, &header, &[], &op.key, value.unwrap_or(&[]));
+        let header = op.header().expect("checked when the batch was made");
+        let value = op.value.as_deref().unwrap_or(&[]);
+        encode_record(&mut record, &header, &op.extras.meta, &op.key, value);
         encode_entry(&mut payload, id, &record);
     }
     payload
@@ -154,8 +199,17 @@ pub(crate) fn frame(id: u64, ops: &[BatchOp]) -> Vec<u8> {
 
 /// The payload of the frame that says batch `id` is durable in every store.
 pub(crate) fn done_frame(id: u64) -> Vec<u8> {
+    let done = BatchOp {
+        hash: 0,
+        key: Vec::new(),
+        value: None,
+        extras: Extras::NONE,
+    };
     let mut record = Vec::new();
-    encode_record(&mut record, &header_of(&[], None), &[], &[], &[]);
+    let header = done
+        .header()
+        .expect("an empty tombstone is within the limits");
+    encode_record(&mut record, &header, &[], &[], &[]);
     let mut payload = Vec::new();
     encode_entry(&mut payload, DONE | id, &record);
     payload
@@ -219,6 +273,10 @@ fn decode(mut records: &[u8], source: &str) -> Result<Vec<BatchOp>> {
             hash: routing_hash(record.key),
             key: record.key.to_vec(),
             value: (record.header.kind == Kind::Put).then(|| Bytes::copy_from_slice(record.value)),
+            extras: Extras {
+                meta: Bytes::copy_from_slice(record.meta),
+                expiry_unix_ms: record.header.expiry_unix_ms,
+            },
         });
     }
     Ok(ops)
@@ -243,7 +301,7 @@ mod tests {
     fn the_last_write_of_a_key_wins_and_limits_are_checked() {
         let mut batch = WriteBatch::new();
         batch.put("a", "1").delete("b").put("a", "2").put("c", "3");
-        let (ops, _) = batch.into_ops().unwrap();
+        let ops = batch.into_ops(|_| Extras::NONE).unwrap();
         let got: Vec<_> = ops
             .iter()
             .map(|o| (o.key.clone(), o.value.clone()))
@@ -259,7 +317,7 @@ mod tests {
         let mut too_long = WriteBatch::new();
         too_long.put(vec![0u8; ringkv_engine::limits::KEY_LEN_MAX + 1], "x");
         assert!(matches!(
-            too_long.into_ops(),
+            too_long.into_ops(|_| Extras::NONE),
             Err(Error::KeyTooLarge { .. })
         ));
     }
@@ -268,7 +326,7 @@ mod tests {
     fn a_frame_decodes_to_its_writes() {
         let mut batch = WriteBatch::new();
         batch.put("k", "v").delete("gone");
-        let (ops, _) = batch.into_ops().unwrap();
+        let ops = batch.into_ops(|_| Extras::NONE).unwrap();
         let payload = frame(7, &ops);
         let entries = ringkv_engine::format::log::decode_entries(&payload).unwrap();
         let records: Vec<u8> = entries.iter().flat_map(|(_, r)| r.to_vec()).collect();

@@ -26,7 +26,9 @@ use crate::logs;
 use crate::options::{Durability, Options};
 
 mod expiry;
+mod txn;
 pub use expiry::{PutOptions, Ttl};
+pub use txn::Transaction;
 
 /// Figures of a whole database.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -442,18 +444,14 @@ impl Db {
     /// [`Db::write`] for async callers. Dropping the future does not stop the batch: it
     /// is applied whole or not at all all the same.
     pub async fn write_async(&self, batch: WriteBatch) -> Result<()> {
-        let (ops, _) = batch.into_ops()?;
-        if ops.is_empty() {
-            return Ok(());
-        }
-        self.inner.health.check_writable()?;
-        let ticket = core::Ticket::new(&self.inner.batches);
-        let parts = self.inner.parts(ops);
-        let coordinator = parts[0].0;
-        let reply = (self.inner)
-            .send_async(coordinator, 0, |reply| Op::Batch(parts, ticket, reply))
-            .await?;
-        self.inner.wait(coordinator, reply).await
+        let ops = batch.into_ops(|options| self.inner.extras_of(options))?;
+        self.inner.run_batch(ops, Vec::new()).await
+    }
+
+    /// A transaction: reads that see its own writes, then `commit` (all or nothing, as
+    /// [`Db::write`]) or `rollback`. See [`Transaction`].
+    pub fn transaction(&self) -> Transaction {
+        Transaction::new(self.clone())
     }
 
     pub async fn exists_async(&self, key: impl AsRef<[u8]>) -> Result<bool> {
@@ -917,17 +915,60 @@ impl Inner {
         Ok(rx)
     }
 
-    /// A batch's writes split by core, in core order.
-    fn parts(&self, ops: Vec<BatchOp>) -> Vec<core::Part> {
-        let mut parts: Vec<core::Part> = Vec::new();
-        for op in ops {
-            let core = self.core_of(op.hash);
-            match parts.iter_mut().find(|(c, _)| *c == core) {
-                Some((_, part)) => part.push(op),
-                None => parts.push((core, vec![op])),
-            }
+    /// Runs a batch (`ops`, and for a transaction the `reads` it checks) on its
+    /// coordinator, the lowest core it touches.
+    pub(crate) async fn run_batch(&self, ops: Vec<BatchOp>, reads: Vec<core::Read>) -> Result<()> {
+        if ops.is_empty() && reads.is_empty() {
+            return Ok(());
         }
-        parts.sort_by_key(|(core, _)| *core);
+        batch::check_frame(&ops)?;
+        self.health.check_writable()?;
+        let ticket = core::Ticket::new(&self.batches);
+        let parts = self.parts(ops, reads);
+        let coordinator = parts[0].core;
+        let reply =
+            (self.send_async(coordinator, 0, |reply| Op::Batch(parts, ticket, reply))).await?;
+        self.wait(coordinator, reply).await
+    }
+
+    /// A transaction's read of `key`: its value and version.
+    pub(crate) async fn get_versioned(
+        &self,
+        key: &[u8],
+    ) -> Result<(core::Versioned, core::Version)> {
+        let hash = read_key(key)?;
+        self.call(hash, |reply| Op::GetVersioned(key.to_vec(), reply))
+            .await
+    }
+
+    /// A batch's writes and reads split by core, in core order.
+    fn parts(&self, ops: Vec<BatchOp>, reads: Vec<core::Read>) -> Vec<core::Part> {
+        let mut parts: Vec<core::Part> = Vec::new();
+        let mut part_of = |core: usize| -> usize {
+            match parts.iter().position(|p| p.core == core) {
+                Some(at) => at,
+                None => {
+                    parts.push(core::Part {
+                        core,
+                        ops: Vec::new(),
+                        reads: Vec::new(),
+                    });
+                    parts.len() - 1
+                }
+            }
+        };
+        let mut placed: Vec<(usize, Option<BatchOp>, Option<core::Read>)> = Vec::new();
+        for op in ops {
+            placed.push((part_of(self.core_of(op.hash)), Some(op), None));
+        }
+        for read in reads {
+            placed.push((part_of(self.core_of(read.hash)), None, Some(read)));
+        }
+        for (at, op, read) in placed {
+            parts[at].ops.extend(op);
+            parts[at].reads.extend(read);
+        }
+        parts.sort_by_key(|p| p.core);
         parts
     }
 
@@ -936,9 +977,9 @@ impl Inner {
     fn finish_batches(&self, fs: &crate::storage::Storage, pending: batch::Pending) -> Result<()> {
         futures_lite::future::block_on(async {
             for ops in pending.batches {
-                for (core, part) in self.parts(ops) {
-                    self.cores
-                        .call(core, 0, |reply| Op::BatchApply(part, reply))
+                for part in self.parts(ops, Vec::new()) {
+                    (self.cores)
+                        .call(part.core, 0, |reply| Op::BatchApply(part.ops, reply))
                         .await?;
                 }
             }

@@ -12,6 +12,10 @@ pub enum Error {
     ValueTooLarge { len: usize, max: usize },
     #[error("metadata is {len} bytes; the limit is {max}")]
     MetadataTooLarge { len: usize, max: usize },
+    /// A transaction's commit found that a key it read changed since (or was being
+    /// changed): nothing of it was written. Retry the transaction.
+    #[error("a key the transaction read changed before it could commit; nothing was written")]
+    Conflict,
     /// A write batch too large for one frame of its coordinator's batch log.
     #[error("the write batch takes {bytes} bytes; a batch may take at most {max}")]
     BatchTooLarge { bytes: u64, max: u64 },

@@ -9,7 +9,7 @@ use support::batches::{WRITERS, Writer, batch_of, check, shared_key};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ringkv::{CrashMode, Db, Durability, Error, Options, SimDisk, WriteBatch};
+use ringkv::{CrashMode, Db, Durability, Error, Options, PutOptions, SimDisk, Ttl, WriteBatch};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
@@ -51,6 +51,25 @@ fn a_batch_puts_and_deletes_across_cores_and_survives_reopen() {
     db.close().unwrap();
     let db = Db::open(dir.path(), options()).unwrap();
     check(&db);
+    db.close().unwrap();
+}
+
+#[test]
+fn a_batch_put_keeps_its_expiry_and_metadata() {
+    let dir = tempdir();
+    let db = Db::open(dir.path(), options()).unwrap();
+    let mut batch = WriteBatch::new();
+    let hour = Duration::from_secs(3600);
+    batch.put_with("session", "v", &PutOptions::new().ttl(hour).meta("m1"));
+    batch.put("plain", "p");
+    db.write(batch).unwrap();
+    let head = db.head("session").unwrap().unwrap();
+    assert_eq!((head.value_len, head.meta_len), (1, 2));
+    match db.ttl("session").unwrap() {
+        Some(Ttl::In(left)) => assert!(left <= hour && left > hour / 2, "{left:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(db.ttl("plain").unwrap(), Some(Ttl::Never));
     db.close().unwrap();
 }
 

@@ -25,18 +25,54 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use bytes::Bytes;
 use event_listener::Event;
 use ringkv_engine::CommitLog;
 use ringkv_engine::commitlog::Sealed;
 
-use super::{Core, NO_EXTRAS, Receipt};
+use super::{Core, Receipt};
 use crate::batch::{BATCH_LOG_BYTES, BatchOp, done_frame, file_name, frame};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::logs::COMMIT_DIR;
 use crate::storage::LeafFile;
 
-/// A batch's writes on one core.
-pub(crate) type Part = (usize, Vec<BatchOp>);
+/// A batch's writes on one core, and the keys a transaction read there with the
+/// versions it saw (checked once the keys are locked).
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub(crate) core: usize,
+    pub(crate) ops: Vec<BatchOp>,
+    pub(crate) reads: Vec<Read>,
+}
+
+impl Part {
+    /// The keys the part locks: those it writes and those it read.
+    fn keys(&self) -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = self.ops.iter().map(|op| op.key.clone()).collect();
+        let written: std::collections::HashSet<&[u8]> =
+            self.ops.iter().map(|op| op.key.as_slice()).collect();
+        (self.reads.iter())
+            .filter(|r| !written.contains(r.key.as_slice()))
+            .for_each(|r| keys.push(r.key.clone()));
+        keys
+    }
+}
+
+/// A key a transaction read, and the version of its value it saw.
+#[derive(Clone, Debug)]
+pub(crate) struct Read {
+    pub(crate) hash: u64,
+    pub(crate) key: Vec<u8>,
+    pub(crate) version: Version,
+}
+
+/// A live value and its expiry (Unix ms), as a transaction reads them.
+pub(crate) type Versioned = Option<(Bytes, Option<u64>)>;
+
+/// Which record a read saw: the answering store's id and the record's sequence;
+/// `None` for no live value. Any write of the key changes it (a split moving the key
+/// does too: a conflict the caller retries, never a missed one).
+pub(crate) type Version = Option<(u64, u64)>;
 
 /// Counts a batch from its call until its coordinator is done with it (close waits).
 #[derive(Debug)]
@@ -101,43 +137,57 @@ impl Batches {
 }
 
 impl Core {
-    /// Runs a batch whose parts (sorted by core, this core's first) are `parts`.
+    /// Runs a batch whose parts (sorted by core, this core's first) are `parts`: locks,
+    /// checks what a transaction read (`Error::Conflict` if any changed), then commits,
+    /// applies and unlocks.
     pub(super) async fn coordinate(self: &Rc<Self>, parts: Vec<Part>) -> Result<()> {
-        let keys: Vec<(usize, Vec<Vec<u8>>)> = (parts.iter())
-            .map(|(core, ops)| (*core, ops.iter().map(|op| op.key.clone()).collect()))
-            .collect();
-        for (locked, (core, part_keys)) in keys.iter().enumerate() {
-            let lock = self
-                .peers
-                .call(*core, 0, |r| super::Op::BatchLock(part_keys.clone(), r));
-            if let Err(e) = lock.await {
-                self.unlock(&keys[..locked]).await;
-                return Err(e);
+        let keys: Vec<(usize, Vec<Vec<u8>>)> = parts.iter().map(|p| (p.core, p.keys())).collect();
+        for (at, (part, (core, part_keys))) in parts.iter().zip(&keys).enumerate() {
+            let reads = part.reads.clone();
+            let lock = (self.peers).call(*core, 0, |r| {
+                super::Op::BatchLock(part_keys.clone(), reads, r)
+            });
+            match lock.await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.unlock(&keys[..=at]).await;
+                    return Err(Error::Conflict);
+                }
+                Err(e) => {
+                    self.unlock(&keys[..at]).await;
+                    return Err(e);
+                }
             }
         }
+        let parts: Vec<Part> = parts.into_iter().filter(|p| !p.ops.is_empty()).collect();
+        let result = match parts.is_empty() {
+            true => Ok(()), // a transaction that only read: its reads held
+            false => self.commit_locked(parts).await,
+        };
+        self.unlock(&keys).await;
+        result
+    }
+
+    /// Commits, applies and marks done a batch whose keys are locked.
+    async fn commit_locked(self: &Rc<Self>, parts: Vec<Part>) -> Result<()> {
         let id = self.batches.next_id.get();
         self.batches.next_id.set(id + 1);
-        let payload: Vec<u8> = parts.iter().flat_map(|(_, ops)| frame(id, ops)).collect();
-        if let Err(e) = self.log_frame(&payload).await {
-            self.unlock(&keys).await;
-            return Err(e);
-        }
+        let payload: Vec<u8> = parts.iter().flat_map(|p| frame(id, &p.ops)).collect();
+        self.log_frame(&payload).await?;
         let applies = (parts.into_iter())
-            .map(|(core, ops)| self.peers.call(core, 0, |r| super::Op::BatchApply(ops, r)));
+            .map(|p| (self.peers).call(p.core, 0, |r| super::Op::BatchApply(p.ops, r)));
         let applied: Result<Vec<()>> = futures_util::future::join_all(applies)
             .await
             .into_iter()
             .collect();
-        let result = match applied {
+        match applied {
             Ok(_) => self.log_done(id).await,
             Err(e) => {
                 let cause = format!("a committed write batch could not be applied ({e})");
                 self.health.fail(cause);
                 Err(e)
             }
-        };
-        self.unlock(&keys).await;
-        result
+        }
     }
 
     async fn unlock(&self, keys: &[(usize, Vec<Vec<u8>>)]) {
@@ -216,9 +266,10 @@ impl Core {
         }
     }
 
-    /// Locks `keys` for a batch, once no other batch holds any of them. Reads in flight
-    /// do not cache what they read (a write counts).
-    pub(super) async fn lock_keys(&self, keys: Vec<Vec<u8>>) -> Result<()> {
+    /// Locks `keys` for a batch, once no other batch holds any of them; then answers
+    /// whether every key of `reads` still has the version it had. Reads in flight do
+    /// not cache what they read (a write counts).
+    pub(super) async fn lock_keys(&self, keys: Vec<Vec<u8>>, reads: Vec<Read>) -> Result<bool> {
         loop {
             self.health.check_writable()?;
             let free = {
@@ -232,7 +283,8 @@ impl Core {
                     locks.insert(key, Vec::new());
                 }
                 self.writes.set(self.writes.get() + 1);
-                return Ok(());
+                let held = |r: &Read| self.leaf(r.hash).version(&r.key) == r.version;
+                return Ok(reads.iter().all(held));
             }
             let listener = self.batches.unlocked.listen();
             let held = {
@@ -245,10 +297,27 @@ impl Core {
         }
     }
 
+    /// A transaction's read: `key`'s value and expiry (once readable) and the version
+    /// they are.
+    pub(super) async fn get_versioned(
+        &self,
+        hash: u64,
+        key: &[u8],
+    ) -> Result<(Versioned, Version)> {
+        loop {
+            let before = self.leaf(hash).version(key);
+            let record = self.read(hash, key).await?;
+            let value = record.map(|r| (r.value, r.expiry_unix_ms));
+            if self.leaf(hash).version(key) == before {
+                return Ok((value, before));
+            }
+        }
+    }
+
     /// Appends a batch's writes on this core (its keys locked by it) and commits them.
     pub(super) async fn apply_part(self: &Rc<Self>, ops: Vec<BatchOp>) -> Result<()> {
         for op in &ops {
-            let put = op.value.as_ref().map(|v| (v, &NO_EXTRAS));
+            let put = op.value.as_ref().map(|v| (v, &op.extras));
             self.append_as(op.hash, &op.key, put, super::Locks::Held)
                 .await?;
         }

@@ -72,6 +72,17 @@ impl LeafState {
         self.answering(key)?.store().head(key)
     }
 
+    /// Which record answers for a live `key`: its store's id and its sequence (no I/O).
+    pub(super) fn version(&self, key: &[u8]) -> Option<(u64, u64)> {
+        let answering = self.answering(key)?;
+        let entry = answering.store().head(key)?;
+        let store = match &answering {
+            Answering::Here(_) => self.id.id,
+            Answering::Behind(ancestor) => ancestor.id.id,
+        };
+        Some((store, entry.seq))
+    }
+
     /// Whether the record that answers for `key` has an expiry that passed.
     pub(super) fn has_expired(&self, key: &[u8]) -> bool {
         self.answering(key)

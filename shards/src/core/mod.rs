@@ -51,7 +51,7 @@ mod mailbox;
 mod receipt;
 mod report;
 
-pub(crate) use batch::{Part, Ticket};
+pub(crate) use batch::{Part, Read, Ticket, Version, Versioned};
 use commit::Committer;
 pub use expiry::{ExpireIf, Head};
 pub(crate) use expiry::{ExpiryChange, Extras, NO_EXTRAS};
@@ -105,8 +105,11 @@ pub(crate) enum Op {
     Spawn(SpawnFn, ReplyTo<()>),
     /// Runs a write batch whose parts (sorted by core) start with this core's.
     Batch(Vec<Part>, Ticket, ReplyTo<()>),
-    /// Locks a batch's keys on this core (see [`batch`]).
-    BatchLock(Vec<Vec<u8>>, ReplyTo<()>),
+    /// Locks a batch's keys on this core (see [`batch`]); answers whether the keys a
+    /// transaction read there still have the versions it saw.
+    BatchLock(Vec<Vec<u8>>, Vec<Read>, ReplyTo<bool>),
+    /// A transaction's read: the value and its version.
+    GetVersioned(Vec<u8>, ReplyTo<(Versioned, Version)>),
     /// Appends and commits a batch's part (its keys locked by it, or at open).
     BatchApply(Vec<crate::batch::BatchOp>, ReplyTo<()>),
     /// Unlocks a batch's keys.
@@ -667,7 +670,8 @@ impl Core {
                 reply.send(self.coordinate(parts).await);
                 drop(ticket);
             }
-            Op::BatchLock(keys, reply) => reply.send(self.lock_keys(keys).await),
+            Op::BatchLock(keys, reads, reply) => reply.send(self.lock_keys(keys, reads).await),
+            Op::GetVersioned(key, reply) => reply.send(self.get_versioned(hash, &key).await),
             Op::BatchApply(ops, reply) => reply.send(self.apply_part(ops).await),
             Op::BatchUnlock(keys, reply) => {
                 self.unlock_keys(keys).await;

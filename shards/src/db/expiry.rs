@@ -301,17 +301,21 @@ impl Inner {
     ) -> Result<(u64, Extras, Durability)> {
         check_limits(key, value, &options.meta)?;
         self.health.check_writable()?;
+        let durability = options.durability.unwrap_or(self.durability);
+        Ok((routing_hash(key), self.extras_of(options), durability))
+    }
+
+    /// What a put with `options` stores besides its value, its TTL counted from now.
+    pub(crate) fn extras_of(&self, options: &PutOptions) -> Extras {
         let expiry_unix_ms = match options.expiry {
             Expiry::Never => None,
             Expiry::In(ttl) => Some(self.after(ttl)),
             Expiry::AtUnixMs(at) => Some(at),
         };
-        let extras = Extras {
+        Extras {
             meta: options.meta.clone(),
             expiry_unix_ms,
-        };
-        let durability = options.durability.unwrap_or(self.durability);
-        Ok((routing_hash(key), extras, durability))
+        }
     }
 
     /// An expiry change, checked.
