@@ -97,15 +97,22 @@ impl ExpiryChange {
             ExpiryChange::Persist => return current.map(|_| None),
             ExpiryChange::At(at, only_if) => (at, only_if),
         };
-        let applies = match (only_if, current) {
+        only_if.allows(current, at).then_some(Some(at))
+    }
+}
+
+impl ExpireIf {
+    /// Whether a new expiry `at` (Unix ms) applies to a key whose expiry is `current`
+    /// (`None`: it has none).
+    pub fn allows(self, current: Option<u64>, at: u64) -> bool {
+        match (self, current) {
             (ExpireIf::Always, _) => true,
             (ExpireIf::NoExpiry, current) => current.is_none(),
             (ExpireIf::HasExpiry, current) => current.is_some(),
             (ExpireIf::Later, current) => current.is_some_and(|c| at > c),
             (ExpireIf::Earlier, current) => current.is_none_or(|c| at < c),
             (ExpireIf::HasExpiryAndEarlier, current) => current.is_some_and(|c| at < c),
-        };
-        applies.then_some(Some(at))
+        }
     }
 }
 

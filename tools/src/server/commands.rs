@@ -47,6 +47,16 @@ pub enum Cmd {
     PSetEx,
     GetEx,
     GetDel,
+    // Atomic commands over several keys (atomic.rs).
+    MSetNx,
+    Rename,
+    RenameNx,
+    // Transactions (multi.rs).
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
     // Connection and server commands (admin.rs).
     Ping,
     Echo,
@@ -496,6 +506,94 @@ pub static COMMANDS: &[Spec] = &[
         "string",
         "6.2.0",
         "Returns the string value of a key after deleting the key."
+    ),
+    spec!(
+        "msetnx",
+        MSetNx,
+        -3,
+        ["write", "denyoom"],
+        (1, -1, 2),
+        W,
+        "string",
+        "1.0.1",
+        "Sets the string values of one or more keys only when all keys don't exist (atomically, across cores)."
+    ),
+    spec!(
+        "rename",
+        Rename,
+        3,
+        ["write"],
+        (1, 2, 1),
+        W,
+        "generic",
+        "1.0.0",
+        "Renames a key and overwrites the destination (atomically, across cores)."
+    ),
+    spec!(
+        "renamenx",
+        RenameNx,
+        3,
+        ["write", "fast"],
+        (1, 2, 1),
+        W,
+        "generic",
+        "1.0.0",
+        "Renames a key only when the target key name doesn't exist (atomically, across cores)."
+    ),
+    spec!(
+        "multi",
+        Multi,
+        1,
+        ["noscript", "loading", "stale", "fast", "allow_busy"],
+        (0, 0, 0),
+        O,
+        "transactions",
+        "1.2.0",
+        "Starts a transaction."
+    ),
+    spec!(
+        "exec",
+        Exec,
+        1,
+        ["noscript", "loading", "stale", "skip_slowlog"],
+        (0, 0, 0),
+        O,
+        "transactions",
+        "1.2.0",
+        "Executes all commands in a transaction."
+    ),
+    spec!(
+        "discard",
+        Discard,
+        1,
+        ["noscript", "loading", "stale", "fast", "allow_busy"],
+        (0, 0, 0),
+        O,
+        "transactions",
+        "2.0.0",
+        "Discards a transaction."
+    ),
+    spec!(
+        "watch",
+        Watch,
+        -2,
+        ["noscript", "loading", "stale", "fast", "allow_busy"],
+        (1, -1, 1),
+        O,
+        "transactions",
+        "2.2.0",
+        "Monitors changes to keys to determine the execution of a transaction."
+    ),
+    spec!(
+        "unwatch",
+        Unwatch,
+        1,
+        ["noscript", "loading", "stale", "fast", "allow_busy"],
+        (0, 0, 0),
+        O,
+        "transactions",
+        "2.2.0",
+        "Forgets about watched keys of a transaction."
     ),
     spec!(
         "ping",

@@ -37,7 +37,7 @@ use super::metrics::{CoreMetrics, Kind};
 use super::resp::{self, Args, Parsed};
 use super::session::ConnState;
 use super::shared::CoreCtx;
-use super::{expiry, strings};
+use super::{atomic, expiry, multi, strings};
 
 /// Bytes asked of the socket per read, at least.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -200,7 +200,16 @@ impl Conn {
     }
 
     async fn dispatch(&mut self, run: &mut Run, args: Vec<Bytes>) -> Flow {
-        match commands::plan(&args, &self.state) {
+        let plan = commands::plan(&args, &self.state);
+        if multi::takes(&self.state, &plan) {
+            self.drain(run).await;
+            let started = Instant::now();
+            let frame = multi::step(&self.ctx, &mut self.state, plan, args).await;
+            self.ctx.metrics.record(Kind::Other, started.elapsed());
+            self.emit(frame);
+            return Flow::Continue;
+        }
+        match plan {
             Plan::Answer(frame) => {
                 self.ctx
                     .metrics
@@ -227,9 +236,12 @@ impl Conn {
                 run.jobs.push(Job::Pending(Box::pin(async move {
                     let started = Instant::now();
                     let metrics = ctx.metrics.clone();
-                    let frame = match expiry::handles(spec.cmd) {
-                        true => expiry::execute(ctx, spec.cmd, args).await,
-                        false => strings::execute(ctx, spec.cmd, args).await,
+                    let frame = if expiry::handles(spec.cmd) {
+                        expiry::execute(ctx, spec.cmd, args).await
+                    } else if atomic::handles(spec.cmd) {
+                        atomic::execute(&ctx, spec.cmd, args).await
+                    } else {
+                        strings::execute(ctx, spec.cmd, args).await
                     };
                     metrics.record(spec.kind, started.elapsed());
                     frame

@@ -15,6 +15,7 @@ use ringkv::{ExpireIf, PutOptions, Update};
 
 use super::commands::Cmd;
 use super::frame::{Frame, db_error, err, not_an_integer};
+use super::keys::Keys;
 use super::resp::parse_i64;
 use super::shared::CoreCtx;
 
@@ -40,24 +41,29 @@ pub fn handles(cmd: Cmd) -> bool {
 
 /// Runs expiry command `cmd` (arity and authentication already checked).
 pub async fn execute(ctx: Rc<CoreCtx>, cmd: Cmd, args: Vec<Bytes>) -> Frame {
+    execute_on(&ctx, &ctx.local, cmd, args).await
+}
+
+/// [`execute`] through `kv`: the core's handle, or an EXEC's transaction.
+pub async fn execute_on(ctx: &CoreCtx, kv: &impl Keys, cmd: Cmd, args: Vec<Bytes>) -> Frame {
     let key = &args[1];
     match cmd {
-        Cmd::Expire => expire(&ctx, &args, "expire", Unit::Seconds, true).await,
-        Cmd::PExpire => expire(&ctx, &args, "pexpire", Unit::Millis, true).await,
-        Cmd::ExpireAt => expire(&ctx, &args, "expireat", Unit::Seconds, false).await,
-        Cmd::PExpireAt => expire(&ctx, &args, "pexpireat", Unit::Millis, false).await,
-        Cmd::Ttl => ttl(&ctx, key, Unit::Seconds, false).await,
-        Cmd::PTtl => ttl(&ctx, key, Unit::Millis, false).await,
-        Cmd::ExpireTime => ttl(&ctx, key, Unit::Seconds, true).await,
-        Cmd::PExpireTime => ttl(&ctx, key, Unit::Millis, true).await,
-        Cmd::Persist => match ctx.local.persist(key).await {
+        Cmd::Expire => expire(ctx, kv, &args, "expire", Unit::Seconds, true).await,
+        Cmd::PExpire => expire(ctx, kv, &args, "pexpire", Unit::Millis, true).await,
+        Cmd::ExpireAt => expire(ctx, kv, &args, "expireat", Unit::Seconds, false).await,
+        Cmd::PExpireAt => expire(ctx, kv, &args, "pexpireat", Unit::Millis, false).await,
+        Cmd::Ttl => ttl(ctx, kv, key, Unit::Seconds, false).await,
+        Cmd::PTtl => ttl(ctx, kv, key, Unit::Millis, false).await,
+        Cmd::ExpireTime => ttl(ctx, kv, key, Unit::Seconds, true).await,
+        Cmd::PExpireTime => ttl(ctx, kv, key, Unit::Millis, true).await,
+        Cmd::Persist => match kv.persist(key).await {
             Ok(changed) => Frame::Integer(i64::from(changed)),
             Err(e) => db_error(e),
         },
-        Cmd::SetEx => set_ex(&ctx, &args, "setex", Unit::Seconds).await,
-        Cmd::PSetEx => set_ex(&ctx, &args, "psetex", Unit::Millis).await,
-        Cmd::GetEx => get_ex(&ctx, &args).await,
-        Cmd::GetDel => get_del(&ctx, key).await,
+        Cmd::SetEx => set_ex(ctx, kv, &args, "setex", Unit::Seconds).await,
+        Cmd::PSetEx => set_ex(ctx, kv, &args, "psetex", Unit::Millis).await,
+        Cmd::GetEx => get_ex(ctx, kv, &args).await,
+        Cmd::GetDel => get_del(ctx, kv, key).await,
         other => unreachable!("{other:?} is not an expiry command"),
     }
 }
@@ -127,7 +133,14 @@ fn expire_at_ms(when: i64, unit: Unit, relative: bool, now_ms: i64) -> Option<i6
 }
 
 /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time [NX | XX | GT | LT].
-async fn expire(ctx: &CoreCtx, args: &[Bytes], name: &str, unit: Unit, relative: bool) -> Frame {
+async fn expire(
+    ctx: &CoreCtx,
+    kv: &impl Keys,
+    args: &[Bytes],
+    name: &str,
+    unit: Unit,
+    relative: bool,
+) -> Frame {
     let only_if = match expire_condition(&args[3..]) {
         Ok(c) => c,
         Err(frame) => return frame,
@@ -141,7 +154,7 @@ async fn expire(ctx: &CoreCtx, args: &[Bytes], name: &str, unit: Unit, relative:
     };
     // A time before the epoch is in the past like any other: the key is deleted.
     let at = u64::try_from(at).unwrap_or(0);
-    match ctx.local.expire_if(&args[1], at, only_if).await {
+    match kv.expire_if(&args[1], at, only_if).await {
         Ok(changed) => Frame::Integer(i64::from(changed)),
         Err(e) => db_error(e),
     }
@@ -172,12 +185,9 @@ fn ttl_reply(expiry: Option<Option<u64>>, now_ms: u64, unit: Unit, absolute: boo
 }
 
 /// TTL, PTTL, EXPIRETIME, PEXPIRETIME key.
-async fn ttl(ctx: &CoreCtx, key: &Bytes, unit: Unit, absolute: bool) -> Frame {
-    match ctx.local.head(key).await {
-        Ok(head) => {
-            let expiry = head.map(|h| h.expiry_unix_ms);
-            Frame::Integer(ttl_reply(expiry, ctx.db().now_unix_ms(), unit, absolute))
-        }
+async fn ttl(ctx: &CoreCtx, kv: &impl Keys, key: &Bytes, unit: Unit, absolute: bool) -> Frame {
+    match kv.expiry(key).await {
+        Ok(expiry) => Frame::Integer(ttl_reply(expiry, ctx.db().now_unix_ms(), unit, absolute)),
         Err(e) => db_error(e),
     }
 }
@@ -366,7 +376,7 @@ impl ExpiryAction {
 }
 
 /// SETEX, PSETEX key time value.
-async fn set_ex(ctx: &CoreCtx, args: &[Bytes], name: &str, unit: Unit) -> Frame {
+async fn set_ex(ctx: &CoreCtx, kv: &impl Keys, args: &[Bytes], name: &str, unit: Unit) -> Frame {
     let arg = ExpiryArg::Time {
         value: args[2].clone(),
         unit,
@@ -377,14 +387,14 @@ async fn set_ex(ctx: &CoreCtx, args: &[Bytes], name: &str, unit: Unit) -> Frame 
         Err(frame) => return frame,
     };
     let options = action.put_options().expect("a time is never Keep");
-    match ctx.local.put_with(&args[1], &args[3], &options).await {
+    match kv.put_with(&args[1], &args[3], &options).await {
         Ok(()) => Frame::ok(),
         Err(e) => db_error(e),
     }
 }
 
 /// GETEX key [EX s | PX ms | EXAT ts | PXAT ts | PERSIST].
-async fn get_ex(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
+async fn get_ex(ctx: &CoreCtx, kv: &impl Keys, args: &[Bytes]) -> Frame {
     let key = &args[1];
     let options = match parse_options(&args[2..], OptionsOf::GetEx) {
         Ok(options) => options,
@@ -392,11 +402,11 @@ async fn get_ex(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
     };
     let action = resolve(&options.expiry, OptionsOf::GetEx, now_ms(ctx), "getex");
     let action = match action {
-        Ok(ExpiryAction::Keep) => return ctx.answer_read(ctx.local.get(key).await),
+        Ok(ExpiryAction::Keep) => return ctx.answer_read(kv.get(key).await),
         Ok(action) => action,
         // Redis looks the key up first: a missing key answers nil whatever the time.
         Err(frame) => {
-            return match ctx.local.exists(key).await {
+            return match kv.exists(key).await {
                 Ok(false) => Frame::Null,
                 Ok(true) => frame,
                 Err(e) => db_error(e),
@@ -404,8 +414,7 @@ async fn get_ex(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
         }
     };
     let now = ctx.db().now_unix_ms();
-    let result = ctx
-        .local
+    let result = kv
         .update(key, move |seen| match (seen, action) {
             (None, _) => Update::Keep,
             (Some(_), ExpiryAction::At(at)) if at <= now => Update::Delete,
@@ -416,8 +425,8 @@ async fn get_ex(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
 }
 
 /// GETDEL key.
-async fn get_del(ctx: &CoreCtx, key: &Bytes) -> Frame {
-    let result = (ctx.local)
+async fn get_del(ctx: &CoreCtx, kv: &impl Keys, key: &Bytes) -> Frame {
+    let result = kv
         .update(key, |seen| match seen {
             Some(_) => Update::Delete,
             None => Update::Keep,

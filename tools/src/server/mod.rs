@@ -20,6 +20,7 @@
 //! `scan` (SCAN's cursor), `metrics` (Prometheus), `shared` (state).
 
 mod admin;
+mod atomic;
 mod commands;
 mod config;
 mod conn;
@@ -27,8 +28,10 @@ mod expiry;
 mod float;
 mod frame;
 mod info;
+mod keys;
 mod keyspace;
 mod metrics;
+mod multi;
 pub mod resp;
 mod scan;
 mod session;

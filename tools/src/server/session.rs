@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::commands::Spec;
 use super::frame::Protocol;
 
 /// The Redis version whose commands and replies this server follows.
@@ -23,6 +24,18 @@ pub struct ConnState {
     pub lib_name: Option<Bytes>,
     pub lib_version: Option<Bytes>,
     pub created: Instant,
+    /// Commands queued since MULTI (`None`: no MULTI open).
+    pub multi: Option<Multi>,
+    /// The keys WATCH read, with the versions EXEC checks.
+    pub watch: Option<ringkv::Transaction>,
+}
+
+/// What a connection holds between MULTI and EXEC.
+#[derive(Debug, Default)]
+pub struct Multi {
+    pub queued: Vec<(&'static Spec, Vec<Bytes>)>,
+    /// A queued command was refused: EXEC answers EXECABORT.
+    pub failed: bool,
 }
 
 impl ConnState {
@@ -36,6 +49,8 @@ impl ConnState {
             lib_name: None,
             lib_version: None,
             created: Instant::now(),
+            multi: None,
+            watch: None,
         }
     }
 }

@@ -12,7 +12,7 @@
 //! same pure function: both always agree.
 //!
 //! Commands over several keys (MGET, MSET, DEL, EXISTS) run their keys concurrently,
-//! at most `FANOUT_MAX` at a time; each key is atomic, the command as a whole is not.
+//! at most `Keys::fanout` at a time; each key is atomic, the command as a whole is not.
 
 use std::rc::Rc;
 
@@ -24,57 +24,58 @@ use super::commands::{Cmd, wrong_arity};
 use super::expiry::{Condition, ExpiryAction, OptionsOf, parse_options, resolve};
 use super::float::{self, FloatError};
 use super::frame::{Frame, db_error, err, not_an_integer};
+use super::keys::Keys;
 use super::resp::parse_i64;
 use super::shared::CoreCtx;
 
-/// Most keys of one command in flight at once: a command with a million keys does not
-/// queue a million requests at once.
-const FANOUT_MAX: usize = 256;
-
-/// Runs `calls` with at most `FANOUT_MAX` in flight; their outputs in order.
-async fn bounded<F: Future>(calls: impl Iterator<Item = F>) -> Vec<F::Output> {
-    stream::iter(calls).buffered(FANOUT_MAX).collect().await
+/// Runs `calls` with at most `fanout` in flight; their outputs in order.
+async fn bounded<F: Future>(fanout: usize, calls: impl Iterator<Item = F>) -> Vec<F::Output> {
+    stream::iter(calls).buffered(fanout).collect().await
 }
 
 /// Runs key command `cmd` (arity and authentication already checked).
 pub async fn execute(ctx: Rc<CoreCtx>, cmd: Cmd, args: Vec<Bytes>) -> Frame {
+    execute_on(&ctx, &ctx.local, cmd, args).await
+}
+
+/// [`execute`] through `kv`: the core's handle, or an EXEC's transaction.
+pub async fn execute_on(ctx: &CoreCtx, kv: &impl Keys, cmd: Cmd, args: Vec<Bytes>) -> Frame {
     let key = &args[1];
     match cmd {
-        Cmd::Get => ctx.answer_read(ctx.local.get(key).await),
-        Cmd::Set => set(&ctx, &args).await,
-        Cmd::SetNx => match set_with(&ctx, key, &args[2], Condition::Nx, ExpiryAction::Clear).await
-        {
+        Cmd::Get => ctx.answer_read(kv.get(key).await),
+        Cmd::Set => set(ctx, kv, &args).await,
+        Cmd::SetNx => match set_with(kv, key, &args[2], Condition::Nx, ExpiryAction::Clear).await {
             Ok(seen) => Frame::Integer(i64::from(seen.is_none())),
             Err(frame) => frame,
         },
         Cmd::GetSet => {
-            match set_with(&ctx, key, &args[2], Condition::Always, ExpiryAction::Clear).await {
+            match set_with(kv, key, &args[2], Condition::Always, ExpiryAction::Clear).await {
                 Ok(seen) => Frame::optional(seen),
                 Err(frame) => frame,
             }
         }
-        Cmd::MGet => mget(&ctx, &args[1..]).await,
-        Cmd::MSet => mset(&ctx, &args).await,
-        Cmd::Del | Cmd::Unlink => del(&ctx, &args[1..]).await,
-        Cmd::Exists => exists(&ctx, &args[1..]).await,
-        Cmd::Incr => incr_by(&ctx, key, 1).await,
-        Cmd::Decr => incr_by(&ctx, key, -1).await,
+        Cmd::MGet => mget(ctx, kv, &args[1..]).await,
+        Cmd::MSet => mset(kv, &args).await,
+        Cmd::Del | Cmd::Unlink => del(kv, &args[1..]).await,
+        Cmd::Exists => exists(kv, &args[1..]).await,
+        Cmd::Incr => incr_by(kv, key, 1).await,
+        Cmd::Decr => incr_by(kv, key, -1).await,
         Cmd::IncrBy => match parse_i64(&args[2]) {
-            Some(delta) => incr_by(&ctx, key, delta).await,
+            Some(delta) => incr_by(kv, key, delta).await,
             None => not_an_integer(),
         },
         Cmd::DecrBy => match parse_i64(&args[2]).map(i64::checked_neg) {
-            Some(Some(delta)) => incr_by(&ctx, key, delta).await,
+            Some(Some(delta)) => incr_by(kv, key, delta).await,
             Some(None) => err("decrement would overflow"),
             None => not_an_integer(),
         },
-        Cmd::Append => append(&ctx, key, args[2].clone()).await,
-        Cmd::StrLen => match ctx.local.get(key).await {
+        Cmd::Append => append(kv, key, args[2].clone()).await,
+        Cmd::StrLen => match kv.get(key).await {
             Ok(value) => Frame::Integer(value.map_or(0, |v| v.len() as i64)),
             Err(e) => db_error(e),
         },
         Cmd::GetRange => match (parse_i64(&args[2]), parse_i64(&args[3])) {
-            (Some(start), Some(end)) => match ctx.local.get(key).await {
+            (Some(start), Some(end)) => match kv.get(key).await {
                 Ok(value) => {
                     let value = value.unwrap_or_default();
                     Frame::Bulk(value.slice(byte_range(value.len(), start, end)))
@@ -83,10 +84,10 @@ pub async fn execute(ctx: Rc<CoreCtx>, cmd: Cmd, args: Vec<Bytes>) -> Frame {
             },
             _ => not_an_integer(),
         },
-        Cmd::SetRange => set_range(&ctx, key, &args[2], args[3].clone()).await,
-        Cmd::IncrByFloat => incr_by_float(&ctx, key, args[2].clone()).await,
+        Cmd::SetRange => set_range(kv, key, &args[2], args[3].clone()).await,
+        Cmd::IncrByFloat => incr_by_float(kv, key, args[2].clone()).await,
         // Every key here holds a string.
-        Cmd::Type => match ctx.local.exists(key).await {
+        Cmd::Type => match kv.exists(key).await {
             Ok(true) => Frame::Simple("string"),
             Ok(false) => Frame::Simple("none"),
             Err(e) => db_error(e),
@@ -96,7 +97,7 @@ pub async fn execute(ctx: Rc<CoreCtx>, cmd: Cmd, args: Vec<Bytes>) -> Frame {
 }
 
 /// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT ts | PXAT ts | KEEPTTL].
-async fn set(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
+async fn set(ctx: &CoreCtx, kv: &impl Keys, args: &[Bytes]) -> Frame {
     let (key, value) = (&args[1], &args[2]);
     let options = match parse_options(&args[3..], OptionsOf::Set) {
         Ok(options) => options,
@@ -113,15 +114,15 @@ async fn set(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
         && let Some(put) = action.put_options()
     {
         let stored = match put == PutOptions::new() {
-            true => ctx.local.put(key, value).await,
-            false => ctx.local.put_with(key, value, &put).await,
+            true => kv.put(key, value).await,
+            false => kv.put_with(key, value, &put).await,
         };
         return match stored {
             Ok(()) => Frame::ok(),
             Err(e) => db_error(e),
         };
     }
-    match set_with(ctx, key, value, condition, action).await {
+    match set_with(kv, key, value, condition, action).await {
         Ok(seen) if get => Frame::optional(seen),
         Ok(seen) if condition.allows(seen.as_deref()) => Frame::ok(),
         Ok(_) => Frame::Null,
@@ -132,23 +133,22 @@ async fn set(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
 /// Stores `value` with `expiry` if `condition` allows it, atomically; returns the
 /// value seen.
 async fn set_with(
-    ctx: &CoreCtx,
+    kv: &impl Keys,
     key: &Bytes,
     value: &Bytes,
     condition: Condition,
     expiry: ExpiryAction,
 ) -> Result<Option<Bytes>, Frame> {
     let value = value.clone();
-    ctx.local
-        .update(key, move |seen| {
-            if condition.allows(seen) {
-                expiry.store(value.to_vec())
-            } else {
-                Update::Keep
-            }
-        })
-        .await
-        .map_err(db_error)
+    kv.update(key, move |seen| {
+        if condition.allows(seen) {
+            expiry.store(value.to_vec())
+        } else {
+            Update::Keep
+        }
+    })
+    .await
+    .map_err(db_error)
 }
 
 /// The new value of a counter that holds `seen`, or the error to answer.
@@ -162,9 +162,8 @@ fn incremented(seen: Option<&[u8]>, delta: i64) -> Result<i64, Frame> {
         .ok_or_else(|| err("increment or decrement would overflow"))
 }
 
-async fn incr_by(ctx: &CoreCtx, key: &Bytes, delta: i64) -> Frame {
-    let result = ctx
-        .local
+async fn incr_by(kv: &impl Keys, key: &Bytes, delta: i64) -> Frame {
+    let result = kv
         .update(key, move |seen| match incremented(seen, delta) {
             Ok(n) => Update::Put(n.to_string().into_bytes()),
             Err(_) => Update::Keep,
@@ -181,10 +180,9 @@ async fn incr_by(ctx: &CoreCtx, key: &Bytes, delta: i64) -> Frame {
 
 /// INCRBYFLOAT key increment: Redis's `long double` sum (see `float`), stored as the
 /// text Redis stores and answered as a bulk string.
-async fn incr_by_float(ctx: &CoreCtx, key: &Bytes, incr: Bytes) -> Frame {
+async fn incr_by_float(kv: &impl Keys, key: &Bytes, incr: Bytes) -> Frame {
     let decide = incr.clone();
-    let result = ctx
-        .local
+    let result = kv
         .update(key, move |seen| match float::incr_by_float(seen, &decide) {
             Ok(sum) => Update::Put(sum),
             Err(_) => Update::Keep,
@@ -198,10 +196,9 @@ async fn incr_by_float(ctx: &CoreCtx, key: &Bytes, incr: Bytes) -> Frame {
     }
 }
 
-async fn append(ctx: &CoreCtx, key: &Bytes, suffix: Bytes) -> Frame {
+async fn append(kv: &impl Keys, key: &Bytes, suffix: Bytes) -> Frame {
     let suffix_len = suffix.len();
-    let result = ctx
-        .local
+    let result = kv
         .update(key, move |seen| {
             let mut value = Vec::with_capacity(seen.map_or(0, <[u8]>::len) + suffix.len());
             value.extend_from_slice(seen.unwrap_or_default());
@@ -278,7 +275,7 @@ fn overwritten(
 
 /// SETRANGE key offset value: overwrites part of the value (zero-padded), keeping its
 /// expiry; answers the new length.
-async fn set_range(ctx: &CoreCtx, key: &Bytes, offset: &Bytes, patch: Bytes) -> Frame {
+async fn set_range(kv: &impl Keys, key: &Bytes, offset: &Bytes, patch: Bytes) -> Frame {
     let offset = match parse_i64(offset) {
         Some(offset) if offset < 0 => return err("offset is out of range"),
         Some(offset) => usize::try_from(offset).unwrap_or(usize::MAX),
@@ -289,8 +286,7 @@ async fn set_range(ctx: &CoreCtx, key: &Bytes, offset: &Bytes, patch: Bytes) -> 
         Ok(end) => end,
         Err(frame) => return frame,
     };
-    let result = ctx
-        .local
+    let result = kv
         .update(key, move |seen| match overwritten(seen, offset, &patch) {
             Ok((Some(value), _)) => Update::Put(value),
             _ => Update::Keep,
@@ -302,8 +298,8 @@ async fn set_range(ctx: &CoreCtx, key: &Bytes, offset: &Bytes, patch: Bytes) -> 
     }
 }
 
-async fn mget(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
-    let values = bounded(keys.iter().map(|k| ctx.local.get(k))).await;
+async fn mget(ctx: &CoreCtx, kv: &impl Keys, keys: &[Bytes]) -> Frame {
+    let values = bounded(kv.fanout(), keys.iter().map(|k| kv.get(k))).await;
     let mut frames = Vec::with_capacity(values.len());
     for value in values {
         match value {
@@ -317,21 +313,21 @@ async fn mget(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
     Frame::Array(frames)
 }
 
-async fn mset(ctx: &CoreCtx, args: &[Bytes]) -> Frame {
+async fn mset(kv: &impl Keys, args: &[Bytes]) -> Frame {
     if args.len() % 2 == 0 {
         return wrong_arity("mset");
     }
     let pairs = args[1..].chunks_exact(2);
-    let results = bounded(pairs.map(|p| ctx.local.put(&p[0], &p[1]))).await;
+    let results = bounded(kv.fanout(), pairs.map(|p| kv.put(&p[0], &p[1]))).await;
     match results.into_iter().find_map(Result::err) {
         None => Frame::ok(),
         Some(e) => db_error(e),
     }
 }
 
-async fn del(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
+async fn del(kv: &impl Keys, keys: &[Bytes]) -> Frame {
     let deleting = keys.iter().map(|k| {
-        ctx.local.update(k, |seen| {
+        kv.update(k, |seen| {
             if seen.is_some() {
                 Update::Delete
             } else {
@@ -340,7 +336,7 @@ async fn del(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
         })
     });
     let mut deleted = 0;
-    for result in bounded(deleting).await {
+    for result in bounded(kv.fanout(), deleting).await {
         match result {
             Ok(seen) => deleted += i64::from(seen.is_some()),
             Err(e) => return db_error(e),
@@ -349,9 +345,9 @@ async fn del(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
     Frame::Integer(deleted)
 }
 
-async fn exists(ctx: &CoreCtx, keys: &[Bytes]) -> Frame {
+async fn exists(kv: &impl Keys, keys: &[Bytes]) -> Frame {
     let mut found = 0;
-    for result in bounded(keys.iter().map(|k| ctx.local.exists(k))).await {
+    for result in bounded(kv.fanout(), keys.iter().map(|k| kv.exists(k))).await {
         match result {
             Ok(present) => found += i64::from(present),
             Err(e) => return db_error(e),
