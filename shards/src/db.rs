@@ -916,7 +916,8 @@ impl Inner {
     }
 
     /// Runs a batch (`ops`, and for a transaction the `reads` it checks) on its
-    /// coordinator, the lowest core it touches.
+    /// coordinator: the core of its first write (so that batches spread their frames
+    /// over the cores' batch logs), or of its first read.
     pub(crate) async fn run_batch(&self, ops: Vec<BatchOp>, reads: Vec<core::Read>) -> Result<()> {
         if ops.is_empty() && reads.is_empty() {
             return Ok(());
@@ -924,8 +925,9 @@ impl Inner {
         batch::check_frame(&ops)?;
         self.health.check_writable()?;
         let ticket = core::Ticket::new(&self.batches);
+        let first = ops.first().map_or_else(|| reads[0].hash, |op| op.hash);
+        let coordinator = self.core_of(first);
         let parts = self.parts(ops, reads);
-        let coordinator = parts[0].core;
         let reply =
             (self.send_async(coordinator, 0, |reply| Op::Batch(parts, ticket, reply))).await?;
         self.wait(coordinator, reply).await

@@ -2,18 +2,22 @@
 //! write batches"): the keys batches hold locked here, the batch log of the batches
 //! this core coordinates, and the coordinator's steps.
 //!
-//! A batch runs on its coordinator (the lowest core it touches), in a task of its own:
+//! A batch runs on its coordinator (the core of its first write), in a task of its own:
 //!
 //! 1. **Lock**, one participant after another in core order (so two batches never wait
 //!    for each other): each core locks its keys of the batch once none of them is
 //!    locked. A locked key takes no write but the batch's own; a read of it waits;
 //!    a `Buffered` put queued for it is deferred (kept in order) until the unlock.
 //! 2. **Commit**: the batch's frame, durable in the coordinator's batch log.
+//!    The caller is answered here: the batch is durable (open would apply it).
 //! 3. **Apply**, on every participant together: its writes appended, then a commit
 //!    round (durable whatever the database's mode).
 //! 4. **Done**: a frame saying so, durable (or, when the log is full, the reset of the
 //!    frame's generation once no batch of it is pending).
 //! 5. **Unlock** everywhere: deferred puts first, then waiting writers and readers.
+//!
+//! The coordinator's own part is locked, applied and unlocked in place; the others
+//! through their cores' queues.
 //!
 //! A reader that saw one key of a batch sees all of it: keys are unlocked only after
 //! every part is applied. A committed batch that could not be applied everywhere
@@ -30,7 +34,7 @@ use event_listener::Event;
 use ringkv_engine::CommitLog;
 use ringkv_engine::commitlog::Sealed;
 
-use super::{Core, Receipt};
+use super::{Core, Op, Receipt, ReplyTo};
 use crate::batch::{BATCH_LOG_BYTES, BatchOp, done_frame, file_name, frame};
 use crate::error::{Error, Result};
 use crate::logs::COMMIT_DIR;
@@ -137,66 +141,95 @@ impl Batches {
 }
 
 impl Core {
-    /// Runs a batch whose parts (sorted by core, this core's first) are `parts`: locks,
-    /// checks what a transaction read (`Error::Conflict` if any changed), then commits,
-    /// applies and unlocks.
-    pub(super) async fn coordinate(self: &Rc<Self>, parts: Vec<Part>) -> Result<()> {
+    /// Runs a batch whose parts (sorted by core) are `parts`: locks, checks what a
+    /// transaction read (`Error::Conflict` if any changed), commits, answers `reply`
+    /// once the batch is committed (its frame durable: open applies it whatever
+    /// happens next), then applies it, marks it done and unlocks. A read of its keys
+    /// waits for the unlock, so no reader can tell the early answer.
+    pub(super) async fn coordinate(self: &Rc<Self>, parts: Vec<Part>, reply: ReplyTo<()>) {
         let keys: Vec<(usize, Vec<Vec<u8>>)> = parts.iter().map(|p| (p.core, p.keys())).collect();
         for (at, (part, (core, part_keys))) in parts.iter().zip(&keys).enumerate() {
-            let reads = part.reads.clone();
-            let lock = (self.peers).call(*core, 0, |r| {
-                super::Op::BatchLock(part_keys.clone(), reads, r)
-            });
-            match lock.await {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.unlock(&keys[..=at]).await;
-                    return Err(Error::Conflict);
-                }
-                Err(e) => {
-                    self.unlock(&keys[..at]).await;
-                    return Err(e);
-                }
-            }
+            let lock = self.on(
+                *core,
+                (part_keys.clone(), part.reads.clone()),
+                async |c, (keys, reads)| c.lock_keys(keys, reads).await,
+                |(keys, reads), r| Op::BatchLock(keys, reads, r),
+            );
+            let refused = match lock.await {
+                Ok(true) => continue,
+                Ok(false) => (at + 1, Error::Conflict),
+                Err(e) => (at, e),
+            };
+            self.unlock(&keys[..refused.0]).await;
+            return reply.send(Err(refused.1));
         }
         let parts: Vec<Part> = parts.into_iter().filter(|p| !p.ops.is_empty()).collect();
-        let result = match parts.is_empty() {
-            true => Ok(()), // a transaction that only read: its reads held
-            false => self.commit_locked(parts).await,
-        };
+        if parts.is_empty() {
+            reply.send(Ok(())); // a transaction that only read: its reads held
+        } else {
+            self.commit_locked(parts, reply).await;
+        }
         self.unlock(&keys).await;
-        result
     }
 
-    /// Commits, applies and marks done a batch whose keys are locked.
-    async fn commit_locked(self: &Rc<Self>, parts: Vec<Part>) -> Result<()> {
+    /// Commits (answering `reply`), applies and marks done a batch whose keys are
+    /// locked.
+    async fn commit_locked(self: &Rc<Self>, parts: Vec<Part>, reply: ReplyTo<()>) {
         let id = self.batches.next_id.get();
         self.batches.next_id.set(id + 1);
         let payload: Vec<u8> = parts.iter().flat_map(|p| frame(id, &p.ops)).collect();
-        self.log_frame(&payload).await?;
-        let applies = (parts.into_iter())
-            .map(|p| (self.peers).call(p.core, 0, |r| super::Op::BatchApply(p.ops, r)));
+        if let Err(e) = self.log_frame(&payload).await {
+            return reply.send(Err(e));
+        }
+        reply.send(Ok(()));
+        let applies = parts.into_iter().map(|p| {
+            self.on(
+                p.core,
+                p.ops,
+                async |c, ops| c.apply_part(ops).await,
+                Op::BatchApply,
+            )
+        });
         let applied: Result<Vec<()>> = futures_util::future::join_all(applies)
             .await
             .into_iter()
             .collect();
-        match applied {
+        let done = match applied {
             Ok(_) => self.log_done(id).await,
-            Err(e) => {
-                let cause = format!("a committed write batch could not be applied ({e})");
-                self.health.fail(cause);
-                Err(e)
-            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            let cause = format!("a committed write batch could not be applied ({e})");
+            self.health.fail(cause);
         }
     }
 
-    async fn unlock(&self, keys: &[(usize, Vec<Vec<u8>>)]) {
+    async fn unlock(self: &Rc<Self>, keys: &[(usize, Vec<Vec<u8>>)]) {
         let unlocks = (keys.iter()).map(|(core, keys)| {
-            self.peers
-                .call(*core, 0, |r| super::Op::BatchUnlock(keys.clone(), r))
+            self.on(
+                *core,
+                keys.clone(),
+                async |c, keys| Ok(c.unlock_keys(keys).await),
+                Op::BatchUnlock,
+            )
         });
         // A core that cannot answer has stopped or died: its locks went with it.
         let _ = futures_util::future::join_all(unlocks).await;
+    }
+
+    /// Runs a step of a batch with `arg` on core `core`: here, directly (`here`), or
+    /// through its queue (`op`).
+    async fn on<A, T: Send + 'static>(
+        self: &Rc<Self>,
+        core: usize,
+        arg: A,
+        here: impl AsyncFnOnce(&Rc<Core>, A) -> Result<T>,
+        op: impl FnOnce(A, ReplyTo<T>) -> Op,
+    ) -> Result<T> {
+        match core == self.index {
+            true => here(self, arg).await,
+            false => self.peers.call(core, 0, |reply| op(arg, reply)).await,
+        }
     }
 
     /// This core's batch log, started at its first batch (open removed the last run's).

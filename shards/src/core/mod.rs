@@ -103,7 +103,7 @@ pub(crate) enum Op {
     Update(Vec<u8>, UpdateFn, ReplyTo<Option<Bytes>>),
     /// Runs a closure on this core's executor (it spawns the caller's task).
     Spawn(SpawnFn, ReplyTo<()>),
-    /// Runs a write batch whose parts (sorted by core) start with this core's.
+    /// Coordinates a write batch, whose parts are sorted by core (see [`batch`]).
     Batch(Vec<Part>, Ticket, ReplyTo<()>),
     /// Locks a batch's keys on this core (see [`batch`]); answers whether the keys a
     /// transaction read there still have the versions it saw.
@@ -667,7 +667,7 @@ impl Core {
                 reply.send(Ok(()));
             }
             Op::Batch(parts, ticket, reply) => {
-                reply.send(self.coordinate(parts).await);
+                self.coordinate(parts, reply).await;
                 drop(ticket);
             }
             Op::BatchLock(keys, reads, reply) => reply.send(self.lock_keys(keys, reads).await),
