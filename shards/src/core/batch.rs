@@ -209,7 +209,10 @@ impl Core {
             self.on(
                 *core,
                 keys.clone(),
-                async |c, keys| Ok(c.unlock_keys(keys).await),
+                async |c, keys| {
+                    c.unlock_keys(keys).await;
+                    Ok(())
+                },
                 Op::BatchUnlock,
             )
         });
