@@ -38,9 +38,6 @@ use crate::layout::{io, sync_dir};
 use crate::logs::COMMIT_DIR;
 use crate::storage::{Kind as FileKind, Storage};
 
-/// Bytes of each core's batch log: a batch's frame must fit in it.
-pub(crate) const BATCH_LOG_BYTES: u64 = 64 << 20;
-
 /// The entry id of a batch's `done` frame.
 const DONE: u64 = 1 << 63;
 
@@ -124,14 +121,15 @@ impl WriteBatch {
     }
 }
 
-/// Checks that the frame of a batch of `ops` fits in a batch log.
-pub(crate) fn check_frame(ops: &[BatchOp]) -> Result<()> {
+/// Checks that the frame of a batch of `ops` fits in a batch log of `log_bytes`.
+pub(crate) fn check_frame(ops: &[BatchOp], log_bytes: u64) -> Result<()> {
     let mut payload = 0u64;
     for op in ops {
         payload += op.entry_len()?;
     }
     let frame = ringkv_engine::format::align_up(FRAME_HEADER_LEN as u64 + payload);
-    let max = BATCH_LOG_BYTES - BLOCK_BYTES;
+    // The header block, and the frame in the rest.
+    let max = ringkv_engine::format::align_down(log_bytes) - BLOCK_BYTES;
     match frame > max {
         true => Err(Error::BatchTooLarge { bytes: frame, max }),
         false => Ok(()),

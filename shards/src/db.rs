@@ -72,6 +72,8 @@ struct Inner {
     /// Queued puts between their look at `closed` and their push: close waits for
     /// them, so that each is queued before the core's shutdown request.
     queueing: AtomicUsize,
+    /// Each core's batch log size (`Options::batch_log_bytes`).
+    batch_log_bytes: u64,
     /// Write batches called and not yet done with: close waits for them, so that no
     /// core a batch involves stops under it.
     batches: Arc<AtomicUsize>,
@@ -291,6 +293,7 @@ impl Db {
         };
         let storage = options.storage.clone();
         let durability = options.durability;
+        let batch_log_bytes = options.batch_log_bytes;
         let clock = options.clock.clone();
         let start = Start {
             cpus,
@@ -312,6 +315,7 @@ impl Db {
             durability,
             queueing: AtomicUsize::new(0),
             batches: Arc::new(AtomicUsize::new(0)),
+            batch_log_bytes,
             spinners: Spinners::new(spare_cpus, SPIN_BEFORE_PARK, WRITE_SPIN_BEFORE_PARK),
             threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
@@ -922,7 +926,7 @@ impl Inner {
         if ops.is_empty() && reads.is_empty() {
             return Ok(());
         }
-        batch::check_frame(&ops)?;
+        batch::check_frame(&ops, self.batch_log_bytes)?;
         self.health.check_writable()?;
         let ticket = core::Ticket::new(&self.batches);
         let first = ops.first().map_or_else(|| reads[0].hash, |op| op.hash);
@@ -997,7 +1001,8 @@ impl Inner {
         while self.queueing.load(Ordering::SeqCst) > 0 {
             std::thread::yield_now(); // a put being queued goes before the shutdown
         }
-        while self.batches.load(Ordering::SeqCst) > 0 {
+        // A batch on a core that died never ends (its task went with the executor).
+        while self.batches.load(Ordering::SeqCst) > 0 && self.cores.iter().all(|c| c.serving()) {
             std::thread::sleep(std::time::Duration::from_micros(100));
         }
         let mut first_error = None;

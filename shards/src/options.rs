@@ -56,6 +56,7 @@ pub struct Options {
     pub(crate) compaction_interval: Duration,
     pub(crate) recovery: Recovery,
     pub(crate) commit_log_bytes: u64,
+    pub(crate) batch_log_bytes: u64,
     pub(crate) summary_memory_bytes: usize,
     pub(crate) storage: Storage,
     pub(crate) clock: Clock,
@@ -113,6 +114,7 @@ impl Default for Options {
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
             recovery: Recovery::Strict,
             commit_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
+            batch_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
             summary_memory_bytes: SUMMARY_MEMORY_DEFAULT_BYTES,
             storage: Storage::Real,
             clock: Clock::system(),
@@ -236,6 +238,14 @@ impl Options {
         self
     }
 
+    /// Size of each core's batch log file (the write batches it coordinates; ARCHITECTURE.md,
+    /// "Atomic write batches"): a batch must fit in one frame of it, so this bounds a
+    /// batch's size (`Error::BatchTooLarge`). Default 64 MiB; at least 64 KiB.
+    pub fn batch_log_bytes(mut self, n: u64) -> Self {
+        self.batch_log_bytes = n;
+        self
+    }
+
     /// Memory per core for the key summaries of extents not yet sealed (an extent's
     /// summary is written when it is sealed, and held in memory until then; about 30
     /// bytes plus the key per record). When a core's summaries pass this, the substore
@@ -309,6 +319,12 @@ impl Options {
             return bad(format!(
                 "commit_log_bytes {} is below {COMMIT_LOG_MIN_BYTES} (0 turns the log off)",
                 self.commit_log_bytes
+            ));
+        }
+        if self.batch_log_bytes < COMMIT_LOG_MIN_BYTES {
+            return bad(format!(
+                "batch_log_bytes {} is below {COMMIT_LOG_MIN_BYTES}",
+                self.batch_log_bytes
             ));
         }
         if self.flush_interval.is_zero() {

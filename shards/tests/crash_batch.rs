@@ -18,8 +18,14 @@ const CHILD_DIR: &str = "RINGKV_BATCH_CHILD_DIR";
 const CHILD_BASE: &str = "RINGKV_BATCH_CHILD_BASE";
 const CHILD_DURABILITY: &str = "RINGKV_BATCH_CHILD_DURABILITY";
 
+/// Buffered runs have the smallest batch log (64 KiB), so its resets run often.
 fn options(cores: usize, durability: Durability) -> Options {
+    let batch_log_bytes = match durability {
+        Durability::Buffered => 64 << 10,
+        _ => 64 << 20,
+    };
     Options::default()
+        .batch_log_bytes(batch_log_bytes)
         .cores(cores)
         .durability(durability)
         .extent_size_bytes(64 << 10)

@@ -8,7 +8,8 @@
 //!    for each other): each core locks its keys of the batch once none of them is
 //!    locked. A locked key takes no write but the batch's own; a read of it waits;
 //!    a `Buffered` put queued for it is deferred (kept in order) until the unlock.
-//! 2. **Commit**: the batch's frame, durable in the coordinator's batch log.
+//! 2. **Commit**: the batch's frame, durable in the coordinator's batch log
+//!    ([`super::batch_log`], group-committed).
 //!    The caller is answered here: the batch is durable (open would apply it).
 //! 3. **Apply**, on every participant together: its writes appended, then a commit
 //!    round (durable whatever the database's mode).
@@ -31,14 +32,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use event_listener::Event;
-use ringkv_engine::CommitLog;
-use ringkv_engine::commitlog::Sealed;
 
 use super::{Core, Op, Receipt, ReplyTo};
-use crate::batch::{BATCH_LOG_BYTES, BatchOp, done_frame, file_name, frame};
+use crate::batch::{BatchOp, done_frame, frame};
 use crate::error::{Error, Result};
-use crate::logs::COMMIT_DIR;
-use crate::storage::LeafFile;
 
 /// A batch's writes on one core, and the keys a transaction read there with the
 /// versions it saw (checked once the keys are locked).
@@ -108,14 +105,7 @@ pub(super) struct Batches {
     /// Keys locked by a batch in flight, each with the puts deferred behind it.
     locks: RefCell<HashMap<Vec<u8>, Vec<Deferred>>>,
     unlocked: Event,
-    log: RefCell<Option<Rc<CommitLog<LeafFile>>>>,
-    starting: async_lock::Mutex<()>,
     next_id: Cell<u64>,
-    /// Frames of this core's log whose batch is not done (all of the current
-    /// generation: a sealed log takes no frame until its reset, which waits for 0).
-    pending: Cell<usize>,
-    /// Notified when `pending` falls and when a reset is done.
-    retired: Event,
 }
 
 impl Batches {
@@ -132,11 +122,6 @@ impl Batches {
                 listener.await;
             }
         }
-    }
-
-    fn retire_one(&self) {
-        self.pending.set(self.pending.get() - 1);
-        self.retired.notify(usize::MAX);
     }
 }
 
@@ -178,7 +163,7 @@ impl Core {
         let id = self.batches.next_id.get();
         self.batches.next_id.set(id + 1);
         let payload: Vec<u8> = parts.iter().flat_map(|p| frame(id, &p.ops)).collect();
-        if let Err(e) = self.log_frame(&payload).await {
+        if let Err(e) = self.batch_log_append(payload, false).await {
             return reply.send(Err(e));
         }
         reply.send(Ok(()));
@@ -195,7 +180,7 @@ impl Core {
             .into_iter()
             .collect();
         let done = match applied {
-            Ok(_) => self.log_done(id).await,
+            Ok(_) => self.batch_log_append(done_frame(id), true).await,
             Err(e) => Err(e),
         };
         if let Err(e) = done {
@@ -232,73 +217,6 @@ impl Core {
         match core == self.index {
             true => here(self, arg).await,
             false => self.peers.call(core, 0, |reply| op(arg, reply)).await,
-        }
-    }
-
-    /// This core's batch log, started at its first batch (open removed the last run's).
-    async fn batch_log(&self) -> Result<Rc<CommitLog<LeafFile>>> {
-        let _one = self.batches.starting.lock().await;
-        if let Some(log) = &*self.batches.log.borrow() {
-            return Ok(log.clone());
-        }
-        let dir = self.data_dir.join(COMMIT_DIR);
-        let device = self.options.storage.device(&dir).await?;
-        let core = u32::try_from(self.index).expect("core numbers fit u32");
-        let name = file_name(self.index);
-        let epoch = self.log.epoch();
-        let log = CommitLog::start(&device, &name, core, epoch, BATCH_LOG_BYTES).await;
-        let log = Rc::new(log.map_err(|e| self.failed(e))?);
-        *self.batches.log.borrow_mut() = Some(log.clone());
-        Ok(log)
-    }
-
-    /// Makes `payload` (a batch's frame) durable: the batch is committed.
-    async fn log_frame(&self, payload: &[u8]) -> Result<()> {
-        self.health.check_writable()?;
-        let log = self.batch_log().await?;
-        loop {
-            match log.append(payload).await.map_err(|e| self.failed(e))? {
-                Ok(()) => {
-                    self.batches.pending.set(self.batches.pending.get() + 1);
-                    return Ok(());
-                }
-                Err(sealed) => self.reset_when_retired(&log, sealed).await?,
-            }
-        }
-    }
-
-    /// Says batch `id` is durable everywhere: once this returns, its frame is never
-    /// applied again.
-    async fn log_done(&self, id: u64) -> Result<()> {
-        let log = self.batch_log().await?;
-        let appended = log
-            .append(&done_frame(id))
-            .await
-            .map_err(|e| self.failed(e))?;
-        self.batches.retire_one();
-        match appended {
-            Ok(()) => Ok(()),
-            Err(sealed) => self.reset_when_retired(&log, sealed).await,
-        }
-    }
-
-    /// Returns once the generation `sealed` is reset: by this call, once no batch of it
-    /// is pending (each pending one is applied or being applied, and retires), or by
-    /// another.
-    async fn reset_when_retired(&self, log: &CommitLog<LeafFile>, sealed: Sealed) -> Result<()> {
-        loop {
-            if log.generation() != sealed.generation() {
-                return Ok(());
-            }
-            if self.batches.pending.get() == 0 {
-                log.reset(sealed).await.map_err(|e| self.failed(e))?;
-                self.batches.retired.notify(usize::MAX);
-                return Ok(());
-            }
-            let listener = self.batches.retired.listen();
-            if self.batches.pending.get() != 0 && log.generation() == sealed.generation() {
-                listener.await;
-            }
         }
     }
 

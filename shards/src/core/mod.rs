@@ -43,6 +43,7 @@ use crate::options::{Durability, Options};
 
 mod background;
 mod batch;
+mod batch_log;
 mod commit;
 mod expiry;
 mod leaf;
@@ -303,6 +304,7 @@ struct Core {
     /// Every core's mailbox.
     peers: Arc<Peers>,
     batches: batch::Batches,
+    batch_log: batch_log::BatchLog,
 }
 
 /// Where each core reports, with its index, whether it opened its leaves (or why its
@@ -567,6 +569,7 @@ impl Core {
             data_dir,
             peers,
             batches: batch::Batches::default(),
+            batch_log: batch_log::BatchLog::default(),
         };
         for leaf in core.store_list() {
             core.replay(&leaf, &mut replay).await?;
