@@ -142,3 +142,50 @@ fn racing_transactions_lose_no_update() {
     eprintln!("{} conflicts retried", conflicts.load(Ordering::Relaxed));
     db.close().unwrap();
 }
+
+/// `update`, `expire_if` and `persist` in a transaction decide as their `Db` twins: a
+/// new value keeps the key's metadata and expiry, an expiry already past deletes.
+#[test]
+fn transaction_updates_and_expiries_decide_as_the_database_does() {
+    use ringkv::{ExpireIf, PutOptions, Ttl, Update};
+    use std::time::Duration;
+    let dir = tempdir();
+    let db = open(&dir, Durability::Sync);
+    let hour = Duration::from_secs(3600);
+    db.put_with("k", "1", &PutOptions::new().ttl(hour).meta("m"))
+        .unwrap();
+    db.put("gone", "x").unwrap();
+    db.put("plain", "p").unwrap();
+    let mut tx = db.transaction();
+    let seen = futures_lite::future::block_on(tx.update("k", |v| {
+        assert_eq!(v, Some(&b"1"[..]));
+        Update::Put(b"2".to_vec())
+    }));
+    assert_eq!(seen.unwrap().as_deref(), Some(&b"1"[..]));
+    assert!(
+        futures_lite::future::block_on(tx.expire_if("gone", 1, ExpireIf::Always)).unwrap(),
+        "a past time deletes"
+    );
+    assert!(
+        !futures_lite::future::block_on(tx.persist("plain")).unwrap(),
+        "no expiry to remove"
+    );
+    assert!(
+        !futures_lite::future::block_on(tx.expire_if("plain", u64::MAX, ExpireIf::HasExpiry))
+            .unwrap()
+    );
+    assert_eq!(tx.get("gone").unwrap(), None);
+    tx.commit().unwrap();
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(db.head("k").unwrap().unwrap().meta_len, 1, "metadata kept");
+    assert!(
+        matches!(db.ttl("k").unwrap(), Some(Ttl::In(_))),
+        "expiry kept"
+    );
+    assert_eq!(db.get("gone").unwrap(), None);
+    let mut tx = db.transaction();
+    assert!(futures_lite::future::block_on(tx.persist("k")).unwrap());
+    tx.commit().unwrap();
+    assert_eq!(db.ttl("k").unwrap(), Some(Ttl::Never));
+    db.close().unwrap();
+}

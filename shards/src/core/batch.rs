@@ -30,8 +30,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
 use event_listener::Event;
+use ringkv_engine::StoredRecord;
 
 use super::{Core, Op, Receipt, ReplyTo};
 use crate::batch::{BatchOp, done_frame, frame};
@@ -67,8 +67,8 @@ pub(crate) struct Read {
     pub(crate) version: Version,
 }
 
-/// A live value and its expiry (Unix ms), as a transaction reads them.
-pub(crate) type Versioned = Option<(Bytes, Option<u64>)>;
+/// A live record (value, metadata, expiry), as a transaction reads it.
+pub(crate) type Versioned = Option<StoredRecord>;
 
 /// Which record a read saw: the answering store's id and the record's sequence;
 /// `None` for no live value. Any write of the key changes it (a split moving the key
@@ -261,9 +261,8 @@ impl Core {
         loop {
             let before = self.leaf(hash).version(key);
             let record = self.read(hash, key).await?;
-            let value = record.map(|r| (r.value, r.expiry_unix_ms));
             if self.leaf(hash).version(key) == before {
-                return Ok((value, before));
+                return Ok((record, before));
             }
         }
     }
@@ -299,7 +298,8 @@ impl Core {
         self.batches.unlocked.notify(usize::MAX);
     }
 
-    /// Defers a queued put of a locked key until its unlock; `false` if not locked.
+    /// Defers a queued put of a locked key until its unlock; gives the put back if no
+    /// batch holds the key.
     pub(super) fn defer_if_locked(
         &self,
         hash: u64,

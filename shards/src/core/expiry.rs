@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringkv_engine::hash::routing_hash;
-use ringkv_engine::{StoredRecord, WriteOptions};
+use ringkv_engine::{Clock, StoredRecord, WriteOptions};
 
 use super::{Core, Here};
 use crate::error::Result;
@@ -89,7 +89,29 @@ pub(crate) enum ExpiryChange {
     Persist,
 }
 
+/// What a change of a live key comes to: a new record (the same value, or another,
+/// with these extras), or its deletion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Write(Bytes, Extras),
+    Delete,
+}
+
 impl ExpiryChange {
+    /// What the change does to `record` (`None`: nothing): a new expiry keeps its value
+    /// and metadata; one already passed by `clock` deletes the key.
+    pub(crate) fn apply(self, record: &StoredRecord, clock: &Clock) -> Option<Outcome> {
+        let expiry = self.decide(record.expiry_unix_ms)?;
+        if clock.has_passed(expiry) {
+            return Some(Outcome::Delete);
+        }
+        let extras = Extras {
+            meta: record.meta.clone(),
+            expiry_unix_ms: expiry,
+        };
+        Some(Outcome::Write(record.value.clone(), extras))
+    }
+
     /// The key's new expiry, given its current one; `None` when the change does not
     /// apply (the answer is then "nothing changed").
     pub(crate) fn decide(self, current: Option<u64>) -> Option<Option<u64>> {
@@ -143,18 +165,10 @@ impl Core {
         let Some(record) = self.read_unraced(hash, key).await? else {
             return Ok(false);
         };
-        let Some(expiry) = change.decide(record.expiry_unix_ms) else {
+        let Some(outcome) = change.apply(&record, &self.options.clock) else {
             return Ok(false);
         };
-        if self.options.clock.has_passed(expiry) {
-            self.write(hash, key, None).await?;
-            return Ok(true);
-        }
-        let extras = Extras {
-            meta: record.meta,
-            expiry_unix_ms: expiry,
-        };
-        self.write(hash, key, Some((record.value, &extras))).await?;
+        self.write_outcome(hash, key, outcome).await?;
         Ok(true)
     }
 

@@ -55,7 +55,7 @@ mod report;
 pub(crate) use batch::{Part, Read, Ticket, Version, Versioned};
 use commit::Committer;
 pub use expiry::{ExpireIf, Head};
-pub(crate) use expiry::{ExpiryChange, Extras, NO_EXTRAS};
+pub(crate) use expiry::{ExpiryChange, Extras, NO_EXTRAS, Outcome};
 use leaf::LeafState;
 use log::CoreLog;
 pub(crate) use mailbox::{Answer, CoreShared, Peers, ReplySlot, ReplyTo, Request, Spinners, Waits};
@@ -144,6 +144,31 @@ pub enum Update {
     },
     /// Delete the key.
     Delete,
+}
+
+impl Update {
+    /// What this decision comes to for a key whose live record is `seen` (`None`: keep
+    /// the key as it is).
+    pub(crate) fn outcome(self, seen: Option<&StoredRecord>) -> Option<Outcome> {
+        Some(match self {
+            Update::Keep => return None,
+            Update::Put(new) => {
+                let extras = seen.map_or(Extras::NONE, Extras::kept_from);
+                Outcome::Write(Bytes::from(new), extras)
+            }
+            Update::Set {
+                value,
+                expiry_unix_ms,
+            } => {
+                let extras = Extras {
+                    meta: Bytes::new(),
+                    expiry_unix_ms,
+                };
+                Outcome::Write(Bytes::from(value), extras)
+            }
+            Update::Delete => Outcome::Delete,
+        })
+    }
 }
 
 /// The function of a read-modify-write, run on the core that owns the key.
@@ -906,27 +931,18 @@ impl Core {
     async fn update(self: &Rc<Self>, hash: u64, key: &[u8], f: UpdateFn) -> Result<Option<Bytes>> {
         let old = self.read_unraced(hash, key).await?;
         let value = old.as_ref().map(|r| r.value.clone());
-        let write = match (f.0)(value.as_deref()) {
-            Update::Keep => return Ok(value),
-            Update::Put(new) => {
-                let extras = old.map_or(Extras::NONE, |r| Extras::kept_from(&r));
-                self.write(hash, key, Some((Bytes::from(new), &extras)))
-                    .await
-            }
-            Update::Set {
-                value,
-                expiry_unix_ms,
-            } => {
-                let extras = Extras {
-                    meta: Bytes::new(),
-                    expiry_unix_ms,
-                };
-                self.write(hash, key, Some((Bytes::from(value), &extras)))
-                    .await
-            }
-            Update::Delete => self.write(hash, key, None).await,
-        };
-        write.map(|()| value)
+        if let Some(outcome) = (f.0)(value.as_deref()).outcome(old.as_ref()) {
+            self.write_outcome(hash, key, outcome).await?;
+        }
+        Ok(value)
+    }
+
+    /// Writes what a change of `key` came to.
+    async fn write_outcome(self: &Rc<Self>, hash: u64, key: &[u8], outcome: Outcome) -> Result<()> {
+        match outcome {
+            Outcome::Write(value, extras) => self.write(hash, key, Some((value, &extras))).await,
+            Outcome::Delete => self.write(hash, key, None).await,
+        }
     }
 
     /// The key's live record, read so that a write appended in the same poll as this

@@ -14,23 +14,23 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
+use ringkv_engine::StoredRecord;
 use ringkv_engine::hash::routing_hash;
 
 use super::{Db, PutOptions};
 use crate::batch::BatchOp;
-use crate::core::{Extras, Read, Version, Versioned};
+use crate::core::{ExpireIf, ExpiryChange, Extras, Outcome, Read, Update, Version, Versioned};
 use crate::error::Result;
 
-/// A transaction on a [`Db`] (see [`Db::transaction`]): `get` sees its own writes and
-/// reads each other key once (a second `get` answers what the first saw); `put` and
-/// `delete` are buffered until `commit`. Dropping it, or `rollback`, writes nothing.
+/// A transaction on a [`Db`] (see [`Db::transaction`]): reads see its own writes and
+/// read each other key once (a second read answers what the first saw); writes are
+/// buffered until `commit`. Dropping it, or `rollback`, writes nothing.
 #[derive(Debug)]
 pub struct Transaction {
     db: Db,
     reads: HashMap<Vec<u8>, (Versioned, Version)>,
-    writes: BTreeMap<Vec<u8>, Versioned>,
-    /// The metadata of puts that have some.
-    meta: HashMap<Vec<u8>, Bytes>,
+    /// Each key's last write: its value and extras, or `None` for a delete.
+    writes: BTreeMap<Vec<u8>, Option<(Bytes, Extras)>>,
 }
 
 impl Transaction {
@@ -39,7 +39,6 @@ impl Transaction {
             db,
             reads: HashMap::new(),
             writes: BTreeMap::new(),
-            meta: HashMap::new(),
         }
     }
 
@@ -50,7 +49,7 @@ impl Transaction {
 
     /// [`Transaction::get`] for async callers.
     pub async fn get_async(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        Ok(self.get_with_expiry(key).await?.map(|(value, _)| value))
+        Ok(self.record(key.as_ref()).await?.map(|r| r.value))
     }
 
     /// The value of `key` as this transaction sees it, with its expiry (Unix ms).
@@ -58,16 +57,8 @@ impl Transaction {
         &mut self,
         key: impl AsRef<[u8]>,
     ) -> Result<Option<(Bytes, Option<u64>)>> {
-        let key = key.as_ref();
-        if let Some(written) = self.writes.get(key) {
-            return Ok(written.clone());
-        }
-        if let Some((value, _)) = self.reads.get(key) {
-            return Ok(value.clone());
-        }
-        let (value, version) = self.db.inner.get_versioned(key).await?;
-        self.reads.insert(key.to_vec(), (value.clone(), version));
-        Ok(value)
+        let record = self.record(key.as_ref()).await?;
+        Ok(record.map(|r| (r.value, r.expiry_unix_ms)))
     }
 
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
@@ -84,13 +75,84 @@ impl Transaction {
     ) {
         let extras = self.db.inner.extras_of(options);
         let value = Bytes::copy_from_slice(value.as_ref());
-        self.writes
-            .insert(key.as_ref().to_vec(), Some((value, extras.expiry_unix_ms)));
-        self.meta.insert(key.as_ref().to_vec(), extras.meta);
+        self.write(key.as_ref(), Outcome::Write(value, extras));
     }
 
     pub fn delete(&mut self, key: impl AsRef<[u8]>) {
-        self.writes.insert(key.as_ref().to_vec(), None);
+        self.write(key.as_ref(), Outcome::Delete);
+    }
+
+    /// Reads `key`, lets `decide` choose, and writes the outcome in the transaction, as
+    /// [`Db::update`] does on its own; answers the value `decide` saw.
+    pub async fn update(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        decide: impl FnOnce(Option<&[u8]>) -> Update,
+    ) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        let seen = self.record(key).await?;
+        let value = seen.as_ref().map(|r| r.value.clone());
+        if let Some(outcome) = decide(value.as_deref()).outcome(seen.as_ref()) {
+            self.write(key, outcome);
+        }
+        Ok(value)
+    }
+
+    /// [`Db::expire_if`] in the transaction: whether the key is live and the change
+    /// applies.
+    pub async fn expire_if(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        at_unix_ms: u64,
+        only_if: ExpireIf,
+    ) -> Result<bool> {
+        self.change_expiry(key.as_ref(), ExpiryChange::At(at_unix_ms, only_if))
+            .await
+    }
+
+    /// [`Db::persist`] in the transaction: whether the key is live and had an expiry.
+    pub async fn persist(&mut self, key: impl AsRef<[u8]>) -> Result<bool> {
+        self.change_expiry(key.as_ref(), ExpiryChange::Persist)
+            .await
+    }
+
+    async fn change_expiry(&mut self, key: &[u8], change: ExpiryChange) -> Result<bool> {
+        let Some(record) = self.record(key).await? else {
+            return Ok(false);
+        };
+        let Some(outcome) = change.apply(&record, &self.db.inner.clock) else {
+            return Ok(false);
+        };
+        self.write(key, outcome);
+        Ok(true)
+    }
+
+    /// The live record of `key` as this transaction sees it: its own write, what it
+    /// read before, or a read now (recorded with its version).
+    async fn record(&mut self, key: &[u8]) -> Result<Option<StoredRecord>> {
+        if let Some(written) = self.writes.get(key) {
+            let record = written.as_ref().map(|(value, extras)| StoredRecord {
+                value: value.clone(),
+                meta: extras.meta.clone(),
+                expiry_unix_ms: extras.expiry_unix_ms,
+            });
+            let clock = &self.db.inner.clock;
+            return Ok(record.filter(|r| !clock.has_passed(r.expiry_unix_ms)));
+        }
+        if let Some((record, _)) = self.reads.get(key) {
+            return Ok(record.clone());
+        }
+        let (record, version) = self.db.inner.get_versioned(key).await?;
+        self.reads.insert(key.to_vec(), (record.clone(), version));
+        Ok(record)
+    }
+
+    fn write(&mut self, key: &[u8], outcome: Outcome) {
+        let write = match outcome {
+            Outcome::Write(value, extras) => Some((value, extras)),
+            Outcome::Delete => None,
+        };
+        self.writes.insert(key.to_vec(), write);
     }
 
     /// A transaction that starts with the reads of this one (their values and
@@ -101,7 +163,6 @@ impl Transaction {
             db: self.db.clone(),
             reads: self.reads.clone(),
             writes: BTreeMap::new(),
-            meta: HashMap::new(),
         }
     }
 
@@ -113,20 +174,11 @@ impl Transaction {
     }
 
     /// [`Transaction::commit`] for async callers.
-    pub async fn commit_async(mut self) -> Result<()> {
+    pub async fn commit_async(self) -> Result<()> {
         let mut ops = Vec::with_capacity(self.writes.len());
-        for (key, put) in std::mem::take(&mut self.writes) {
-            let (value, extras) = match put {
-                Some((value, expiry_unix_ms)) => {
-                    let meta = self.meta.remove(&key).unwrap_or_default();
-                    (
-                        Some(value),
-                        Extras {
-                            meta,
-                            expiry_unix_ms,
-                        },
-                    )
-                }
+        for (key, write) in self.writes {
+            let (value, extras) = match write {
+                Some((value, extras)) => (Some(value), extras),
                 None => (None, Extras::NONE),
             };
             ops.push(BatchOp::new(key, value, extras)?);

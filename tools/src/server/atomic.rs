@@ -19,7 +19,7 @@ pub fn handles(cmd: Cmd) -> bool {
 /// Runs `cmd` in a transaction of its own, again while it conflicts with other writes.
 pub async fn execute(ctx: &CoreCtx, cmd: Cmd, args: Vec<Bytes>) -> Frame {
     loop {
-        let kv = TxKeys::new(ctx.db().transaction(), ctx.db().now_unix_ms());
+        let kv = TxKeys::new(ctx.db().transaction());
         let frame = execute_on(&kv, cmd, &args).await;
         match kv.into_inner().commit_async().await {
             Ok(()) => return frame,

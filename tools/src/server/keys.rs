@@ -71,17 +71,15 @@ impl Keys for Local {
     }
 }
 
-/// An EXEC's transaction, with the database's clock.
+/// An EXEC's transaction.
 pub struct TxKeys {
     tx: Cell<Option<Transaction>>,
-    now_unix_ms: u64,
 }
 
 impl TxKeys {
-    pub fn new(tx: Transaction, now_unix_ms: u64) -> TxKeys {
+    pub fn new(tx: Transaction) -> TxKeys {
         TxKeys {
             tx: Cell::new(Some(tx)),
-            now_unix_ms,
         }
     }
 
@@ -99,20 +97,6 @@ impl TxKeys {
         self.tx.set(Some(tx));
         out
     }
-
-    async fn record(&self, key: &[u8]) -> Result<Option<(Bytes, Option<u64>)>> {
-        self.with(async |tx| tx.get_with_expiry(key).await).await
-    }
-
-    /// Stores `value` with expiry `at` (`None`: none).
-    async fn store(&self, key: &[u8], value: &[u8], at: Option<u64>) {
-        let options = match at {
-            Some(at) => PutOptions::new().expire_at_unix_ms(at),
-            None => PutOptions::new(),
-        };
-        self.with(async |tx| tx.put_with(key, value, &options))
-            .await;
-    }
 }
 
 impl Keys for TxKeys {
@@ -120,13 +104,13 @@ impl Keys for TxKeys {
         1
     }
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        Ok(self.record(key).await?.map(|(value, _)| value))
+        self.with(async |tx| tx.get_async(key).await).await
     }
     async fn exists(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.record(key).await?.is_some())
+        Ok(self.get(key).await?.is_some())
     }
     async fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.store(key, value, None).await;
+        self.with(async |tx| tx.put(key, value)).await;
         Ok(())
     }
     async fn put_with(&self, key: &[u8], value: &[u8], options: &PutOptions) -> Result<()> {
@@ -138,44 +122,17 @@ impl Keys for TxKeys {
         key: &[u8],
         decide: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
-        let seen = self.record(key).await?;
-        match decide(seen.as_ref().map(|(v, _)| &v[..])) {
-            Update::Keep => {}
-            Update::Put(value) => {
-                self.store(key, &value, seen.as_ref().and_then(|s| s.1))
-                    .await
-            }
-            Update::Set {
-                value,
-                expiry_unix_ms,
-            } => self.store(key, &value, expiry_unix_ms).await,
-            Update::Delete => self.with(async |tx| tx.delete(key)).await,
-        }
-        Ok(seen.map(|(value, _)| value))
+        self.with(async |tx| tx.update(key, decide).await).await
     }
     async fn expire_if(&self, key: &[u8], at: u64, only_if: ExpireIf) -> Result<bool> {
-        let Some((value, current)) = self.record(key).await? else {
-            return Ok(false);
-        };
-        if !only_if.allows(current, at) {
-            return Ok(false);
-        }
-        match at <= self.now_unix_ms {
-            true => self.with(async |tx| tx.delete(key)).await,
-            false => self.store(key, &value, Some(at)).await,
-        }
-        Ok(true)
+        self.with(async |tx| tx.expire_if(key, at, only_if).await)
+            .await
     }
     async fn persist(&self, key: &[u8]) -> Result<bool> {
-        match self.record(key).await? {
-            Some((value, Some(_))) => {
-                self.store(key, &value, None).await;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        self.with(async |tx| tx.persist(key).await).await
     }
     async fn expiry(&self, key: &[u8]) -> Result<Option<Option<u64>>> {
-        Ok(self.record(key).await?.map(|(_, expiry)| expiry))
+        let record = self.with(async |tx| tx.get_with_expiry(key).await).await?;
+        Ok(record.map(|(_, expiry)| expiry))
     }
 }

@@ -113,7 +113,7 @@ async fn exec(
 ) -> Frame {
     let watched = state.watch.take().unwrap_or_else(|| ctx.db().transaction());
     loop {
-        let kv = TxKeys::new(watched.reads_only(), ctx.db().now_unix_ms());
+        let kv = TxKeys::new(watched.reads_only());
         let mut replies = Vec::with_capacity(queued.len());
         for (spec, args) in &queued {
             replies.push(run(ctx, state, &kv, spec, args.clone()).await);
