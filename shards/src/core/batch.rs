@@ -99,11 +99,23 @@ struct Deferred {
     receipt: Receipt,
 }
 
+/// A value a batch wrote, cached at its unlock (caching it earlier would let a
+/// caller's thread read one core's part before the others are applied).
+struct Written {
+    hash: u64,
+    leaf: Rc<super::LeafState>,
+    seq: u64,
+    value: bytes::Bytes,
+    expiry_unix_ms: Option<u64>,
+}
+
 /// What a core keeps for batches.
 #[derive(Default)]
 pub(super) struct Batches {
     /// Keys locked by a batch in flight, each with the puts deferred behind it.
     locks: RefCell<HashMap<Vec<u8>, Vec<Deferred>>>,
+    /// Values of locked keys the batch holding them wrote.
+    written: RefCell<HashMap<Vec<u8>, Written>>,
     unlocked: Event,
     next_id: Cell<u64>,
 }
@@ -269,17 +281,38 @@ impl Core {
 
     /// Appends a batch's writes on this core (its keys locked by it) and commits them.
     pub(super) async fn apply_part(self: &Rc<Self>, ops: Vec<BatchOp>) -> Result<()> {
-        for op in &ops {
+        let mut written = Vec::new();
+        for op in ops {
             let put = op.value.as_ref().map(|v| (v, &op.extras));
-            self.append_as(op.hash, &op.key, put, super::Locks::Held)
-                .await?;
+            let (leaf, seq) = (self.append_as(op.hash, &op.key, put, super::Locks::Held)).await?;
+            if let Some(value) = op.value {
+                let expiry_unix_ms = op.extras.expiry_unix_ms;
+                let (hash, key) = (op.hash, op.key);
+                written.push((
+                    key,
+                    Written {
+                        hash,
+                        leaf,
+                        seq,
+                        value,
+                        expiry_unix_ms,
+                    },
+                ));
+            }
         }
-        self.commit().await
+        self.commit().await?;
+        self.batches.written.borrow_mut().extend(written);
+        Ok(())
     }
 
-    /// Unlocks `keys`: the puts deferred behind each are appended first, in order.
+    /// Unlocks `keys`: the puts deferred behind each are appended first, in order; the
+    /// values the batch wrote are cached (if still the keys' newest).
     pub(super) async fn unlock_keys(self: &Rc<Self>, keys: Vec<Vec<u8>>) {
         for key in keys {
+            let written = self.batches.written.borrow_mut().remove(&key);
+            if let Some(w) = written {
+                self.admit(w.hash, &w.leaf, &key, w.seq, w.value, w.expiry_unix_ms);
+            }
             loop {
                 let deferred = match self.batches.locks.borrow_mut().get_mut(&key) {
                     Some(deferred) => std::mem::take(deferred),
