@@ -13,6 +13,8 @@
 //! After each kill `ringkv::verify` must find no problem (a kill leaves only what open
 //! cleans up by design), and the parent reopens with 1, 2 or 3 cores in turn.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -183,41 +185,12 @@ fn check_reads(
 }
 
 fn run_child(dir: &std::path::Path, mode: &str, round: u64, kill_after: Duration) -> Vec<String> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_DIR, dir)
-        .env(CHILD_MODE, mode)
-        .env(CHILD_ROUND, round.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in stdout.lines().map_while(Result::ok) {
-            if line.ends_with("ready") {
-                let _ = ready_tx.send(());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    // The kill lands `kill_after` into the writes (opening many substores takes a while).
-    let started = ready_rx.recv_timeout(Duration::from_secs(60)).is_ok();
-    if started {
-        std::thread::sleep(kill_after);
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    reader.join().unwrap()
+    let envs = [
+        (CHILD_DIR, dir.display().to_string()),
+        (CHILD_MODE, mode.to_owned()),
+        (CHILD_ROUND, round.to_string()),
+    ];
+    support::run_and_kill("crash_child", &envs, kill_after)
 }
 
 /// The seed of the kill times: RINGKV_CRASH_SEED, or drawn from the clock; printed so

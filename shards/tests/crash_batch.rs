@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ringkv::{Db, Durability, Options};
@@ -73,39 +71,12 @@ fn run_child(
     durability: &str,
     kill_after: Duration,
 ) -> Vec<String> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "batch_crash_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_DIR, dir)
-        .env(CHILD_BASE, base.to_string())
-        .env(CHILD_DURABILITY, durability)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in stdout.lines().map_while(Result::ok) {
-            if line.ends_with("ready") {
-                let _ = ready_tx.send(());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    if ready_rx.recv_timeout(Duration::from_secs(60)).is_ok() {
-        std::thread::sleep(kill_after);
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    reader.join().unwrap()
+    let envs = [
+        (CHILD_DIR, dir.display().to_string()),
+        (CHILD_BASE, base.to_string()),
+        (CHILD_DURABILITY, durability.to_owned()),
+    ];
+    support::run_and_kill("batch_crash_child", &envs, kill_after)
 }
 
 /// What each writer of a round tried and had acknowledged, from the child's lines.

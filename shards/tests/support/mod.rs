@@ -41,3 +41,47 @@ pub fn raise_descriptor_limit() {
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
 }
+
+/// Runs test `name` of this test binary as a child process with `envs`, and kills it
+/// with SIGKILL `kill_after` once it printed a line ending in `ready` (or after 60 s
+/// without one); every line it printed on stdout.
+pub fn run_and_kill(
+    name: &str,
+    envs: &[(&str, String)],
+    kill_after: std::time::Duration,
+) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args([name, "--exact", "--nocapture", "--test-threads", "1"]);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in stdout.lines().map_while(Result::ok) {
+            if line.ends_with("ready") {
+                let _ = ready_tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    // The kill lands `kill_after` into the writes (opening many substores takes a while).
+    if ready_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .is_ok()
+    {
+        std::thread::sleep(kill_after);
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    reader.join().unwrap()
+}
