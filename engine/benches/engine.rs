@@ -71,7 +71,7 @@ fn index(c: &mut Criterion) {
             Index::new,
             |mut index| {
                 for i in 0..INDEX_KEYS {
-                    index.insert(&key16(i), entry(i)).unwrap();
+                    index.insert(&key16(i), entry(i), Some(b"")).unwrap();
                 }
                 index
             },
@@ -80,7 +80,7 @@ fn index(c: &mut Criterion) {
     });
     let mut full = Index::new();
     for i in 0..INDEX_KEYS {
-        full.insert(&key16(i), entry(i)).unwrap();
+        full.insert(&key16(i), entry(i), Some(b"")).unwrap();
     }
     group.bench_function("lookup-hit/1M-keys-of-16B", |b| {
         b.iter(|| {

@@ -104,10 +104,24 @@ struct Measure {
     rss: f64,
 }
 
-/// Builds an index of `count` random keys of `key_len` bytes (each with an expiry, if
-/// `with_expiry`) and measures it. Runs in a
-/// fresh process (see `main`), so that no earlier index left the allocator's heap grown.
-fn measure(key_len: usize, count: u64, with_expiry: bool) -> Measure {
+/// What each key carries besides its location.
+#[derive(Clone, Copy)]
+struct Extras {
+    expiry: bool,
+    /// Metadata bytes held in the index (for HEAD).
+    meta_len: u8,
+}
+
+const PLAIN: Extras = Extras {
+    expiry: false,
+    meta_len: 0,
+};
+
+/// Builds an index of `count` random keys of `key_len` bytes, each with `extras`, and
+/// measures it. Runs in a fresh process (see `main`), so that no earlier index left the
+/// allocator's heap grown.
+fn measure(key_len: usize, count: u64, extras: Extras) -> Measure {
+    let meta = vec![0x6d; usize::from(extras.meta_len)];
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut key = vec![0u8; key_len];
     let live_before = LIVE_BYTES.load(Ordering::Relaxed);
@@ -126,10 +140,10 @@ fn measure(key_len: usize, count: u64, with_expiry: bool) -> Measure {
             offset: (i as u32 & 0xfff) * 1000,
             value_len: 1000,
             seq: i,
-            meta_len: 0,
-            expiry_unix_ms: with_expiry.then_some(1_700_000_000_000 + i),
+            meta_len: extras.meta_len,
+            expiry_unix_ms: extras.expiry.then_some(1_700_000_000_000 + i),
         };
-        index.insert(&key, entry).unwrap();
+        index.insert(&key, entry, Some(&meta)).unwrap();
     }
     let keys = index.len();
     assert_eq!(keys as u64, count, "random keys collided");
@@ -144,12 +158,13 @@ fn measure(key_len: usize, count: u64, with_expiry: bool) -> Measure {
 }
 
 /// Runs `measure` in a child process (this program with
-/// `--measure KEY_LEN COUNT EXPIRY`).
-fn measure_in_child(key_len: usize, count: u64, with_expiry: bool) -> Measure {
+/// `--measure KEY_LEN COUNT EXPIRY META_LEN`).
+fn measure_in_child(key_len: usize, count: u64, extras: Extras) -> Measure {
     let exe = std::env::current_exe().expect("path of this program");
     let out = std::process::Command::new(exe)
         .args(["--measure", &key_len.to_string(), &count.to_string()])
-        .arg(if with_expiry { "1" } else { "0" })
+        .arg(if extras.expiry { "1" } else { "0" })
+        .arg(extras.meta_len.to_string())
         .output()
         .expect("running the measuring child");
     assert!(out.status.success(), "child failed: {out:?}");
@@ -170,14 +185,14 @@ fn measure_in_child(key_len: usize, count: u64, with_expiry: bool) -> Measure {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, key_len, count, expiry] = &args[..]
+    if let [_, flag, key_len, count, expiry, meta_len] = &args[..]
         && flag == "--measure"
     {
-        let m = measure(
-            key_len.parse().unwrap(),
-            count.parse().unwrap(),
-            expiry == "1",
-        );
+        let extras = Extras {
+            expiry: expiry == "1",
+            meta_len: meta_len.parse().unwrap(),
+        };
+        let m = measure(key_len.parse().unwrap(), count.parse().unwrap(), extras);
         println!("{} {} {} {}", m.heap, m.live, m.peak, m.rss);
         return;
     }
@@ -187,7 +202,7 @@ fn main() {
         "keys", "key B", "heap_bytes", "allocator", "alloc peak", "RSS", "over key", "goal", "met"
     );
     for key_len in [16usize, 33] {
-        let m = measure_in_child(key_len, KEYS, false);
+        let m = measure_in_child(key_len, KEYS, PLAIN);
         let goal = key_len as f64 + GOAL_OVER_KEY_BYTES;
         println!(
             "{:>9} {key_len:>5} {:>10.1} {:>10.1} {:>10.1} {:>8.1} {:>+9.1} {goal:>6.0} {:>5}",
@@ -200,16 +215,38 @@ fn main() {
             if m.live <= goal { "yes" } else { "NO" },
         );
     }
-    let (plain, expiring) = (
-        measure_in_child(33, KEYS, false),
-        measure_in_child(33, KEYS, true),
-    );
+    let plain = measure_in_child(33, KEYS, PLAIN);
     println!();
-    println!(
-        "33-byte keys, each with an expiry: {:.1} bytes per key ({:+.1} against none)",
-        expiring.live,
-        expiring.live - plain.live
-    );
+    for (what, extras) in [
+        (
+            "an expiry",
+            Extras {
+                expiry: true,
+                ..PLAIN
+            },
+        ),
+        (
+            "16 B of metadata held for HEAD",
+            Extras {
+                meta_len: 16,
+                ..PLAIN
+            },
+        ),
+        (
+            "64 B of metadata held for HEAD",
+            Extras {
+                meta_len: 64,
+                ..PLAIN
+            },
+        ),
+    ] {
+        let m = measure_in_child(33, KEYS, extras);
+        println!(
+            "33-byte keys, each with {what}: {:.1} bytes per key ({:+.1} against none)",
+            m.live,
+            m.live - plain.live
+        );
+    }
     println!();
     println!("16-byte keys at other counts (bytes per key)");
     println!(
@@ -217,7 +254,7 @@ fn main() {
         "keys", "allocator", "alloc peak", "RSS", "over key"
     );
     for count in SWEEP_KEYS {
-        let m = measure_in_child(16, count, false);
+        let m = measure_in_child(16, count, PLAIN);
         println!(
             "{:>9} {:>10.1} {:>10.1} {:>8.1} {:>+9.1}",
             m.keys,

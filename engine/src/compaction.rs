@@ -147,7 +147,8 @@ impl<D: Device> Substore<D> {
         };
         let now = self.config.clock.now_unix_ms();
         let mut gathered = 0;
-        for (i, (offset, header, key)) in records.iter().enumerate() {
+        for (i, listed) in records.iter().enumerate() {
+            let (offset, header, key) = (&listed.offset, &listed.header, &listed.key);
             if gathered >= WRITE_OUT_EVERY_BYTES {
                 self.write_unsynced().await?;
                 gathered = 0;
@@ -193,7 +194,11 @@ impl<D: Device> Substore<D> {
                     format!("{e:?} while compacting"),
                 )
             })?;
-            if rec.key != key.as_slice() || rec.header != *header {
+            let meta_differs = listed
+                .meta
+                .as_ref()
+                .is_some_and(|m| m.as_slice() != rec.meta);
+            if rec.key != key.as_slice() || rec.header != *header || meta_differs {
                 return Err(Error::corruption(
                     path.clone(),
                     u64::from(*offset),

@@ -22,11 +22,11 @@
 use crate::device::DeviceFile;
 use crate::error::Result;
 use crate::format::{
-    self, BLOCK_BYTES, EXTENT_HEADER_LEN, FOOTER_CRC_AT, FOOTER_LEN, FOOTER_MAGIC,
+    self, BLOCK_BYTES, EXTENT_HEADER_LEN, FOOTER_CRC_AT, FOOTER_LEN, FOOTER_MAGIC, FOOTER_MAGIC_V1,
     FOOTER_RECORDS_END_AT, FOOTER_RESERVED_AT, Footer, RECORD_EXPIRY_LEN, RECORD_HEADER_LEN,
-    RecordError, RecordHeader, SECTOR_BYTES, SUMMARY_ENTRY_FIXED_LEN,
+    RecordError, RecordHeader, SECTOR_BYTES, SUMMARY_ENTRY_FIXED_LEN, SummaryLayout,
 };
-use crate::limits::{KEY_LEN_MAX, SCAN_CHUNK_BYTES};
+use crate::limits::{KEY_LEN_MAX, META_LEN_MAX, SCAN_CHUNK_BYTES};
 use crate::recovery::Scanner;
 
 /// A record that did not decode, and the header it claimed when that much decoded.
@@ -117,10 +117,17 @@ async fn summary_follows<F: DeviceFile>(
         return Ok(false);
     };
     let head = scanner
-        .bytes_at(pos, (SUMMARY_ENTRY_FIXED_LEN + KEY_LEN_MAX) as u64)
+        .bytes_at(
+            pos,
+            (SUMMARY_ENTRY_FIXED_LEN + META_LEN_MAX + KEY_LEN_MAX) as u64,
+        )
         .await?;
-    Ok(format::decode_summary_entry(head).is_some_and(|(e, _)| {
-        e.offset == EXTENT_HEADER_LEN as u32 && e.header == *header && e.key == key
+    // A seal of this build writes layout `WithMeta`; one of format version 1, `KeysOnly`.
+    let layouts = [SummaryLayout::WithMeta, SummaryLayout::KeysOnly];
+    Ok(layouts.into_iter().any(|layout| {
+        format::decode_summary_entry(head, layout).is_some_and(|(e, _)| {
+            e.offset == EXTENT_HEADER_LEN as u32 && e.header == *header && e.key == key
+        })
     }))
 }
 
@@ -223,6 +230,7 @@ pub(crate) fn torn_consistent(bytes: &[u8], start: u64) -> bool {
 pub(crate) fn footer_like(b: &[u8]) -> bool {
     b.len() == FOOTER_LEN
         && (b[..4] == FOOTER_MAGIC
+            || b[..4] == FOOTER_MAGIC_V1
             || u32::from_le_bytes(b[FOOTER_CRC_AT..][..4].try_into().expect("4 bytes"))
                 == format::checksum(&[&b[FOOTER_RECORDS_END_AT..]]))
 }
@@ -260,9 +268,13 @@ pub(crate) fn footer_diagnosis(b: &[u8], len: u64) -> String {
     if len < BLOCK_BYTES || len % BLOCK_BYTES != 0 {
         return format!("the file is {len} bytes, not a whole number of 4096-byte blocks");
     }
+    let magic = match b.get(..4) {
+        Some(m) if m == FOOTER_MAGIC_V1 => FOOTER_MAGIC_V1,
+        _ => FOOTER_MAGIC,
+    };
     let why = unit_diagnosis(
         b,
-        FOOTER_MAGIC,
+        magic,
         FOOTER_CRC_AT,
         FOOTER_RECORDS_END_AT,
         FOOTER_RESERVED_AT,

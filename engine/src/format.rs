@@ -15,8 +15,13 @@ pub const BLOCK_BYTES: u64 = 4096;
 /// The atomic write unit the crash design assumes (FORMAT.md, "Device assumption").
 pub const SECTOR_BYTES: u64 = 512;
 
-/// Format version carried inside every magic.
-pub const FORMAT_VERSION: u8 = 1;
+/// The on-disk format this build writes. Every unit's magic carries, in its fourth byte,
+/// the format version that gave the unit its layout: version 2 added the metadata bytes
+/// to key summary entries, so footers say 2 ([`FOOTER_MAGIC`]) and the units unchanged
+/// since version 1 say 1. Footers of version 1 are still read ([`SummaryLayout`]).
+pub const FORMAT_VERSION: u8 = 2;
+/// The version in the magic of units whose layout is that of format version 1.
+pub const UNIT_VERSION_1: u8 = 1;
 
 /// Seed of every crc32c in the format ("rkv1"); a crc of all-zero bytes never matches.
 pub const CRC_SEED: u32 = 0x726b_7631;
@@ -94,8 +99,8 @@ impl SubstoreId {
 // Format: { magic "RKX" ver | crc32c | extent_seq | substore_id | hash_prefix | prefix_bits | 0... }
 // ---------------------------------------------------------------------------------------
 
-/// Magic of an extent header: "RKX" and the format version.
-pub const EXTENT_MAGIC: [u8; 4] = [b'R', b'K', b'X', FORMAT_VERSION];
+/// Magic of an extent header: "RKX" and version 1.
+pub const EXTENT_MAGIC: [u8; 4] = [b'R', b'K', b'X', UNIT_VERSION_1];
 pub const EXTENT_HEADER_LEN: usize = 64;
 pub const EXTENT_HEADER_MAGIC_AT: usize = 0;
 pub const EXTENT_HEADER_CRC_AT: usize = 4;
@@ -354,7 +359,8 @@ pub fn decode_record(b: &[u8]) -> Result<RecordRef<'_>, RecordError> {
 // Sealed-extent key summary: one entry per record of the extent, in log order, followed
 // by a footer that ends exactly at the end of the file's last block.
 // Entry format: { offset u32 | value_len u32 | key_len u16 | meta_len u8 | flags u8 |
-//                 seq u64 | expiry_unix_ms u64 (0: none) | key }
+//                 seq u64 | expiry_unix_ms u64 (0: none) | meta | key }
+// (Footer version 1: the same without `meta`.)
 // ---------------------------------------------------------------------------------------
 
 pub const SUMMARY_ENTRY_FIXED_LEN: usize = 28;
@@ -367,18 +373,35 @@ pub const SUMMARY_SEQ_AT: usize = 12;
 pub const SUMMARY_EXPIRY_AT: usize = 20;
 const _: () = assert!(SUMMARY_EXPIRY_AT + 8 == SUMMARY_ENTRY_FIXED_LEN);
 
+/// What a key summary's entries hold after their fixed part; the footer's magic says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SummaryLayout {
+    /// Format version 1: the key only (a record's metadata is in the record alone).
+    KeysOnly,
+    /// Format version 2 (what this build writes): the metadata bytes, then the key.
+    WithMeta,
+}
+
 /// One record as the key summary lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SummaryEntry<'a> {
     /// Byte offset of the record inside its extent file.
     pub offset: u32,
     pub header: RecordHeader,
+    /// The record's metadata (`header.meta_len` bytes); `None` from a summary of layout
+    /// [`SummaryLayout::KeysOnly`], which does not hold it.
+    pub meta: Option<&'a [u8]>,
     pub key: &'a [u8],
 }
 
+/// Appends `entry` in the layout this build writes ([`SummaryLayout::WithMeta`]).
 pub fn encode_summary_entry(out: &mut Vec<u8>, entry: &SummaryEntry<'_>) {
     let h = &entry.header;
+    let meta = entry
+        .meta
+        .expect("a summary is written from records, which hold their metadata");
     assert!(entry.key.len() == usize::from(h.key_len));
+    assert!(meta.len() == usize::from(h.meta_len));
     out.extend_from_slice(&entry.offset.to_le_bytes());
     out.extend_from_slice(&h.value_len.to_le_bytes());
     out.extend_from_slice(&h.key_len.to_le_bytes());
@@ -386,11 +409,13 @@ pub fn encode_summary_entry(out: &mut Vec<u8>, entry: &SummaryEntry<'_>) {
     out.push(h.flags());
     out.extend_from_slice(&h.seq.to_le_bytes());
     out.extend_from_slice(&h.expiry_unix_ms.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(meta);
     out.extend_from_slice(entry.key);
 }
 
-/// Decodes the summary entry at the start of `b`; returns it and its encoded length.
-pub fn decode_summary_entry(b: &[u8]) -> Option<(SummaryEntry<'_>, usize)> {
+/// Decodes the summary entry of `layout` at the start of `b`; returns it and its encoded
+/// length.
+pub fn decode_summary_entry(b: &[u8], layout: SummaryLayout) -> Option<(SummaryEntry<'_>, usize)> {
     let fixed = b.get(..SUMMARY_ENTRY_FIXED_LEN)?;
     // Reuse the record-header checks by laying the fields out as a record header.
     let mut rh = [0u8; RECORD_HEADER_LEN + RECORD_EXPIRY_LEN];
@@ -404,12 +429,22 @@ pub fn decode_summary_entry(b: &[u8]) -> Option<(SummaryEntry<'_>, usize)> {
     if header.expiry_unix_ms.is_none() && u64_at(fixed, SUMMARY_EXPIRY_AT) != 0 {
         return None;
     }
-    let len = SUMMARY_ENTRY_FIXED_LEN + usize::from(header.key_len);
-    let key = b.get(SUMMARY_ENTRY_FIXED_LEN..len)?;
+    let key_at = match layout {
+        SummaryLayout::KeysOnly => SUMMARY_ENTRY_FIXED_LEN,
+        SummaryLayout::WithMeta => SUMMARY_ENTRY_FIXED_LEN + usize::from(header.meta_len),
+    };
+    let len = key_at + usize::from(header.key_len);
+    let key = b.get(key_at..len)?;
+    let meta = match layout {
+        SummaryLayout::KeysOnly => None,
+        SummaryLayout::WithMeta => Some(&b[SUMMARY_ENTRY_FIXED_LEN..key_at]),
+    };
+    let offset = u32_at(fixed, SUMMARY_OFFSET_AT);
     Some((
         SummaryEntry {
-            offset: u32_at(fixed, SUMMARY_OFFSET_AT),
+            offset,
             header,
+            meta,
             key,
         },
         len,
@@ -418,7 +453,10 @@ pub fn decode_summary_entry(b: &[u8]) -> Option<(SummaryEntry<'_>, usize)> {
 
 // Footer format: { magic "RKF" ver | crc32c | records_end u64 | summary_len u32 |
 //                  summary_crc u32 | entry_count u32 | reserved u32 }
+/// Magic of a footer whose summary holds metadata (this build writes it).
 pub const FOOTER_MAGIC: [u8; 4] = [b'R', b'K', b'F', FORMAT_VERSION];
+/// Magic of a footer of format version 1: its summary holds no metadata.
+pub const FOOTER_MAGIC_V1: [u8; 4] = [b'R', b'K', b'F', UNIT_VERSION_1];
 pub const FOOTER_LEN: usize = 32;
 pub const FOOTER_MAGIC_AT: usize = 0;
 pub const FOOTER_CRC_AT: usize = 4;
@@ -436,12 +474,17 @@ pub struct Footer {
     pub summary_len: u32,
     pub summary_crc: u32,
     pub entry_count: u32,
+    /// What the summary's entries hold: the magic's version says.
+    pub layout: SummaryLayout,
 }
 
 impl Footer {
     pub fn encode(&self) -> [u8; FOOTER_LEN] {
         let mut b = [0u8; FOOTER_LEN];
-        b[..4].copy_from_slice(&FOOTER_MAGIC);
+        b[..4].copy_from_slice(match self.layout {
+            SummaryLayout::WithMeta => &FOOTER_MAGIC,
+            SummaryLayout::KeysOnly => &FOOTER_MAGIC_V1,
+        });
         b[FOOTER_RECORDS_END_AT..][..8].copy_from_slice(&self.records_end.to_le_bytes());
         b[FOOTER_SUMMARY_LEN_AT..][..4].copy_from_slice(&self.summary_len.to_le_bytes());
         b[FOOTER_SUMMARY_CRC_AT..][..4].copy_from_slice(&self.summary_crc.to_le_bytes());
@@ -453,8 +496,12 @@ impl Footer {
 
     pub fn decode(b: &[u8]) -> Option<Self> {
         let b = b.get(..FOOTER_LEN)?;
-        if b[..4] != FOOTER_MAGIC
-            || u32_at(b, FOOTER_CRC_AT) != checksum(&[&b[FOOTER_RECORDS_END_AT..]])
+        let layout = match b[..4].try_into().expect("4 bytes") {
+            FOOTER_MAGIC => SummaryLayout::WithMeta,
+            FOOTER_MAGIC_V1 => SummaryLayout::KeysOnly,
+            _ => return None,
+        };
+        if u32_at(b, FOOTER_CRC_AT) != checksum(&[&b[FOOTER_RECORDS_END_AT..]])
             || u32_at(b, FOOTER_RESERVED_AT) != 0
             // Offsets inside an extent are u32 (the index keeps them so): a larger
             // `records_end` is not a footer ringkv wrote, and would overflow `file_len`.
@@ -467,6 +514,7 @@ impl Footer {
             summary_len: u32_at(b, FOOTER_SUMMARY_LEN_AT),
             summary_crc: u32_at(b, FOOTER_SUMMARY_CRC_AT),
             entry_count: u32_at(b, FOOTER_ENTRY_COUNT_AT),
+            layout,
         })
     }
 
@@ -484,7 +532,7 @@ impl Footer {
 
 pub const META_FILE_NAME: &str = "SUBSTORE";
 pub const META_FILE_TMP_NAME: &str = "SUBSTORE.tmp";
-pub const META_MAGIC: [u8; 4] = [b'R', b'K', b'S', FORMAT_VERSION];
+pub const META_MAGIC: [u8; 4] = [b'R', b'K', b'S', UNIT_VERSION_1];
 pub const META_FILE_LEN: usize = 64;
 pub const META_CRC_AT: usize = 4;
 pub const META_SUBSTORE_AT: usize = 8;

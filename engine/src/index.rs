@@ -1,7 +1,9 @@
 //! The in-memory index of one substore: key → where its newest live record is.
 //!
 //! Layout, chosen for memory per key (a headline figure):
-//! - `keys`: one arena of `[len u16 LE][key bytes]`, so a key costs its length plus two;
+//! - `keys`: one arena of `[len u16 LE][key bytes][metadata bytes, if held]`, so a key
+//!   costs its length plus two, and the metadata the caller chose to hold (for HEAD) its
+//!   length;
 //! - `slots`: a `Vec` of 24-byte [`Slot`]s (location, value length, sequence, flags);
 //! - `table`: a SwissTable of `u32` slot numbers, hashed with a per-index random ahash
 //!   seed (keys can come from the network: a fixed seed would invite collision attacks).
@@ -45,6 +47,8 @@ pub struct Entry {
 const FREE: u32 = u32::MAX;
 const NO_SLOT: u32 = u32::MAX;
 const FLAG_EXPIRY: u64 = 1;
+/// The record's metadata follows the key in the arena.
+const FLAG_META_HELD: u64 = 2;
 const SEQ_SHIFT: u32 = 16;
 const META_SHIFT: u32 = 8;
 /// Heap bytes per entry of `by_expiry` (a B-tree of 12-byte entries, nodes about
@@ -80,6 +84,20 @@ struct Slot {
     /// seq (48 bits) << 16 | meta_len << 8 | flags.
     packed: u64,
 }
+
+impl Slot {
+    fn meta_len(&self) -> usize {
+        usize::from((self.packed >> META_SHIFT) as u8)
+    }
+
+    /// Bytes the slot's metadata takes in the arena after its key.
+    fn held_meta_len(&self) -> usize {
+        match self.packed & FLAG_META_HELD {
+            0 => 0,
+            _ => self.meta_len(),
+        }
+    }
+}
 const _: () = assert!(std::mem::size_of::<Slot>() == 24);
 
 /// The index of one substore.
@@ -105,10 +123,19 @@ impl Default for Index {
     }
 }
 
-fn key_at(keys: &[u8], at: u32) -> &[u8] {
+fn key_len_at(keys: &[u8], at: u32) -> usize {
     let at = at as usize;
-    let len = usize::from(u16::from_le_bytes([keys[at], keys[at + 1]]));
-    &keys[at + 2..at + 2 + len]
+    usize::from(u16::from_le_bytes([keys[at], keys[at + 1]]))
+}
+
+fn key_at(keys: &[u8], at: u32) -> &[u8] {
+    let start = at as usize + 2;
+    &keys[start..start + key_len_at(keys, at)]
+}
+
+/// The arena bytes of a slot: length prefix, key and held metadata.
+fn arena_len(keys: &[u8], slot: &Slot) -> usize {
+    2 + key_len_at(keys, slot.key_at) + slot.held_meta_len()
 }
 
 impl Index {
@@ -162,7 +189,19 @@ impl Index {
         self.find(key).map(|id| self.entry_of(id))
     }
 
-    fn store(&mut self, id: u32, entry: &Entry) {
+    /// The entry of `key` and its metadata, if the index holds it (see [`Index::insert`]).
+    pub fn get_with_meta(&self, key: &[u8]) -> Option<(Entry, Option<&[u8]>)> {
+        let id = self.find(key)?;
+        let slot = &self.slots[id as usize];
+        let held = slot.packed & FLAG_META_HELD != 0;
+        let meta = held.then(|| {
+            let at = slot.key_at as usize + 2 + key.len();
+            &self.keys[at..at + slot.meta_len()]
+        });
+        Some((self.entry_of(id), meta))
+    }
+
+    fn store(&mut self, id: u32, entry: &Entry, meta_held: bool) {
         assert!(
             entry.seq <= SEQ_MAX,
             "sequence {} past the index's 48 bits",
@@ -174,6 +213,7 @@ impl Index {
         slot.value_len = entry.value_len;
         slot.packed = entry.seq << SEQ_SHIFT
             | u64::from(entry.meta_len) << META_SHIFT
+            | if meta_held { FLAG_META_HELD } else { 0 }
             | u64::from(entry.expiry_unix_ms.is_some());
         let old = match entry.expiry_unix_ms {
             Some(expiry) => self.expiries.insert(id, expiry),
@@ -189,18 +229,23 @@ impl Index {
         }
     }
 
-    /// Inserts or replaces; returns the entry that was replaced.
-    pub fn insert(&mut self, key: &[u8], entry: Entry) -> Result<Option<Entry>> {
+    /// Inserts or replaces; returns the entry that was replaced. `meta`, when given, is
+    /// the record's metadata (`entry.meta_len` bytes), kept with the key so that
+    /// [`Index::get_with_meta`] answers it; the caller decides which to keep.
+    pub fn insert(
+        &mut self,
+        key: &[u8],
+        entry: Entry,
+        meta: Option<&[u8]>,
+    ) -> Result<Option<Entry>> {
+        debug_assert!(meta.is_none_or(|m| m.len() == usize::from(entry.meta_len)));
         if let Some(id) = self.find(key) {
             let old = self.entry_of(id);
-            self.store(id, &entry);
+            self.place_key(id, key, meta)?;
+            self.store(id, &entry, meta.is_some());
+            self.rebuild_arena_if_wasteful();
             return Ok(Some(old));
         }
-        let key_len = u16::try_from(key.len()).expect("key length within limits");
-        if (self.keys.len() + 2 + key.len()) as u64 > INDEX_KEY_BYTES_MAX {
-            return Err(Error::IndexFull { what: "key arena" });
-        }
-        let new_key_at = self.keys.len() as u32;
         let id = if self.free_head != NO_SLOT {
             let id = self.free_head;
             self.free_head = self.slots[id as usize].extent;
@@ -219,17 +264,47 @@ impl Index {
             });
             (self.slots.len() - 1) as u32
         };
-        reserve_gradually(&mut self.keys, 2 + key.len());
-        self.keys.extend_from_slice(&key_len.to_le_bytes());
-        self.keys.extend_from_slice(key);
-        self.slots[id as usize].key_at = new_key_at;
-        self.store(id, &entry);
+        if let Err(e) = self.place_key(id, key, meta) {
+            self.slots[id as usize].extent = self.free_head;
+            self.free_head = id;
+            return Err(e);
+        }
+        self.store(id, &entry, meta.is_some());
         let (keys, slots, hasher) = (&self.keys, &self.slots, &self.hasher);
         self.table.insert_unique(hasher.hash_one(key), id, |&id| {
             hasher.hash_one(key_at(keys, slots[id as usize].key_at))
         });
         self.len += 1;
         Ok(None)
+    }
+
+    /// Puts `key` and `meta` in the arena for slot `id`: over its current bytes when the
+    /// held metadata keeps its length, else at the arena's end (the old bytes become
+    /// garbage). The slot's flags still describe what it held before.
+    fn place_key(&mut self, id: u32, key: &[u8], meta: Option<&[u8]>) -> Result<()> {
+        let meta = meta.unwrap_or_default();
+        let slot = self.slots[id as usize];
+        let was_held = slot.key_at != FREE && slot.packed & FLAG_META_HELD != 0;
+        if slot.key_at != FREE && (was_held as usize * slot.meta_len()) == meta.len() {
+            let at = slot.key_at as usize + 2 + key.len();
+            self.keys[at..at + meta.len()].copy_from_slice(meta);
+            return Ok(());
+        }
+        let len = 2 + key.len() + meta.len();
+        if (self.keys.len() + len) as u64 > INDEX_KEY_BYTES_MAX {
+            return Err(Error::IndexFull { what: "key arena" });
+        }
+        let key_len = u16::try_from(key.len()).expect("key length within limits");
+        reserve_gradually(&mut self.keys, len);
+        let new_key_at = self.keys.len() as u32;
+        self.keys.extend_from_slice(&key_len.to_le_bytes());
+        self.keys.extend_from_slice(key);
+        self.keys.extend_from_slice(meta);
+        if slot.key_at != FREE {
+            self.key_garbage += arena_len(&self.keys, &slot);
+        }
+        self.slots[id as usize].key_at = new_key_at;
+        Ok(())
     }
 
     /// Removes a key; returns its entry if it was there.
@@ -246,16 +321,20 @@ impl Index {
             self.by_expiry.remove(&(expiry, id));
             self.expiry_sum -= u128::from(expiry);
         }
+        self.key_garbage += arena_len(&self.keys, &self.slots[id as usize]);
         let slot = &mut self.slots[id as usize];
         slot.key_at = FREE;
         slot.extent = self.free_head;
         self.free_head = id;
-        self.key_garbage += 2 + key.len();
         self.len -= 1;
+        self.rebuild_arena_if_wasteful();
+        Some(old)
+    }
+
+    fn rebuild_arena_if_wasteful(&mut self) {
         if self.key_garbage > ARENA_REBUILD_MIN_BYTES && self.key_garbage * 2 > self.keys.len() {
             self.rebuild_arena();
         }
-        Some(old)
     }
 
     /// Copies the live keys into a fresh arena, dropping the garbage.
@@ -263,7 +342,7 @@ impl Index {
         let mut keys = Vec::with_capacity(self.keys.len() - self.key_garbage);
         for slot in self.slots.iter_mut().filter(|s| s.key_at != FREE) {
             let at = slot.key_at as usize;
-            let len = 2 + usize::from(u16::from_le_bytes([self.keys[at], self.keys[at + 1]]));
+            let len = arena_len(&self.keys, slot);
             slot.key_at = keys.len() as u32;
             keys.extend_from_slice(&self.keys[at..at + len]);
         }
@@ -345,10 +424,10 @@ mod tests {
     #[test]
     fn insert_get_replace_remove() {
         let mut index = Index::new();
-        assert_eq!(index.insert(b"a", entry(1)).unwrap(), None);
-        assert_eq!(index.insert(b"", entry(2)).unwrap(), None);
+        assert_eq!(index.insert(b"a", entry(1), None).unwrap(), None);
+        assert_eq!(index.insert(b"", entry(2), None).unwrap(), None);
         assert_eq!(index.get(b"a"), Some(entry(1)));
-        assert_eq!(index.insert(b"a", entry(5)).unwrap(), Some(entry(1)));
+        assert_eq!(index.insert(b"a", entry(5), None).unwrap(), Some(entry(1)));
         assert_eq!(index.get(b"a"), Some(entry(5)));
         assert_eq!(index.len(), 2);
         assert_eq!(index.remove(b"a"), Some(entry(5)));
@@ -369,13 +448,24 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             let key = format!("key-{:05}", (state >> 33) % 20_000).into_bytes();
             if (state >> 20) % 3 == 0 {
-                assert_eq!(index.remove(&key), model.remove(&key));
+                let removed = model.remove(&key).map(|(e, _)| e);
+                assert_eq!(index.remove(&key), removed);
             } else {
                 let e = entry(step);
-                assert_eq!(index.insert(&key, e).unwrap(), model.insert(key, e));
+                // Held or not, and of every length (entry's meta_len is seq % 256), so
+                // that a replacement's metadata sometimes keeps its length and sometimes
+                // moves the key to the end of the arena.
+                let meta = ((state >> 40) % 3 != 0)
+                    .then(|| vec![(step % 251) as u8; usize::from(e.meta_len)]);
+                let old = model.insert(key.clone(), (e, meta.clone())).map(|(e, _)| e);
+                assert_eq!(index.insert(&key, e, meta.as_deref()).unwrap(), old);
             }
         }
         assert_eq!(index.len(), model.len());
+        for (key, (e, meta)) in &model {
+            assert_eq!(index.get_with_meta(key), Some((*e, meta.as_deref())));
+        }
+        let model: BTreeMap<Vec<u8>, Entry> = model.into_iter().map(|(k, (e, _))| (k, e)).collect();
         // entry(seq) has an expiry of seq * 1000 when seq % 5 == 0.
         let now = 100_000_000;
         let expired: Vec<&Vec<u8>> = (model.iter())
@@ -404,7 +494,7 @@ mod tests {
         let mut index = Index::new();
         for i in 0..300_000u64 {
             let key = format!("user{i:029}");
-            index.insert(key.as_bytes(), entry(i)).unwrap();
+            index.insert(key.as_bytes(), entry(i), None).unwrap();
             let slack = |len: usize| len / GROWTH_DIVISOR + GROWTH_MIN_BYTES + 64;
             let slot_bytes = index.slots.len() * std::mem::size_of::<Slot>();
             let slot_capacity = index.slots.capacity() * std::mem::size_of::<Slot>();

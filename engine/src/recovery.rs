@@ -20,6 +20,7 @@
 //!   index's u32, a record sequence past 2^48 − 1, a summary entry outside its extent, an
 //!   entry count larger than its summary can hold are `Error::Corruption`, never a panic.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::device::{Device, DeviceFile};
@@ -32,7 +33,7 @@ use crate::format::{
 };
 use crate::limits::{SCAN_CHUNK_BYTES, SEQ_MAX};
 use crate::salvage::Recovery;
-use crate::substore::{Config, Extent, Substore, Tail};
+use crate::substore::{Config, Extent, State, Substore, Tail};
 
 /// Sequential reader over one file, reading aligned chunks and keeping a window.
 #[derive(Debug)]
@@ -111,7 +112,7 @@ async fn scan_records<F: DeviceFile>(
     scanner: &mut Scanner<F>,
     start: u64,
     limit: u64,
-    mut f: impl FnMut(u64, &RecordHeader, &[u8]) -> Result<()>,
+    mut f: impl FnMut(u64, &RecordHeader, &[u8], &[u8]) -> Result<()>,
 ) -> Result<ScanEnd> {
     let path = scanner.path();
     let mut pos = start;
@@ -146,7 +147,7 @@ async fn scan_records<F: DeviceFile>(
         match format::decode_record(bytes) {
             Ok(rec) => {
                 check_seq(&path, pos, &rec.header)?;
-                f(pos, &rec.header, rec.key)?;
+                f(pos, &rec.header, rec.meta, rec.key)?;
             }
             Err(error) => {
                 let stop = BadRecord {
@@ -234,11 +235,12 @@ impl<D: Device> Substore<D> {
                 "extent files exist but the substore metadata file is missing",
             ));
         };
+        let state = State::new(config.meta_in_index_max_bytes);
         let mut substore = Substore {
             device,
             id,
             config,
-            state: Default::default(),
+            state: RefCell::new(state),
             io_lock: async_lock::Mutex::new(()),
             compaction_lock: async_lock::Mutex::new(()),
             salvaged: Vec::new(),
@@ -354,7 +356,8 @@ impl<D: Device> Substore<D> {
         scanner: &mut Scanner<D::File>,
         footer: Footer,
     ) -> Result<()> {
-        for (offset, header, key) in sealed_records(scanner, &footer).await? {
+        for record in sealed_records(scanner, &footer).await? {
+            let (offset, header) = (record.offset, record.header);
             let end = u64::from(offset) + header.record_len() as u64;
             if u64::from(offset) < EXTENT_HEADER_LEN as u64 || end > footer.records_end {
                 let what = format!(
@@ -365,9 +368,8 @@ impl<D: Device> Substore<D> {
                 return Err(Error::corruption(scanner.path(), footer.records_end, what));
             }
             check_seq(&scanner.path, u64::from(offset), &header)?;
-            self.state
-                .borrow_mut()
-                .account(seq, offset, &header, &key)?;
+            let meta = record.meta.as_deref();
+            (self.state.borrow_mut()).account(seq, offset, &header, meta, &record.key)?;
         }
         let mut state = self.state.borrow_mut();
         let extent = state.extents.get_mut(&seq).expect("inserted");
@@ -386,20 +388,26 @@ impl<D: Device> Substore<D> {
         let mut summary = Vec::new();
         let mut entries = 0u32;
         let mut first = None;
-        let scan = scan_records(scanner, EXTENT_HEADER_LEN as u64, len, |pos, h, key| {
-            let offset = u32::try_from(pos).expect("extent offsets fit u32");
-            format::encode_summary_entry(
-                &mut summary,
-                &SummaryEntry {
-                    offset,
-                    header: *h,
-                    key,
-                },
-            );
-            entries += 1;
-            first.get_or_insert_with(|| (*h, key.to_vec()));
-            self.state.borrow_mut().account(seq, offset, h, key)
-        })
+        let scan = scan_records(
+            scanner,
+            EXTENT_HEADER_LEN as u64,
+            len,
+            |pos, h, meta, key| {
+                let offset = u32::try_from(pos).expect("extent offsets fit u32");
+                format::encode_summary_entry(
+                    &mut summary,
+                    &SummaryEntry {
+                        offset,
+                        header: *h,
+                        meta: Some(meta),
+                        key,
+                    },
+                );
+                entries += 1;
+                first.get_or_insert_with(|| (*h, key.to_vec()));
+                (self.state.borrow_mut()).account(seq, offset, h, Some(meta), key)
+            },
+        )
         .await?;
         let end = scan.end;
         if let Some(bad) = scan.stop {
@@ -469,13 +477,23 @@ pub(crate) async fn read_footer<F: DeviceFile>(
         .filter(|f| f.records_end >= EXTENT_HEADER_LEN as u64 && f.file_len() == len))
 }
 
-/// Every record of a sealed extent as (offset, header, key), in log order: from the key
-/// summary, or by scanning the records when the summary is damaged (a bad record then
-/// is `Error::Corruption`).
+/// One record of a sealed extent as its key summary (or a scan of the records) lists it.
+#[derive(Debug)]
+pub(crate) struct SealedRecord {
+    pub(crate) offset: u32,
+    pub(crate) header: RecordHeader,
+    /// `None` when a summary of format version 1 listed it (its metadata is in the record
+    /// alone).
+    pub(crate) meta: Option<Vec<u8>>,
+    pub(crate) key: Vec<u8>,
+}
+
+/// Every record of a sealed extent, in log order: from the key summary, or by scanning
+/// the records when the summary is damaged (a bad record then is `Error::Corruption`).
 pub(crate) async fn sealed_records<F: DeviceFile>(
     scanner: &mut Scanner<F>,
     footer: &Footer,
-) -> Result<Vec<(u32, RecordHeader, Vec<u8>)>> {
+) -> Result<Vec<SealedRecord>> {
     let summary_at = footer.records_end;
     let summary_len = u64::from(footer.summary_len);
     let summary = scanner.bytes_at(summary_at, summary_len).await?.to_vec();
@@ -485,14 +503,20 @@ pub(crate) async fn sealed_records<F: DeviceFile>(
     if summary.len() as u64 == summary_len && format::checksum(&[&summary]) == footer.summary_crc {
         let mut at = 0;
         for _ in 0..footer.entry_count {
-            let Some((entry, len)) = format::decode_summary_entry(&summary[at..]) else {
+            let Some((entry, len)) = format::decode_summary_entry(&summary[at..], footer.layout)
+            else {
                 return Err(Error::corruption(
                     scanner.path(),
                     summary_at + at as u64,
                     "summary entry does not decode despite a good checksum",
                 ));
             };
-            records.push((entry.offset, entry.header, entry.key.to_vec()));
+            records.push(SealedRecord {
+                offset: entry.offset,
+                header: entry.header,
+                meta: entry.meta.map(<[u8]>::to_vec),
+                key: entry.key.to_vec(),
+            });
             at += len;
         }
         return Ok(records);
@@ -502,8 +526,13 @@ pub(crate) async fn sealed_records<F: DeviceFile>(
         scanner,
         EXTENT_HEADER_LEN as u64,
         footer.records_end,
-        |pos, h, key| {
-            records.push((pos as u32, *h, key.to_vec()));
+        |pos, h, meta, key| {
+            records.push(SealedRecord {
+                offset: pos as u32,
+                header: *h,
+                meta: Some(meta.to_vec()),
+                key: key.to_vec(),
+            });
             Ok(())
         },
     )

@@ -27,7 +27,7 @@ use crate::device::{Device, DeviceFile};
 use crate::error::{Error, Result};
 use crate::format::{
     self, BLOCK_BYTES, EXTENT_HEADER_LEN, ExtentHeader, FOOTER_LEN, Footer, Kind, RecordHeader,
-    RecordRef, SubstoreId, SummaryEntry, align_down, align_up, extent_file_name,
+    RecordRef, SubstoreId, SummaryEntry, SummaryLayout, align_down, align_up, extent_file_name,
 };
 use crate::index::{Entry, Index};
 use crate::limits::{
@@ -49,6 +49,10 @@ pub struct Config {
     pub recovery: Recovery,
     /// When a record's expiry has passed (the system clock by default).
     pub clock: Clock,
+    /// Metadata up to this many bytes long is kept in the index with its key, so that
+    /// [`Substore::head`] answers it from memory; longer metadata stays on the device
+    /// only. Default [`META_LEN_MAX`]: all of it.
+    pub meta_in_index_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             write_buffer_bytes: WRITE_BUFFER_DEFAULT_BYTES,
             recovery: Recovery::Strict,
             clock: Clock::system(),
+            meta_in_index_max_bytes: META_LEN_MAX,
         }
     }
 }
@@ -193,6 +198,8 @@ impl Tail {
 
 #[derive(Debug)]
 pub(crate) struct State<F> {
+    /// Metadata up to this long is kept in the index (`Config::meta_in_index_max_bytes`).
+    pub(crate) meta_held_max: usize,
     pub(crate) index: Index,
     pub(crate) next_seq: u64,
     pub(crate) extents: BTreeMap<u64, Extent<F>>,
@@ -265,9 +272,10 @@ pub(crate) fn record_len_of(entry: &Entry, key_len: usize) -> u64 {
     .record_len() as u64
 }
 
-impl<F> Default for State<F> {
-    fn default() -> Self {
+impl<F> State<F> {
+    pub(crate) fn new(meta_held_max: usize) -> Self {
         Self {
+            meta_held_max,
             index: Index::new(),
             next_seq: 1,
             extents: BTreeMap::new(),
@@ -282,11 +290,14 @@ impl<F> Default for State<F> {
 impl<F> State<F> {
     /// Accounts a record that the index now points at (or, for a tombstone, that
     /// removed a key), releasing the bytes of the record it replaced.
+    /// `meta` is the record's metadata when the caller has it (a summary of format
+    /// version 1 does not); the index keeps it when it is at most `meta_held_max` bytes.
     pub(crate) fn account(
         &mut self,
         extent_seq: u64,
         offset: u32,
         header: &RecordHeader,
+        meta: Option<&[u8]>,
         key: &[u8],
     ) -> Result<()> {
         let len = header.record_len() as u64;
@@ -300,7 +311,8 @@ impl<F> State<F> {
                     meta_len: header.meta_len,
                     expiry_unix_ms: header.expiry_unix_ms,
                 };
-                self.index.insert(key, entry)?
+                let held = meta.filter(|m| m.len() <= self.meta_held_max);
+                self.index.insert(key, entry, held)?
             }
             Kind::Tombstone => self.index.remove(key),
         };
@@ -443,11 +455,12 @@ impl<D: Device> Substore<D> {
         let entry = SummaryEntry {
             offset,
             header: *header,
+            meta: Some(meta),
             key,
         };
         format::encode_summary_entry(&mut tail.summary, &entry);
         tail.entries += 1;
-        if let Err(e) = state.account(extent_seq, offset, header, key) {
+        if let Err(e) = state.account(extent_seq, offset, header, Some(meta), key) {
             // Only a full index fails here; the record is in the buffer but not
             // indexed, so refuse further writes rather than diverge from the log.
             state.read_only = Some(e.to_string());
@@ -617,6 +630,7 @@ impl<D: Device> Substore<D> {
                     summary_len: u32::try_from(tail.summary.len()).expect("summary < 4 GiB"),
                     summary_crc: format::checksum(&[&tail.summary]),
                     entry_count: tail.entries,
+                    layout: SummaryLayout::WithMeta,
                 };
                 let mut bytes = Vec::with_capacity((footer.file_len() - tail.buf_start) as usize);
                 bytes.extend_from_slice(&tail.buf);
@@ -875,6 +889,19 @@ impl<D: Device> Substore<D> {
     pub fn head(&self, key: &[u8]) -> Option<Entry> {
         let entry = self.state.borrow().index.get(key)?;
         (!self.config.clock.has_passed(entry.expiry_unix_ms)).then_some(entry)
+    }
+
+    /// What [`Substore::head`] answers, and the key's metadata when the index holds it
+    /// (see [`Config::meta_in_index_max_bytes`]; a record listed by a key summary of
+    /// format version 1 has its metadata on the device only, until compaction rewrites
+    /// it). `None` for the metadata means: read the record ([`Substore::get_record`]).
+    pub fn head_with_meta(&self, key: &[u8]) -> Option<(Entry, Option<Bytes>)> {
+        let state = self.state.borrow();
+        let (entry, meta) = state.index.get_with_meta(key)?;
+        if self.config.clock.has_passed(entry.expiry_unix_ms) {
+            return None;
+        }
+        Some((entry, meta.map(Bytes::copy_from_slice)))
     }
 
     /// Whether the index has `key`, its expiry passed or not: then this substore has the

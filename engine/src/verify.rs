@@ -172,6 +172,7 @@ struct Newest {
 struct Scanned {
     offset: u32,
     header: RecordHeader,
+    meta: Vec<u8>,
     key: Vec<u8>,
 }
 
@@ -181,11 +182,14 @@ struct Listed {
     at: u64,
     offset: u32,
     header: RecordHeader,
+    /// `None` in a summary of format version 1, which does not hold it.
+    meta: Option<Vec<u8>>,
     key: Vec<u8>,
 }
 
 enum Step {
-    Good(RecordHeader, Vec<u8>),
+    /// A record's header, metadata and key.
+    Good(RecordHeader, Vec<u8>, Vec<u8>),
     Bad {
         error: RecordError,
         header: Option<RecordHeader>,
@@ -214,7 +218,7 @@ async fn step<F: DeviceFile>(scanner: &mut Scanner<F>, pos: u64, limit: u64) -> 
     }
     let bytes = scanner.bytes_at(pos, len).await?;
     Ok(match format::decode_record(bytes) {
-        Ok(r) => Step::Good(r.header, r.key.to_vec()),
+        Ok(r) => Step::Good(r.header, r.meta.to_vec(), r.key.to_vec()),
         Err(error) => Step::Bad {
             error,
             header: Some(header),
@@ -434,8 +438,8 @@ impl<D: Device> Verifier<'_, D> {
         // The index as recovery builds it, from recovery's own reader.
         match sealed_records(scanner, &footer).await {
             Ok(list) => {
-                for (offset, header, key) in list {
-                    self.replay(seq, offset, &header, &key);
+                for r in list {
+                    self.replay(seq, r.offset, &r.header, &r.key);
                 }
             }
             Err(Error::Corruption { path, offset, what }) => {
@@ -471,7 +475,7 @@ impl<D: Device> Verifier<'_, D> {
         let mut entries = Vec::with_capacity(footer.entry_count as usize);
         let mut pos = 0;
         for i in 0..footer.entry_count {
-            let Some((e, n)) = format::decode_summary_entry(&bytes[pos..]) else {
+            let Some((e, n)) = format::decode_summary_entry(&bytes[pos..], footer.layout) else {
                 let what = format!(
                     "key summary entry {i} of {} does not decode despite a good checksum",
                     footer.entry_count
@@ -483,6 +487,7 @@ impl<D: Device> Verifier<'_, D> {
                 at: at + pos as u64,
                 offset: e.offset,
                 header: e.header,
+                meta: e.meta.map(<[u8]>::to_vec),
                 key: e.key.to_vec(),
             });
             pos += n;
@@ -509,13 +514,14 @@ impl<D: Device> Verifier<'_, D> {
         let mut pos = EXTENT_HEADER_LEN as u64;
         while pos < limit {
             match step(scanner, pos, limit).await? {
-                Step::Good(header, key) => {
+                Step::Good(header, meta, key) => {
                     let offset = pos as u32;
                     self.check_record(&path, pos, &header, &key);
                     pos += header.record_len() as u64;
                     records.push(Scanned {
                         offset,
                         header,
+                        meta,
                         key,
                     });
                 }
@@ -554,16 +560,19 @@ impl<D: Device> Verifier<'_, D> {
         while i < listed.len() || j < records.len() {
             match (listed.get(i), records.get(j)) {
                 (Some(l), Some(r)) if l.offset == r.offset => {
-                    if l.header != r.header || l.key != r.key {
+                    let meta_differs = l.meta.as_ref().is_some_and(|m| *m != r.meta);
+                    if l.header != r.header || l.key != r.key || meta_differs {
                         self.suspect.insert((seq, r.offset));
                         let what = format!(
                             "key summary entry disagrees with the record at {}: it lists {} \
-                             {:?}, the record is {} {:?}",
+                             {:?} with metadata {:?}, the record is {} {:?} with {:?}",
                             r.offset,
                             show_key(&l.key),
                             l.header,
+                            l.meta.as_deref().map(show_key),
                             show_key(&r.key),
-                            r.header
+                            r.header,
+                            show_key(&r.meta)
                         );
                         self.problem(path.to_owned(), l.at, what);
                     }
@@ -610,11 +619,12 @@ impl<D: Device> Verifier<'_, D> {
                 break None;
             }
             match step(scanner, pos, len).await? {
-                Step::Good(header, key) => {
+                Step::Good(header, meta, key) => {
                     self.check_record(&path, pos, &header, &key);
                     records.push(Scanned {
                         offset: pos as u32,
                         header,
+                        meta,
                         key,
                     });
                     pos += header.record_len() as u64;
@@ -710,7 +720,7 @@ impl<D: Device> Verifier<'_, D> {
                     meta_len: header.meta_len,
                     expiry_unix_ms: header.expiry_unix_ms,
                 };
-                if let Err(e) = self.index.insert(key, entry) {
+                if let Err(e) = self.index.insert(key, entry, None) {
                     let what = format!("opening would fail: {e}");
                     self.problem(self.extent_path(extent), u64::from(offset), what);
                 }

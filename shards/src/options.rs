@@ -6,7 +6,7 @@ use ringkv_engine::{Clock, Recovery, SimDisk};
 
 use crate::error::{Error, Result};
 use crate::storage::Storage;
-use ringkv_engine::limits::{EXTENT_SIZE_MAX_BYTES, EXTENT_SIZE_MIN_BYTES};
+use ringkv_engine::limits::{EXTENT_SIZE_MAX_BYTES, EXTENT_SIZE_MIN_BYTES, META_LEN_MAX};
 
 /// When a write is acknowledged.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +58,7 @@ pub struct Options {
     pub(crate) commit_log_bytes: u64,
     pub(crate) batch_log_bytes: u64,
     pub(crate) summary_memory_bytes: usize,
+    pub(crate) head_meta_bytes: usize,
     pub(crate) storage: Storage,
     pub(crate) clock: Clock,
 }
@@ -116,6 +117,7 @@ impl Default for Options {
             commit_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
             batch_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
             summary_memory_bytes: SUMMARY_MEMORY_DEFAULT_BYTES,
+            head_meta_bytes: META_LEN_MAX,
             storage: Storage::Real,
             clock: Clock::system(),
         }
@@ -248,11 +250,23 @@ impl Options {
 
     /// Memory per core for the key summaries of extents not yet sealed (an extent's
     /// summary is written when it is sealed, and held in memory until then; about 30
-    /// bytes plus the key per record). When a core's summaries pass this, the substore
-    /// with the largest ends its extent early, so memory stays bounded however many
-    /// substores a core owns, at the price of smaller extents. Default 16 MiB.
+    /// bytes plus the key and the metadata per record). When a core's summaries pass
+    /// this, the substore with the largest ends its extent early, so memory stays
+    /// bounded however many substores a core owns, at the price of smaller extents.
+    /// Default 16 MiB.
     pub fn summary_memory_bytes(mut self, n: usize) -> Self {
         self.summary_memory_bytes = n;
+        self
+    }
+
+    /// Metadata ([`PutOptions::meta`](crate::PutOptions::meta)) up to `n` bytes long is
+    /// kept in memory beside its key, so that [`Db::head`](crate::Db::head) answers it
+    /// without a device read; it costs its length in index memory per key, and nothing
+    /// for a key without metadata. Longer metadata stays on the device only, and `head`
+    /// reads the record for it. 0 keeps none in memory. Default 255, the longest
+    /// metadata a record can carry: all of it.
+    pub fn head_meta_bytes(mut self, n: usize) -> Self {
+        self.head_meta_bytes = n;
         self
     }
 

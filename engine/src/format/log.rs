@@ -10,9 +10,9 @@
 // The frame crc covers bytes 8..FRAME_HEADER_LEN and the payload.
 // ---------------------------------------------------------------------------------------
 
-use super::{FORMAT_VERSION, RecordError, SECTOR_BYTES, checksum, decode_record, u32_at, u64_at};
+use super::{RecordError, SECTOR_BYTES, UNIT_VERSION_1, checksum, decode_record, u32_at, u64_at};
 
-pub const LOG_MAGIC: [u8; 4] = [b'R', b'K', b'L', FORMAT_VERSION];
+pub const LOG_MAGIC: [u8; 4] = [b'R', b'K', b'L', UNIT_VERSION_1];
 pub const LOG_HEADER_LEN: usize = 64;
 pub const LOG_CRC_AT: usize = 4;
 pub const LOG_EPOCH_AT: usize = 8;
@@ -22,7 +22,7 @@ pub const LOG_CORE_AT: usize = 24;
 pub const LOG_RESERVED_AT: usize = 28;
 const _: () = assert!(LOG_HEADER_LEN as u64 <= SECTOR_BYTES);
 
-pub const FRAME_MAGIC: [u8; 4] = [b'R', b'K', b'C', FORMAT_VERSION];
+pub const FRAME_MAGIC: [u8; 4] = [b'R', b'K', b'C', UNIT_VERSION_1];
 pub const FRAME_HEADER_LEN: usize = 40;
 pub const FRAME_CRC_AT: usize = 4;
 pub const FRAME_EPOCH_AT: usize = 8;

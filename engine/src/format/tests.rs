@@ -72,17 +72,24 @@ fn record(header: &RecordHeader, meta: &[u8], key: &[u8], value: &[u8]) -> Vec<u
     out
 }
 
-fn summary_entry(offset: u32, header: &RecordHeader, key: &[u8]) -> Vec<u8> {
+/// The summary entry (layout `WithMeta`) of a record whose metadata is `meta`.
+fn summary_entry_with(offset: u32, header: &RecordHeader, meta: &[u8], key: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     encode_summary_entry(
         &mut out,
         &SummaryEntry {
             offset,
             header: *header,
+            meta: Some(meta),
             key,
         },
     );
     out
+}
+
+/// The summary entry of a record without metadata (the same in either layout).
+fn summary_entry(offset: u32, header: &RecordHeader, key: &[u8]) -> Vec<u8> {
+    summary_entry_with(offset, header, b"", key)
 }
 
 /// Overwrites the u32 crc at `crc_at` with the seeded crc32c of `b[covered]`.
@@ -109,9 +116,13 @@ const GOLDEN_PUT_EXPIRY_META: &str =
 /// tombstone seq 9 "gone".
 const GOLDEN_TOMBSTONE: &str = "30c141de00000000040000020900000000000000676f6e65";
 /// The summary entry of GOLDEN_PUT_EXPIRY_META at offset 64.
-const GOLDEN_SUMMARY_ENTRY: &str = "40000000010000000100020508070605040302010068e5cf8b0100006b";
+const GOLDEN_SUMMARY_ENTRY: &str = "40000000010000000100020508070605040302010068e5cf8b0100006d316b";
+/// The same entry in a summary of format version 1 (no metadata).
+const GOLDEN_SUMMARY_ENTRY_V1: &str = "40000000010000000100020508070605040302010068e5cf8b0100006b";
 /// records_end 4113, summary_len 100, summary_crc 0xdeadbeef, entry_count 3.
-const GOLDEN_FOOTER: &str = "524b460127c93b9c111000000000000064000000efbeadde0300000000000000";
+const GOLDEN_FOOTER: &str = "524b460227c93b9c111000000000000064000000efbeadde0300000000000000";
+/// The same footer in format version 1.
+const GOLDEN_FOOTER_V1: &str = "524b460127c93b9c111000000000000064000000efbeadde0300000000000000";
 /// The `SUBSTORE` file of [`ID`].
 const GOLDEN_META: &str = concat!(
     "524b5301a5939b93030000000000000400000000000000300400000000000000",
@@ -125,8 +136,8 @@ const GOLDEN_SEALED_SUMMARY: &str = concat!(
     "5c00000000000000040000022b000000000000000000000000000000676f6e65",
 );
 const GOLDEN_SEALED_FOOTER: &str =
-    "524b4601fac0071974000000000000003f0000000c3b872a0200000000000000";
-const GOLDEN_SEALED_FILE_CRC: u32 = 0x918d_5045;
+    "524b4602fac0071974000000000000003f0000000c3b872a0200000000000000";
+const GOLDEN_SEALED_FILE_CRC: u32 = 0x8c0d_7bdb;
 
 fn golden_put_expiry_meta_header() -> RecordHeader {
     put(
@@ -144,6 +155,7 @@ fn golden_footer() -> Footer {
         summary_len: 100,
         summary_crc: 0xdead_beef,
         entry_count: 3,
+        layout: SummaryLayout::WithMeta,
     }
 }
 
@@ -167,6 +179,7 @@ fn sealed_example() -> (Vec<u8>, Vec<u8>, Footer) {
         let entry = SummaryEntry {
             offset,
             header: *header,
+            meta: Some(b""),
             key,
         };
         encode_summary_entry(&mut summary, &entry);
@@ -176,6 +189,7 @@ fn sealed_example() -> (Vec<u8>, Vec<u8>, Footer) {
         summary_len: u32::try_from(summary.len()).unwrap(),
         summary_crc: checksum(&[&summary]),
         entry_count: 2,
+        layout: SummaryLayout::WithMeta,
     };
     file.extend_from_slice(&summary);
     file.resize(footer.file_len() as usize - FOOTER_LEN, 0);
@@ -265,9 +279,9 @@ fn tombstone_golden_bytes() {
 #[test]
 fn summary_entry_golden_bytes() {
     let h = golden_put_expiry_meta_header();
-    let bytes = summary_entry(64, &h, b"k");
+    let bytes = summary_entry_with(64, &h, b"m1", b"k");
     assert_eq!(bytes, hex(GOLDEN_SUMMARY_ENTRY));
-    assert_eq!(bytes.len(), SUMMARY_ENTRY_FIXED_LEN + 1);
+    assert_eq!(bytes.len(), SUMMARY_ENTRY_FIXED_LEN + 2 + 1);
     assert_eq!(u32_le(&bytes, SUMMARY_OFFSET_AT), 64);
     assert_eq!(u32_le(&bytes, SUMMARY_VALUE_LEN_AT), 1);
     assert_eq!(u16_le(&bytes, SUMMARY_KEY_LEN_AT), 1);
@@ -275,13 +289,27 @@ fn summary_entry_golden_bytes() {
     assert_eq!(bytes[SUMMARY_FLAGS_AT], KIND_PUT | FLAG_HAS_EXPIRY);
     assert_eq!(u64_le(&bytes, SUMMARY_SEQ_AT), 0x0102_0304_0506_0708);
     assert_eq!(u64_le(&bytes, SUMMARY_EXPIRY_AT), 1_700_000_000_000);
-    assert_eq!(&bytes[SUMMARY_ENTRY_FIXED_LEN..], b"k");
+    assert_eq!(&bytes[SUMMARY_ENTRY_FIXED_LEN..], b"m1k");
     let entry = SummaryEntry {
         offset: 64,
         header: h,
+        meta: Some(b"m1"),
         key: b"k",
     };
-    assert_eq!(decode_summary_entry(&bytes), Some((entry, bytes.len())));
+    assert_eq!(
+        decode_summary_entry(&bytes, SummaryLayout::WithMeta),
+        Some((entry, bytes.len()))
+    );
+    // Format version 1: the same fixed part, the key right after it, no metadata.
+    let v1 = hex(GOLDEN_SUMMARY_ENTRY_V1);
+    let entry = SummaryEntry {
+        meta: None,
+        ..entry
+    };
+    assert_eq!(
+        decode_summary_entry(&v1, SummaryLayout::KeysOnly),
+        Some((entry, v1.len()))
+    );
 }
 
 #[test]
@@ -290,7 +318,7 @@ fn footer_golden_bytes() {
     let bytes = footer.encode();
     assert_eq!(bytes.to_vec(), hex(GOLDEN_FOOTER));
     assert_eq!(bytes.len(), FOOTER_LEN);
-    assert_eq!(&bytes[FOOTER_MAGIC_AT..][..4], b"RKF\x01");
+    assert_eq!(&bytes[FOOTER_MAGIC_AT..][..4], b"RKF\x02");
     assert_eq!(
         u32_le(&bytes, FOOTER_CRC_AT),
         checksum(&[&bytes[FOOTER_RECORDS_END_AT..FOOTER_LEN]])
@@ -302,6 +330,15 @@ fn footer_golden_bytes() {
     assert_eq!(u32_le(&bytes, FOOTER_RESERVED_AT), 0);
     assert_eq!(Footer::decode(&bytes), Some(footer));
     assert_eq!(footer.file_len(), 8192);
+    // A footer of format version 1: the same fields under magic "RKF" 1 (its checksum
+    // does not cover the magic).
+    let v1 = hex(GOLDEN_FOOTER_V1);
+    let footer = Footer {
+        layout: SummaryLayout::KeysOnly,
+        ..footer
+    };
+    assert_eq!(Footer::decode(&v1), Some(footer));
+    assert_eq!(footer.encode().to_vec(), v1);
 }
 
 #[test]
@@ -339,9 +376,10 @@ fn sealed_extent_golden_bytes() {
     assert_eq!(checksum(&[summary]), footer.summary_crc);
     let mut at = 0;
     for _ in 0..footer.entry_count {
-        let (entry, n) = decode_summary_entry(&summary[at..]).unwrap();
+        let (entry, n) = decode_summary_entry(&summary[at..], footer.layout).unwrap();
         let rec = decode_record(&file[entry.offset as usize..]).unwrap();
         assert_eq!((rec.header, rec.key), (entry.header, entry.key));
+        assert_eq!(Some(rec.meta), entry.meta);
         at += n;
     }
     assert_eq!(at, summary.len());
@@ -358,11 +396,15 @@ fn sealed_extent_golden_bytes() {
 
 #[test]
 fn layout_constants_are_the_documented_numbers() {
-    assert_eq!((BLOCK_BYTES, SECTOR_BYTES, FORMAT_VERSION), (4096, 512, 1));
+    assert_eq!(
+        (BLOCK_BYTES, SECTOR_BYTES, FORMAT_VERSION, UNIT_VERSION_1),
+        (4096, 512, 2, 1)
+    );
     assert_eq!(CRC_SEED.to_be_bytes(), *b"rkv1");
     assert_eq!(ROUTING_SEED.to_le_bytes(), *b"ringkv\0\0");
     assert_eq!(EXTENT_MAGIC, *b"RKX\x01");
-    assert_eq!(FOOTER_MAGIC, *b"RKF\x01");
+    assert_eq!(FOOTER_MAGIC, *b"RKF\x02");
+    assert_eq!(FOOTER_MAGIC_V1, *b"RKF\x01");
     assert_eq!(META_MAGIC, *b"RKS\x01");
     assert_eq!(
         [
@@ -522,7 +564,7 @@ fn record_and_summary_fields_sit_at_their_consts() {
         (20, 23, 30)
     );
 
-    let s = summary_entry(0x0403_0201, &h, &key);
+    let s = summary_entry_with(0x0403_0201, &h, &meta, &key);
     assert_eq!(&s[SUMMARY_OFFSET_AT..][..4], &[1, 2, 3, 4]);
     // The summary repeats the record's header fields byte for byte.
     for (summary_at, record_at, len) in [
@@ -535,7 +577,8 @@ fn record_and_summary_fields_sit_at_their_consts() {
     ] {
         assert_eq!(s[summary_at..][..len], b[record_at..][..len]);
     }
-    assert_eq!(&s[SUMMARY_ENTRY_FIXED_LEN..], &key);
+    // Then the metadata and the key, as in the record.
+    assert_eq!(&s[SUMMARY_ENTRY_FIXED_LEN..], &hex("a1a1a1b1b1")[..]);
 }
 
 #[test]
@@ -545,6 +588,7 @@ fn footer_and_meta_fields_sit_at_their_consts() {
         summary_len: 0x2423_2221,
         summary_crc: 0x3433_3231,
         entry_count: 0x4443_4241,
+        layout: SummaryLayout::WithMeta,
     };
     let b = footer.encode();
     assert_eq!(&b[FOOTER_MAGIC_AT..][..4], &FOOTER_MAGIC);
@@ -617,7 +661,9 @@ fn zeros_never_decode() {
         assert_eq!(ExtentHeader::decode(z), None, "{n} zero bytes");
         assert_eq!(Footer::decode(z), None, "{n} zero bytes");
         assert_eq!(decode_meta(z), None, "{n} zero bytes");
-        assert_eq!(decode_summary_entry(z), None, "{n} zero bytes");
+        for layout in [SummaryLayout::WithMeta, SummaryLayout::KeysOnly] {
+            assert_eq!(decode_summary_entry(z, layout), None, "{n} zero bytes");
+        }
     }
     // Zeros after a valid magic still fail: the crc of zeros is not zero.
     let mut b = [0u8; 64];
@@ -626,6 +672,8 @@ fn zeros_never_decode() {
     b[..4].copy_from_slice(&META_MAGIC);
     assert_eq!(decode_meta(&b), None);
     b[..4].copy_from_slice(&FOOTER_MAGIC);
+    assert_eq!(Footer::decode(&b), None);
+    b[..4].copy_from_slice(&FOOTER_MAGIC_V1);
     assert_eq!(Footer::decode(&b), None);
 }
 
@@ -648,7 +696,11 @@ fn batch_kind_reserved_flags_and_kind_zero_are_malformed() {
         );
         let mut s = summary_entry(64, &h, b"k");
         s[SUMMARY_FLAGS_AT] = flags;
-        assert_eq!(decode_summary_entry(&s), None, "flags {flags:#b}");
+        assert_eq!(
+            decode_summary_entry(&s, SummaryLayout::WithMeta),
+            None,
+            "flags {flags:#b}"
+        );
     }
 }
 
@@ -693,14 +745,18 @@ fn lengths_past_the_limits_and_tombstones_with_values_are_malformed() {
 fn summary_expiry_must_be_zero_without_the_flag() {
     let h = put(1, b"", b"k", b"v", None);
     let mut s = summary_entry(64, &h, b"k");
-    assert!(decode_summary_entry(&s).is_some());
+    assert!(decode_summary_entry(&s, SummaryLayout::WithMeta).is_some());
     s[SUMMARY_EXPIRY_AT + 7] = 1;
-    assert_eq!(decode_summary_entry(&s), None);
+    assert_eq!(decode_summary_entry(&s, SummaryLayout::WithMeta), None);
     // With the flag, an expiry of 0 is an expiry (the epoch), not "none".
     let h = put(1, b"", b"k", b"v", Some(0));
     let s = summary_entry(64, &h, b"k");
     assert_eq!(
-        decode_summary_entry(&s).unwrap().0.header.expiry_unix_ms,
+        decode_summary_entry(&s, SummaryLayout::WithMeta)
+            .unwrap()
+            .0
+            .header
+            .expiry_unix_ms,
         Some(0)
     );
 }
@@ -814,8 +870,13 @@ fn largest_record_round_trips() {
     let rec = decode_record(&b).unwrap();
     assert_eq!(rec.header, h);
     assert!(rec.meta == &meta[..] && rec.key == &key[..] && rec.value == &value[..]);
-    let s = summary_entry(u32::MAX, &h, &key);
-    assert_eq!(decode_summary_entry(&s).unwrap().0.header, h);
+    let s = summary_entry_with(u32::MAX, &h, &meta, &key);
+    let (entry, len) = decode_summary_entry(&s, SummaryLayout::WithMeta).unwrap();
+    assert_eq!(
+        (entry.header, entry.meta, entry.key),
+        (h, Some(&meta[..]), &key[..])
+    );
+    assert_eq!(len, SUMMARY_ENTRY_FIXED_LEN + META_LEN_MAX + KEY_LEN_MAX);
 }
 
 #[test]
@@ -879,6 +940,7 @@ fn documented_consts() -> Vec<(&'static str, Option<u64>)> {
         BLOCK_BYTES,
         SECTOR_BYTES,
         FORMAT_VERSION,
+        UNIT_VERSION_1,
         CRC_SEED,
         EXTENT_HEADER_LEN,
         EXTENT_HEADER_MAGIC_AT,
@@ -955,6 +1017,7 @@ fn documented_consts() -> Vec<(&'static str, Option<u64>)> {
     all.extend(other![
         EXTENT_MAGIC,
         FOOTER_MAGIC,
+        FOOTER_MAGIC_V1,
         META_MAGIC,
         META_FILE_NAME,
         META_FILE_TMP_NAME,
@@ -1313,7 +1376,7 @@ fn record_header_model(b: &[u8]) -> Result<(), RecordError> {
 }
 
 /// Whether FORMAT.md says these bytes start a summary entry.
-fn summary_entry_model(b: &[u8]) -> bool {
+fn summary_entry_model(b: &[u8], layout: SummaryLayout) -> bool {
     if b.len() < 28 {
         return false;
     }
@@ -1321,7 +1384,12 @@ fn summary_entry_model(b: &[u8]) -> bool {
     rh[4..20].copy_from_slice(&b[4..20]);
     rh[20..28].copy_from_slice(&b[20..28]);
     let expiry_ok = b[11] & 4 != 0 || u64_le(b, 20) == 0;
-    record_header_model(&rh).is_ok() && expiry_ok && b.len() >= 28 + usize::from(u16_le(b, 8))
+    let meta_len = match layout {
+        SummaryLayout::WithMeta => usize::from(b[10]),
+        SummaryLayout::KeysOnly => 0,
+    };
+    let len = 28 + meta_len + usize::from(u16_le(b, 8));
+    record_header_model(&rh).is_ok() && expiry_ok && b.len() >= len
 }
 
 fn identity_is_well_formed(hash_prefix: u64, prefix_bits: u8) -> bool {
@@ -1403,16 +1471,21 @@ proptest! {
         let entries: Vec<SummaryEntry<'_>> = recs
             .iter()
             .zip(&offsets)
-            .map(|(rec, &offset)| SummaryEntry { offset, header: rec.header, key: &rec.key })
+            .map(|(rec, &offset)| SummaryEntry {
+                offset,
+                header: rec.header,
+                meta: Some(&rec.meta),
+                key: &rec.key,
+            })
             .collect();
         for entry in &entries {
             encode_summary_entry(&mut bytes, entry);
         }
         let mut at = 0;
         for (rec, expected) in recs.iter().zip(&entries) {
-            let (entry, len) = decode_summary_entry(&bytes[at..]).unwrap();
+            let (entry, len) = decode_summary_entry(&bytes[at..], SummaryLayout::WithMeta).unwrap();
             prop_assert_eq!(&entry, expected);
-            prop_assert_eq!(len, SUMMARY_ENTRY_FIXED_LEN + rec.key.len());
+            prop_assert_eq!(len, SUMMARY_ENTRY_FIXED_LEN + rec.meta.len() + rec.key.len());
             let mut again = Vec::new();
             encode_summary_entry(&mut again, &entry);
             prop_assert_eq!(&again[..], &bytes[at..at + len]);
@@ -1433,8 +1506,10 @@ proptest! {
         let header = ExtentHeader { extent_seq: seq, substore };
         prop_assert_eq!(ExtentHeader::decode(&header.encode()), Some(header));
         prop_assert_eq!(decode_meta(&encode_meta(&substore)), Some(substore));
-        let footer = Footer { records_end, summary_len, summary_crc, entry_count };
-        prop_assert_eq!(Footer::decode(&footer.encode()), Some(footer));
+        for layout in [SummaryLayout::WithMeta, SummaryLayout::KeysOnly] {
+            let footer = Footer { records_end, summary_len, summary_crc, entry_count, layout };
+            prop_assert_eq!(Footer::decode(&footer.encode()), Some(footer));
+        }
         // Decoders read only their own bytes: a longer buffer decodes the same.
         let mut long = header.encode().to_vec();
         long.extend_from_slice(&[0xff; 100]);
@@ -1446,7 +1521,13 @@ proptest! {
         records_end in EXTENT_HEADER_LEN as u64..=u64::from(u32::MAX),
         summary_len in any::<u32>(),
     ) {
-        let footer = Footer { records_end, summary_len, summary_crc: 0, entry_count: 0 };
+        let footer = Footer {
+            records_end,
+            summary_len,
+            summary_crc: 0,
+            entry_count: 0,
+            layout: SummaryLayout::WithMeta,
+        };
         let needed = records_end + u64::from(summary_len) + FOOTER_LEN as u64;
         let len = footer.file_len();
         prop_assert_eq!(len % BLOCK_BYTES, 0);
@@ -1514,10 +1595,12 @@ proptest! {
         if let Ok(rec) = record {
             prop_assert_eq!(Ok(rec.header), header);
         }
-        prop_assert_eq!(
-            decode_summary_entry(&bytes).is_some(),
-            summary_entry_model(&bytes)
-        );
+        for layout in [SummaryLayout::WithMeta, SummaryLayout::KeysOnly] {
+            prop_assert_eq!(
+                decode_summary_entry(&bytes, layout).is_some(),
+                summary_entry_model(&bytes, layout)
+            );
+        }
         let _ = Footer::decode(&bytes);
         let _ = ExtentHeader::decode(&bytes);
         let _ = decode_meta(&bytes);
@@ -1635,8 +1718,8 @@ proptest! {
         b.extend_from_slice(&expiry.to_le_bytes());
         b.extend_from_slice(&key);
         let b = &b[..cut.index(b.len() + 1)];
-        let got = decode_summary_entry(b);
-        prop_assert_eq!(got.is_some(), summary_entry_model(b));
+        let got = decode_summary_entry(b, SummaryLayout::WithMeta);
+        prop_assert_eq!(got.is_some(), summary_entry_model(b, SummaryLayout::WithMeta));
         if let Some((entry, len)) = got {
             let mut again = Vec::new();
             encode_summary_entry(&mut again, &entry);
@@ -1666,6 +1749,7 @@ fn decoded_footers_have_a_file_len() {
             summary_len,
             summary_crc: 0,
             entry_count: 0,
+            layout: SummaryLayout::WithMeta,
         };
         if let Some(decoded) = Footer::decode(&footer.encode()) {
             let len = std::panic::catch_unwind(|| decoded.file_len());
@@ -1695,7 +1779,7 @@ fn commit_log_header_and_frame_fields_sit_where_format_md_says() {
         generation: 9,
         core: 3,
     };
-    let mut want = vec![b'R', b'K', b'L', FORMAT_VERSION, 0, 0, 0, 0];
+    let mut want = vec![b'R', b'K', b'L', UNIT_VERSION_1, 0, 0, 0, 0];
     want.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
     want.extend_from_slice(&9u64.to_le_bytes());
     want.extend_from_slice(&3u32.to_le_bytes());
@@ -1712,7 +1796,7 @@ fn commit_log_header_and_frame_fields_sit_where_format_md_says() {
         frame_no: 3,
         payload_len: 5,
     };
-    let mut want = vec![b'R', b'K', b'C', FORMAT_VERSION, 0, 0, 0, 0];
+    let mut want = vec![b'R', b'K', b'C', UNIT_VERSION_1, 0, 0, 0, 0];
     for field in [1u64, 2, 3] {
         want.extend_from_slice(&field.to_le_bytes());
     }

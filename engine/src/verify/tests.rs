@@ -452,7 +452,8 @@ fn edit_summary(dev: &SimDevice, name: &str, edit: impl FnOnce(&mut [u8])) {
 fn entry_for(summary: &[u8], offset: u32) -> usize {
     let mut at = 0;
     loop {
-        let (e, n) = format::decode_summary_entry(&summary[at..]).unwrap();
+        let layout = format::SummaryLayout::WithMeta;
+        let (e, n) = format::decode_summary_entry(&summary[at..], layout).unwrap();
         if e.offset == offset {
             return at;
         }

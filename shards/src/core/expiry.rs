@@ -1,6 +1,7 @@
 //! Expiry and metadata on a core: what a put stores besides its value ([`Extras`]),
 //! changing a key's expiry in place ([`ExpiryChange`], Redis's EXPIRE family and
-//! PERSIST), and HEAD ([`Head`]: what the index knows of a key, no device read).
+//! PERSIST), and HEAD ([`Head`]: what the index knows of a key and its metadata, with no
+//! device read unless the metadata is longer than `Options::head_meta_bytes`).
 //!
 //! An expired key reads as absent everywhere at once (the engine, the cache, HEAD),
 //! judged by the database's [`ringkv_engine::Clock`]. The **sweeper** (a task on the
@@ -138,14 +139,20 @@ impl ExpireIf {
     }
 }
 
-/// What the index knows of a live key, answered from memory: no device read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the index knows of a live key: its value's length, its metadata, expiry and
+/// sequence. Answered from memory, with no device read, unless the metadata is longer
+/// than [`Options::head_meta_bytes`](crate::Options::head_meta_bytes) (255 by default,
+/// so never) or was written by a build older than format version 2 and not compacted
+/// since: then `head` reads the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Head {
     /// The value's length in bytes.
     pub value_len: u32,
-    /// The metadata's length in bytes (the bytes themselves are on disk).
+    /// The metadata's length in bytes (`meta.len()`).
     pub meta_len: u8,
+    /// The metadata stored with the value ([`PutOptions::meta`](crate::PutOptions::meta)).
+    pub meta: Bytes,
     /// When the key expires (Unix ms), if ever.
     pub expiry_unix_ms: Option<u64>,
     /// The sequence number of the key's record in its substore: it changes with every
@@ -172,16 +179,39 @@ impl Core {
         Ok(true)
     }
 
-    /// The index entry of a live `key`, once readable (durable, in `Sync` mode).
+    /// What the index knows of a live `key` and its metadata, once readable (durable, in
+    /// `Sync` mode). Metadata the index does not hold is read from the record, again if
+    /// a write of the key came in between.
     pub(super) async fn head(&self, hash: u64, key: &[u8]) -> Result<Option<Head>> {
-        self.batches.until_unlocked(key).await;
-        self.wait_durable(hash, key).await?;
-        Ok(self.leaf(hash).head(key).map(|entry| Head {
-            value_len: entry.value_len,
-            meta_len: entry.meta_len,
-            expiry_unix_ms: entry.expiry_unix_ms,
-            seq: entry.seq,
-        }))
+        loop {
+            self.batches.until_unlocked(key).await;
+            self.wait_durable(hash, key).await?;
+            let Some((entry, held)) = self.leaf(hash).head_with_meta(key) else {
+                return Ok(None);
+            };
+            let meta = match held {
+                Some(meta) => meta,
+                None if entry.meta_len == 0 => Bytes::new(),
+                None => {
+                    let writes_before = self.writes.get();
+                    let record = self.read(hash, key).await?;
+                    if self.writes.get() != writes_before {
+                        continue;
+                    }
+                    let Some(record) = record else {
+                        return Ok(None);
+                    };
+                    record.meta
+                }
+            };
+            return Ok(Some(Head {
+                value_len: entry.value_len,
+                meta_len: entry.meta_len,
+                meta,
+                expiry_unix_ms: entry.expiry_unix_ms,
+                seq: entry.seq,
+            }));
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::rc::Rc;
 
+use bytes::Bytes;
 use ringkv_engine::index::Entry;
 use ringkv_engine::{Config, StoredRecord, Substore, SubstoreId};
 
@@ -70,6 +71,11 @@ impl LeafState {
     /// I/O).
     pub(super) fn head(&self, key: &[u8]) -> Option<Entry> {
         self.answering(key)?.store().head(key)
+    }
+
+    /// [`LeafState::head`] with the key's metadata when the index holds it (no I/O).
+    pub(super) fn head_with_meta(&self, key: &[u8]) -> Option<(Entry, Option<Bytes>)> {
+        self.answering(key)?.store().head_with_meta(key)
     }
 
     /// Which record answers for a live `key`: its store's id and its sequence (no I/O).

@@ -545,6 +545,7 @@ impl Core {
             extent_size_bytes: options.extent_size_bytes,
             recovery: options.recovery,
             clock: options.clock.clone(),
+            meta_in_index_max_bytes: options.head_meta_bytes,
             ..Config::default()
         };
         let mut map = BTreeMap::new();

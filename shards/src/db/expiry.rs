@@ -171,8 +171,8 @@ impl Db {
         self.inner.call(hash, op).await
     }
 
-    /// What the index knows of a live key (value and metadata lengths, expiry,
-    /// sequence), answered from memory: no device read.
+    /// What the index knows of a live key (value length, metadata, expiry, sequence),
+    /// answered from memory with no device read (see [`Head`] for the one exception).
     pub fn head(&self, key: impl AsRef<[u8]>) -> Result<Option<Head>> {
         let (hash, op) = head_op(key.as_ref())?;
         self.inner.call_blocking(hash, Waits::Read, op)
