@@ -93,6 +93,20 @@ impl<D: Device> Substore<D> {
         scored.into_iter().map(|(_, seq)| seq).collect()
     }
 
+    /// The dead fraction of the active extent's records (0 without one): what
+    /// [`Substore::compaction_victims`] would judge it by once sealed.
+    pub fn active_garbage_ratio(&self) -> f64 {
+        let state = self.state.borrow();
+        let Some(extent) = state.active.map(|seq| &state.extents[&seq]) else {
+            return 0.0;
+        };
+        let total = extent.records_end.saturating_sub(EXTENT_HEADER_LEN as u64);
+        match total {
+            0 => 0.0,
+            _ => 1.0 - extent.live_bytes as f64 / total as f64,
+        }
+    }
+
     /// Seals the active extent if it holds dead bytes, so that a full compaction can
     /// reach them too; the next write starts a new extent.
     pub async fn seal_active_if_dead(&self) -> Result<bool> {

@@ -272,6 +272,44 @@ fn reopened_with_meta(disk: &ringkv::SimDisk, meta_max: usize) -> Db {
     Db::open("/db", options()).unwrap()
 }
 
+/// Expired keys whose records sit in extents never filled (a small database, a load
+/// then quiet) still give their space back: the sweeper deletes them, and once the core
+/// has been idle a second, background compaction seals the dead active extents and
+/// compacts them. No call to `Db::compact`.
+#[test]
+fn an_idle_database_gets_the_space_of_expired_keys_back_on_its_own() {
+    let dir = tempdir();
+    let clock = Clock::manual(T0);
+    let options = options(&clock, Durability::Buffered).extent_size_bytes(8 << 20);
+    let db = Db::open(dir.path(), options).unwrap();
+    let ttl = PutOptions::new().ttl(secs(10));
+    for i in 0..4000 {
+        match i % 4 {
+            3 => db.put(format!("k{i}"), [b'v'; 1000]).unwrap(),
+            _ => db.put_with(format!("k{i}"), [b'v'; 1000], &ttl).unwrap(),
+        }
+    }
+    db.flush().unwrap();
+    let disk = || db.stats().unwrap().disk_bytes;
+    let full = disk();
+    assert!(full > 3_500_000, "{full} bytes on disk");
+    clock.advance(secs(11));
+    let deadline = std::time::Instant::now() + secs(20);
+    while disk() > full / 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "20 s after expiry the disk still holds {} of {full} bytes",
+            disk()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(db.len().unwrap(), 1000);
+    for i in (3..4000).step_by(4) {
+        assert_eq!(db.get(format!("k{i}")).unwrap().unwrap().len(), 1000);
+    }
+    db.close().unwrap();
+}
+
 #[test]
 fn head_reads_nothing_from_the_device() {
     let disk = ringkv::SimDisk::new();

@@ -16,7 +16,7 @@ impl Core {
             return Ok(false);
         }
         let leaves = self.leaf_list();
-        match plan::victim(&self.view(&leaves, ratio).leaves) {
+        match plan::victim(&self.view(&leaves, ratio, false).leaves) {
             Some(Step::Compact { leaf, extent }) => self.compact(&leaves[leaf], extent).await,
             _ => Ok(false),
         }

@@ -1,6 +1,13 @@
 //! A core's background work, on its low-share task queue: one bounded step at a time,
-//! in order of urgency (compact an extent, move an ancestor's records, split a leaf),
-//! each holding the compaction gate so that shutdown can wait for the step in progress.
+//! in order of urgency (compact an extent, seal a dead active extent on an idle core,
+//! move an ancestor's records, split a leaf), each holding the compaction gate so that
+//! shutdown can wait for the step in progress.
+//!
+//! A pass runs shortly after writes. Once no write has come for [`IDLE_AFTER`], one more
+//! pass may also seal an active extent whose dead fraction has reached the garbage
+//! ratio (expired keys swept, a burst of overwrites), so that its space comes back
+//! without more writes to fill it; while writes go on, active extents fill and seal as
+//! usual, so a hot key set does not make many small extents.
 //!
 //! - `plan.rs`: choosing the next step, a pure function of a [`plan::View`] of the core;
 //! - `compaction.rs`: compacting victims (and `Db::compact`);
@@ -25,6 +32,9 @@ use super::{Core, LeafState};
 use crate::error::{Error, Result};
 use crate::options::COMPACTION_GARBAGE_RATIO_PRESSURE;
 
+/// A core with no write for this long is idle (see the module documentation).
+pub(in crate::core) const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// First and longest wait before a failed background step is tried again.
 pub(in crate::core) const BACKGROUND_BACKOFF_MIN: std::time::Duration =
     std::time::Duration::from_millis(100);
@@ -33,59 +43,99 @@ pub(in crate::core) const BACKGROUND_BACKOFF_MAX: std::time::Duration =
 
 impl Core {
     /// The background compaction task (low-share task queue): after writes, waits a
-    /// little, then compacts one extent at a time until no victim is left.
+    /// little, then runs steps until none is left; once the core has been idle for
+    /// [`IDLE_AFTER`] with a dead active extent, runs one idle pass.
     pub(in crate::core) async fn background_compaction(self: Rc<Self>) {
         // Writes up to `seen` are covered by a pass that started after them; any later
-        // write (even one made during a pass) earns another pass.
-        let mut seen = 0;
+        // write (even one made during a pass) earns another pass. `idle_at` is the write
+        // count an idle pass last covered.
+        let (mut seen, mut idle_at) = (0, u64::MAX);
         loop {
             let listener = self.wrote.listen();
             if self.stopping.get() {
                 return;
             }
+            let mut idle = false;
             if self.writes.get() == seen {
-                listener.await;
-            }
-            seen = self.writes.get();
-            glommio::timer::sleep(self.options.compaction_interval).await;
-            let mut backoff = BACKGROUND_BACKOFF_MIN;
-            loop {
-                if self.stopping.get() || self.health.check_writable().is_err() {
-                    return;
+                if idle_at != seen && self.has_dead_active() {
+                    let timer = async {
+                        glommio::timer::sleep(IDLE_AFTER).await;
+                        true
+                    };
+                    let wrote = async {
+                        listener.await;
+                        false
+                    };
+                    idle = futures_lite::future::or(wrote, timer).await;
+                } else {
+                    listener.await;
                 }
-                match self.background_step().await {
-                    Ok(true) => futures_lite::future::yield_now().await,
-                    Ok(false) => break,
-                    Err(e) => {
-                        self.background_failed(&e, backoff);
-                        // A failed write or sync turned the database read-only (the
-                        // check above ends the task); anything else is tried again.
-                        glommio::timer::sleep(backoff).await;
-                        backoff = (backoff * 2).min(BACKGROUND_BACKOFF_MAX);
-                    }
+            }
+            if idle {
+                idle_at = seen;
+            } else {
+                seen = self.writes.get();
+                glommio::timer::sleep(self.options.compaction_interval).await;
+            }
+            if !self.background_pass(idle).await {
+                return;
+            }
+        }
+    }
+
+    /// Runs background steps until none is left; false once the task must end.
+    async fn background_pass(&self, idle: bool) -> bool {
+        let mut backoff = BACKGROUND_BACKOFF_MIN;
+        loop {
+            if self.stopping.get() || self.health.check_writable().is_err() {
+                return false;
+            }
+            match self.background_step(idle).await {
+                Ok(true) => futures_lite::future::yield_now().await,
+                Ok(false) => return true,
+                Err(e) => {
+                    self.background_failed(&e, backoff);
+                    // A failed write or sync turned the database read-only (the
+                    // check above ends the task); anything else is tried again.
+                    glommio::timer::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKGROUND_BACKOFF_MAX);
                 }
             }
         }
     }
 
-    /// One bounded step of background work, the one [`plan::choose`] picks. Returns
-    /// whether there was work.
-    pub(in crate::core) async fn background_step(&self) -> Result<bool> {
+    /// Whether some leaf's active extent is as dead as a compaction victim.
+    fn has_dead_active(&self) -> bool {
+        let ratio = self.compaction_ratio();
+        (self.leaf_list().iter()).any(|l| l.store.active_garbage_ratio() >= ratio)
+    }
+
+    /// One bounded step of background work, the one [`plan::choose`] picks (sealing a
+    /// dead active extent only when `idle`). Returns whether there was work.
+    pub(in crate::core) async fn background_step(&self, idle: bool) -> Result<bool> {
         let _gate = self.compaction_gate.lock().await;
         if self.stopping.get() {
             return Ok(false);
         }
         let leaves = self.leaf_list();
-        match plan::choose(&self.view(&leaves, self.compaction_ratio())) {
+        match plan::choose(&self.view(&leaves, self.compaction_ratio(), idle)) {
             None => Ok(false),
             Some(Step::Compact { leaf, extent }) => self.compact(&leaves[leaf], extent).await,
+            Some(Step::SealActive { leaf }) => {
+                let store = &leaves[leaf].store;
+                store
+                    .seal_active_if_dead()
+                    .await
+                    .map_err(|e| self.failed(e))
+            }
             Some(Step::Move) => self.move_first_ancestor().await,
             Some(Step::Split { leaf }) => self.split_leaf(&leaves[leaf]).await,
         }
     }
 
-    /// What the planner sees of this core, compacting at `ratio`.
-    fn view(&self, leaves: &[Rc<LeafState>], ratio: f64) -> View {
+    /// What the planner sees of this core, compacting at `ratio`; `idle` lets it see
+    /// dead active extents.
+    fn view(&self, leaves: &[Rc<LeafState>], ratio: f64, idle: bool) -> View {
         let damaged = self.damaged_extents.borrow();
         let leaves = (leaves.iter())
             .map(|l| LeafView {
@@ -95,6 +145,7 @@ impl Core {
                 live_bytes: l.store.stats().live_bytes,
                 prefix_bits: l.id.prefix_bits,
                 behind_ancestor: l.ancestor().is_some(),
+                active_dead: idle && l.store.active_garbage_ratio() >= ratio,
             })
             .collect();
         View {

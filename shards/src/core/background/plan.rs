@@ -1,7 +1,9 @@
 //! Choosing a core's next background step, apart from doing it: a pure function of what
 //! the core looks like now ([`View`]), so the policy is tested without a disk.
 //!
-//! Order of urgency: compact (space comes back, reads get shorter), then move an
+//! Order of urgency: compact (space comes back, reads get shorter), then, on an idle
+//! core, seal an active extent as dead as a victim (so its space comes back too: an
+//! extent that is never filled would otherwise never be compacted), then move an
 //! ancestor's records (its leaves read behind it until then), then split a leaf that
 //! grew past the threshold (one that still reads behind an ancestor waits for it).
 
@@ -18,6 +20,8 @@ pub(super) struct LeafView {
     pub(super) prefix_bits: u8,
     /// Still reads behind an ancestor whose records are not all moved.
     pub(super) behind_ancestor: bool,
+    /// The core is idle and this leaf's active extent is at least as dead as a victim.
+    pub(super) active_dead: bool,
 }
 
 /// What the planner sees of a core.
@@ -35,6 +39,8 @@ pub(super) struct View {
 pub(super) enum Step {
     /// Compact extent `extent` of leaf number `leaf`.
     Compact { leaf: usize, extent: u64 },
+    /// Seal the active extent of leaf number `leaf`, so that it can be compacted.
+    SealActive { leaf: usize },
     /// Move the first ancestor's records into its children and retire it.
     Move,
     /// Split leaf number `leaf`.
@@ -52,6 +58,9 @@ pub(super) fn victim(leaves: &[LeafView]) -> Option<Step> {
 pub(super) fn choose(view: &View) -> Option<Step> {
     if let Some(step) = victim(&view.leaves) {
         return Some(step);
+    }
+    if let Some(leaf) = view.leaves.iter().position(|l| l.active_dead) {
+        return Some(Step::SealActive { leaf });
     }
     if view.ancestors > 0 {
         return Some(Step::Move);
@@ -74,6 +83,7 @@ mod tests {
             live_bytes,
             prefix_bits: 4,
             behind_ancestor: false,
+            active_dead: false,
         }
     }
 
@@ -86,12 +96,23 @@ mod tests {
     }
 
     #[test]
-    fn compaction_comes_first_then_moves_then_splits() {
+    fn compaction_comes_first_then_seals_then_moves_then_splits() {
         let big = leaf(&[], 5000);
         let dirty = leaf(&[7, 3], 10);
+        let dead_active = LeafView {
+            active_dead: true,
+            ..leaf(&[], 10)
+        };
         assert_eq!(
-            choose(&view(vec![big.clone(), dirty.clone()], 1)),
-            Some(Step::Compact { leaf: 1, extent: 7 })
+            choose(&view(
+                vec![big.clone(), dead_active.clone(), dirty.clone()],
+                1
+            )),
+            Some(Step::Compact { leaf: 2, extent: 7 })
+        );
+        assert_eq!(
+            choose(&view(vec![big.clone(), dead_active], 1)),
+            Some(Step::SealActive { leaf: 1 })
         );
         assert_eq!(choose(&view(vec![big.clone()], 1)), Some(Step::Move));
         assert_eq!(
