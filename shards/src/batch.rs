@@ -63,8 +63,8 @@ impl WriteBatch {
     }
 
     /// Adds a put of `key` with an expiry and metadata (a TTL counts from the call to
-    /// `write`; the options' durability is not used: a batch is durable when `write`
-    /// returns).
+    /// `write`; the options' durability is not used: a batch is acknowledged as a
+    /// whole, as [`crate::Db::write`] says).
     pub fn put_with(
         &mut self,
         key: impl AsRef<[u8]>,

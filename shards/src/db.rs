@@ -437,19 +437,32 @@ impl Db {
     }
 
     /// Applies `batch` all or nothing: after a crash it is wholly present or wholly
-    /// absent, on every core it touches. Durable when it returns, whatever the
-    /// database's mode. A read of one of its keys that starts after this returns sees
-    /// the whole batch, and so does one that has seen any of its writes; a reader may
-    /// see none of it while it is in flight. See [`Db::write_async`].
+    /// absent, on every core it touches. Acknowledged as the database's mode says: in
+    /// `Sync` mode durable when it returns; in `Buffered` mode it returns once queued
+    /// for its commit (a few hundred microseconds of the device later it is durable; a
+    /// crash before that loses it whole), and [`Db::flush`] makes it durable. A read
+    /// of one of its keys that starts after this returns sees the whole batch, and so
+    /// does one that has seen any of its writes; a reader may see none of it while it
+    /// is in flight. See [`Db::write_async`].
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        futures_lite::future::block_on(self.write_async(batch))
+        self.write_with(batch, self.inner.durability)
+    }
+
+    /// [`Db::write`], acknowledged as `durability` says rather than as the database's
+    /// mode does (RocksDB's `WriteOptions::set_sync` for a `WriteBatch`).
+    pub fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        futures_lite::future::block_on(self.write_with_async(batch, durability))
     }
 
     /// [`Db::write`] for async callers. Dropping the future does not stop the batch: it
     /// is applied whole or not at all all the same.
     pub async fn write_async(&self, batch: WriteBatch) -> Result<()> {
+        self.write_with_async(batch, self.inner.durability).await
+    }
+
+    pub async fn write_with_async(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
         let ops = batch.into_ops(|options| self.inner.extras_of(options))?;
-        self.inner.run_batch(ops, Vec::new()).await
+        self.inner.run_batch(ops, Vec::new(), durability).await
     }
 
     /// A transaction: reads that see its own writes, then `commit` (all or nothing, as
@@ -922,7 +935,12 @@ impl Inner {
     /// Runs a batch (`ops`, and for a transaction the `reads` it checks) on its
     /// coordinator: the core of its first write (so that batches spread their frames
     /// over the cores' batch logs), or of its first read.
-    pub(crate) async fn run_batch(&self, ops: Vec<BatchOp>, reads: Vec<core::Read>) -> Result<()> {
+    pub(crate) async fn run_batch(
+        &self,
+        ops: Vec<BatchOp>,
+        reads: Vec<core::Read>,
+        durability: Durability,
+    ) -> Result<()> {
         if ops.is_empty() && reads.is_empty() {
             return Ok(());
         }
@@ -932,8 +950,8 @@ impl Inner {
         let first = ops.first().map_or_else(|| reads[0].hash, |op| op.hash);
         let coordinator = self.core_of(first);
         let parts = self.parts(ops, reads);
-        let reply =
-            (self.send_async(coordinator, 0, |reply| Op::Batch(parts, ticket, reply))).await?;
+        let op = |reply| Op::Batch(parts, durability, ticket, reply);
+        let reply = self.send_async(coordinator, 0, op).await?;
         self.wait(coordinator, reply).await
     }
 

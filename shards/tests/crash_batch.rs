@@ -38,7 +38,8 @@ fn shape(writer: usize, n: u64) -> (bool, bool) {
 }
 
 /// The child: writers apply batches `base + 1`, `base + 2`, … until killed, printing
-/// `ack W N` after each acknowledged one.
+/// `ack W N` after each one acknowledged durable (in Buffered mode, every fourth, by a
+/// flush after it; `sent W N` after the others).
 #[test]
 fn batch_crash_child() {
     let Ok(dir) = std::env::var(CHILD_DIR) else {
@@ -58,7 +59,15 @@ fn batch_crash_child() {
                 for n in base + 1.. {
                     let (delete, shared) = shape(w, n);
                     db.write(batch_of(w, n, delete, shared)).unwrap();
-                    println!("ack {w} {n}");
+                    // A Buffered batch is acknowledged durable by a flush after it.
+                    match durability {
+                        Durability::Buffered if n % 4 != 0 => println!("sent {w} {n}"),
+                        Durability::Buffered => {
+                            db.flush().unwrap();
+                            println!("ack {w} {n}");
+                        }
+                        _ => println!("ack {w} {n}"),
+                    }
                 }
             });
         }
@@ -82,18 +91,23 @@ fn run_child(
 /// What each writer of a round tried and had acknowledged, from the child's lines.
 fn writers_after(lines: &[String], base: u64, before: &[Writer]) -> Vec<Writer> {
     let mut writers = before.to_vec();
-    let mut last_ack = [None; WRITERS];
-    for line in lines.iter().filter_map(|l| l.strip_prefix("ack ")) {
+    let (mut last_ack, mut last_sent) = ([None; WRITERS], [None; WRITERS]);
+    for line in lines.iter() {
+        let (last, line) = match (line.strip_prefix("ack "), line.strip_prefix("sent ")) {
+            (Some(line), _) => (&mut last_ack, line),
+            (_, Some(line)) => (&mut last_sent, line),
+            _ => continue,
+        };
         let (w, n) = line.split_once(' ').unwrap();
         let (w, n): (usize, u64) = (w.parse().unwrap(), n.parse().unwrap());
-        last_ack[w] = Some(n);
+        last[w] = Some(n);
     }
     for (w, writer) in writers.iter_mut().enumerate() {
         if let Some(n) = last_ack[w] {
             writer.acked = n;
         }
-        // The batch after the last acknowledged one was in flight.
-        writer.tried = last_ack[w].unwrap_or(base) + 1;
+        // The batch after the last one the writer was answered for was in flight.
+        writer.tried = last_ack[w].max(last_sent[w]).unwrap_or(base) + 1;
         for n in base + 1..=writer.tried {
             if shape(w, n).0 {
                 writer.deletes.insert(n);

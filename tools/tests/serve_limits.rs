@@ -195,6 +195,62 @@ fn replies_past_the_output_limit_are_refused_and_the_connection_goes_on() {
     assert_eq!(both[1], None);
 }
 
+/// The server's resident memory, from `/proc/PID/status`.
+fn rss_bytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap();
+    kib.trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        << 10
+}
+
+/// A client that pipelines requests for 1 GiB of replies and never reads them: the
+/// server writes until the socket is full, then waits for it (reading no more of that
+/// client's requests), so its memory stays near `max_output_bytes`; other clients are
+/// served meanwhile.
+#[test]
+fn a_client_that_never_reads_cannot_grow_the_server_memory() {
+    use std::io::Write;
+    let dir = tempdir();
+    let server = Server::start(dir.path(), &["--max-output-bytes", "1048576"]);
+    let mut c = server.client();
+    let big = vec![b'v'; 512 << 10];
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&big)
+        .query(&mut c)
+        .unwrap();
+    let got: Vec<u8> = redis::cmd("GET").arg("big").query(&mut c).unwrap();
+    assert_eq!(got.len(), big.len());
+    let before = rss_bytes(server.pid());
+    let mut silent = std::net::TcpStream::connect(server.addr()).unwrap();
+    let sender = std::thread::spawn(move || {
+        // 2048 GETs: 1 GiB of replies. The write may block once the server stops
+        // reading; it ends when the stream is shut down below.
+        let requests = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(2048);
+        let _ = silent.write_all(&requests);
+        silent
+    });
+    let mut peak = before;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(rss_bytes(server.pid()));
+        let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+        assert_eq!(pong, "PONG", "another client is still served");
+    }
+    assert!(
+        peak < before + (64 << 20),
+        "the server grew from {before} to {peak} bytes for a client that does not read"
+    );
+    drop(sender);
+}
+
 #[test]
 fn malformed_input_closes_only_that_connection() {
     let dir = tempdir();

@@ -10,7 +10,10 @@
 //!    a `Buffered` put queued for it is deferred (kept in order) until the unlock.
 //! 2. **Commit**: the batch's frame, durable in the coordinator's batch log
 //!    ([`super::batch_log`], group-committed).
-//!    The caller is answered here: the batch is durable (open would apply it).
+//!    A `Sync` batch's caller is answered here: the batch is durable (open would apply
+//!    it). A `Buffered` batch's caller was answered as soon as its frame was queued,
+//!    unless [`BUFFERED_UNWRITTEN_MAX`] appends were already waiting to be written (then
+//!    here too): a crash may lose it until a flush, whole (its frame is all there is).
 //! 3. **Apply**, on every participant together: its writes appended, then a commit
 //!    round (durable whatever the database's mode).
 //! 4. **Done**: a frame saying so, durable (or, when the log is full, the reset of the
@@ -36,6 +39,12 @@ use ringkv_engine::StoredRecord;
 use super::{Core, Op, Receipt, ReplyTo};
 use crate::batch::{BatchOp, done_frame, frame};
 use crate::error::{Error, Result};
+use crate::options::Durability;
+
+/// Appends a coordinator's batch log may hold queued, not yet written, before a
+/// `Buffered` batch's caller waits for its commit like a `Sync` one's (so callers that
+/// outpace the device slow to its pace instead of queueing without bound).
+pub(super) const BUFFERED_UNWRITTEN_MAX: u64 = 256;
 
 /// A batch's writes on one core, and the keys a transaction read there with the
 /// versions it saw (checked once the keys are locked).
@@ -143,7 +152,12 @@ impl Core {
     /// once the batch is committed (its frame durable: open applies it whatever
     /// happens next), then applies it, marks it done and unlocks. A read of its keys
     /// waits for the unlock, so no reader can tell the early answer.
-    pub(super) async fn coordinate(self: &Rc<Self>, parts: Vec<Part>, reply: ReplyTo<()>) {
+    pub(super) async fn coordinate(
+        self: &Rc<Self>,
+        parts: Vec<Part>,
+        durability: Durability,
+        reply: ReplyTo<()>,
+    ) {
         let keys: Vec<(usize, Vec<Vec<u8>>)> = parts.iter().map(|p| (p.core, p.keys())).collect();
         for (at, (part, (core, part_keys))) in parts.iter().zip(&keys).enumerate() {
             let lock = self.on(
@@ -164,21 +178,42 @@ impl Core {
         if parts.is_empty() {
             reply.send(Ok(())); // a transaction that only read: its reads held
         } else {
-            self.commit_locked(parts, reply).await;
+            self.commit_locked(parts, durability, reply).await;
         }
         self.unlock(&keys).await;
     }
 
-    /// Commits (answering `reply`), applies and marks done a batch whose keys are
-    /// locked.
-    async fn commit_locked(self: &Rc<Self>, parts: Vec<Part>, reply: ReplyTo<()>) {
+    /// Commits (answering `reply`: see the module documentation for when), applies and
+    /// marks done a batch whose keys are locked.
+    async fn commit_locked(
+        self: &Rc<Self>,
+        parts: Vec<Part>,
+        durability: Durability,
+        reply: ReplyTo<()>,
+    ) {
         let id = self.batches.next_id.get();
         self.batches.next_id.set(id + 1);
         let payload: Vec<u8> = parts.iter().flat_map(|p| frame(id, &p.ops)).collect();
-        if let Err(e) = self.batch_log_append(payload, false).await {
-            return reply.send(Err(e));
+        let early = durability == Durability::Buffered
+            && self.batch_log_unwritten() < BUFFERED_UNWRITTEN_MAX;
+        let ticket = match self.batch_log_enqueue(payload, false) {
+            Ok(ticket) => ticket,
+            Err(e) => return reply.send(Err(e)),
+        };
+        let reply = match early {
+            true => {
+                reply.send(Ok(()));
+                None
+            }
+            false => Some(reply),
+        };
+        match (self.batch_log_written(ticket).await, reply) {
+            (Ok(()), reply) => reply.into_iter().for_each(|r| r.send(Ok(()))),
+            (Err(e), Some(reply)) => return reply.send(Err(e)),
+            // Answered already: the failed write latched the database read-only, as a
+            // failed flush does after `Buffered` puts; the batch is absent, whole.
+            (Err(_), None) => return,
         }
-        reply.send(Ok(()));
         let applies = parts.into_iter().map(|p| {
             self.on(
                 p.core,

@@ -66,6 +66,12 @@ pub(super) struct BatchLog {
 impl Core {
     /// Appends a batch's frame (`done` false) or done mark, durably.
     pub(super) async fn batch_log_append(&self, payload: Vec<u8>, done: bool) -> Result<()> {
+        let ticket = self.batch_log_enqueue(payload, done)?;
+        self.batch_log_written(ticket).await
+    }
+
+    /// Queues a batch's frame (`done` false) or done mark; answers its ticket.
+    pub(super) fn batch_log_enqueue(&self, payload: Vec<u8>, done: bool) -> Result<u64> {
         self.health.check_writable()?;
         let bl = &self.batch_log;
         let ticket = bl.issued.get() + 1;
@@ -79,6 +85,25 @@ impl Core {
         if done {
             bl.changed.notify(usize::MAX); // a writer waiting for `pending` looks again
         }
+        Ok(ticket)
+    }
+
+    /// Appends queued and not yet written.
+    pub(super) fn batch_log_unwritten(&self) -> u64 {
+        let bl = &self.batch_log;
+        bl.issued.get() - bl.written.get().max(bl.failed.get())
+    }
+
+    /// `Db::flush` on this core: everything appended before the call is durable, and
+    /// so is every batch frame queued here (a `Buffered` batch answered before it).
+    pub(super) async fn flush(&self) -> Result<()> {
+        self.batch_log_written(self.batch_log.issued.get()).await?;
+        self.commit().await
+    }
+
+    /// Resolves once `ticket` is written, durably (writing the queue if no one is).
+    pub(super) async fn batch_log_written(&self, ticket: u64) -> Result<()> {
+        let bl = &self.batch_log;
         loop {
             if bl.written.get() >= ticket {
                 return Ok(());

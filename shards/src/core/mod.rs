@@ -96,6 +96,8 @@ pub(crate) enum Op {
     PutMany(Vec<(u64, Vec<u8>, Vec<u8>)>, ReplyTo<()>),
     Delete(Vec<u8>, Durability, ReplyTo<()>),
     Exists(Vec<u8>, ReplyTo<bool>),
+    /// Makes every write acknowledged on this core durable, and every batch it
+    /// coordinates committed.
     Flush(ReplyTo<()>),
     Stats(ReplyTo<CoreStats>),
     ForEach(ForEachSender, ReplyTo<()>),
@@ -104,8 +106,9 @@ pub(crate) enum Op {
     Update(Vec<u8>, UpdateFn, ReplyTo<Option<Bytes>>),
     /// Runs a closure on this core's executor (it spawns the caller's task).
     Spawn(SpawnFn, ReplyTo<()>),
-    /// Coordinates a write batch, whose parts are sorted by core (see [`batch`]).
-    Batch(Vec<Part>, Ticket, ReplyTo<()>),
+    /// Coordinates a write batch, whose parts are sorted by core (see [`batch`]),
+    /// answering when its durability says.
+    Batch(Vec<Part>, Durability, Ticket, ReplyTo<()>),
     /// Locks a batch's keys on this core (see [`batch`]); answers whether the keys a
     /// transaction read there still have the versions it saw.
     BatchLock(Vec<Vec<u8>>, Vec<Read>, ReplyTo<bool>),
@@ -680,7 +683,7 @@ impl Core {
                 reply.send(self.write_as(hash, &key, None, durability).await);
             }
             Op::Exists(key, reply) => reply.send(self.exists(hash, &key).await),
-            Op::Flush(reply) => reply.send(self.commit().await),
+            Op::Flush(reply) => reply.send(self.flush().await),
             Op::Stats(reply) => reply.send(self.commit_appended().await.map(|()| self.stats())),
             Op::ForEach(sender, reply) => {
                 let result = match self.commit_appended().await {
@@ -695,8 +698,8 @@ impl Core {
                 (f.0)(Here(self.clone()));
                 reply.send(Ok(()));
             }
-            Op::Batch(parts, ticket, reply) => {
-                self.coordinate(parts, reply).await;
+            Op::Batch(parts, durability, ticket, reply) => {
+                self.coordinate(parts, durability, reply).await;
                 drop(ticket);
             }
             Op::BatchLock(keys, reads, reply) => reply.send(self.lock_keys(keys, reads).await),

@@ -66,7 +66,8 @@ impl Transaction {
     }
 
     /// A put with an expiry (a TTL counts from this call) and metadata; the options'
-    /// durability is not used (a commit is durable when it returns).
+    /// durability is not used (a commit is acknowledged as a whole, as
+    /// [`Db::write`](crate::Db::write) is).
     pub fn put_with(
         &mut self,
         key: impl AsRef<[u8]>,
@@ -167,8 +168,8 @@ impl Transaction {
     }
 
     /// Writes everything this transaction wrote, all or nothing, if no key it read has
-    /// changed since it read it; else `Error::Conflict` and nothing written. Durable
-    /// when it returns.
+    /// changed since it read it; else `Error::Conflict` and nothing written.
+    /// Acknowledged as the database's mode says, as [`Db::write`](crate::Db::write).
     pub fn commit(self) -> Result<()> {
         futures_lite::future::block_on(self.commit_async())
     }
@@ -190,7 +191,8 @@ impl Transaction {
                 version,
             })
             .collect();
-        self.db.inner.run_batch(ops, reads).await
+        let durability = self.db.inner.durability;
+        self.db.inner.run_batch(ops, reads, durability).await
     }
 
     /// Drops the transaction: nothing is written.
