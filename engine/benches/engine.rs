@@ -78,6 +78,24 @@ fn index(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // The same with the key order kept (as once a scan has built it): each new key
+    // also takes its place in the order.
+    group.bench_function("insert-ordered/1M-keys-of-16B", |b| {
+        b.iter_batched(
+            || {
+                let mut index = Index::new();
+                index.build_order();
+                index
+            },
+            |mut index| {
+                for i in 0..INDEX_KEYS {
+                    index.insert(&key16(i), entry(i), Some(b"")).unwrap();
+                }
+                index
+            },
+            BatchSize::PerIteration,
+        )
+    });
     let mut full = Index::new();
     for i in 0..INDEX_KEYS {
         full.insert(&key16(i), entry(i), Some(b"")).unwrap();

@@ -110,11 +110,14 @@ struct Extras {
     expiry: bool,
     /// Metadata bytes held in the index (for HEAD).
     meta_len: u8,
+    /// The key order kept (as once a scan has built it).
+    ordered: bool,
 }
 
 const PLAIN: Extras = Extras {
     expiry: false,
     meta_len: 0,
+    ordered: false,
 };
 
 /// Builds an index of `count` random keys of `key_len` bytes, each with `extras`, and
@@ -128,6 +131,9 @@ fn measure(key_len: usize, count: u64, extras: Extras) -> Measure {
     PEAK_BYTES.store(live_before, Ordering::Relaxed);
     let rss_before = rss_bytes();
     let mut index = Index::new();
+    if extras.ordered {
+        index.build_order();
+    }
     for i in 0..count {
         for b in key.iter_mut() {
             state ^= state << 13;
@@ -158,13 +164,14 @@ fn measure(key_len: usize, count: u64, extras: Extras) -> Measure {
 }
 
 /// Runs `measure` in a child process (this program with
-/// `--measure KEY_LEN COUNT EXPIRY META_LEN`).
+/// `--measure KEY_LEN COUNT EXPIRY META_LEN ORDERED`).
 fn measure_in_child(key_len: usize, count: u64, extras: Extras) -> Measure {
     let exe = std::env::current_exe().expect("path of this program");
     let out = std::process::Command::new(exe)
         .args(["--measure", &key_len.to_string(), &count.to_string()])
         .arg(if extras.expiry { "1" } else { "0" })
         .arg(extras.meta_len.to_string())
+        .arg(if extras.ordered { "1" } else { "0" })
         .output()
         .expect("running the measuring child");
     assert!(out.status.success(), "child failed: {out:?}");
@@ -185,12 +192,13 @@ fn measure_in_child(key_len: usize, count: u64, extras: Extras) -> Measure {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, key_len, count, expiry, meta_len] = &args[..]
+    if let [_, flag, key_len, count, expiry, meta_len, ordered] = &args[..]
         && flag == "--measure"
     {
         let extras = Extras {
             expiry: expiry == "1",
             meta_len: meta_len.parse().unwrap(),
+            ordered: ordered == "1",
         };
         let m = measure(key_len.parse().unwrap(), count.parse().unwrap(), extras);
         println!("{} {} {} {}", m.heap, m.live, m.peak, m.rss);
@@ -236,6 +244,13 @@ fn main() {
             "64 B of metadata held for HEAD",
             Extras {
                 meta_len: 64,
+                ..PLAIN
+            },
+        ),
+        (
+            "the key order kept (as once scanned)",
+            Extras {
+                ordered: true,
                 ..PLAIN
             },
         ),

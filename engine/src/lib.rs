@@ -39,6 +39,7 @@ pub mod index;
 pub mod limits;
 mod recovery;
 mod salvage;
+pub mod scan;
 mod substore;
 pub mod verify;
 
@@ -50,4 +51,5 @@ pub use device::{CrashMode, DmaDevice, EntryKind, Fault, FaultOn, MemDevice, Sim
 pub use error::{Error, Result};
 pub use format::SubstoreId;
 pub use salvage::{Recovery, Salvaged};
+pub use scan::Direction;
 pub use substore::{Config, StoredRecord, Substore, SubstoreStats, WriteOptions, check_limits};

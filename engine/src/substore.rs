@@ -255,7 +255,7 @@ pub fn check_limits(key: &[u8], value: &[u8], meta: &[u8]) -> Result<()> {
 }
 
 /// Whether an entry's expiry, if any, is after `now_unix_ms`.
-fn is_live(entry: &Entry, now_unix_ms: u64) -> bool {
+pub(crate) fn is_live(entry: &Entry, now_unix_ms: u64) -> bool {
     entry.expiry_unix_ms.is_none_or(|at| at > now_unix_ms)
 }
 

@@ -1,0 +1,48 @@
+//! Ordered scans of one substore (issue 14): its live keys in byte order, from the
+//! index's key order ([`crate::index::Index::build_order`]: built by the first scan, a
+//! sort of the substore's keys, then kept by every insert and removal). No I/O: the
+//! caller reads the values it wants (`Substore::get_record`) and merges substores.
+
+use crate::device::Device;
+use crate::index::Entry;
+use crate::substore::{Substore, is_live};
+
+/// Which way a scan goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Ascending byte order, from the first key at or after the bound.
+    Forward,
+    /// Descending byte order, from the last key before the bound.
+    Reverse,
+}
+
+impl<D: Device> Substore<D> {
+    /// Up to `limit` live keys in byte order with their index entries: forward from the
+    /// first key at or after `from` (every key for `None`), or in reverse from the last
+    /// key before `from` (from the last key for `None`). A page ends at its last key:
+    /// the next forward page starts at that key with a zero byte appended, the next
+    /// reverse page before that key.
+    pub fn scan_keys(
+        &self,
+        from: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, Entry)> {
+        let state = &mut *self.state.borrow_mut();
+        state.index.build_order();
+        let index = &state.index;
+        let now = self.config.clock.now_unix_ms();
+        let live =
+            |(key, entry): (&[u8], Entry)| is_live(&entry, now).then(|| (key.to_vec(), entry));
+        match direction {
+            Direction::Forward => (index.range_from(from.unwrap_or_default()))
+                .filter_map(live)
+                .take(limit)
+                .collect(),
+            Direction::Reverse => (index.range_before(from))
+                .filter_map(live)
+                .take(limit)
+                .collect(),
+        }
+    }
+}
