@@ -537,9 +537,20 @@ impl Db {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
+        self.update_with(key, self.inner.durability, f)
+    }
+
+    /// [`Db::update`], acknowledged as `durability` says rather than as the database's
+    /// mode does (see [`PutOptions::durability`] for what each means here).
+    pub fn update_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        durability: Durability,
+        f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
+    ) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         let hash = self.inner.write_key(key, &[])?;
-        let op = update_op(key, UpdateFn(Box::new(f)));
+        let op = update_op(key, UpdateFn(Box::new(f)), durability);
         self.inner.call_blocking(hash, Waits::Write, op)
     }
 
@@ -548,9 +559,18 @@ impl Db {
         key: impl AsRef<[u8]>,
         f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
     ) -> Result<Option<Bytes>> {
+        self.update_with_async(key, self.inner.durability, f).await
+    }
+
+    pub async fn update_with_async(
+        &self,
+        key: impl AsRef<[u8]>,
+        durability: Durability,
+        f: impl FnOnce(Option<&[u8]>) -> Update + Send + 'static,
+    ) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         let hash = self.inner.write_key(key, &[])?;
-        let op = update_op(key, UpdateFn(Box::new(f)));
+        let op = update_op(key, UpdateFn(Box::new(f)), durability);
         self.inner.call(hash, op).await
     }
 
@@ -740,7 +760,10 @@ impl Local {
         let f = UpdateFn(Box::new(f));
         match self.owner(hash)? {
             None => self.here.update(hash, key, f).await,
-            Some(core) => (self.db.inner.call_core(core, hash, update_op(key, f))).await,
+            Some(core) => {
+                let op = update_op(key, f, self.db.inner.durability);
+                self.db.inner.call_core(core, hash, op).await
+            }
         }
     }
 }
@@ -1113,8 +1136,8 @@ fn exists_op(key: &[u8]) -> Result<(u64, impl MakeOp<bool> + '_)> {
 }
 
 /// A read-modify-write's request around `f` (its key checked by the caller).
-fn update_op(key: &[u8], f: UpdateFn) -> impl MakeOp<Option<Bytes>> + '_ {
-    move |reply| Op::Update(key.to_vec(), f, reply)
+fn update_op(key: &[u8], f: UpdateFn, durability: Durability) -> impl MakeOp<Option<Bytes>> + '_ {
+    move |reply| Op::Update(key.to_vec(), f, durability, reply)
 }
 
 /// Queues `request` on `core` from a plain thread, waiting while the queue is full.

@@ -92,3 +92,51 @@ fn a_delete_can_choose_its_durability_too() {
     assert_eq!(db.get("kept").unwrap().as_deref(), Some(&b"v"[..]));
     db.close().unwrap();
 }
+
+#[test]
+fn an_update_can_choose_its_durability_too() {
+    let disk = SimDisk::new();
+    let db = Db::open(DB_PATH, options(&disk, Durability::Buffered)).unwrap();
+    let sync = PutOptions::new().durability(Durability::Sync);
+    db.put_with("synced", "1", &sync).unwrap();
+    db.put_with("plain", "1", &sync).unwrap();
+    let add_one = |v: Option<&[u8]>| {
+        let n: u64 = std::str::from_utf8(v.unwrap()).unwrap().parse().unwrap();
+        ringkv::Update::Put((n + 1).to_string().into_bytes())
+    };
+    db.update_with("synced", Durability::Sync, add_one).unwrap();
+    db.update("plain", add_one).unwrap(); // Buffered, like the database: lost at the cut
+    let db = cut_and_reopen(&disk, db, Durability::Buffered);
+    assert_eq!(db.get("synced").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(db.get("plain").unwrap().as_deref(), Some(&b"1"[..]));
+    db.close().unwrap();
+}
+
+#[test]
+fn a_batch_can_choose_its_durability_too() {
+    let disk = SimDisk::new();
+    let db = Db::open(DB_PATH, options(&disk, Durability::Buffered)).unwrap();
+    let mut synced = ringkv::WriteBatch::new();
+    for i in 0..8 {
+        synced.put(format!("synced-{i}"), "kept");
+    }
+    db.write_with(synced, Durability::Sync).unwrap();
+    let mut flushed = ringkv::WriteBatch::new();
+    for i in 0..8 {
+        flushed.put(format!("flushed-{i}"), "kept");
+    }
+    db.write(flushed).unwrap(); // Buffered, like the database, then flushed
+    db.flush().unwrap();
+    let db = cut_and_reopen(&disk, db, Durability::Buffered);
+    for i in 0..8 {
+        assert_eq!(
+            db.get(format!("synced-{i}")).unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
+        assert_eq!(
+            db.get(format!("flushed-{i}")).unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
+    }
+    db.close().unwrap();
+}

@@ -103,7 +103,7 @@ pub(crate) enum Op {
     ForEach(ForEachSender, ReplyTo<()>),
     Compact(ReplyTo<CompactionStats>),
     /// Atomic read-modify-write of one key; answers the value before.
-    Update(Vec<u8>, UpdateFn, ReplyTo<Option<Bytes>>),
+    Update(Vec<u8>, UpdateFn, Durability, ReplyTo<Option<Bytes>>),
     /// Runs a closure on this core's executor (it spawns the caller's task).
     Spawn(SpawnFn, ReplyTo<()>),
     /// Coordinates a write batch, whose parts are sorted by core (see [`batch`]),
@@ -226,7 +226,8 @@ impl Here {
     }
 
     pub(crate) async fn update(&self, hash: u64, key: &[u8], f: UpdateFn) -> Result<Option<Bytes>> {
-        self.counted(async |core| core.update(hash, key, f).await)
+        let durability = self.0.options.durability;
+        self.counted(async |core| core.update(hash, key, f, durability).await)
             .await
     }
 
@@ -693,7 +694,9 @@ impl Core {
                 reply.send(result);
             }
             Op::Compact(reply) => reply.send(self.compact_all().await),
-            Op::Update(key, f, reply) => reply.send(self.update(hash, &key, f).await),
+            Op::Update(key, f, durability, reply) => {
+                reply.send(self.update(hash, &key, f, durability).await);
+            }
             Op::Spawn(f, reply) => {
                 (f.0)(Here(self.clone()));
                 reply.send(Ok(()));
@@ -932,21 +935,41 @@ impl Core {
     /// Reads `key`, lets `f` decide, and writes the outcome (a new value keeps the key's
     /// metadata and expiry), with no other write of the key in between (see
     /// [`Core::read_unraced`]). Answers the value `f` saw.
-    async fn update(self: &Rc<Self>, hash: u64, key: &[u8], f: UpdateFn) -> Result<Option<Bytes>> {
+    async fn update(
+        self: &Rc<Self>,
+        hash: u64,
+        key: &[u8],
+        f: UpdateFn,
+        durability: Durability,
+    ) -> Result<Option<Bytes>> {
         let old = self.read_unraced(hash, key).await?;
         let value = old.as_ref().map(|r| r.value.clone());
         if let Some(outcome) = (f.0)(value.as_deref()).outcome(old.as_ref()) {
-            self.write_outcome(hash, key, outcome).await?;
+            self.write_outcome_as(hash, key, outcome, durability)
+                .await?;
         }
         Ok(value)
     }
 
-    /// Writes what a change of `key` came to.
+    /// Writes what a change of `key` came to, acknowledged as the database's mode says.
     async fn write_outcome(self: &Rc<Self>, hash: u64, key: &[u8], outcome: Outcome) -> Result<()> {
-        match outcome {
-            Outcome::Write(value, extras) => self.write(hash, key, Some((value, &extras))).await,
-            Outcome::Delete => self.write(hash, key, None).await,
-        }
+        let durability = self.options.durability;
+        self.write_outcome_as(hash, key, outcome, durability).await
+    }
+
+    /// Writes what a change of `key` came to, acknowledged as `durability` says.
+    async fn write_outcome_as(
+        self: &Rc<Self>,
+        hash: u64,
+        key: &[u8],
+        outcome: Outcome,
+        durability: Durability,
+    ) -> Result<()> {
+        let put = match &outcome {
+            Outcome::Write(value, extras) => Some((value.clone(), extras)),
+            Outcome::Delete => None,
+        };
+        self.write_as(hash, key, put, durability).await
     }
 
     /// The key's live record, read so that a write appended in the same poll as this
