@@ -286,11 +286,6 @@ impl Db {
                 cache,
                 peers: peers.clone(),
             });
-        let logs_kept = if options.commit_log_bytes > 0 {
-            cores
-        } else {
-            0
-        };
         let storage = options.storage.clone();
         let durability = options.durability;
         let batch_log_bytes = options.batch_log_bytes;
@@ -324,10 +319,11 @@ impl Db {
         let db = Db {
             inner: Arc::new(inner),
         };
-        // Every core replayed and synced its records: the logs may go or start again.
-        let failed = spawn_error.or(await_ready(&ready_rx, started)).or_else(|| {
-            logs::remove_unused(&storage, &db.inner.path, &logged.files, logs_kept).err()
-        });
+        // Every core replayed and synced its records: the logs go (each core starts its
+        // own at its first commit), so that none is ever replayed twice.
+        let failed = spawn_error
+            .or(await_ready(&ready_rx, started))
+            .or_else(|| logs::remove_replayed(&storage, &db.inner.path, &logged.files).err());
         let failed = failed.or_else(|| {
             log_ready.store(true, Ordering::Release);
             db.inner.finish_batches(&storage, pending).err()

@@ -6,9 +6,17 @@
 //!
 //! Open reads every log before any core starts ([`read`]), hands each core the records
 //! of the substores it owns ([`route`]), and each core replays and syncs them while it
-//! opens its leaves. Only once every core has done so may a log be started again (a
-//! core starts its own at its first commit) or removed ([`remove_unused`]): the records
-//! of one core's log may belong to leaves another core owns now.
+//! opens its leaves. Only once every core has done so may a log go: the records of one
+//! core's log may belong to leaves another core owns now. Then open removes every log
+//! ([`remove_replayed`]) before it returns; each core creates its own at its first
+//! commit.
+//!
+//! No log may outlive the open that replayed it. A log that a core of the next run
+//! never restarts (it commits nothing) would otherwise be replayed again by a later
+//! open, after compaction may have dropped both a put it holds and the tombstone that
+//! deleted it (a tombstone goes once no older extent can hold its key): with nothing
+//! newer left in the leaf, the put's sequence is not below the leaf's next one, and
+//! the deleted value would come back (`tests/stale_log.rs`).
 //!
 //! Records of a substore that no longer exists are of a split parent or handed-over
 //! ancestor retired since: every record it took was synced into it (and copied or moved
@@ -16,7 +24,7 @@
 //! that never existed in this layout are refused: opening would otherwise drop writes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ringkv_engine::commitlog::scan;
 use ringkv_engine::{LogContents, SubstoreId};
@@ -134,19 +142,15 @@ fn id_of(id: u64) -> Option<SubstoreId> {
     (gone.id == id).then_some(gone)
 }
 
-/// Removes the logs of cores `cores` and above: once every core has replayed and synced
-/// its records, what they hold is durable in the substores.
-pub(crate) fn remove_unused(fs: &Storage, dir: &Path, files: &[usize], cores: usize) -> Result<()> {
+/// Removes every log open found (`files`): once every core has replayed and synced
+/// its records, what they hold is durable in the substores (module documentation).
+pub(crate) fn remove_replayed(fs: &Storage, dir: &Path, files: &[usize]) -> Result<()> {
     let logs = dir.join(COMMIT_DIR);
-    let unused: Vec<PathBuf> = files
-        .iter()
-        .filter(|&&core| core >= cores)
-        .map(|&core| logs.join(file_name(core)))
-        .collect();
-    for path in &unused {
-        fs.remove_file(path).map_err(io("removing", path))?;
+    for core in files {
+        let path = logs.join(file_name(*core));
+        fs.remove_file(&path).map_err(io("removing", &path))?;
     }
-    if !unused.is_empty() {
+    if !files.is_empty() {
         sync_dir(fs, &logs)?;
     }
     Ok(())
