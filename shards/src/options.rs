@@ -54,6 +54,7 @@ pub struct Options {
     pub(crate) compaction_free_space_min_bytes: u64,
     pub(crate) compaction_shares: usize,
     pub(crate) compaction_interval: Duration,
+    pub(crate) idle_seal_after: Option<Duration>,
     pub(crate) recovery: Recovery,
     pub(crate) commit_log_bytes: u64,
     pub(crate) batch_log_bytes: u64,
@@ -81,6 +82,8 @@ pub const COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES: u64 = 1 << 30;
 pub const COMPACTION_SHARES_DEFAULT: usize = 50;
 /// Default pause between background compaction passes: 100 ms.
 pub const COMPACTION_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
+/// Default time without writes after which a core seals a dead active extent: 1 s.
+pub const IDLE_SEAL_AFTER_DEFAULT: Duration = Duration::from_secs(1);
 /// Shares of the foreground (request) task queue.
 pub(crate) const FOREGROUND_SHARES: usize = 1000;
 /// Dead fraction used under free-space pressure.
@@ -113,6 +116,7 @@ impl Default for Options {
             compaction_free_space_min_bytes: COMPACTION_FREE_SPACE_MIN_DEFAULT_BYTES,
             compaction_shares: COMPACTION_SHARES_DEFAULT,
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
+            idle_seal_after: Some(IDLE_SEAL_AFTER_DEFAULT),
             recovery: Recovery::Strict,
             commit_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
             batch_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
@@ -217,6 +221,15 @@ impl Options {
     /// Pause between background compaction passes after writes. Default 100 ms.
     pub fn compaction_interval(mut self, d: Duration) -> Self {
         self.compaction_interval = d;
+        self
+    }
+
+    /// How long a core goes without writes before it seals an active extent whose dead
+    /// fraction has reached the garbage ratio (expired or overwritten keys), so that
+    /// compaction can give that space back without more writes to fill the extent.
+    /// `None` never seals early. Default 1 s.
+    pub fn idle_seal_after(mut self, after: Option<Duration>) -> Self {
+        self.idle_seal_after = after;
         self
     }
 

@@ -271,6 +271,9 @@ fn options(rng: &mut Rng, disk: &SimDisk, profile: &Profile) -> Options {
         .split_mode(mode)
         .cache_bytes(if rng.chance(2) { 0 } else { 64 << 10 })
         .compaction_interval(Duration::from_millis(1))
+        // Seal dead active extents soon after writes pause, so that power cuts fall
+        // inside those seals too.
+        .idle_seal_after(Some(Duration::from_millis(rng.below(4))))
         .compaction_garbage_ratio(profile.garbage_ratio)
         .io_memory_bytes(64 << 10)
         .queue_depth(64)

@@ -26,6 +26,8 @@ use ringkv::{CrashMode, Db, Durability, Options, SimDisk, SplitMode};
 use ringkv_engine::hash::routing_hash;
 
 const DB_PATH: &str = "/db";
+/// How long [`Step::Idle`] waits: long enough for the seals and compactions it starts.
+const IDLE_PAUSE: Duration = Duration::from_millis(30);
 const KEYS: u64 = 240;
 /// The leaf that splits: the fourth of the sixteen a new database starts with.
 const PARENT_NIBBLE: u64 = 3;
@@ -105,6 +107,9 @@ enum Step {
     /// leaf 3 is done (its parent gone, its ancestor retired), so that writes are
     /// acknowledged between any two of its steps.
     WriteUntilSplit(Vec<Vec<u8>>),
+    /// No writes for a while: the background task seals each dead active extent
+    /// (`Options::idle_seal_after`) and compacts what that makes a victim.
+    Idle,
 }
 
 fn new_value(n: u8) -> Vec<u8> {
@@ -156,6 +161,23 @@ fn split_script(model: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<Step> {
     ]
 }
 
+/// Overwrites that leave most of each active extent dead, a pause in which the idle
+/// cores seal and compact them, and writes after it.
+fn idle_script(model: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<Step> {
+    // Four keys, each overwritten ten times: their leaves' active extents end up more
+    // than half dead.
+    let keys: Vec<Vec<u8>> = model.keys().take(4).cloned().collect();
+    let mut steps: Vec<Step> = (0..40)
+        .map(|n| Step::Put(keys[n % keys.len()].clone(), new_value(n as u8)))
+        .collect();
+    steps.push(Step::Delete(keys[0].clone()));
+    steps.push(Step::Idle);
+    steps.push(Step::Put(keys[1].clone(), new_value(99)));
+    steps.push(Step::Delete(keys[2].clone()));
+    steps.push(Step::Idle);
+    steps
+}
+
 /// Whether leaf 3 has split: no leaf or ancestor of that name is left.
 fn split_done(db: &Db) -> ringkv::Result<bool> {
     let parent = format!("04-{:016x}", PARENT_NIBBLE << 60);
@@ -188,6 +210,10 @@ impl Model {
                 Step::Delete(k) => self.write(db, disk, k, None),
                 Step::Compact => db.compact().is_err_and(|e| cut_explains(disk, &e)),
                 Step::WriteUntilSplit(keys) => self.write_until_split(db, disk, keys),
+                Step::Idle => {
+                    std::thread::sleep(IDLE_PAUSE);
+                    disk.powered_off()
+                }
             };
             if cut {
                 return true;
@@ -300,6 +326,21 @@ impl Scenario {
         }
     }
 
+    fn idle_seal() -> Self {
+        let (start, acked) = written((0..KEYS).map(key), 16);
+        Self {
+            steps: idle_script(&acked),
+            start,
+            acked,
+            options: Box::new(|disk| {
+                options(disk, Durability::Sync)
+                    .background_compaction(true)
+                    .compaction_interval(Duration::from_millis(1))
+                    .idle_seal_after(Some(Duration::from_millis(1)))
+            }),
+        }
+    }
+
     /// Cuts the power at each change of the script in turn, with `mode`; how many cuts.
     fn sweep(&self, mode: impl Fn(u64) -> CrashMode) -> u64 {
         for nth in 1.. {
@@ -376,4 +417,11 @@ fn a_cut_at_every_change_of_a_copy_split_loses_nothing_acknowledged() {
 fn a_cut_at_every_change_of_a_hand_over_split_loses_nothing_acknowledged() {
     let scenario = Scenario::split(SplitMode::HandOver);
     sweep_all(&scenario, "hand-over split", &[DROP_UNSYNCED, RANDOM], 100);
+}
+
+#[test]
+fn a_cut_at_every_change_of_an_idle_seal_loses_nothing_acknowledged() {
+    let scenario = Scenario::idle_seal();
+    let modes = [DROP_UNSYNCED, TEAR_LAST, RANDOM];
+    sweep_all(&scenario, "idle seal", &modes, 60);
 }

@@ -3,7 +3,8 @@
 //! move an ancestor's records, split a leaf), each holding the compaction gate so that
 //! shutdown can wait for the step in progress.
 //!
-//! A pass runs shortly after writes. Once no write has come for [`IDLE_AFTER`], one more
+//! A pass runs shortly after writes. Once no write has come for
+//! [`Options::idle_seal_after`](crate::Options::idle_seal_after) (1 s), one more
 //! pass may also seal an active extent whose dead fraction has reached the garbage
 //! ratio (expired keys swept, a burst of overwrites), so that its space comes back
 //! without more writes to fill it; while writes go on, active extents fill and seal as
@@ -32,9 +33,6 @@ use super::{Core, LeafState};
 use crate::error::{Error, Result};
 use crate::options::COMPACTION_GARBAGE_RATIO_PRESSURE;
 
-/// A core with no write for this long is idle (see the module documentation).
-pub(in crate::core) const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// First and longest wait before a failed background step is tried again.
 pub(in crate::core) const BACKGROUND_BACKOFF_MIN: std::time::Duration =
     std::time::Duration::from_millis(100);
@@ -44,7 +42,7 @@ pub(in crate::core) const BACKGROUND_BACKOFF_MAX: std::time::Duration =
 impl Core {
     /// The background compaction task (low-share task queue): after writes, waits a
     /// little, then runs steps until none is left; once the core has been idle for
-    /// [`IDLE_AFTER`] with a dead active extent, runs one idle pass.
+    /// `idle_seal_after` with a dead active extent, runs one idle pass.
     pub(in crate::core) async fn background_compaction(self: Rc<Self>) {
         // Writes up to `seen` are covered by a pass that started after them; any later
         // write (even one made during a pass) earns another pass. `idle_at` is the write
@@ -57,9 +55,12 @@ impl Core {
             }
             let mut idle = false;
             if self.writes.get() == seen {
-                if idle_at != seen && self.has_dead_active() {
+                let idle_after = self.options.idle_seal_after;
+                if let Some(after) =
+                    idle_after.filter(|_| idle_at != seen && self.has_dead_active())
+                {
                     let timer = async {
-                        glommio::timer::sleep(IDLE_AFTER).await;
+                        glommio::timer::sleep(after).await;
                         true
                     };
                     let wrote = async {
