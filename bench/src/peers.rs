@@ -88,14 +88,8 @@ pub fn open(
     }
 }
 
-/// How many of up to `count` scanned records read without error (a peer's `scan`).
-#[cfg(any(
-    feature = "rocksdb",
-    feature = "fjall",
-    feature = "redb",
-    feature = "lmdb"
-))]
-fn count_scanned<T, E: std::fmt::Display>(
+/// How many of up to `count` scanned records read without error (an engine's `scan`).
+pub(crate) fn count_scanned<T, E: std::fmt::Display>(
     items: impl Iterator<Item = Result<T, E>>,
     count: usize,
 ) -> Result<Option<usize>, String> {

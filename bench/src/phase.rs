@@ -205,8 +205,7 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseResult, String> {
                 .is_none()
         {
             out.notes.push(format!(
-                "{name} {}: skipped: {name} has no ordered scan (keys are hashed to cores and \
-                 substores)",
+                "{name} {}: skipped: {name} has no ordered scan",
                 workload.name
             ));
             continue;

@@ -101,6 +101,9 @@ impl Engine for Ringkv {
     fn flush(&self) -> Result<(), String> {
         self.db.flush().map_err(|e| e.to_string())
     }
+    fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
+        crate::peers::count_scanned(self.db.range(start..), count)
+    }
     fn disk_bytes(&self) -> u64 {
         self.db
             .stats()
@@ -357,6 +360,8 @@ trait AsyncKv {
     async fn write(&self, batch: WriteBatch) -> ringkv::Result<()>;
     /// Between two requests: a task on a core lets the core's other work run.
     async fn pause(&self);
+    /// The database, for what has no shortcut here (scans).
+    fn db(&self) -> &Db;
 }
 
 impl AsyncKv for Db {
@@ -370,6 +375,9 @@ impl AsyncKv for Db {
         self.write_async(batch).await
     }
     async fn pause(&self) {}
+    fn db(&self) -> &Db {
+        self
+    }
 }
 
 impl AsyncKv for Local {
@@ -381,6 +389,9 @@ impl AsyncKv for Local {
     }
     async fn write(&self, batch: WriteBatch) -> ringkv::Result<()> {
         self.db().write_async(batch).await
+    }
+    fn db(&self) -> &Db {
+        Local::db(self)
     }
     async fn pause(&self) {
         // A cached get never waits: without this a client would hold its core.
@@ -398,7 +409,15 @@ async fn execute_async(kv: &impl AsyncKv, request: &Request, value: &[u8]) -> Re
             kv.get(k).await.map_err(failed)?;
             kv.put(k, value).await.map_err(failed)?;
         }
-        Request::Scan(..) => return Err("ringkv has no ordered scan".to_owned()),
+        Request::Scan(start, count) => {
+            let mut scan = kv.db().range(start.as_slice()..);
+            for _ in 0..*count {
+                match scan.next_async().await {
+                    Some(item) => drop(item.map_err(failed)?),
+                    None => break,
+                }
+            }
+        }
         Request::Batch(keys) => {
             let mut batch = WriteBatch::new();
             for k in keys {

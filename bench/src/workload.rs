@@ -58,8 +58,8 @@ pub struct Workload {
 impl Workload {
     /// Workloads by name: `ycsb-a` … `ycsb-f`, `fill-random`, `read-random`, `overwrite`,
     /// `sync-writes`, and `batch-1`, `batch-10`, `batch-100` (atomic batches of that
-    /// many uniformly chosen existing keys). `ycsb-e` scans key ranges, which only engines with an ordered scan
-    /// run (not ringkv: its keys are hashed to cores and substores).
+    /// many uniformly chosen existing keys). `ycsb-e` scans key ranges, which only engines
+    /// with an ordered scan run (all of them now; ringkv merges its cores' pages).
     pub fn by_name(name: &str) -> Option<Workload> {
         use Distribution::*;
         use Op::*;

@@ -26,8 +26,10 @@ use crate::logs;
 use crate::options::{Durability, Options};
 
 mod expiry;
+mod scan;
 mod txn;
 pub use expiry::{PutOptions, Ttl};
+pub use scan::{Keys, Range};
 pub use txn::Transaction;
 
 /// Figures of a whole database.

@@ -51,6 +51,7 @@ mod log;
 mod mailbox;
 mod receipt;
 mod report;
+mod scan;
 
 pub(crate) use batch::{Part, Read, Ticket, Version, Versioned};
 use commit::Committer;
@@ -61,6 +62,7 @@ use log::CoreLog;
 pub(crate) use mailbox::{Answer, CoreShared, Peers, ReplySlot, ReplyTo, Request, Spinners, Waits};
 pub(crate) use receipt::{Receipt, issue as queue_receipt, pending as put_pending};
 pub use report::{CoreStats, LeafStats};
+pub(crate) use scan::{ScanPage, ScanRequest};
 
 /// Requests handled before the core yields to the tasks it spawned.
 const BATCH_MAX: usize = 256;
@@ -118,6 +120,8 @@ pub(crate) enum Op {
     BatchApply(Vec<crate::batch::BatchOp>, ReplyTo<()>),
     /// Unlocks a batch's keys.
     BatchUnlock(Vec<Vec<u8>>, ReplyTo<()>),
+    /// The next page of an ordered scan of this core's keys.
+    Scan(ScanRequest, ReplyTo<ScanPage>),
 }
 
 /// Whether a write waits while a batch holds its key.
@@ -712,6 +716,7 @@ impl Core {
                 self.unlock_keys(keys).await;
                 reply.send(Ok(()));
             }
+            Op::Scan(request, reply) => reply.send(self.scan_page(&request).await),
         }
     }
 

@@ -1,0 +1,282 @@
+//! Ordered range and prefix scans over every core (issue 14): [`Db::range`],
+//! [`Db::prefix`], forward or in reverse, with values or keys only, as a blocking
+//! iterator or (`into_stream`) a `Stream` for async code.
+//!
+//! Keys are hashed to cores, so each core holds a scattered share of any range. A scan
+//! keeps one cursor per core: a page of that core's keys in order (`core::scan`) and
+//! where its next page starts. It yields the least key at the head of any cursor
+//! (the greatest, in reverse), fetching a core's next page whenever its cursor runs dry
+//! and it has more; pages of all the cores that need one are fetched together. Pages
+//! grow from [`PAGE_FIRST`] to [`PAGE_MAX`] keys as a scan goes on, so that a short
+//! scan reads little more than it yields and a long one takes few trips.
+//!
+//! Consistency: without a snapshot, each page is a core's state at one moment (values
+//! read just after its keys were listed); a key written during the scan may or may not
+//! appear, and never twice. Expired keys never appear.
+
+use std::collections::VecDeque;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use ringkv_engine::Direction;
+
+use super::{Db, Inner};
+use crate::core::{Op, ScanPage, ScanRequest};
+use crate::error::Result;
+
+/// Keys a core's first page holds.
+const PAGE_FIRST: usize = 16;
+/// Keys a core's page holds at most (pages double up to it).
+const PAGE_MAX: usize = 1024;
+
+/// An ordered scan: yields `(key, value)` in key order (see [`Range::reverse`]).
+#[derive(Debug)]
+#[must_use = "a scan does nothing until iterated"]
+pub struct Range {
+    inner: Arc<Inner>,
+    start: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    direction: Direction,
+    keys_only: bool,
+    /// One per core, once the first pages are fetched.
+    cursors: Vec<Cursor>,
+    /// An error ended the scan (it was yielded).
+    ended: bool,
+}
+
+/// A core's share of the scan.
+#[derive(Debug)]
+struct Cursor {
+    items: VecDeque<(Bytes, Option<Bytes>)>,
+    next: Next,
+    /// Keys its next page may hold.
+    page: usize,
+}
+
+/// Where a core's next page starts.
+#[derive(Debug)]
+enum Next {
+    /// At the scan's own bound: no page was fetched yet.
+    Start,
+    /// After this key (exclusive).
+    After(Vec<u8>),
+    /// The core has no more keys in the range.
+    Done,
+}
+
+impl Db {
+    /// Every live key in `range` with its value, in ascending key order (see
+    /// [`Range`] for reverse order, keys only and async use).
+    pub fn range<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Range {
+        let owned = |b: Bound<&K>| b.map(|k| k.as_ref().to_vec());
+        Range::new(
+            self.inner.clone(),
+            owned(range.start_bound()),
+            owned(range.end_bound()),
+        )
+    }
+
+    /// Every live key that starts with `prefix`, with its value, in ascending order.
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Range {
+        let prefix = prefix.as_ref().to_vec();
+        let end = prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        Range::new(self.inner.clone(), Bound::Included(prefix), end)
+    }
+}
+
+/// The least key greater than every key that starts with `prefix`, if there is one
+/// (none when the prefix is empty or all 0xff bytes).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|&b| b != 0xff)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
+impl Range {
+    fn new(inner: Arc<Inner>, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Self {
+        Self {
+            inner,
+            start,
+            end,
+            direction: Direction::Forward,
+            keys_only: false,
+            cursors: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// The same scan in descending key order.
+    ///
+    /// # Panics
+    /// Once the scan has started (an item was taken).
+    pub fn reverse(mut self) -> Self {
+        assert!(self.cursors.is_empty(), "a scan turns before it starts");
+        self.direction = match self.direction {
+            Direction::Forward => Direction::Reverse,
+            Direction::Reverse => Direction::Forward,
+        };
+        self
+    }
+
+    /// The keys alone, reading no value (answered from the cores' indexes).
+    ///
+    /// # Panics
+    /// Once the scan has started (an item was taken).
+    pub fn keys(mut self) -> Keys {
+        assert!(self.cursors.is_empty(), "a scan turns before it starts");
+        self.keys_only = true;
+        Keys(self)
+    }
+
+    /// The next `(key, value)` for async code.
+    pub async fn next_async(&mut self) -> Option<Result<(Bytes, Bytes)>> {
+        let item = self.next_item().await?;
+        Some(item.map(|(k, v)| (k, v.expect("a scan with values"))))
+    }
+
+    /// The scan as a `Stream` of `(key, value)`.
+    pub fn into_stream(self) -> impl Stream<Item = Result<(Bytes, Bytes)>> {
+        futures_util::stream::unfold(self, |mut scan| async move {
+            let item = scan.next_async().await?;
+            Some((item, scan))
+        })
+    }
+
+    /// The next item of any kind: fetches the pages it needs, then takes the head
+    /// that comes first.
+    async fn next_item(&mut self) -> Option<Result<(Bytes, Option<Bytes>)>> {
+        if self.ended {
+            return None;
+        }
+        if let Err(e) = self.fill().await {
+            self.ended = true;
+            return Some(Err(e));
+        }
+        let sooner = |a: &Bytes, b: &Bytes| match self.direction {
+            Direction::Forward => a < b,
+            Direction::Reverse => a > b,
+        };
+        let mut first: Option<usize> = None;
+        for (i, cursor) in self.cursors.iter().enumerate() {
+            let Some((key, _)) = cursor.items.front() else {
+                continue;
+            };
+            if first.is_none_or(|f| sooner(key, &self.cursors[f].items[0].0)) {
+                first = Some(i);
+            }
+        }
+        Some(Ok(self.cursors[first?].items.pop_front()?))
+    }
+
+    /// Fetches a page for every core whose cursor is dry and has more, until each
+    /// holds a key or has none left.
+    async fn fill(&mut self) -> Result<()> {
+        if self.cursors.is_empty() {
+            self.cursors = (0..self.inner.cores.len())
+                .map(|_| Cursor {
+                    items: VecDeque::new(),
+                    next: Next::Start,
+                    page: PAGE_FIRST,
+                })
+                .collect();
+        }
+        loop {
+            let due: Vec<(usize, ScanRequest)> = (self.cursors.iter().enumerate())
+                .filter(|(_, c)| c.items.is_empty() && !matches!(c.next, Next::Done))
+                .map(|(core, c)| (core, self.request(c)))
+                .collect();
+            if due.is_empty() {
+                return Ok(());
+            }
+            self.fetch(due).await?;
+        }
+    }
+
+    /// The request for a cursor's next page.
+    fn request(&self, cursor: &Cursor) -> ScanRequest {
+        let from = |bound: &Bound<Vec<u8>>| match &cursor.next {
+            Next::After(key) => Bound::Excluded(key.clone()),
+            Next::Start | Next::Done => bound.clone(),
+        };
+        let (start, end) = match self.direction {
+            Direction::Forward => (from(&self.start), self.end.clone()),
+            Direction::Reverse => (self.start.clone(), from(&self.end)),
+        };
+        ScanRequest {
+            start,
+            end,
+            direction: self.direction,
+            limit: cursor.page,
+            keys_only: self.keys_only,
+        }
+    }
+
+    /// Sends `requests` (core, request) together and takes their pages.
+    async fn fetch(&mut self, requests: Vec<(usize, ScanRequest)>) -> Result<()> {
+        let inner = &self.inner;
+        let calls = (requests.into_iter()).map(|(core, request)| async move {
+            let page: Result<ScanPage> = inner.call_core(core, 0, |r| Op::Scan(request, r)).await;
+            (core, page)
+        });
+        for (core, page) in futures_util::future::join_all(calls).await {
+            let page = page?;
+            let cursor = &mut self.cursors[core];
+            cursor.items.extend(page.items);
+            cursor.next = page.resume.map_or(Next::Done, Next::After);
+            cursor.page = (cursor.page * 2).min(PAGE_MAX);
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Range {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        futures_lite::future::block_on(self.next_async())
+    }
+}
+
+/// The keys of a [`Range`], in its order, with no value read.
+#[derive(Debug)]
+#[must_use = "a scan does nothing until iterated"]
+pub struct Keys(Range);
+
+impl Keys {
+    /// The next key for async code.
+    pub async fn next_async(&mut self) -> Option<Result<Bytes>> {
+        Some(self.0.next_item().await?.map(|(k, _)| k))
+    }
+
+    /// The keys as a `Stream`.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes>> {
+        futures_util::stream::unfold(self, |mut keys| async move {
+            let item = keys.next_async().await?;
+            Some((item, keys))
+        })
+    }
+}
+
+impl Iterator for Keys {
+    type Item = Result<Bytes>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        futures_lite::future::block_on(self.next_async())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_ends_before_the_next_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+}
