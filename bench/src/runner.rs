@@ -102,7 +102,7 @@ impl Engine for Ringkv {
         self.db.flush().map_err(|e| e.to_string())
     }
     fn scan(&self, start: &[u8], count: usize) -> Result<Option<usize>, String> {
-        crate::peers::count_scanned(self.db.range(start..), count)
+        crate::peers::count_scanned(self.db.range(start..).limit(count), count)
     }
     fn disk_bytes(&self) -> u64 {
         self.db
@@ -410,7 +410,7 @@ async fn execute_async(kv: &impl AsyncKv, request: &Request, value: &[u8]) -> Re
             kv.put(k, value).await.map_err(failed)?;
         }
         Request::Scan(start, count) => {
-            let mut scan = kv.db().range(start.as_slice()..);
+            let mut scan = kv.db().range(start.as_slice()..).limit(*count);
             for _ in 0..*count {
                 match scan.next_async().await {
                     Some(item) => drop(item.map_err(failed)?),

@@ -113,7 +113,15 @@ fn check_many(db: &Db, model: &Model, seed: u64) {
     check_range(db, model, (Bound::Unbounded, Bound::Unbounded));
     for _ in 0..40 {
         let bounds = (random_bound(&mut next), random_bound(&mut next));
-        check_range(db, model, bounds);
+        check_range(db, model, bounds.clone());
+        let n = (next() % 40) as usize;
+        let limited: Vec<Vec<u8>> = (db.range(bounds.clone()).limit(n))
+            .map(|item| item.unwrap().0.to_vec())
+            .collect();
+        let all: Vec<Vec<u8>> = (db.range(bounds).keys())
+            .map(|k| k.unwrap().to_vec())
+            .collect();
+        assert_eq!(limited, all[..n.min(all.len())], "limit {n}");
         let prefix = random_key(&mut next);
         check_prefix(
             db,
@@ -215,6 +223,11 @@ fn large_values_come_in_small_pages_and_all_arrive() {
         model.insert(vec![b'L', i], value);
     }
     check_range(&db, &model, (Bound::Unbounded, Bound::Unbounded));
+    // A limited scan stops at its limit, either way.
+    let limited = |scan: ringkv::Range| scan.limit(5).count();
+    assert_eq!(limited(db.prefix("L")), 5);
+    assert_eq!(limited(db.range::<&[u8]>(..).reverse()), 5);
+    assert_eq!(db.prefix("L").limit(100).count(), 24);
     // A scan dropped after three items reads little more than it yields.
     let taken: Vec<Vec<u8>> = (db.prefix("L").reverse().take(3))
         .map(|item| item.unwrap().0.to_vec())

@@ -44,6 +44,8 @@ pub struct Range {
     cursors: Vec<Cursor>,
     /// An error ended the scan (it was yielded).
     ended: bool,
+    /// Items still to yield, when the caller said how many it wants.
+    left: Option<usize>,
 }
 
 /// A core's share of the scan.
@@ -86,6 +88,13 @@ impl Db {
     }
 }
 
+/// A core's first page for a scan limited to `n` items over `cores` cores: its share
+/// of them (keys spread evenly over cores) and a quarter more, so that most short
+/// scans take one page from each core and read few values they do not yield.
+fn first_page(n: usize, cores: usize) -> usize {
+    (n.div_ceil(cores.max(1)) * 5 / 4 + 1).clamp(1, PAGE_MAX)
+}
+
 /// The least key greater than every key that starts with `prefix`, if there is one
 /// (none when the prefix is empty or all 0xff bytes).
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
@@ -105,6 +114,7 @@ impl Range {
             keys_only: false,
             cursors: Vec::new(),
             ended: false,
+            left: None,
         }
     }
 
@@ -118,6 +128,21 @@ impl Range {
             Direction::Forward => Direction::Reverse,
             Direction::Reverse => Direction::Forward,
         };
+        self
+    }
+
+    /// At most `n` items: the scan stops there, and each core's first page is sized
+    /// for its share of them (most short scans take one trip to each core, instead of
+    /// pages growing from 16).
+    ///
+    /// # Panics
+    /// Once the scan has started (an item was taken).
+    pub fn limit(mut self, n: usize) -> Self {
+        assert!(
+            self.cursors.is_empty(),
+            "a scan is limited before it starts"
+        );
+        self.left = Some(n);
         self
     }
 
@@ -148,8 +173,11 @@ impl Range {
     /// The next item of any kind: fetches the pages it needs, then takes the head
     /// that comes first.
     async fn next_item(&mut self) -> Option<Result<(Bytes, Option<Bytes>)>> {
-        if self.ended {
+        if self.ended || self.left == Some(0) {
             return None;
+        }
+        if let Some(left) = &mut self.left {
+            *left -= 1;
         }
         if let Err(e) = self.fill().await {
             self.ended = true;
@@ -175,11 +203,12 @@ impl Range {
     /// holds a key or has none left.
     async fn fill(&mut self) -> Result<()> {
         if self.cursors.is_empty() {
-            self.cursors = (0..self.inner.cores.len())
+            let cores = self.inner.cores.len();
+            self.cursors = (0..cores)
                 .map(|_| Cursor {
                     items: VecDeque::new(),
                     next: Next::Start,
-                    page: PAGE_FIRST,
+                    page: self.left.map_or(PAGE_FIRST, |n| first_page(n, cores)),
                 })
                 .collect();
         }
