@@ -176,12 +176,13 @@ impl Range {
         if self.ended || self.left == Some(0) {
             return None;
         }
-        if let Some(left) = &mut self.left {
-            *left -= 1;
-        }
         if let Err(e) = self.fill().await {
             self.ended = true;
             return Some(Err(e));
+        }
+        // After the first fill, which sizes the first pages for all `left` items.
+        if let Some(left) = &mut self.left {
+            *left -= 1;
         }
         let sooner = |a: &Bytes, b: &Bytes| match self.direction {
             Direction::Forward => a < b,
