@@ -25,9 +25,11 @@ use crate::layout::{self, DirLock, ROUTE_BITS};
 use crate::logs;
 use crate::options::{Durability, Options};
 
+mod checkpoint;
 mod expiry;
 mod scan;
 mod txn;
+pub use checkpoint::CheckpointStats;
 pub use expiry::{PutOptions, Ttl};
 pub use scan::{Keys, Range};
 pub use txn::Transaction;
@@ -79,12 +81,17 @@ struct Inner {
     /// Write batches called and not yet done with: close waits for them, so that no
     /// core a batch involves stops under it.
     batches: Arc<AtomicUsize>,
+    /// Shared by every batch until its coordinator is done with it; a checkpoint takes
+    /// it whole, so that it sees no batch half applied.
+    batch_gate: Arc<async_lock::RwLock<()>>,
     /// Which blocking callers may spin for their answers, and how long.
     spinners: Spinners,
     threads: Mutex<Vec<CoreThread>>,
     lock: Mutex<Option<DirLock>>,
     /// Judges expiry times (the cores and caches hold clones).
     clock: Clock,
+    /// The file system the database is on.
+    storage: crate::storage::Storage,
 }
 
 /// CPUs this process may run on, in order.
@@ -312,11 +319,13 @@ impl Db {
             durability,
             queueing: AtomicUsize::new(0),
             batches: Arc::new(AtomicUsize::new(0)),
+            batch_gate: Arc::new(async_lock::RwLock::new(())),
             batch_log_bytes,
             spinners: Spinners::new(spare_cpus, SPIN_BEFORE_PARK, WRITE_SPIN_BEFORE_PARK),
             threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
             clock,
+            storage: storage.clone(),
         };
         let db = Db {
             inner: Arc::new(inner),
@@ -967,7 +976,8 @@ impl Inner {
         }
         batch::check_frame(&ops, self.batch_log_bytes)?;
         self.health.check_writable()?;
-        let ticket = core::Ticket::new(&self.batches);
+        let gate = self.batch_gate.read_arc().await;
+        let ticket = core::Ticket::new(&self.batches, gate);
         let first = ops.first().map_or_else(|| reads[0].hash, |op| op.hash);
         let coordinator = self.core_of(first);
         let parts = self.parts(ops, reads);

@@ -84,14 +84,22 @@ pub(crate) type Versioned = Option<StoredRecord>;
 /// does too: a conflict the caller retries, never a missed one).
 pub(crate) type Version = Option<(u64, u64)>;
 
-/// Counts a batch from its call until its coordinator is done with it (close waits).
+/// Counts a batch from its call until its coordinator is done with it (close waits),
+/// and holds the database's batch gate meanwhile (a checkpoint waits for it, so that
+/// no batch is half applied in a checkpoint).
 #[derive(Debug)]
-pub(crate) struct Ticket(Arc<AtomicUsize>);
+pub(crate) struct Ticket(
+    Arc<AtomicUsize>,
+    #[allow(dead_code, reason = "held")] BatchGate,
+);
+
+/// A batch's share of the database's batch gate (a checkpoint takes all of it).
+pub(crate) type BatchGate = async_lock::RwLockReadGuardArc<()>;
 
 impl Ticket {
-    pub(crate) fn new(in_flight: &Arc<AtomicUsize>) -> Self {
+    pub(crate) fn new(in_flight: &Arc<AtomicUsize>, gate: BatchGate) -> Self {
         in_flight.fetch_add(1, Ordering::SeqCst);
-        Self(in_flight.clone())
+        Self(in_flight.clone(), gate)
     }
 }
 

@@ -46,6 +46,7 @@ mod batch;
 mod batch_log;
 mod commit;
 mod expiry;
+mod hold;
 mod leaf;
 mod log;
 mod mailbox;
@@ -57,6 +58,7 @@ pub(crate) use batch::{Part, Read, Ticket, Version, Versioned};
 use commit::Committer;
 pub use expiry::{ExpireIf, Head};
 pub(crate) use expiry::{ExpiryChange, Extras, NO_EXTRAS, Outcome};
+pub(crate) use hold::StoreFiles;
 use leaf::LeafState;
 use log::CoreLog;
 pub(crate) use mailbox::{Answer, CoreShared, Peers, ReplySlot, ReplyTo, Request, Spinners, Waits};
@@ -122,6 +124,12 @@ pub(crate) enum Op {
     BatchUnlock(Vec<Vec<u8>>, ReplyTo<()>),
     /// The next page of an ordered scan of this core's keys.
     Scan(ScanRequest, ReplyTo<ScanPage>),
+    /// A checkpoint's steps (see [`hold`]): holds background work still; pauses
+    /// writes and lists every store's files; lets writes go on; lets everything go on.
+    Hold(ReplyTo<()>),
+    Pause(ReplyTo<Vec<StoreFiles>>),
+    Resume(ReplyTo<()>),
+    Release(ReplyTo<()>),
 }
 
 /// Whether a write waits while a batch holds its key.
@@ -324,7 +332,12 @@ struct Core {
     /// Keys the expiry sweep (or `Db::purge_expired`) deleted since open.
     expired_purged: Cell<u64>,
     /// Held by a compaction step; shutdown takes it to wait for the step in progress.
-    compaction_gate: async_lock::Mutex<()>,
+    compaction_gate: Arc<async_lock::Mutex<()>>,
+    /// The gate, while a checkpoint holds this core (see [`hold`]).
+    held: RefCell<Option<async_lock::MutexGuardArc<()>>>,
+    /// While a checkpoint lists the files, writes wait for `resumed`.
+    paused: Cell<bool>,
+    resumed: Event,
     compaction: Cell<CompactionStats>,
     /// Extents whose compaction met corruption: not chosen again while open.
     damaged_extents: RefCell<HashSet<(SubstoreId, u64)>>,
@@ -379,6 +392,7 @@ pub(crate) async fn run(
     }
     background.extend(glommio::spawn_local_into(core.clone().expiry_sweeper(), queue).ok());
     let shutdown = core.serve(&shared).await;
+    core.release(); // a checkpoint that never finished holds nothing back
     while core.in_flight.get() > 0 {
         let listener = core.idle.listen();
         if core.in_flight.get() > 0 {
@@ -473,58 +487,6 @@ impl Core {
         .detach();
     }
 
-    /// A put whose caller was answered when it queued it: appended (and cached) before
-    /// the serve loop takes the next request, so the caller's later requests see it.
-    /// Its caller was told it succeeded, so its failure latches the database read-only.
-    ///
-    /// Its callers do not wait for it, so the serve loop waits instead when the writes
-    /// outrun the device (nothing else would bound the memory they take): for the
-    /// write-out of a full write buffer, as a put's own task does, and for a commit
-    /// round once the journal holds [`commit::QUEUED_BACKLOG_BYTES`].
-    async fn put_queued(
-        self: &Rc<Self>,
-        hash: u64,
-        key: Vec<u8>,
-        value: Vec<u8>,
-        receipt: Receipt,
-    ) {
-        // Appended in the poll that finds the key unlocked and its leaf not frozen.
-        let (mut value, mut receipt) = (value, receipt);
-        loop {
-            match self.defer_if_locked(hash, &key, value, receipt) {
-                Ok(()) => return, // appended by the batch's unlock
-                Err(back) => (value, receipt) = back,
-            }
-            if !self.leaf(hash).frozen.get() {
-                break;
-            }
-            self.split_settled(hash).await;
-        }
-        self.put_now(hash, key, value, receipt).await;
-    }
-
-    /// [`Core::put_queued`] of a key no batch holds (or the one whose unlock this is).
-    async fn put_now(self: &Rc<Self>, hash: u64, key: Vec<u8>, value: Vec<u8>, receipt: Receipt) {
-        let value = Bytes::from(value);
-        let appended = self.append_in_memory(hash, &key, &value).await;
-        drop(receipt);
-        let (leaf, seq) = match appended {
-            Ok(appended) => appended,
-            Err(e) => {
-                let cause = format!("a put acknowledged once queued could not be applied: {e}");
-                return self.health.fail(cause);
-            }
-        };
-        self.settle_buffered();
-        self.admit(hash, &leaf, &key, seq, value, None);
-        if let Err(e) = leaf.store.write_out_if_full().await {
-            self.failed(e); // latched if it was a failed write
-        }
-        if self.journal_bytes() >= commit::QUEUED_BACKLOG_BYTES {
-            let _ = self.commit().await; // a failure is latched in Health
-        }
-    }
-
     /// A call in flight ended.
     fn count_out(&self) {
         self.in_flight.set(self.in_flight.get() - 1);
@@ -594,7 +556,10 @@ impl Core {
             wrote: Event::new(),
             expiring: Event::new(),
             expired_purged: Cell::new(0),
-            compaction_gate: async_lock::Mutex::new(()),
+            compaction_gate: Arc::new(async_lock::Mutex::new(())),
+            held: RefCell::new(None),
+            paused: Cell::new(false),
+            resumed: Event::new(),
             compaction: Cell::new(CompactionStats::default()),
             damaged_extents: RefCell::default(),
             background_errors: Cell::new(0),
@@ -717,6 +682,9 @@ impl Core {
                 reply.send(Ok(()));
             }
             Op::Scan(request, reply) => reply.send(self.scan_page(&request).await),
+            op @ (Op::Hold(_) | Op::Pause(_) | Op::Resume(_) | Op::Release(_)) => {
+                self.checkpoint_step(op).await
+            }
         }
     }
 
@@ -876,10 +844,15 @@ impl Core {
         }
     }
 
-    /// The leaf that takes writes of `hash`, once no split has it frozen and (unless
-    /// `locks` says the caller may write it) no batch holds `key`.
+    /// The leaf that takes writes of `hash`, once no checkpoint has writes paused, no
+    /// split has the leaf frozen and (unless `locks` says the caller may write it) no
+    /// batch holds `key`.
     async fn writable_leaf(&self, hash: u64, key: &[u8], locks: Locks) -> Rc<LeafState> {
         loop {
+            if self.paused.get() {
+                self.until_resumed().await;
+                continue;
+            }
             if locks == Locks::Wait && self.batches.holds(key) {
                 self.batches.until_unlocked(key).await;
                 continue;

@@ -1,5 +1,6 @@
 //! Puts acknowledged once queued (`Durability::Buffered`, from a plain thread): the
-//! receipts that let the thread that queued them read its own writes.
+//! receipts that let the thread that queued them read its own writes, and the core's
+//! half: appending a queued put before the serve loop takes the next request.
 //!
 //! A queued put returns to its caller as soon as it is in its core's queue; the core
 //! appends it before it takes the next request (the queue is FIFO), so anything the
@@ -14,10 +15,13 @@
 //! the database read-only) — or when the request is discarded by a stopped core.
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use super::CoreShared;
+use bytes::Bytes;
+
+use super::{CoreShared, commit};
 
 /// Puts a thread may have queued and not yet applied.
 pub(crate) const PENDING_MAX: usize = 16;
@@ -106,6 +110,66 @@ pub(crate) fn pending(hash: u64) -> bool {
     PENDING.with(|pending| {
         (0..PENDING_MAX).any(|at| pending.hashes[at].get() == hash && pending.waiting(at))
     })
+}
+
+impl super::Core {
+    /// A put whose caller was answered when it queued it: appended (and cached) before
+    /// the serve loop takes the next request, so the caller's later requests see it.
+    /// Its caller was told it succeeded, so its failure latches the database read-only.
+    ///
+    /// Its callers do not wait for it, so the serve loop waits instead when the writes
+    /// outrun the device (nothing else would bound the memory they take): for the
+    /// write-out of a full write buffer, as a put's own task does, and for a commit
+    /// round once the journal holds [`commit::QUEUED_BACKLOG_BYTES`].
+    pub(super) async fn put_queued(
+        self: &Rc<Self>,
+        hash: u64,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        receipt: Receipt,
+    ) {
+        // Appended in the poll that finds the key unlocked and its leaf not frozen.
+        let (mut value, mut receipt) = (value, receipt);
+        loop {
+            match self.defer_if_locked(hash, &key, value, receipt) {
+                Ok(()) => return, // appended by the batch's unlock
+                Err(back) => (value, receipt) = back,
+            }
+            if !self.leaf(hash).frozen.get() {
+                break;
+            }
+            self.split_settled(hash).await;
+        }
+        self.put_now(hash, key, value, receipt).await;
+    }
+
+    /// [`Core::put_queued`] of a key no batch holds (or the one whose unlock this is).
+    pub(super) async fn put_now(
+        self: &Rc<Self>,
+        hash: u64,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        receipt: Receipt,
+    ) {
+        let value = Bytes::from(value);
+        let appended = self.append_in_memory(hash, &key, &value).await;
+        drop(receipt);
+        let (leaf, seq) = match appended {
+            Ok(appended) => appended,
+            Err(e) => {
+                let cause = format!("a put acknowledged once queued could not be applied: {e}");
+                return self.health.fail(cause);
+            }
+        };
+        self.settle_buffered();
+        self.admit(hash, &leaf, &key, seq, value, None);
+        if let Err(e) = leaf.store.write_out_if_full().await {
+            self.failed(e); // latched if it was a failed write
+        }
+        if self.journal_bytes() >= commit::QUEUED_BACKLOG_BYTES {
+            let _ = self.commit().await; // a failure is latched in Health
+        }
+    }
 }
 
 #[cfg(test)]

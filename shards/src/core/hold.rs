@@ -1,0 +1,106 @@
+//! A core held still for a checkpoint (`crate::checkpoint` drives every core through
+//! these steps, in order, one step on all cores before the next):
+//!
+//! 1. **Hold**: take the compaction gate and keep it, so that no background step
+//!    (compaction, split, record move, expiry sweep, idle seal) changes or removes a
+//!    file until the release. Writes go on.
+//! 2. **Pause**: writes wait (as behind a frozen leaf) before they append; every store
+//!    is flushed and synced; the answer lists each store's files. With every core
+//!    paused at once, the union of the listings is one state of the database.
+//! 3. **Resume**: writes go on. The listed files stay valid: a sealed extent never
+//!    changes, and an open one only grows past the listed end.
+//! 4. **Release**: the gate goes back; background work goes on.
+//!
+//! Shutdown resumes and releases a core whatever step it is at, so that a checkpoint
+//! that failed half way never leaves a core held.
+
+use std::path::PathBuf;
+
+use ringkv_engine::ExtentFile;
+
+use super::{Core, Op};
+use crate::error::Result;
+
+/// One store's files at a pause: what a checkpoint copies of it.
+#[derive(Debug)]
+pub(crate) struct StoreFiles {
+    /// The store's directory.
+    pub(crate) dir: PathBuf,
+    /// Whether the store is a handed-over ancestor (its directory holds the marker).
+    pub(crate) handed_over: bool,
+    /// Its extents, oldest first, each durable up to the listed length.
+    pub(crate) extents: Vec<ExtentFile>,
+}
+
+impl Core {
+    /// Does a checkpoint's step and answers it.
+    pub(super) async fn checkpoint_step(&self, op: Op) {
+        match op {
+            Op::Hold(reply) => {
+                self.hold().await;
+                reply.send(Ok(()));
+            }
+            Op::Pause(reply) => reply.send(self.pause().await),
+            Op::Resume(reply) => {
+                self.resume();
+                reply.send(Ok(()));
+            }
+            Op::Release(reply) => {
+                self.release();
+                reply.send(Ok(()));
+            }
+            _ => unreachable!("not a checkpoint step: {op:?}"),
+        }
+    }
+
+    /// Step 1: takes the compaction gate (once the background step in progress ends).
+    async fn hold(&self) {
+        let gate = self.compaction_gate.lock_arc().await;
+        *self.held.borrow_mut() = Some(gate);
+    }
+
+    /// Step 2: writes wait from now on; every store is made durable and listed.
+    async fn pause(&self) -> Result<Vec<StoreFiles>> {
+        self.paused.set(true);
+        let ancestors = self.ancestors.borrow().len();
+        let stores = self.store_list();
+        let leaves = stores.len() - ancestors;
+        if let Err(e) = self.flush_stores(stores.clone()).await {
+            self.resume();
+            return Err(e);
+        }
+        let listing = stores.iter().enumerate().map(|(at, store)| StoreFiles {
+            dir: store.leaf.dir.clone(),
+            handed_over: at >= leaves,
+            extents: store.store.extent_files(),
+        });
+        let listing: Vec<StoreFiles> = listing.collect();
+        debug_assert!(
+            (listing.iter()).all(|s| s.extents.iter().all(|e| e.durable)),
+            "a store flushed while writes wait is durable"
+        );
+        Ok(listing)
+    }
+
+    /// Step 3: writes go on.
+    pub(super) fn resume(&self) {
+        self.paused.set(false);
+        self.resumed.notify(usize::MAX);
+    }
+
+    /// Step 4 (and shutdown): writes and background work go on.
+    pub(super) fn release(&self) {
+        self.resume();
+        self.held.borrow_mut().take();
+    }
+
+    /// Resolves once no checkpoint has this core's writes paused.
+    pub(super) async fn until_resumed(&self) {
+        while self.paused.get() {
+            let listener = self.resumed.listen();
+            if self.paused.get() {
+                listener.await;
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! `Db::checkpoint(dir)`: an openable copy of the database as it was at one instant,
+//! made while it serves (ARCHITECTURE.md, "Checkpoints").
+//!
+//! Order: take the batch gate whole (no batch is half applied) → hold every core (no
+//! background step changes or removes a file) → pause every core (writes wait; every
+//! store is flushed, synced and listed: with all cores paused at once, the listings
+//! are one state) → resume every core and open the gate (writes stalled for one
+//! flush) → link the sealed extents and copy the open ones up to their listed ends
+//! into `DIR.partial` → release every core → sync, and rename `DIR.partial` to `DIR`.
+//!
+//! The copy holds no commit log and no batch log: every store was synced at the
+//! pause, and no batch was in flight. A failure anywhere leaves at most
+//! `DIR.partial`, never `DIR`, and the database goes on serving.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ringkv_engine::format::{META_FILE_NAME, align_up};
+
+use super::{Db, Inner};
+use crate::core::{Op, ReplyTo, StoreFiles};
+use crate::error::{Error, Result};
+use crate::layout::{self, HANDED_OVER_FILE_NAME, SUBSTORES_DIR, io};
+use crate::storage::Storage;
+
+/// What a checkpoint took.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckpointStats {
+    /// Files shared with the database by a hard link (sealed extents, markers).
+    pub linked_files: u64,
+    pub linked_bytes: u64,
+    /// Files copied: open extents (up to their records' end), and sealed ones when
+    /// the checkpoint is on another file system.
+    pub copied_files: u64,
+    pub copied_bytes: u64,
+    /// How long writes waited (every core paused).
+    pub paused: Duration,
+    /// How long the whole checkpoint took.
+    pub elapsed: Duration,
+}
+
+impl Db {
+    /// Writes a consistent copy of the database, as it was at one instant, to `dir`
+    /// (which must not exist) while it goes on serving; open it as any database.
+    /// Sealed extents are shared by hard links where `dir` is on the same file system
+    /// (a later checkpoint shares the ones that have not changed), copied otherwise;
+    /// the open extent of each substore is copied up to its last record. Writes wait
+    /// only while every core flushes; batches are either all in or all out.
+    ///
+    /// Until it returns `Ok`, `dir` does not exist: the files being written are in
+    /// `dir.partial`, which an interrupted checkpoint leaves behind (a later one
+    /// refuses to start until it is removed).
+    pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<CheckpointStats> {
+        let started = Instant::now();
+        let inner = &*self.inner;
+        if inner.storage != Storage::Real {
+            return Err(Error::Unsupported {
+                what: "a checkpoint of a database on a simulated disk".into(),
+                advice: "checkpoint a database on a real file system".into(),
+            });
+        }
+        let target = dir.as_ref().to_path_buf();
+        let partial = partial_dir(&target)?;
+        let mut stats = futures_lite::future::block_on(copy_state(inner, &partial))?;
+        finish(&partial, &target)?;
+        stats.elapsed = started.elapsed();
+        Ok(stats)
+    }
+}
+
+/// `target.partial`, created empty (with its `substores` and `commit` directories),
+/// once neither it nor `target` exists.
+fn partial_dir(target: &Path) -> Result<PathBuf> {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    if name.is_empty() {
+        return Err(Error::InvalidOptions(format!(
+            "a checkpoint needs a directory name to create, not {}",
+            target.display()
+        )));
+    }
+    name.push(".partial");
+    let partial = target.with_file_name(name);
+    let exists = |path: &Path, why: &str| Error::Io {
+        op: "creating a checkpoint in",
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::AlreadyExists, why.to_owned()),
+    };
+    if layout::probe(&Storage::Real, target)?.is_some() {
+        return Err(exists(
+            target,
+            "it exists: a checkpoint makes a new directory",
+        ));
+    }
+    if layout::probe(&Storage::Real, &partial)?.is_some() {
+        let why = "an interrupted checkpoint left it: remove it first";
+        return Err(exists(&partial, why));
+    }
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        layout::create_db_dir(&Storage::Real, parent)?;
+    }
+    for dir in [
+        partial.clone(),
+        partial.join(SUBSTORES_DIR),
+        partial.join(crate::logs::COMMIT_DIR),
+    ] {
+        std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
+    }
+    Ok(partial)
+}
+
+/// Steps 1–4 of the module documentation: every store's files, as listed with every
+/// core paused, linked or copied into `partial`.
+async fn copy_state(inner: &Inner, partial: &Path) -> Result<CheckpointStats> {
+    let gate = inner.batch_gate.write_arc().await;
+    let held = Held::all(inner).await?;
+    let paused_at = Instant::now();
+    let listed = on_every_core(inner, Op::Pause).await;
+    let resumed = on_every_core(inner, Op::Resume).await;
+    let paused = paused_at.elapsed();
+    drop(gate);
+    let (listed, _) = (listed?, resumed?);
+    let mut stats = CheckpointStats {
+        paused,
+        ..CheckpointStats::default()
+    };
+    for store in listed.iter().flatten() {
+        copy_store(store, &partial.join(SUBSTORES_DIR), &mut stats)?;
+    }
+    held.release().await?;
+    Ok(stats)
+}
+
+/// Sends each core the request `op` makes, all in flight together; their answers.
+async fn on_every_core<T: Send + 'static>(
+    inner: &Inner,
+    op: impl Fn(ReplyTo<T>) -> Op,
+) -> Result<Vec<T>> {
+    let calls = (0..inner.cores.len()).map(|core| inner.call_core(core, 0, &op));
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Every core held (its background work still) until released or dropped.
+struct Held<'a> {
+    inner: &'a Inner,
+    released: bool,
+}
+
+impl<'a> Held<'a> {
+    async fn all(inner: &'a Inner) -> Result<Held<'a>> {
+        let held = Held {
+            inner,
+            released: false,
+        };
+        on_every_core(inner, Op::Hold).await?;
+        Ok(held)
+    }
+
+    async fn release(mut self) -> Result<()> {
+        self.released = true;
+        on_every_core(self.inner, Op::Release).await.map(drop)
+    }
+}
+
+impl Drop for Held<'_> {
+    /// A checkpoint that failed half way lets every core go on (a core also lets go
+    /// when it shuts down).
+    fn drop(&mut self) {
+        if !self.released {
+            let release = on_every_core(self.inner, Op::Release);
+            let _ = futures_lite::future::block_on(release);
+        }
+    }
+}
+
+/// Links or copies one store's files into its directory under `substores`.
+fn copy_store(store: &StoreFiles, substores: &Path, stats: &mut CheckpointStats) -> Result<()> {
+    let name = store.dir.file_name().expect("a leaf directory has a name");
+    let into = substores.join(name);
+    std::fs::create_dir(&into).map_err(io("creating", &into))?;
+    let mut shared = vec![META_FILE_NAME];
+    if store.handed_over {
+        shared.push(HANDED_OVER_FILE_NAME);
+    }
+    let sealed = store.extents.iter().filter(|e| e.sealed);
+    shared.extend(sealed.map(|e| e.name.as_str()));
+    for file in shared {
+        share(&store.dir.join(file), &into.join(file), stats)?;
+    }
+    for open in store.extents.iter().filter(|e| !e.sealed) {
+        let (from, to) = (store.dir.join(&open.name), into.join(&open.name));
+        copy_prefix(&from, &to, open.len).map_err(io("copying", &from))?;
+        stats.copied_files += 1;
+        stats.copied_bytes += open.len;
+    }
+    layout::sync_dir(&Storage::Real, &into)
+}
+
+/// Makes `to` the file `from` is: a hard link, or a synced copy where the two are on
+/// different file systems (or the file system has no hard links).
+fn share(from: &Path, to: &Path, stats: &mut CheckpointStats) -> Result<()> {
+    let len = std::fs::metadata(from).map_err(io("reading", from))?.len();
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {
+            stats.linked_files += 1;
+            stats.linked_bytes += len;
+            Ok(())
+        }
+        Err(e) if cannot_link(&e) => {
+            copy_prefix(from, to, len).map_err(io("copying", from))?;
+            stats.copied_files += 1;
+            stats.copied_bytes += len;
+            Ok(())
+        }
+        Err(e) => Err(io("linking", from)(e)),
+    }
+}
+
+fn cannot_link(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::CrossesDevices
+            | io::ErrorKind::Unsupported
+            | io::ErrorKind::PermissionDenied
+    )
+}
+
+/// Copies the first `len` bytes of `from` into a new file `to`, zero-padded to a
+/// whole block, and syncs it.
+fn copy_prefix(from: &Path, to: &Path, len: u64) -> io::Result<()> {
+    use std::io::Read;
+    let source = File::open(from)?;
+    let mut target = File::create_new(to)?;
+    let copied = io::copy(&mut source.take(len), &mut target)?;
+    if copied != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the file ended after {copied} of the {len} bytes listed"),
+        ));
+    }
+    target.set_len(align_up(len))?;
+    target.sync_all()
+}
+
+/// Syncs the finished copy's directories and renames it to `target` (the commit point),
+/// then syncs `target`'s parent.
+fn finish(partial: &Path, target: &Path) -> Result<()> {
+    let fs = &Storage::Real;
+    layout::sync_dir(fs, &partial.join(SUBSTORES_DIR))?;
+    layout::sync_dir(fs, &partial.join(crate::logs::COMMIT_DIR))?;
+    layout::sync_dir(fs, partial)?;
+    std::fs::rename(partial, target).map_err(io("renaming", partial))?;
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
+    layout::sync_dir(fs, parent.unwrap_or(Path::new(".")))
+}
