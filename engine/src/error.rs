@@ -32,6 +32,13 @@ pub enum Error {
          reopen it to recover what was durable"
     )]
     ReadOnly { cause: String },
+    #[error("substore was opened read-only (Config::read_only): it takes no writes")]
+    OpenedReadOnly,
+    #[error(
+        "{path} cannot be opened read-only: {what}; open it writable once (which finishes \
+         that), or open a checkpoint of it"
+    )]
+    NeedsWritableOpen { path: String, what: String },
     #[error("{path} holds substore {found}, not {expected}")]
     WrongSubstore {
         path: String,

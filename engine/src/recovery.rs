@@ -221,6 +221,11 @@ impl<D: Device> Substore<D> {
                 });
             }
             found
+        } else if let (Some(_), true, true) = (create, seqs.is_empty(), config.read_only) {
+            return Err(Error::NeedsWritableOpen {
+                path: device.path_of(""),
+                what: "the substore was never created (it has no SUBSTORE file)".to_owned(),
+            });
         } else if let (Some(id), true) = (create, seqs.is_empty()) {
             write_meta(&device, &id, names.iter().any(|n| n == META_FILE_TMP_NAME)).await?;
             id
@@ -267,6 +272,11 @@ impl<D: Device> Substore<D> {
             if self.newest_extent_is_stillborn(last).await? {
                 let name = extent_file_name(last);
                 let path = self.device.path_of(&name);
+                if self.config.read_only {
+                    let what = "its creation was cut short by a crash (an all-zero header), \
+                                and it is to be removed";
+                    return Err(needs_writable_open(path, what));
+                }
                 self.device
                     .remove(&name)
                     .await
@@ -413,22 +423,37 @@ impl<D: Device> Substore<D> {
         if let Some(bad) = scan.stop {
             let first = first.as_ref().map(|(h, k)| (h, k.as_slice()));
             let tail = diagnose::classify_tail(scanner, end, len, bad, first).await?;
-            if let TailEnd::Damage { offset, what } = tail {
-                match self.config.recovery {
+            match tail {
+                TailEnd::Damage { offset, what } => match self.config.recovery {
                     Recovery::Strict => return Err(refusal(scanner.path(), offset, what)),
                     Recovery::Salvage => self.quarantine(seq, scanner, end, len).await?,
+                },
+                TailEnd::Clean => {}
+                TailEnd::InterruptedSeal if self.config.read_only => {
+                    let what = format!("a seal a crash cut short follows its records at {end}");
+                    return Err(needs_writable_open(scanner.path(), &what));
                 }
+                TailEnd::Torn { what } if self.config.read_only => {
+                    let what = format!("a torn write follows its records at {end} ({what})");
+                    return Err(needs_writable_open(scanner.path(), &what));
+                }
+                TailEnd::InterruptedSeal | TailEnd::Torn { .. } => {}
             }
         }
-        let path = scanner.path();
-        if len > end {
-            file.truncate(end)
-                .await
-                .map_err(io_err("truncating", path.clone(), end))?;
+        // Read-only, zeros follow the records (as a clean close leaves them): nothing
+        // to cut, and nothing is written.
+        if !self.config.read_only {
+            let path = scanner.path();
+            if len > end {
+                file.truncate(end)
+                    .await
+                    .map_err(io_err("truncating", path.clone(), end))?;
+            }
+            // What was read may sit in a volatile cache if the process died before a
+            // flush: synced here, every record the index now serves is durable (and the
+            // cut too).
+            file.sync().await.map_err(io_err("syncing", path, end))?;
         }
-        // What was read may sit in a volatile cache if the process died before a flush:
-        // synced here, every record the index now serves is durable (and the cut too).
-        file.sync().await.map_err(io_err("syncing", path, end))?;
         let buf_start = align_down(end);
         let buf = scanner.bytes_at(buf_start, end - buf_start).await?.to_vec();
         assert_eq!(
@@ -450,6 +475,14 @@ impl<D: Device> Substore<D> {
         });
         state.active = Some(seq);
         Ok(())
+    }
+}
+
+/// A read-only open's refusal of what only a writable open may change.
+fn needs_writable_open(path: String, what: &str) -> Error {
+    Error::NeedsWritableOpen {
+        path,
+        what: what.to_owned(),
     }
 }
 

@@ -53,6 +53,11 @@ pub struct Config {
     /// [`Substore::head`] answers it from memory; longer metadata stays on the device
     /// only. Default [`META_LEN_MAX`]: all of it.
     pub meta_in_index_max_bytes: usize,
+    /// Open without changing anything on disk: refuse ([`Error::NeedsWritableOpen`])
+    /// what a writable open would change (a torn tail to cut, an extent whose creation
+    /// a crash cut short, a missing identity file); every write then fails with
+    /// [`Error::OpenedReadOnly`].
+    pub read_only: bool,
 }
 
 impl Default for Config {
@@ -63,6 +68,7 @@ impl Default for Config {
             recovery: Recovery::Strict,
             clock: Clock::system(),
             meta_in_index_max_bytes: META_LEN_MAX,
+            read_only: false,
         }
     }
 }
@@ -74,6 +80,11 @@ impl Config {
                 "extent_size_bytes {} is outside {EXTENT_SIZE_MIN_BYTES}..={EXTENT_SIZE_MAX_BYTES}",
                 self.extent_size_bytes
             )));
+        }
+        if self.read_only && self.recovery == Recovery::Salvage {
+            return Err(Error::InvalidConfig(
+                "a salvage writes: it cannot be asked of a read-only open".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -397,6 +408,9 @@ impl<D: Device> Substore<D> {
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.config.read_only {
+            return Err(Error::OpenedReadOnly);
+        }
         match &self.state.borrow().read_only {
             Some(cause) => Err(Error::ReadOnly {
                 cause: cause.clone(),

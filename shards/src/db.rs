@@ -252,12 +252,14 @@ impl Db {
         options.validate()?;
         crate::host::check(&options)?;
         let path = path.as_ref().to_path_buf();
-        let fs = &options.storage;
-        layout::create_db_dir(fs, &path)?;
-        let lock = layout::lock(fs, &path)?;
-        let (leaves, ancestors) = layout::scan(fs, &path)?;
-        let logged = logs::read(fs, &path)?;
-        let pending = batch::read(fs, &path)?;
+        let read_only = options.read_only;
+        let crate::opening::Found {
+            lock,
+            leaves,
+            ancestors,
+            logged,
+            pending,
+        } = crate::opening::find(&options.storage, &path, read_only)?;
         let cores = options.resolved_cores();
         let cpus = allowed_cpus();
         let spare_cpus = cpus.len().saturating_sub(cores);
@@ -273,7 +275,7 @@ impl Db {
                 Arc::new(Cache::new(budget, options.clock.clone()))
             })
             .collect();
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health::new(read_only));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stores: Vec<Vec<&layout::Leaf>> = (assignment.per_core.iter())
             .zip(&assignment.ancestors)
@@ -331,13 +333,19 @@ impl Db {
             inner: Arc::new(inner),
         };
         // Every core replayed and synced its records: the logs go (each core starts its
-        // own at its first commit), so that none is ever replayed twice.
-        let failed = spawn_error
-            .or(await_ready(&ready_rx, started))
-            .or_else(|| logs::remove_replayed(&storage, &db.inner.path, &logged.files).err());
+        // own at its first commit), so that none is ever replayed twice. (Read-only, the
+        // logs were found empty, and are left as they are.)
+        let failed = spawn_error.or(await_ready(&ready_rx, started));
+        let failed = failed.or_else(|| match read_only {
+            true => None,
+            false => logs::remove_replayed(&storage, &db.inner.path, &logged.files).err(),
+        });
         let failed = failed.or_else(|| {
             log_ready.store(true, Ordering::Release);
-            db.inner.finish_batches(&storage, pending).err()
+            match read_only {
+                true => None,
+                false => db.inner.finish_batches(&storage, pending).err(),
+            }
         });
         match failed {
             None => Ok(db),

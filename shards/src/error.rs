@@ -28,6 +28,14 @@ pub enum Error {
          reopen it to write again"
     )]
     ReadOnly { cause: String },
+    #[error("the database was opened read-only (Options::read_only): it takes no writes")]
+    OpenedReadOnly,
+    /// A read-only open found something only a writable open may change.
+    #[error(
+        "{path} cannot be opened read-only: {what}; open it writable once (which finishes \
+         that), or open a checkpoint of it"
+    )]
+    NeedsWritableOpen { path: PathBuf, what: String },
     #[error("invalid options: {0}")]
     InvalidOptions(String),
     #[error("I/O error while {op} {path}: {source}")]
@@ -62,6 +70,11 @@ impl From<ringkv_engine::Error> for Error {
                 Error::MetadataTooLarge { len, max }
             }
             ringkv_engine::Error::ReadOnly { cause } => Error::ReadOnly { cause },
+            ringkv_engine::Error::OpenedReadOnly => Error::OpenedReadOnly,
+            ringkv_engine::Error::NeedsWritableOpen { path, what } => Error::NeedsWritableOpen {
+                path: path.into(),
+                what,
+            },
             other => Error::Engine(other),
         }
     }
@@ -69,3 +82,13 @@ impl From<ringkv_engine::Error> for Error {
 
 /// Result with the database's error.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A read-only open's refusal of `path`: only a writable open may change `what`.
+    pub(crate) fn needs_writable_open(path: &std::path::Path, what: &str) -> Error {
+        Error::NeedsWritableOpen {
+            path: path.to_path_buf(),
+            what: what.to_owned(),
+        }
+    }
+}

@@ -126,6 +126,22 @@ pub(crate) fn scan(fs: &Storage, dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
     Ok((plan.leaves, plan.ancestors))
 }
 
+/// [`scan`] for a read-only open: changes nothing, and refuses a directory where a
+/// writable open would create or remove something.
+pub(crate) fn scan_read_only(fs: &Storage, dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
+    let substores = dir.join(SUBSTORES_DIR);
+    if !dir_present(fs, &substores)? {
+        let what = "it holds no database yet (no substores directory)";
+        return Err(Error::needs_writable_open(dir, what));
+    }
+    let plan = plan(&substores, list(fs, &substores)?)?;
+    if let Some(path) = plan.remove.first() {
+        let what = "a split left it behind (unfinished, or finished and not yet cleaned up)";
+        return Err(Error::needs_writable_open(path, what));
+    }
+    Ok((plan.leaves, plan.ancestors))
+}
+
 /// What is at `path`, without following a last symbolic link. `None` only when nothing
 /// is there (ENOENT): a path that cannot be inspected is an error, never "absent".
 pub(crate) fn probe(fs: &Storage, path: &Path) -> Result<Option<Kind>> {

@@ -42,6 +42,7 @@ mod host;
 mod layout;
 mod logs;
 mod malloc;
+mod opening;
 mod options;
 mod sizing;
 mod storage;

@@ -56,6 +56,7 @@ pub struct Options {
     pub(crate) compaction_interval: Duration,
     pub(crate) idle_seal_after: Option<Duration>,
     pub(crate) recovery: Recovery,
+    pub(crate) read_only: bool,
     pub(crate) commit_log_bytes: u64,
     pub(crate) batch_log_bytes: u64,
     pub(crate) summary_memory_bytes: usize,
@@ -118,6 +119,7 @@ impl Default for Options {
             compaction_interval: COMPACTION_INTERVAL_DEFAULT,
             idle_seal_after: Some(IDLE_SEAL_AFTER_DEFAULT),
             recovery: Recovery::Strict,
+            read_only: false,
             commit_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
             batch_log_bytes: COMMIT_LOG_DEFAULT_BYTES,
             summary_memory_bytes: SUMMARY_MEMORY_DEFAULT_BYTES,
@@ -243,6 +245,18 @@ impl Options {
         self
     }
 
+    /// Opens the database without changing anything on disk: with a shared lock (a
+    /// process that has it open writable refuses it, and other read-only opens share
+    /// it), no background work, and every write refused with `Error::OpenedReadOnly`.
+    /// A directory where a writable open would first change something (commit logs or
+    /// batch logs to replay, a torn tail to cut, a split to clean up) is refused with
+    /// `Error::NeedsWritableOpen`. Meant for checkpoints ([`Db::checkpoint`]
+    /// (crate::Db::checkpoint)) and for looking at a database no process has open.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
     /// Size of each core's commit log file. A commit round writes what it commits as one
     /// frame of this log and syncs that one file, instead of every substore it touched;
     /// the substores are synced when the log is full (it then starts again) and on close
@@ -312,6 +326,9 @@ impl Options {
 
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidOptions(what));
+        if self.read_only && self.recovery == Recovery::Salvage {
+            return bad("a salvage writes: it cannot be asked of a read-only open".into());
+        }
         if self.resolved_cores() > CORES_MAX {
             return bad(format!("cores {} is more than {CORES_MAX}", self.cores));
         }

@@ -248,21 +248,69 @@ impl Storage {
         }
     }
 
+    /// Locks database directory `dir` through its file `lock` for a read-only open:
+    /// shared with other read-only opens, refused while a process has it open
+    /// writable (and keeping one from opening it). The file must exist: a directory
+    /// without one was never opened by ringkv (a checkpoint has one).
+    pub(crate) fn lock_shared(&self, dir: &Path, lock: &Path) -> Result<DirLock> {
+        let Storage::Real = self else {
+            return Err(Error::Unsupported {
+                what: "a read-only open of a simulated disk".into(),
+                advice: "open it writable".into(),
+            });
+        };
+        let file = match File::open(lock) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let what = "it has no LOCK file (ringkv never opened it)";
+                return Err(Error::needs_writable_open(dir, what));
+            }
+            Err(source) => {
+                let op = "opening the lock file";
+                let path = lock.to_path_buf();
+                return Err(Error::Io { op, path, source });
+            }
+        };
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(flock) => Ok(DirLock::Real(flock)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::Locked {
+                path: dir.to_path_buf(),
+                lock: lock.to_path_buf(),
+            }),
+            Err((_, errno)) => Err(Error::Io {
+                op: "locking",
+                path: lock.to_path_buf(),
+                source: errno.into(),
+            }),
+        }
+    }
+
     /// The device of a leaf directory. Must run on a glommio executor.
     pub(crate) async fn device(&self, dir: &Path) -> Result<LeafDevice> {
         match self {
             Storage::Real => Ok(LeafDevice::Real(DmaDevice::open(dir).await?)),
-            Storage::Sim(disk) => {
-                disk.device(dir)
-                    .map(LeafDevice::Sim)
-                    .map_err(|source| Error::Io {
-                        op: "opening the simulated directory",
-                        path: dir.to_path_buf(),
-                        source,
-                    })
-            }
+            Storage::Sim(disk) => sim_device(disk, dir),
         }
     }
+
+    /// [`Storage::device`] that changes nothing in `dir` (a read-only open's; a
+    /// simulated disk is never opened read-only, see [`Storage::lock_shared`]).
+    pub(crate) fn device_read_only(&self, dir: &Path) -> Result<LeafDevice> {
+        match self {
+            Storage::Real => Ok(LeafDevice::Real(DmaDevice::open_read_only(dir)?)),
+            Storage::Sim(disk) => sim_device(disk, dir),
+        }
+    }
+}
+
+fn sim_device(disk: &SimDisk, dir: &Path) -> Result<LeafDevice> {
+    disk.device(dir)
+        .map(LeafDevice::Sim)
+        .map_err(|source| Error::Io {
+            op: "opening the simulated directory",
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// A file's directory and name.

@@ -1,5 +1,6 @@
 //! The real `ringkv` binary over real directories: verify, dump | load, get/put/del and
-//! their exit codes, stats and compact. Progress bars never reach a pipe.
+//! their exit codes, stats and compact, checkpoint and restore. Progress bars never
+//! reach a pipe.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -447,4 +448,31 @@ fn a_flipped_byte_in_the_newest_extent_is_refused_and_salvage_keeps_the_rest() {
         "{}",
         stdout(&again)
     );
+}
+
+#[test]
+fn checkpoint_and_restore_copy_a_database_without_changing_it() {
+    let dir = tempdir();
+    let db = dir.path().join("db");
+    filled(&db, 2_000);
+    let backup = dir.path().join("backup");
+    let done = ringkv(&["checkpoint", path(&db), path(&backup)]);
+    assert_eq!(code(&done), 0, "{}", stderr(&done));
+    assert!(stdout(&done).contains("files linked"), "{}", stdout(&done));
+    // Reads of the checkpoint open it read-only, and it verifies clean.
+    let get = ringkv(&["get", path(&backup), "key-01999"]);
+    assert_eq!(stdout(&get), format!("{}\n", "value-01999-".repeat(30)));
+    assert_eq!(code(&ringkv(&["stats", path(&backup)])), 0);
+    assert_eq!(code(&ringkv(&["verify", path(&backup)])), 0);
+    // The source goes on; the backup keeps what it had.
+    assert_eq!(code(&ringkv(&["del", path(&db), "key-01999"])), 0);
+    let restored = dir.path().join("restored");
+    let done = ringkv(&["restore", path(&backup), path(&restored)]);
+    assert_eq!(code(&done), 0, "{}", stderr(&done));
+    assert_eq!(entries(&restored).len(), 2_000);
+    assert_eq!(entries(&db).len(), 1_999);
+    // An existing target is refused.
+    let again = ringkv(&["checkpoint", path(&db), path(&backup)]);
+    assert_eq!(code(&again), 2);
+    assert!(stderr(&again).contains("exists"), "{}", stderr(&again));
 }

@@ -26,6 +26,8 @@ use super::{Device, DeviceFile, assert_aligned};
 #[derive(Clone, Debug)]
 pub struct DmaDevice {
     dir: Rc<PathBuf>,
+    /// Files are opened read-only, and nothing is created, removed or renamed.
+    read_only: bool,
 }
 
 thread_local! {
@@ -52,7 +54,35 @@ impl DmaDevice {
                 .map_err(failed("probing direct I/O in"))?;
             PRIMED.with(|p| p.borrow_mut().push(dev));
         }
-        Ok(Self { dir: Rc::new(dir) })
+        Ok(Self {
+            dir: Rc::new(dir),
+            read_only: false,
+        })
+    }
+
+    /// The device for directory `dir` read-only: its files are opened read-only and
+    /// nothing in it changes (no probe file either: every file a read-only open reads
+    /// holds at least a block, so glommio's own probe on the first one is right).
+    pub fn open_read_only(dir: impl AsRef<Path>) -> crate::Result<Self> {
+        let dir = std::fs::canonicalize(dir.as_ref()).map_err(|e| {
+            let path = dir.as_ref().display().to_string();
+            crate::Error::io("resolving", path, 0, e)
+        })?;
+        Ok(Self {
+            dir: Rc::new(dir),
+            read_only: true,
+        })
+    }
+
+    /// Refuses a change of the directory when it was opened read-only.
+    fn check_writable(&self) -> io::Result<()> {
+        match self.read_only {
+            true => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the directory was opened read-only",
+            )),
+            false => Ok(()),
+        }
     }
 
     async fn prime(probe: &Path) -> io::Result<()> {
@@ -140,7 +170,7 @@ impl Device for DmaDevice {
     async fn open(&self, name: &str) -> io::Result<DmaDeviceFile> {
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(!self.read_only)
             .dma_open(self.dir.join(name))
             .await
             .map_err(os)?;
@@ -148,6 +178,7 @@ impl Device for DmaDevice {
     }
 
     async fn create(&self, name: &str) -> io::Result<DmaDeviceFile> {
+        self.check_writable()?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -159,10 +190,12 @@ impl Device for DmaDevice {
     }
 
     async fn remove(&self, name: &str) -> io::Result<()> {
+        self.check_writable()?;
         glommio::io::remove(self.dir.join(name)).await.map_err(os)
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.check_writable()?;
         glommio::io::rename(self.dir.join(from), self.dir.join(to))
             .await
             .map_err(os)
@@ -180,6 +213,7 @@ impl Device for DmaDevice {
     }
 
     async fn sync_dir(&self) -> io::Result<()> {
+        self.check_writable()?;
         let dir = Directory::open(&*self.dir).await.map_err(os)?;
         dir.sync().await.map_err(os)?;
         dir.close().await.map_err(os)

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use ringkv_engine::ExtentFile;
 
 use super::{Core, Op};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One store's files at a pause: what a checkpoint copies of it.
 #[derive(Debug)]
@@ -65,9 +65,12 @@ impl Core {
         let ancestors = self.ancestors.borrow().len();
         let stores = self.store_list();
         let leaves = stores.len() - ancestors;
-        if let Err(e) = self.flush_stores(stores.clone()).await {
-            self.resume();
-            return Err(e);
+        // Opened read-only, every store is as it was read from the disk.
+        if !self.options.read_only {
+            if let Err(e) = self.flush_stores(stores.clone()).await {
+                self.resume();
+                return Err(e);
+            }
         }
         let listing = stores.iter().enumerate().map(|(at, store)| StoreFiles {
             dir: store.leaf.dir.clone(),
@@ -75,10 +78,15 @@ impl Core {
             extents: store.store.extent_files(),
         });
         let listing: Vec<StoreFiles> = listing.collect();
-        debug_assert!(
-            (listing.iter()).all(|s| s.extents.iter().all(|e| e.durable)),
-            "a store flushed while writes wait is durable"
-        );
+        let lost = listing
+            .iter()
+            .find(|s| s.extents.iter().any(|e| !e.durable));
+        if let Some(store) = lost {
+            // A store whose write failed earlier (the database is read-only since).
+            self.resume();
+            let cause = format!("{} holds writes its disk never got", store.dir.display());
+            return Err(Error::ReadOnly { cause });
+        }
         Ok(listing)
     }
 

@@ -117,7 +117,10 @@ impl LeafState {
     }
 
     pub(super) async fn open(fs: &Storage, leaf: Leaf, config: Config) -> Result<Self> {
-        let device = fs.device(&leaf.dir).await?;
+        let device = match config.read_only {
+            true => fs.device_read_only(&leaf.dir)?,
+            false => fs.device(&leaf.dir).await?,
+        };
         let store = Substore::create_or_open(device, leaf.id, config).await?;
         Ok(Self {
             id: leaf.id,

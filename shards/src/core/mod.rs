@@ -267,10 +267,22 @@ impl Here {
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     read_only: OnceLock<String>,
+    /// Opened with `Options::read_only`.
+    opened_read_only: bool,
 }
 
 impl Health {
+    pub(crate) fn new(opened_read_only: bool) -> Self {
+        Self {
+            opened_read_only,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.opened_read_only {
+            return Err(Error::OpenedReadOnly);
+        }
         match self.read_only.get() {
             Some(cause) => Err(Error::ReadOnly {
                 cause: cause.clone(),
@@ -386,11 +398,14 @@ pub(crate) async fn run(
         "ringkv-compaction",
     );
     let mut background = Vec::new();
-    if core.options.compaction {
+    let writable = !core.options.read_only;
+    if core.options.compaction && writable {
         background
             .extend(glommio::spawn_local_into(core.clone().background_compaction(), queue).ok());
     }
-    background.extend(glommio::spawn_local_into(core.clone().expiry_sweeper(), queue).ok());
+    if writable {
+        background.extend(glommio::spawn_local_into(core.clone().expiry_sweeper(), queue).ok());
+    }
     let shutdown = core.serve(&shared).await;
     core.release(); // a checkpoint that never finished holds nothing back
     while core.in_flight.get() > 0 {
@@ -516,6 +531,7 @@ impl Core {
             recovery: options.recovery,
             clock: options.clock.clone(),
             meta_in_index_max_bytes: options.head_meta_bytes,
+            read_only: options.read_only,
             ..Config::default()
         };
         let mut map = BTreeMap::new();

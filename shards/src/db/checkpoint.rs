@@ -22,7 +22,7 @@ use ringkv_engine::format::{META_FILE_NAME, align_up};
 use super::{Db, Inner};
 use crate::core::{Op, ReplyTo, StoreFiles};
 use crate::error::{Error, Result};
-use crate::layout::{self, HANDED_OVER_FILE_NAME, SUBSTORES_DIR, io};
+use crate::layout::{self, HANDED_OVER_FILE_NAME, LOCK_FILE_NAME, SUBSTORES_DIR, io};
 use crate::storage::Storage;
 
 /// What a checkpoint took.
@@ -71,8 +71,8 @@ impl Db {
     }
 }
 
-/// `target.partial`, created empty (with its `substores` and `commit` directories),
-/// once neither it nor `target` exists.
+/// `target.partial`, created empty (with its `substores` and `commit` directories and
+/// its lock file), once neither it nor `target` exists.
 fn partial_dir(target: &Path) -> Result<PathBuf> {
     let mut name = target.file_name().unwrap_or_default().to_os_string();
     if name.is_empty() {
@@ -108,6 +108,10 @@ fn partial_dir(target: &Path) -> Result<PathBuf> {
     ] {
         std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
     }
+    // A read-only open locks the file a writable open would (it creates none).
+    let lock = partial.join(LOCK_FILE_NAME);
+    let created = File::create_new(&lock).and_then(|file| file.sync_all());
+    created.map_err(io("creating", &lock))?;
     Ok(partial)
 }
 

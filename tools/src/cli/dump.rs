@@ -28,7 +28,7 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Args;
 use serde_json::Value;
 
-use super::{Create, Failure, OpenArgs, Outcome, open, progress};
+use super::{Create, Failure, OpenArgs, Outcome, open, open_to_read, progress};
 use ringkv::{Db, Durability, KEY_LEN_MAX, VALUE_LEN_MAX};
 
 const FORMAT_HELP: &str = "\
@@ -134,7 +134,7 @@ pub(crate) fn decode_line(line: &[u8]) -> Result<Option<Entry>, String> {
 }
 
 pub(crate) fn dump(args: &DumpArgs) -> Outcome {
-    let db = open(&args.open, Create::No, Durability::Sync)?;
+    let db = open_to_read(&args.open)?;
     let bar = progress::items(db.len()?, "dumping");
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut line = Vec::new();

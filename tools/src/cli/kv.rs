@@ -8,7 +8,7 @@ use clap::Args;
 use ringkv::Durability;
 
 use super::text::{from_hex, human_bytes, to_hex};
-use super::{Create, EXIT_NEGATIVE, Failure, OpenArgs, Outcome, open, progress};
+use super::{Create, EXIT_NEGATIVE, Failure, OpenArgs, Outcome, open, open_to_read, progress};
 
 /// Prints the value stored under KEY.
 ///
@@ -112,7 +112,7 @@ fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
 
 pub(crate) fn get(args: &GetArgs) -> Outcome {
     let key = bytes_of(&args.key, args.hex)?;
-    let db = open(&args.open, Create::No, Durability::Sync)?;
+    let db = open_to_read(&args.open)?;
     let value = db.get(&key)?;
     db.close()?;
     let Some(value) = value else {

@@ -1,11 +1,14 @@
 //! The data-directory commands of `ringkv`: stats, verify, salvage, compact, get, put,
-//! del, dump and load. Each opens the database in a directory for the length of one command
-//! (`verify` does not open it: it reads the files), so none of them can run while another
-//! process, a `ringkv serve` say, holds the directory: the library's lock refuses it.
+//! del, dump, load, checkpoint and restore. Each opens the database in a directory for
+//! the length of one command (`verify` does not open it: it reads the files), so none
+//! of them can run while another process, a `ringkv serve` say, holds the directory:
+//! the library's lock refuses it. Those that only read (stats, get, dump, checkpoint)
+//! open it read-only: they change nothing and may run side by side.
 //!
 //! Exit codes are the same for every command: 0 done (or found), 1 a negative answer (a
 //! missing key for `get`, problems found by `verify`), 2 an error.
 
+mod checkpoint;
 mod dump;
 mod kv;
 mod progress;
@@ -46,6 +49,8 @@ pub(crate) enum DataCommand {
     Del(kv::DelArgs),
     Dump(dump::DumpArgs),
     Load(dump::LoadArgs),
+    Checkpoint(checkpoint::CheckpointArgs),
+    Restore(checkpoint::RestoreArgs),
 }
 
 /// Runs one command and maps its outcome to an exit code, printing errors on stderr.
@@ -60,6 +65,8 @@ pub(crate) fn run(command: DataCommand) -> ExitCode {
         DataCommand::Del(args) => kv::del(&args),
         DataCommand::Dump(args) => dump::dump(&args),
         DataCommand::Load(args) => dump::load(&args),
+        DataCommand::Checkpoint(args) => checkpoint::checkpoint(&args),
+        DataCommand::Restore(args) => checkpoint::restore(&args),
     };
     match outcome {
         Ok(code) => code,
@@ -140,15 +147,40 @@ pub(crate) fn open_with(
     durability: Durability,
     tweak: impl FnOnce(Options) -> Options,
 ) -> Result<Db, Failure> {
-    if create == Create::No && !args.dir.join(SUBSTORES_DIR).is_dir() {
-        return Err(Failure::Input(format!(
-            "{} is not a ringkv database (no {SUBSTORES_DIR}/ directory in it)",
-            args.dir.display()
-        )));
+    if create == Create::No {
+        check_is_database(args)?;
     }
     let options = Options::default()
         .cores(usize::from(args.cores))
         .background_compaction(false)
         .durability(durability);
     Ok(Db::open(&args.dir, tweak(options))?)
+}
+
+/// Opens the database read-only, for a command that only reads: it changes nothing on
+/// disk. A directory a crash left with work for a writable open (writes to replay, a
+/// torn tail to cut) is opened writable instead, as any other command would, with a
+/// note on stderr.
+pub(crate) fn open_to_read(args: &OpenArgs) -> Result<Db, Failure> {
+    check_is_database(args)?;
+    let options = Options::default()
+        .cores(usize::from(args.cores))
+        .read_only();
+    match Db::open(&args.dir, options) {
+        Err(e @ ringkv::Error::NeedsWritableOpen { .. }) => {
+            eprintln!("ringkv: note: {e}: opening it writable");
+            open(args, Create::No, Durability::Sync)
+        }
+        opened => Ok(opened?),
+    }
+}
+
+fn check_is_database(args: &OpenArgs) -> Result<(), Failure> {
+    match args.dir.join(SUBSTORES_DIR).is_dir() {
+        true => Ok(()),
+        false => Err(Failure::Input(format!(
+            "{} is not a ringkv database (no {SUBSTORES_DIR}/ directory in it)",
+            args.dir.display()
+        ))),
+    }
 }

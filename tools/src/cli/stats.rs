@@ -4,11 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use ringkv::{CompactionStats, CoreStats, Durability, SubstoreStats};
+use ringkv::{CompactionStats, CoreStats, SubstoreStats};
 use serde::Serialize;
 
 use super::text::{human_bytes, percent};
-use super::{Create, OpenArgs, Outcome, open};
+use super::{OpenArgs, Outcome, open_to_read};
 
 /// Shows keys, live and disk bytes, extents and garbage per core and per substore.
 ///
@@ -136,7 +136,7 @@ struct Report {
 }
 
 pub(crate) fn run(args: &StatsArgs) -> Outcome {
-    let db = open(&args.open, Create::No, Durability::Sync)?;
+    let db = open_to_read(&args.open)?;
     let stats = db.stats()?;
     db.close()?;
     let mut totals = SubstoreStats::default();
