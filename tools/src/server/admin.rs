@@ -69,6 +69,9 @@ pub async fn execute(
         Cmd::Time => keyspace::time(),
         Cmd::FlushDb => flushdb(ctx, &args).await,
         Cmd::Shutdown => return shutdown(ctx, &args),
+        Cmd::Save => super::save::save(ctx).await,
+        Cmd::BgSave => super::save::bgsave(ctx, &args),
+        Cmd::LastSave => super::save::lastsave(ctx),
         other => unreachable!("{other:?} is a key command"),
     };
     (Some(frame), After::Continue)

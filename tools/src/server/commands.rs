@@ -75,6 +75,9 @@ pub enum Cmd {
     Time,
     FlushDb,
     Shutdown,
+    Save,
+    BgSave,
+    LastSave,
 }
 
 /// One command's description.
@@ -781,6 +784,39 @@ pub static COMMANDS: &[Spec] = &[
         "server",
         "1.0.0",
         "Stops accepting, flushes the data and stops the server."
+    ),
+    spec!(
+        "save",
+        Save,
+        1,
+        ["admin", "noscript", "no_async_loading", "no_multi"],
+        (0, 0, 0),
+        O,
+        "server",
+        "1.0.0",
+        "Writes a checkpoint of the database to the save directory; answers once it is complete."
+    ),
+    spec!(
+        "bgsave",
+        BgSave,
+        -1,
+        ["admin", "noscript", "no_async_loading"],
+        (0, 0, 0),
+        O,
+        "server",
+        "1.0.0",
+        "Writes a checkpoint of the database to the save directory in the background."
+    ),
+    spec!(
+        "lastsave",
+        LastSave,
+        1,
+        ["loading", "stale", "fast"],
+        (0, 0, 0),
+        O,
+        "server",
+        "1.0.0",
+        "Returns the Unix time of the last successful save."
     ),
 ];
 

@@ -97,6 +97,15 @@ pub struct ServeArgs {
     /// and close (as Redis's `protected-mode`) [default: yes].
     #[arg(long, value_enum, value_name = "yes|no")]
     pub protected_mode: Option<YesNo>,
+    /// Where SAVE and BGSAVE write checkpoints of the database (`checkpoint-<unix ms>`,
+    /// openable as a database; sealed extents are hard links when on the data
+    /// directory's file system) [default: DIR.checkpoints beside the data directory].
+    #[arg(long, value_name = "DIR")]
+    pub save_dir: Option<PathBuf>,
+    /// Checkpoints kept in the save directory: after each save, older ones go, as Redis
+    /// replaces its dump file [default: 1].
+    #[arg(long, value_name = "N")]
+    pub save_keep: Option<usize>,
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -117,6 +126,8 @@ struct FileConfig {
     metrics_addr: Option<SocketAddr>,
     timeout: Option<u64>,
     protected_mode: Option<YesNo>,
+    save_dir: Option<PathBuf>,
+    save_keep: Option<usize>,
 }
 
 /// The settings in force.
@@ -138,6 +149,9 @@ pub struct Config {
     /// Seconds a connection may stay silent; 0: for ever.
     pub timeout: u64,
     pub protected_mode: bool,
+    /// Where SAVE and BGSAVE write checkpoints, and how many are kept.
+    pub save_dir: PathBuf,
+    pub save_keep: usize,
 }
 
 impl Config {
@@ -154,8 +168,15 @@ impl Config {
         let cores_default = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(CORES_DEFAULT_MAX);
+        let save_dir = (args.save_dir.or(file.save_dir)).unwrap_or_else(|| {
+            let mut name = dir.file_name().unwrap_or_default().to_os_string();
+            name.push(".checkpoints");
+            dir.with_file_name(name)
+        });
         let config = Config {
             config_file: args.config,
+            save_dir,
+            save_keep: args.save_keep.or(file.save_keep).unwrap_or(1),
             dir,
             bind: args.bind.or(file.bind).unwrap_or(BIND_DEFAULT.into()),
             port: args.port.or(file.port).unwrap_or(PORT_DEFAULT),
@@ -193,6 +214,9 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if self.cores == 0 || self.cores > ringkv::CORES_MAX {
             return Err(format!("cores must be 1..={}", ringkv::CORES_MAX));
+        }
+        if self.save_keep == 0 {
+            return Err("save_keep must be at least 1".into());
         }
         if self.maxclients == 0 {
             return Err("maxclients must be at least 1".into());

@@ -33,6 +33,7 @@ mod keyspace;
 mod metrics;
 mod multi;
 pub mod resp;
+mod save;
 mod scan;
 mod session;
 mod shared;
