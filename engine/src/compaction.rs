@@ -70,9 +70,13 @@ impl CompactionStats {
 impl<D: Device> Substore<D> {
     /// Sealed extents whose dead fraction is at least `garbage_ratio_min`, best victim
     /// first by the cost-benefit rule of LFS: (1 − u) · age / (1 + u), where u is the
-    /// live fraction and age counts extents written since.
+    /// live fraction and age counts extents written since. None while a snapshot's cut
+    /// is pinned: the versions it reads stay where they are.
     pub fn compaction_victims(&self, garbage_ratio_min: f64) -> Vec<u64> {
         let state = self.state.borrow();
+        if state.versions.is_pinned() {
+            return Vec::new();
+        }
         let newest = state.extents.keys().next_back().copied().unwrap_or(0);
         let mut scored: Vec<(f64, u64)> = state
             .extents
@@ -145,6 +149,9 @@ impl<D: Device> Substore<D> {
             let Some(extent) = state.extents.get(&seq) else {
                 return Ok(CompactionStats::default()); // already gone
             };
+            if state.versions.is_pinned() {
+                return Ok(CompactionStats::default()); // a snapshot may read it
+            }
             assert!(extent.tail.is_none(), "only sealed extents are compacted");
             (
                 extent.file.clone().expect("sealed extents have files"),

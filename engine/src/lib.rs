@@ -43,6 +43,7 @@ mod salvage;
 pub mod scan;
 mod substore;
 pub mod verify;
+mod versions;
 
 pub use bytes::Bytes;
 pub use clock::Clock;
@@ -55,3 +56,4 @@ pub use listing::ExtentFile;
 pub use salvage::{Recovery, Salvaged};
 pub use scan::Direction;
 pub use substore::{Config, StoredRecord, Substore, SubstoreStats, WriteOptions, check_limits};
+pub use versions::PinnedStats;

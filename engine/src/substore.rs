@@ -223,6 +223,8 @@ pub(crate) struct State<F> {
     /// Keys whose newest record is a tombstone not yet on stable storage, with its
     /// sequence: the index no longer has them, yet a crash would bring them back.
     pub(crate) unsynced_deletes: hashbrown::HashMap<Vec<u8>, u64, ahash::RandomState>,
+    /// Pinned cuts and the versions kept for them (`versions.rs`).
+    pub(crate) versions: crate::versions::Versions,
 }
 
 /// One substore. See the module documentation.
@@ -294,6 +296,7 @@ impl<F> State<F> {
             read_only: None,
             durable_seq: 0,
             unsynced_deletes: Default::default(),
+            versions: Default::default(),
         }
     }
 }
@@ -474,6 +477,7 @@ impl<D: Device> Substore<D> {
         };
         format::encode_summary_entry(&mut tail.summary, &entry);
         tail.entries += 1;
+        state.versions.note_write(&state.index, key, header.seq);
         if let Err(e) = state.account(extent_seq, offset, header, Some(meta), key) {
             // Only a full index fails here; the record is in the buffer but not
             // indexed, so refuse further writes rather than diverge from the log.
@@ -755,14 +759,20 @@ impl<D: Device> Substore<D> {
 
     /// The value stored under `key` with its metadata and expiry, if any.
     pub async fn get_record(&self, key: &[u8]) -> Result<Option<StoredRecord>> {
-        let (entry, file) = {
-            let state = self.state.borrow();
-            let Some(entry) = state.index.get(key) else {
-                return Ok(None);
-            };
-            if self.config.clock.has_passed(entry.expiry_unix_ms) {
-                return Ok(None);
+        let entry = self.state.borrow().index.get(key);
+        match entry {
+            Some(entry) if !self.config.clock.has_passed(entry.expiry_unix_ms) => {
+                self.read_entry(key, &entry).await.map(Some)
             }
+            _ => Ok(None),
+        }
+    }
+
+    /// The record `entry` (an entry of `key`) points at: from the tail's buffer while
+    /// it is there, else read from its extent.
+    pub(crate) async fn read_entry(&self, key: &[u8], entry: &Entry) -> Result<StoredRecord> {
+        let file = {
+            let state = self.state.borrow();
             let extent = &state.extents[&u64::from(entry.extent)];
             if let Some(tail) = extent
                 .tail
@@ -770,17 +780,14 @@ impl<D: Device> Substore<D> {
                 .filter(|t| u64::from(entry.offset) >= t.buf_start)
             {
                 let at = (u64::from(entry.offset) - tail.buf_start) as usize;
-                let len = record_len_of(&entry, key.len()) as usize;
+                let len = record_len_of(entry, key.len()) as usize;
                 let rec = format::decode_record(&tail.buf[at..at + len])
                     .expect("records in memory are well formed");
-                return Ok(Some(StoredRecord::copied(&rec)));
+                return Ok(StoredRecord::copied(&rec));
             }
-            (
-                entry,
-                extent.file.clone().expect("written extents have files"),
-            )
+            extent.file.clone().expect("written extents have files")
         };
-        self.read_record(&file, key, &entry).await.map(Some)
+        self.read_record(&file, key, entry).await
     }
 
     /// Reads and verifies the record `entry` points at.

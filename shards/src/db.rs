@@ -26,12 +26,15 @@ use crate::logs;
 use crate::options::{Durability, Options};
 
 mod checkpoint;
+mod cut;
 mod expiry;
 mod scan;
+mod snapshot;
 mod txn;
 pub use checkpoint::CheckpointStats;
 pub use expiry::{PutOptions, Ttl};
 pub use scan::{Keys, Range};
+pub use snapshot::Snapshot;
 pub use txn::Transaction;
 
 /// Figures of a whole database.
@@ -84,6 +87,8 @@ struct Inner {
     /// Shared by every batch until its coordinator is done with it; a checkpoint takes
     /// it whole, so that it sees no batch half applied.
     batch_gate: Arc<async_lock::RwLock<()>>,
+    /// The id the next snapshot takes.
+    next_snapshot: std::sync::atomic::AtomicU64,
     /// Which blocking callers may spin for their answers, and how long.
     spinners: Spinners,
     threads: Mutex<Vec<CoreThread>>,
@@ -322,6 +327,7 @@ impl Db {
             queueing: AtomicUsize::new(0),
             batches: Arc::new(AtomicUsize::new(0)),
             batch_gate: Arc::new(async_lock::RwLock::new(())),
+            next_snapshot: std::sync::atomic::AtomicU64::new(1),
             batch_log_bytes,
             spinners: Spinners::new(spare_cpus, SPIN_BEFORE_PARK, WRITE_SPIN_BEFORE_PARK),
             threads: Mutex::new(threads),
@@ -662,7 +668,8 @@ impl Db {
     }
 
     /// Runs a full compaction pass on every core (every sealed extent with dead bytes)
-    /// and returns when it is done.
+    /// and returns when it is done. While a [`Snapshot`] is open it does nothing (the
+    /// snapshot reads what compaction would remove).
     pub fn compact(&self) -> Result<CompactionStats> {
         futures_lite::future::block_on(async {
             let mut total = CompactionStats::default();

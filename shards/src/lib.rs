@@ -51,7 +51,9 @@ mod verify;
 pub use batch::WriteBatch;
 pub use bytes::Bytes;
 pub use core::{CoreStats, ExpireIf, Head, LeafStats, Update};
-pub use db::{CheckpointStats, Db, Keys, Local, PutOptions, Range, Stats, Transaction, Ttl};
+pub use db::{
+    CheckpointStats, Db, Keys, Local, PutOptions, Range, Snapshot, Stats, Transaction, Ttl,
+};
 pub use error::{Error, Result};
 pub use malloc::tune_malloc;
 pub use options::{

@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::tempdir;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,11 +18,6 @@ use std::time::Duration;
 use ringkv::{Db, Durability, Error, Options, SplitMode, WriteBatch};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-
-fn tempdir() -> tempfile::TempDir {
-    // On the work tree's disk: O_DIRECT needs a real file system, not tmpfs.
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
 
 fn options(cores: usize, durability: Durability) -> Options {
     Options::default()

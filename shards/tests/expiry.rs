@@ -291,8 +291,16 @@ fn an_idle_database_gets_the_space_of_expired_keys_back_on_its_own() {
     }
     db.flush().unwrap();
     let disk = || db.stats().unwrap().disk_bytes;
-    let full = disk();
-    assert!(full > 3_500_000, "{full} bytes on disk");
+    // Flushed through the commit log: each store writes its extent out once enough is
+    // buffered, so part of the 4 MB may be in the log only (CI once saw 3.48 MB here).
+    let stats = db.stats().unwrap();
+    let full = stats.disk_bytes;
+    let held = full + stats.log_bytes;
+    assert!(
+        held > 3_500_000,
+        "{full} bytes on disk, {} in the log",
+        stats.log_bytes
+    );
     clock.advance(secs(11));
     let deadline = std::time::Instant::now() + secs(20);
     while disk() > full / 2 {

@@ -6,15 +6,12 @@
 
 mod support;
 
+use support::tempdir;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ringkv::{Db, Durability, Error, Options, WriteBatch};
-
-fn tempdir() -> tempfile::TempDir {
-    // On the work tree's disk: O_DIRECT needs a real file system, not tmpfs.
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
 
 fn options(cores: usize) -> Options {
     Options::default()

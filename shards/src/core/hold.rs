@@ -1,18 +1,22 @@
-//! A core held still for a checkpoint (`crate::checkpoint` drives every core through
-//! these steps, in order, one step on all cores before the next):
+//! A core held still for a checkpoint or a snapshot (`crate::db::cut` drives every
+//! core through these steps, in order, one step on all cores before the next):
 //!
 //! 1. **Hold**: take the compaction gate and keep it, so that no background step
 //!    (compaction, split, record move, expiry sweep, idle seal) changes or removes a
 //!    file until the release. Writes go on.
 //! 2. **Pause**: writes wait (as behind a frozen leaf) before they append; every store
-//!    is flushed and synced; the answer lists each store's files. With every core
-//!    paused at once, the union of the listings is one state of the database.
+//!    is flushed and synced; the answer lists each store's files, and a snapshot's
+//!    cut is pinned on every store. With every core paused at once, the union of the
+//!    listings (or of the cuts) is one state of the database.
 //! 3. **Resume**: writes go on. The listed files stay valid: a sealed extent never
 //!    changes, and an open one only grows past the listed end.
-//! 4. **Release**: the gate goes back; background work goes on.
+//! 4. **Release**: the gate goes back; background work goes on. A snapshot keeps its
+//!    hold until it is dropped (its versions stay where they are meanwhile).
 //!
-//! Shutdown resumes and releases a core whatever step it is at, so that a checkpoint
-//! that failed half way never leaves a core held.
+//! Holds are counted (a checkpoint may run while snapshots are open); the callers
+//! take them one at a time (under the database's batch gate), so a second hold finds
+//! the gate already kept. Shutdown resumes and releases a core whatever step it is at,
+//! so that a checkpoint that failed half way never leaves a core held.
 
 use std::path::PathBuf;
 
@@ -40,7 +44,7 @@ impl Core {
                 self.hold().await;
                 reply.send(Ok(()));
             }
-            Op::Pause(reply) => reply.send(self.pause().await),
+            Op::Pause(pin, reply) => reply.send(self.pause(pin).await),
             Op::Resume(reply) => {
                 self.resume();
                 reply.send(Ok(()));
@@ -53,14 +57,21 @@ impl Core {
         }
     }
 
-    /// Step 1: takes the compaction gate (once the background step in progress ends).
-    async fn hold(&self) {
-        let gate = self.compaction_gate.lock_arc().await;
-        *self.held.borrow_mut() = Some(gate);
+    /// Step 1: takes the compaction gate (once the background step in progress ends),
+    /// unless a hold keeps it already. (Also `for_each`'s, so that no record moves from
+    /// an ancestor while it lists.)
+    pub(super) async fn hold(&self) {
+        let holds = self.holds.get();
+        self.holds.set(holds + 1);
+        if holds == 0 {
+            let gate = self.compaction_gate.lock_arc().await;
+            *self.held.borrow_mut() = Some(gate);
+        }
     }
 
-    /// Step 2: writes wait from now on; every store is made durable and listed.
-    async fn pause(&self) -> Result<Vec<StoreFiles>> {
+    /// Step 2: writes wait from now on; every store is made durable and listed, and
+    /// snapshot `pin`'s cuts taken.
+    async fn pause(&self, pin: Option<u64>) -> Result<Vec<StoreFiles>> {
         self.paused.set(true);
         let ancestors = self.ancestors.borrow().len();
         let stores = self.store_list();
@@ -87,6 +98,9 @@ impl Core {
             let cause = format!("{} holds writes its disk never got", store.dir.display());
             return Err(Error::ReadOnly { cause });
         }
+        if let Some(id) = pin {
+            self.pin(id, &stores);
+        }
         Ok(listing)
     }
 
@@ -96,9 +110,19 @@ impl Core {
         self.resumed.notify(usize::MAX);
     }
 
-    /// Step 4 (and shutdown): writes and background work go on.
+    /// Step 4: background work goes on once no other hold keeps it back.
     pub(super) fn release(&self) {
+        let holds = self.holds.get().saturating_sub(1);
+        self.holds.set(holds);
+        if holds == 0 {
+            self.held.borrow_mut().take();
+        }
+    }
+
+    /// At shutdown: writes and background work go on, whatever holds them.
+    pub(super) fn release_all(&self) {
         self.resume();
+        self.holds.set(0);
         self.held.borrow_mut().take();
     }
 

@@ -53,6 +53,7 @@ mod mailbox;
 mod receipt;
 mod report;
 mod scan;
+mod snapshot;
 
 pub(crate) use batch::{Part, Read, Ticket, Version, Versioned};
 use commit::Committer;
@@ -123,13 +124,17 @@ pub(crate) enum Op {
     /// Unlocks a batch's keys.
     BatchUnlock(Vec<Vec<u8>>, ReplyTo<()>),
     /// The next page of an ordered scan of this core's keys.
-    Scan(ScanRequest, ReplyTo<ScanPage>),
+    Scan(Box<ScanRequest>, ReplyTo<ScanPage>),
     /// A checkpoint's steps (see [`hold`]): holds background work still; pauses
     /// writes and lists every store's files; lets writes go on; lets everything go on.
     Hold(ReplyTo<()>),
-    Pause(ReplyTo<Vec<StoreFiles>>),
+    Pause(Option<u64>, ReplyTo<Vec<StoreFiles>>),
     Resume(ReplyTo<()>),
     Release(ReplyTo<()>),
+    /// A read in an open snapshot (pinned at a `Pause`).
+    SnapshotGet(u64, Vec<u8>, ReplyTo<Option<Bytes>>),
+    /// Unpins a snapshot and lets go of its hold.
+    Unpin(u64, ReplyTo<()>),
 }
 
 /// Whether a write waits while a batch holds its key.
@@ -347,6 +352,10 @@ struct Core {
     compaction_gate: Arc<async_lock::Mutex<()>>,
     /// The gate, while a checkpoint holds this core (see [`hold`]).
     held: RefCell<Option<async_lock::MutexGuardArc<()>>>,
+    /// Holds in force (checkpoints, open snapshots).
+    holds: Cell<usize>,
+    /// Open snapshots: each one's cut on every store of this core.
+    snapshots: RefCell<snapshot::Snapshots>,
     /// While a checkpoint lists the files, writes wait for `resumed`.
     paused: Cell<bool>,
     resumed: Event,
@@ -407,7 +416,7 @@ pub(crate) async fn run(
         background.extend(glommio::spawn_local_into(core.clone().expiry_sweeper(), queue).ok());
     }
     let shutdown = core.serve(&shared).await;
-    core.release(); // a checkpoint that never finished holds nothing back
+    core.release_all(); // a checkpoint that never finished holds nothing back
     while core.in_flight.get() > 0 {
         let listener = core.idle.listen();
         if core.in_flight.get() > 0 {
@@ -574,6 +583,8 @@ impl Core {
             expired_purged: Cell::new(0),
             compaction_gate: Arc::new(async_lock::Mutex::new(())),
             held: RefCell::new(None),
+            holds: Cell::new(0),
+            snapshots: RefCell::default(),
             paused: Cell::new(false),
             resumed: Event::new(),
             compaction: Cell::new(CompactionStats::default()),
@@ -698,8 +709,15 @@ impl Core {
                 reply.send(Ok(()));
             }
             Op::Scan(request, reply) => reply.send(self.scan_page(&request).await),
-            op @ (Op::Hold(_) | Op::Pause(_) | Op::Resume(_) | Op::Release(_)) => {
+            op @ (Op::Hold(_) | Op::Pause(..) | Op::Resume(_) | Op::Release(_)) => {
                 self.checkpoint_step(op).await
+            }
+            Op::SnapshotGet(id, key, reply) => {
+                reply.send(self.snapshot_get(id, hash, &key).await);
+            }
+            Op::Unpin(id, reply) => {
+                self.unpin(id);
+                reply.send(Ok(()));
             }
         }
     }

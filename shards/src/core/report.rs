@@ -39,6 +39,13 @@ pub struct CoreStats {
     pub queued: u64,
     /// Requests being served when the figures were taken.
     pub in_flight: u64,
+    /// Snapshots open (`Db::snapshot`): while any is, this core runs no background
+    /// step, and its stores keep the versions writes replace since the oldest one.
+    pub snapshots: u64,
+    /// Versions kept for the open snapshots, and the memory they take (the records
+    /// they point at stay on disk too).
+    pub snapshot_versions: u64,
+    pub snapshot_version_bytes: u64,
     /// Each leaf (substore) this core owns.
     pub leaves: Vec<LeafStats>,
 }
@@ -68,8 +75,14 @@ impl Core {
             expired_purged: self.expired_purged.get(),
             background_errors: self.background_errors.get(),
             background_error: self.background_error.borrow().clone(),
+            snapshots: self.snapshots.borrow().len() as u64,
             ..CoreStats::default()
         };
+        for store in self.store_list() {
+            let pinned = store.store.pinned_stats();
+            stats.snapshot_versions += pinned.versions;
+            stats.snapshot_version_bytes += pinned.bytes;
+        }
         let cache = &self.cache;
         (stats.cache_bytes, stats.cache_hits, stats.cache_misses) =
             (cache.bytes(), cache.hits(), cache.misses());
@@ -106,16 +119,24 @@ impl Core {
     }
 
     pub(super) async fn for_each(&self, sender: super::ForEachSender) -> Result<()> {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
         // Ancestors first, each key only if no leaf has it now; then the leaves. No
-        // record moves from an ancestor to a leaf meanwhile (moves hold the gate), so a
+        // record moves from an ancestor to a leaf meanwhile (the core is held), so a
         // key is seen twice only if it is written during the call.
         let behind = !self.ancestors.borrow().is_empty();
-        let _gate = match behind {
-            true => Some(self.compaction_gate.lock().await),
-            false => None,
-        };
+        if behind {
+            self.hold().await; // counted: an open snapshot's hold does not block it
+        }
+        let sent = self.send_all(&sender).await;
+        if behind {
+            self.release();
+        }
+        sent
+    }
+
+    /// [`Core::for_each`]'s listing, in batches of about [`FOR_EACH_BATCH_BYTES`].
+    async fn send_all(&self, sender: &super::ForEachSender) -> Result<()> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
         let ancestors = self.ancestors.borrow().clone();
         let sources = ancestors.into_iter().map(|a| (a, true));
         for (source, behind) in sources.chain(self.leaf_list().into_iter().map(|l| (l, false))) {

@@ -37,6 +37,8 @@ pub(crate) struct ScanRequest {
     pub limit: usize,
     /// Keys only: no value is read.
     pub keys_only: bool,
+    /// The open snapshot the scan reads, if any (else the current state).
+    pub snapshot: Option<u64>,
 }
 
 /// One page: keys in the scan's order with their values (`None` for keys only), and
@@ -82,15 +84,23 @@ impl ScanRequest {
     }
 }
 
+/// A page's keys, and where the next page starts (if the core may have more).
+type Listed = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
 impl Core {
     /// This core's next page of the scan `request` asks for.
     pub(super) async fn scan_page(&self, request: &ScanRequest) -> Result<ScanPage> {
-        let (keys, resume) = self.list_keys(request);
+        let (keys, resume) = self.list_keys(request)?;
         if request.keys_only {
             let items = keys.into_iter().map(|k| (Bytes::from(k), None)).collect();
             return Ok(ScanPage { items, resume });
         }
-        let reads = keys.iter().map(|k| self.get(routing_hash(k), k));
+        let reads = keys.iter().map(|k| async {
+            match request.snapshot {
+                Some(id) => self.snapshot_get(id, routing_hash(k), k).await,
+                None => self.get(routing_hash(k), k).await,
+            }
+        });
         let values = futures_util::future::join_all(reads).await;
         let mut items = Vec::with_capacity(keys.len());
         for (key, value) in keys.into_iter().zip(values) {
@@ -103,7 +113,7 @@ impl Core {
 
     /// Up to `request.limit` live keys in order, and where the next page starts (see
     /// the module documentation). Synchronous: nothing changes while it lists.
-    fn list_keys(&self, request: &ScanRequest) -> (Vec<Vec<u8>>, Option<Vec<u8>>) {
+    fn list_keys(&self, request: &ScanRequest) -> Result<Listed> {
         let leaves = self.leaf_list();
         let ancestors = self.ancestors.borrow().clone();
         let sources = leaves.len() + ancestors.len();
@@ -115,7 +125,13 @@ impl Core {
         let mut covered: Option<Vec<u8>> = None;
         let all = (leaves.iter().map(|l| (l, false))).chain(ancestors.iter().map(|a| (a, true)));
         for (source, behind) in all {
-            let listed = (source.store).scan_keys(from.as_deref(), request.direction, quota);
+            let (from, direction) = (from.as_deref(), request.direction);
+            let listed = match request.snapshot {
+                Some(id) => {
+                    (source.store).scan_keys_at(from, direction, quota, self.cut_of(id, source)?)
+                }
+                None => (source.store).scan_keys(from, direction, quota),
+            };
             let full = listed.len() == quota;
             let mut last = None;
             for (key, entry) in listed {
@@ -123,7 +139,7 @@ impl Core {
                     last = None; // past the range: this source has nothing more in it
                     break;
                 }
-                let shadowed = behind && self.leaf(routing_hash(&key)).store.holds(&key);
+                let shadowed = behind && self.leaf_holds(request.snapshot, &key)?;
                 if !shadowed {
                     keys.push((key.clone(), entry.value_len));
                 }
@@ -153,6 +169,15 @@ impl Core {
             keys.truncate(keep);
             covered = keys.last().map(|(k, _)| k.clone());
         }
-        (keys.into_iter().map(|(k, _)| k).collect(), covered)
+        Ok((keys.into_iter().map(|(k, _)| k).collect(), covered))
+    }
+
+    /// Whether `key`'s leaf holds it now, or held it at snapshot `id`'s cut.
+    fn leaf_holds(&self, snapshot: Option<u64>, key: &[u8]) -> Result<bool> {
+        let leaf = self.leaf(routing_hash(key));
+        match snapshot {
+            Some(id) => self.held_at(id, &leaf, key),
+            None => Ok(leaf.store.holds(key)),
+        }
     }
 }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use ringkv_engine::format::{META_FILE_NAME, align_up};
 
-use super::{Db, Inner};
-use crate::core::{Op, ReplyTo, StoreFiles};
+use super::{Db, Inner, cut};
+use crate::core::StoreFiles;
 use crate::error::{Error, Result};
 use crate::layout::{self, HANDED_OVER_FILE_NAME, LOCK_FILE_NAME, SUBSTORES_DIR, io};
 use crate::storage::Storage;
@@ -115,71 +115,19 @@ fn partial_dir(target: &Path) -> Result<PathBuf> {
     Ok(partial)
 }
 
-/// Steps 1–4 of the module documentation: every store's files, as listed with every
-/// core paused, linked or copied into `partial`.
+/// The steps of the module documentation up to the release: every store's files, as
+/// listed with every core paused, linked or copied into `partial`.
 async fn copy_state(inner: &Inner, partial: &Path) -> Result<CheckpointStats> {
-    let gate = inner.batch_gate.write_arc().await;
-    let held = Held::all(inner).await?;
-    let paused_at = Instant::now();
-    let listed = on_every_core(inner, Op::Pause).await;
-    let resumed = on_every_core(inner, Op::Resume).await;
-    let paused = paused_at.elapsed();
-    drop(gate);
-    let (listed, _) = (listed?, resumed?);
+    let instant = cut::at_one_instant(inner, None).await?;
     let mut stats = CheckpointStats {
-        paused,
+        paused: instant.paused,
         ..CheckpointStats::default()
     };
-    for store in listed.iter().flatten() {
+    for store in instant.listed.iter().flatten() {
         copy_store(store, &partial.join(SUBSTORES_DIR), &mut stats)?;
     }
-    held.release().await?;
+    instant.held.release().await?;
     Ok(stats)
-}
-
-/// Sends each core the request `op` makes, all in flight together; their answers.
-async fn on_every_core<T: Send + 'static>(
-    inner: &Inner,
-    op: impl Fn(ReplyTo<T>) -> Op,
-) -> Result<Vec<T>> {
-    let calls = (0..inner.cores.len()).map(|core| inner.call_core(core, 0, &op));
-    futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .collect()
-}
-
-/// Every core held (its background work still) until released or dropped.
-struct Held<'a> {
-    inner: &'a Inner,
-    released: bool,
-}
-
-impl<'a> Held<'a> {
-    async fn all(inner: &'a Inner) -> Result<Held<'a>> {
-        let held = Held {
-            inner,
-            released: false,
-        };
-        on_every_core(inner, Op::Hold).await?;
-        Ok(held)
-    }
-
-    async fn release(mut self) -> Result<()> {
-        self.released = true;
-        on_every_core(self.inner, Op::Release).await.map(drop)
-    }
-}
-
-impl Drop for Held<'_> {
-    /// A checkpoint that failed half way lets every core go on (a core also lets go
-    /// when it shuts down).
-    fn drop(&mut self) {
-        if !self.released {
-            let release = on_every_core(self.inner, Op::Release);
-            let _ = futures_lite::future::block_on(release);
-        }
-    }
 }
 
 /// Links or copies one store's files into its directory under `substores`.

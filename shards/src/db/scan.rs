@@ -12,7 +12,9 @@
 //!
 //! Consistency: without a snapshot, each page is a core's state at one moment (values
 //! read just after its keys were listed); a key written during the scan may or may not
-//! appear, and never twice. Expired keys never appear.
+//! appear, and never twice. A scan of a [`Snapshot`](super::Snapshot) sees the
+//! snapshot's instant only (and keeps the snapshot open until it is dropped). Expired
+//! keys never appear.
 
 use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
@@ -22,6 +24,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use ringkv_engine::Direction;
 
+use super::snapshot::Pinned;
 use super::{Db, Inner};
 use crate::core::{Op, ScanPage, ScanRequest};
 use crate::error::Result;
@@ -46,6 +49,8 @@ pub struct Range {
     ended: bool,
     /// Items still to yield, when the caller said how many it wants.
     left: Option<usize>,
+    /// The snapshot the scan reads, if any.
+    snapshot: Option<Arc<Pinned>>,
 }
 
 /// A core's share of the scan.
@@ -72,20 +77,29 @@ impl Db {
     /// Every live key in `range` with its value, in ascending key order (see
     /// [`Range`] for reverse order, keys only and async use).
     pub fn range<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Range {
-        let owned = |b: Bound<&K>| b.map(|k| k.as_ref().to_vec());
-        Range::new(
-            self.inner.clone(),
-            owned(range.start_bound()),
-            owned(range.end_bound()),
-        )
+        let (start, end) = bounds(range);
+        Range::new(self.inner.clone(), start, end, None)
     }
 
     /// Every live key that starts with `prefix`, with its value, in ascending order.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Range {
-        let prefix = prefix.as_ref().to_vec();
-        let end = prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
-        Range::new(self.inner.clone(), Bound::Included(prefix), end)
+        let (start, end) = prefix_bounds(prefix.as_ref());
+        Range::new(self.inner.clone(), start, end, None)
     }
+}
+
+/// A range's bounds, owned.
+pub(super) fn bounds<K: AsRef<[u8]>>(
+    range: impl RangeBounds<K>,
+) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let owned = |b: Bound<&K>| b.map(|k| k.as_ref().to_vec());
+    (owned(range.start_bound()), owned(range.end_bound()))
+}
+
+/// The bounds of the keys that start with `prefix`.
+pub(super) fn prefix_bounds(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let end = prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded);
+    (Bound::Included(prefix.to_vec()), end)
 }
 
 /// A core's first page for a scan limited to `n` items over `cores` cores: its share
@@ -105,8 +119,14 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Range {
-    fn new(inner: Arc<Inner>, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Self {
+    pub(super) fn new(
+        inner: Arc<Inner>,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        snapshot: Option<Arc<Pinned>>,
+    ) -> Self {
         Self {
+            snapshot,
             inner,
             start,
             end,
@@ -241,6 +261,7 @@ impl Range {
             direction: self.direction,
             limit: cursor.page,
             keys_only: self.keys_only,
+            snapshot: self.snapshot.as_ref().map(|s| s.id),
         }
     }
 
@@ -248,7 +269,9 @@ impl Range {
     async fn fetch(&mut self, requests: Vec<(usize, ScanRequest)>) -> Result<()> {
         let inner = &self.inner;
         let calls = (requests.into_iter()).map(|(core, request)| async move {
-            let page: Result<ScanPage> = inner.call_core(core, 0, |r| Op::Scan(request, r)).await;
+            let page: Result<ScanPage> = inner
+                .call_core(core, 0, |r| Op::Scan(Box::new(request), r))
+                .await;
             (core, page)
         });
         for (core, page) in futures_util::future::join_all(calls).await {

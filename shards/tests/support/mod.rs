@@ -10,6 +10,12 @@ use std::collections::BTreeMap;
 
 use ringkv::Db;
 
+/// A temporary directory on the work tree's disk: O_DIRECT needs a real file system,
+/// not the tmpfs a system temporary directory may be.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
 /// A xorshift64 source from `seed`: the same numbers for the same seed, every run.
 pub fn rng(seed: u64) -> impl FnMut() -> u64 {
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;

@@ -1,0 +1,69 @@
+//! Snapshots on one core: each open snapshot's cut on every store (leaf and ancestor)
+//! of the core, pinned at a pause (`hold.rs`) and unpinned when the snapshot is
+//! dropped, and reads at those cuts (`ringkv_engine`'s kept versions). While a snapshot
+//! is open the core stays held: no split, record move or compaction runs, so the
+//! leaves and ancestors are the ones the cuts were taken on, and every record a kept
+//! version points at stays where it is.
+//!
+//! A snapshot read never uses the cache (it may hold newer values), waits for no batch
+//! (none was in flight at the cut, and later ones are after it) and for no commit
+//! (every store was synced at the pause).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::{Core, LeafState};
+use crate::error::{Error, Result};
+
+/// Open snapshots by id: each store's cut, by store id.
+pub(super) type Snapshots = HashMap<u64, HashMap<u64, (Rc<LeafState>, u64)>>;
+
+impl Core {
+    /// Pins snapshot `id`'s cut on every one of `stores` (while paused).
+    pub(super) fn pin(&self, id: u64, stores: &[Rc<LeafState>]) {
+        let cuts = (stores.iter()).map(|s| (s.id.id, (s.clone(), s.store.pin())));
+        self.snapshots.borrow_mut().insert(id, cuts.collect());
+    }
+
+    /// Unpins snapshot `id` (if it was pinned here) and lets go of its hold.
+    pub(super) fn unpin(&self, id: u64) {
+        let cuts = self.snapshots.borrow_mut().remove(&id);
+        for (store, cut) in cuts.into_iter().flat_map(HashMap::into_values) {
+            store.store.unpin(cut);
+        }
+        self.release();
+    }
+
+    /// `store`'s cut in snapshot `id`.
+    pub(super) fn cut_of(&self, id: u64, store: &LeafState) -> Result<u64> {
+        let snapshots = self.snapshots.borrow();
+        let cut = snapshots.get(&id).and_then(|cuts| cuts.get(&store.id.id));
+        // Only a snapshot already dropped has no cut (or a core that was restarted).
+        cut.map(|(_, cut)| *cut).ok_or(Error::Closed)
+    }
+
+    /// Whether `leaf` held `key` (an expired record included) at snapshot `id`'s cut.
+    pub(super) fn held_at(&self, id: u64, leaf: &LeafState, key: &[u8]) -> Result<bool> {
+        Ok(leaf.store.entry_at(key, self.cut_of(id, leaf)?).is_some())
+    }
+
+    /// `key`'s value in snapshot `id`: its leaf's if the leaf held the key at the cut,
+    /// else its ancestor's, if it reads behind one.
+    pub(super) async fn snapshot_get(
+        &self,
+        id: u64,
+        hash: u64,
+        key: &[u8],
+    ) -> Result<Option<Bytes>> {
+        let leaf = self.leaf(hash);
+        let store = match (self.held_at(id, &leaf, key)?, leaf.ancestor()) {
+            (true, _) => leaf,
+            (false, Some(ancestor)) => ancestor,
+            (false, None) => return Ok(None),
+        };
+        let cut = self.cut_of(id, &store)?;
+        Ok(store.store.get_at(key, cut).await?.map(|r| r.value))
+    }
+}
