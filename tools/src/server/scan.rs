@@ -1,8 +1,10 @@
 //! SCAN's cursor, and Redis's glob patterns (MATCH, CONFIG GET).
 //!
-//! The database iterates only as a whole (`Db::for_each`), so a scan works on a
-//! snapshot of the keys, taken when a scan starts, sorted by the top 48 bits of each
-//! key's routing hash (then by key). The cursor is `position << 16 | snapshot id`: the
+//! A scan works on a list of the keys, taken when a scan starts from a database
+//! snapshot (`Db::snapshot`: every key live at one instant, listed without reading a
+//! value; the database snapshot is dropped once listed, so an abandoned cursor holds
+//! no compaction back), sorted by the top 48 bits of each key's routing hash (then by
+//! key). The cursor is `position << 16 | snapshot id`: the
 //! position is the hash prefix of the next key to return, the id names the snapshot in
 //! a small server-wide cache. A page never splits keys that share a prefix.
 //!
@@ -17,9 +19,9 @@
 //! harmless: the cache keeps only the newest snapshot of an id, which is newer than any
 //! cursor carrying that id.
 //!
-//! Cost: a snapshot reads every entry (values included: the library has no key-only
-//! iteration) and keeps every key in memory, once per started scan; at most
-//! `SNAPSHOTS_MAX` are kept, each for `SNAPSHOT_IDLE` after its last use.
+//! Cost: a list takes a database snapshot (writes wait for one flush of every store)
+//! and keeps every key in memory, once per started scan; at most `SNAPSHOTS_MAX` are
+//! kept, each for `SNAPSHOT_IDLE` after its last use.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,12 +51,13 @@ impl Snapshot {
     /// Takes a snapshot of `db` (blocking: call it from a helper thread).
     pub fn take(db: &ringkv::Db) -> Result<Snapshot, ringkv::Error> {
         let mut snapshot = Snapshot::default();
-        db.for_each(|key, _value| {
+        for key in db.snapshot()?.range::<&[u8]>(..).keys() {
+            let key = key?;
             snapshot
                 .entries
-                .push((prefix(key), snapshot.arena.len(), key.len()));
-            snapshot.arena.extend_from_slice(key);
-        })?;
+                .push((prefix(&key), snapshot.arena.len(), key.len()));
+            snapshot.arena.extend_from_slice(&key);
+        }
         let arena = &snapshot.arena;
         snapshot.entries.sort_unstable_by(|a, b| {
             (a.0, &arena[a.1..a.1 + a.2]).cmp(&(b.0, &arena[b.1..b.1 + b.2]))
