@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 use crate::layout::{self, HANDED_OVER_FILE_NAME, LOCK_FILE_NAME, SUBSTORES_DIR, io};
 use crate::storage::Storage;
 
+/// Bytes a copy writes between syncs.
+const COPY_CHUNK_BYTES: u64 = 8 << 20;
+
 /// What a checkpoint took.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -183,12 +186,22 @@ fn cannot_link(e: &io::Error) -> bool {
 }
 
 /// Copies the first `len` bytes of `from` into a new file `to`, zero-padded to a
-/// whole block, and syncs it.
+/// whole block, and syncs it: [`COPY_CHUNK_BYTES`] at a time, each synced before the
+/// next, so that the file system never holds much of it unwritten (one sync of a
+/// whole extent's dirty pages at the end stalled the writers' own syncs behind it).
 fn copy_prefix(from: &Path, to: &Path, len: u64) -> io::Result<()> {
     use std::io::Read;
-    let source = File::open(from)?;
+    let mut source = File::open(from)?.take(len);
     let mut target = File::create_new(to)?;
-    let copied = io::copy(&mut source.take(len), &mut target)?;
+    let mut copied = 0;
+    loop {
+        let chunk = io::copy(&mut (&mut source).take(COPY_CHUNK_BYTES), &mut target)?;
+        if chunk == 0 {
+            break;
+        }
+        copied += chunk;
+        target.sync_data()?;
+    }
     if copied != len {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
