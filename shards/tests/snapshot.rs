@@ -217,3 +217,62 @@ fn check_one_instant(state: &Model) {
         "a batch seen in part: {batch:?}"
     );
 }
+
+/// `for_each` (which holds a core while ancestors are read behind), snapshots and
+/// checkpoints, all at once on a database with hand-over ancestors: each takes its
+/// hold in turn and every one finishes (a watchdog fails the test after 60 s).
+#[test]
+fn holds_of_for_each_snapshots_and_checkpoints_share_the_cores() {
+    let dir = tempdir();
+    let options = options(2)
+        .split_mode(SplitMode::HandOver)
+        .split_threshold_bytes(96 << 10);
+    let db = Db::open(dir.path().join("db"), options).unwrap();
+    let mut model = Model::new();
+    churn(&db, &mut model, 9, 2_000);
+    // Values enough to split every leaf while the holds come and go.
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            for i in 0..4_000 {
+                db.put(format!("big-{i:04}"), vec![b'b'; 1_000]).unwrap();
+            }
+        })
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let lister = {
+        let (db, done) = (db.clone(), done_tx.clone());
+        std::thread::spawn(move || {
+            for _ in 0..20 {
+                support::listing(&db);
+            }
+            done.send(()).unwrap();
+        })
+    };
+    let taker = {
+        let (db, base, keys) = (db.clone(), dir.path().to_path_buf(), model.len());
+        std::thread::spawn(move || {
+            for n in 0..10 {
+                let snapshot = db.snapshot().unwrap();
+                db.checkpoint(base.join(format!("cp-{n}"))).unwrap();
+                assert!(snapshot.range::<&[u8]>(..).keys().count() >= keys);
+            }
+            done_tx.send(()).unwrap();
+        })
+    };
+    for _ in 0..2 {
+        let waited = done_rx.recv_timeout(Duration::from_secs(60));
+        assert!(waited.is_ok(), "a hold never came back");
+    }
+    lister.join().unwrap();
+    taker.join().unwrap();
+    writer.join().unwrap();
+    let listed = support::listing(&db);
+    assert_eq!(listed.len(), model.len() + 4_000);
+    let ours: Model = listed
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(b"key-"))
+        .collect();
+    same(&ours, &model);
+    assert!(db.stats().unwrap().substores > 16, "no split happened");
+}

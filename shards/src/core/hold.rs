@@ -8,22 +8,45 @@
 //!    is flushed and synced; the answer lists each store's files, and a snapshot's
 //!    cut is pinned on every store. With every core paused at once, the union of the
 //!    listings (or of the cuts) is one state of the database.
-//! 3. **Resume**: writes go on. The listed files stay valid: a sealed extent never
-//!    changes, and an open one only grows past the listed end.
+//! 3. **Resume**: writes go on, once the caller says so through the pause's own
+//!    channel (a request would queue behind `Buffered` puts that wait in the serve
+//!    loop for the resume: a deadlock). The listed files stay valid: a sealed extent
+//!    never changes, and an open one only grows past the listed end.
 //! 4. **Release**: the gate goes back; background work goes on. A snapshot keeps its
 //!    hold until it is dropped (its versions stay where they are meanwhile).
 //!
-//! Holds are counted (a checkpoint may run while snapshots are open); the callers
-//! take them one at a time (under the database's batch gate), so a second hold finds
-//! the gate already kept. Shutdown resumes and releases a core whatever step it is at,
+//! Holds are counted (a checkpoint may run while snapshots are open, and `for_each`
+//! holds the core too); a hold returns once the gate is kept, whichever hold took it. Shutdown resumes and releases a core whatever step it is at,
 //! so that a checkpoint that failed half way never leaves a core held.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ringkv_engine::ExtentFile;
 
 use super::{Core, Op};
 use crate::error::{Error, Result};
+
+/// Resolves when a paused core's writes may go on: sent, or its sender dropped.
+pub(crate) type Resume = futures_channel::oneshot::Receiver<()>;
+
+/// How often a paused core looks at its [`Resume`] again even without a wake-up (a
+/// wake from another thread may be lost in glommio's sleep path; see `serve`).
+const RESUME_POLL: Duration = Duration::from_millis(1);
+
+/// Waits for `resume` (sent or dropped).
+async fn until_told(mut resume: Resume) {
+    loop {
+        let told = async { Some((&mut resume).await) };
+        let timer = async {
+            glommio::timer::sleep(RESUME_POLL).await;
+            None
+        };
+        if futures_lite::future::or(told, timer).await.is_some() {
+            return;
+        }
+    }
+}
 
 /// One store's files at a pause: what a checkpoint copies of it.
 #[derive(Debug)]
@@ -44,10 +67,14 @@ impl Core {
                 self.hold().await;
                 reply.send(Ok(()));
             }
-            Op::Pause(pin, reply) => reply.send(self.pause(pin).await),
-            Op::Resume(reply) => {
-                self.resume();
-                reply.send(Ok(()));
+            Op::Pause(pin, resume, reply) => {
+                let listed = self.pause(pin).await;
+                let paused = listed.is_ok();
+                reply.send(listed);
+                if paused {
+                    until_told(resume).await;
+                    self.resume();
+                }
             }
             Op::Release(reply) => {
                 self.release();
@@ -66,6 +93,15 @@ impl Core {
         if holds == 0 {
             let gate = self.compaction_gate.lock_arc().await;
             *self.held.borrow_mut() = Some(gate);
+            self.gate_kept.notify(usize::MAX);
+        }
+        // A later hold returns only once the first has the gate: a background step
+        // still running could otherwise move or remove files under it.
+        while self.held.borrow().is_none() && self.holds.get() > 0 {
+            let listener = self.gate_kept.listen();
+            if self.held.borrow().is_none() && self.holds.get() > 0 {
+                listener.await;
+            }
         }
     }
 
@@ -104,7 +140,7 @@ impl Core {
         Ok(listing)
     }
 
-    /// Step 3: writes go on.
+    /// Step 3 (once told): writes go on.
     pub(super) fn resume(&self) {
         self.paused.set(false);
         self.resumed.notify(usize::MAX);
@@ -124,6 +160,7 @@ impl Core {
         self.resume();
         self.holds.set(0);
         self.held.borrow_mut().take();
+        self.gate_kept.notify(usize::MAX);
     }
 
     /// Resolves once no checkpoint has this core's writes paused.

@@ -59,7 +59,7 @@ pub(crate) use batch::{Part, Read, Ticket, Version, Versioned};
 use commit::Committer;
 pub use expiry::{ExpireIf, Head};
 pub(crate) use expiry::{ExpiryChange, Extras, NO_EXTRAS, Outcome};
-pub(crate) use hold::StoreFiles;
+pub(crate) use hold::{Resume, StoreFiles};
 use leaf::LeafState;
 use log::CoreLog;
 pub(crate) use mailbox::{Answer, CoreShared, Peers, ReplySlot, ReplyTo, Request, Spinners, Waits};
@@ -128,8 +128,9 @@ pub(crate) enum Op {
     /// A checkpoint's steps (see [`hold`]): holds background work still; pauses
     /// writes and lists every store's files; lets writes go on; lets everything go on.
     Hold(ReplyTo<()>),
-    Pause(Option<u64>, ReplyTo<Vec<StoreFiles>>),
-    Resume(ReplyTo<()>),
+    /// Writes wait until the receiver resolves (sent, or the sender dropped): not a
+    /// request, which a `Buffered` put waiting in the serve loop would hold back.
+    Pause(Option<u64>, Resume, ReplyTo<Vec<StoreFiles>>),
     Release(ReplyTo<()>),
     /// A read in an open snapshot (pinned at a `Pause`).
     SnapshotGet(u64, Vec<u8>, ReplyTo<Option<Bytes>>),
@@ -352,8 +353,10 @@ struct Core {
     compaction_gate: Arc<async_lock::Mutex<()>>,
     /// The gate, while a checkpoint holds this core (see [`hold`]).
     held: RefCell<Option<async_lock::MutexGuardArc<()>>>,
-    /// Holds in force (checkpoints, open snapshots).
+    /// Holds in force (checkpoints, open snapshots, `for_each`).
     holds: Cell<usize>,
+    /// Notified when the first hold has the gate (or at shutdown).
+    gate_kept: Event,
     /// Open snapshots: each one's cut on every store of this core.
     snapshots: RefCell<snapshot::Snapshots>,
     /// While a checkpoint lists the files, writes wait for `resumed`.
@@ -423,6 +426,7 @@ pub(crate) async fn run(
             listener.await;
         }
     }
+    core.release_all(); // a hold taken by a request that ended meanwhile
     core.stopping.set(true);
     core.wrote.notify(usize::MAX);
     core.expiring.notify(usize::MAX);
@@ -584,6 +588,7 @@ impl Core {
             compaction_gate: Arc::new(async_lock::Mutex::new(())),
             held: RefCell::new(None),
             holds: Cell::new(0),
+            gate_kept: Event::new(),
             snapshots: RefCell::default(),
             paused: Cell::new(false),
             resumed: Event::new(),
@@ -709,9 +714,7 @@ impl Core {
                 reply.send(Ok(()));
             }
             Op::Scan(request, reply) => reply.send(self.scan_page(&request).await),
-            op @ (Op::Hold(_) | Op::Pause(..) | Op::Resume(_) | Op::Release(_)) => {
-                self.checkpoint_step(op).await
-            }
+            op @ (Op::Hold(_) | Op::Pause(..) | Op::Release(_)) => self.checkpoint_step(op).await,
             Op::SnapshotGet(id, key, reply) => {
                 reply.send(self.snapshot_get(id, hash, &key).await);
             }

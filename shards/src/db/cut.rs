@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use futures_channel::oneshot;
+
 use super::Inner;
 use crate::core::{Op, ReplyTo, StoreFiles};
 use crate::error::Result;
@@ -34,17 +36,24 @@ pub(super) async fn at_one_instant(inner: &Inner, pin: Option<u64>) -> Result<At
     let gate = inner.batch_gate.write_arc().await;
     let held = Held::all(inner).await?;
     let paused_at = Instant::now();
-    let listed = on_every_core(inner, |reply| Op::Pause(pin, reply)).await;
-    let resumed = on_every_core(inner, Op::Resume).await;
+    let (resumes, receivers): (Vec<_>, Vec<_>) =
+        (0..inner.cores.len()).map(|_| oneshot::channel()).unzip();
+    let calls = (receivers.into_iter().enumerate())
+        .map(|(core, resume)| inner.call_core(core, 0, move |reply| Op::Pause(pin, resume, reply)));
+    let listed: Result<Vec<_>> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .collect();
+    drop(resumes); // every core's writes go on
     let paused = paused_at.elapsed();
     drop(gate);
-    match (listed, resumed) {
-        (Ok(listed), Ok(_)) => Ok(AtOneInstant {
+    match listed {
+        Ok(listed) => Ok(AtOneInstant {
             held,
             listed,
             paused,
         }),
-        (Err(e), _) | (_, Err(e)) => {
+        Err(e) => {
             if let Some(id) = pin {
                 // Pinned on some cores, maybe: unpinning lets go of every core's hold.
                 let _ = on_every_core(inner, |reply| Op::Unpin(id, reply)).await;
