@@ -22,6 +22,13 @@ pub struct ExtentFile {
 }
 
 impl<D: Device> Substore<D> {
+    /// Bytes of records in the open extent (0 without one): what a copy of it takes.
+    pub fn active_bytes(&self) -> u64 {
+        let state = self.state.borrow();
+        let active = state.active.map(|seq| &state.extents[&seq]);
+        active.map_or(0, |e| e.records_end - EXTENT_HEADER_LEN as u64)
+    }
+
     /// The extent files, oldest first, and how much of each a copy takes (see the
     /// module documentation). An unsealed extent without records is left out: a copy
     /// needs nothing of it. A copy is of this moment only if no append happens before

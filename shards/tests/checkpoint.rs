@@ -80,6 +80,28 @@ fn a_checkpoint_holds_the_state_it_was_taken_at() {
 }
 
 #[test]
+fn open_extents_of_a_mebibyte_or_more_are_sealed_and_linked() {
+    let dir = tempdir();
+    let options = options(2, Durability::Buffered).extent_size_bytes(8 << 20);
+    let db = Db::open(dir.path().join("db"), options.clone()).unwrap();
+    let mut model = Model::new();
+    for i in 0..32_000u32 {
+        let key = format!("key-{i:05}").into_bytes();
+        let value = vec![b'a' + (i % 26) as u8; 1_000];
+        db.put(&key, &value).unwrap();
+        model.insert(key, value);
+    }
+    let target = dir.path().join("cp");
+    let stats = db.checkpoint(&target).unwrap();
+    // About 2 MiB of records in each of the 16 open extents: all sealed and linked.
+    assert_eq!(stats.copied_files, 0, "{stats:?}");
+    assert!(stats.linked_bytes > 30 << 20, "{stats:?}");
+    // The database goes on writing, into new extents.
+    churn(&db, &mut model.clone(), 3, 1_000);
+    assert_eq!(open_checkpoint(&target, 2), model);
+}
+
+#[test]
 fn a_checkpoint_refuses_a_target_that_exists_and_a_partial_one() {
     let dir = tempdir();
     let db = Db::open(dir.path().join("db"), options(1, Durability::Sync)).unwrap();

@@ -4,6 +4,8 @@
 //! 1. **Hold**: take the compaction gate and keep it, so that no background step
 //!    (compaction, split, record move, expiry sweep, idle seal) changes or removes a
 //!    file until the release. Writes go on.
+//!    For a checkpoint, open extents of 1 MiB or more are then sealed (writes go on,
+//!    into new extents), so that the checkpoint links them instead of copying them.
 //! 2. **Pause**: writes wait (as behind a frozen leaf) before they append; every store
 //!    is flushed and synced; the answer lists each store's files, and a snapshot's
 //!    cut is pinned on every store. With every core paused at once, the union of the
@@ -20,12 +22,20 @@
 //! so that a checkpoint that failed half way never leaves a core held.
 
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
 use ringkv_engine::ExtentFile;
 
-use super::{Core, Op};
+use super::{Core, LeafState, Op};
 use crate::error::{Error, Result};
+
+/// A checkpoint's pause seals each open extent holding at least this many bytes of
+/// records, so that the checkpoint links it instead of copying it (a 1 GiB database
+/// copied 362 MiB of open extents before, and its writers' p99 rose 27-fold meanwhile);
+/// smaller ones are copied, so that frequent checkpoints do not leave many tiny
+/// extents behind.
+const SEAL_AT_CHECKPOINT_MIN_BYTES: u64 = 1 << 20;
 
 /// Resolves when a paused core's writes may go on: sent, or its sender dropped.
 pub(crate) type Resume = futures_channel::oneshot::Receiver<()>;
@@ -80,6 +90,7 @@ impl Core {
                 self.release();
                 reply.send(Ok(()));
             }
+            Op::Seal(reply) => reply.send(self.seal_open_extents().await),
             _ => unreachable!("not a checkpoint step: {op:?}"),
         }
     }
@@ -103,6 +114,22 @@ impl Core {
                 listener.await;
             }
         }
+    }
+
+    /// Between steps 1 and 2, for a checkpoint: seals every open extent of
+    /// [`SEAL_AT_CHECKPOINT_MIN_BYTES`] or more while writes go on (they start new
+    /// extents), so that the checkpoint links it and the pause flushes only what came
+    /// since.
+    async fn seal_open_extents(&self) -> Result<()> {
+        if self.options.read_only {
+            return Ok(());
+        }
+        let large = |s: &Rc<LeafState>| s.store.active_bytes() >= SEAL_AT_CHECKPOINT_MIN_BYTES;
+        let stores: Vec<_> = self.store_list().into_iter().filter(large).collect();
+        for store in &stores {
+            store.store.retire_active();
+        }
+        self.flush_stores(stores).await
     }
 
     /// Step 2: writes wait from now on; every store is made durable and listed, and

@@ -132,6 +132,8 @@ pub(crate) enum Op {
     /// request, which a `Buffered` put waiting in the serve loop would hold back.
     Pause(Option<u64>, Resume, ReplyTo<Vec<StoreFiles>>),
     Release(ReplyTo<()>),
+    /// A checkpoint's, while held: seals the large open extents (writes go on).
+    Seal(ReplyTo<()>),
     /// A read in an open snapshot (pinned at a `Pause`).
     SnapshotGet(u64, Vec<u8>, ReplyTo<Option<Bytes>>),
     /// Unpins a snapshot and lets go of its hold.
@@ -714,7 +716,9 @@ impl Core {
                 reply.send(Ok(()));
             }
             Op::Scan(request, reply) => reply.send(self.scan_page(&request).await),
-            op @ (Op::Hold(_) | Op::Pause(..) | Op::Release(_)) => self.checkpoint_step(op).await,
+            op @ (Op::Hold(_) | Op::Pause(..) | Op::Release(_) | Op::Seal(_)) => {
+                self.checkpoint_step(op).await
+            }
             Op::SnapshotGet(id, key, reply) => {
                 reply.send(self.snapshot_get(id, hash, &key).await);
             }

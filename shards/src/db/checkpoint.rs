@@ -2,11 +2,11 @@
 //! made while it serves (ARCHITECTURE.md, "Checkpoints").
 //!
 //! Order: take the batch gate whole (no batch is half applied) → hold every core (no
-//! background step changes or removes a file) → pause every core (writes wait; every
-//! store is flushed, synced and listed: with all cores paused at once, the listings
-//! are one state) → resume every core and open the gate (writes stalled for one
-//! flush) → link the sealed extents and copy the open ones up to their listed ends
-//! into `DIR.partial` → release every core → sync, and rename `DIR.partial` to `DIR`.
+//! background step changes or removes a file) → pause every core (writes wait; open
+//! extents of 1 MiB or more are sealed; every store is flushed, synced and listed:
+//! with all cores paused at once, the listings are one state) → resume every core and
+//! open the gate (writes stalled for one flush) → link the sealed extents and copy the
+//! small open ones up to their listed ends into `DIR.partial` → release every core → sync, and rename `DIR.partial` to `DIR`.
 //!
 //! The copy holds no commit log and no batch log: every store was synced at the
 //! pause, and no batch was in flight. A failure anywhere leaves at most
@@ -50,8 +50,9 @@ impl Db {
     /// (which must not exist) while it goes on serving; open it as any database.
     /// Sealed extents are shared by hard links where `dir` is on the same file system
     /// (a later checkpoint shares the ones that have not changed), copied otherwise;
-    /// the open extent of each substore is copied up to its last record. Writes wait
-    /// only while every core flushes; batches are either all in or all out.
+    /// an open extent is sealed first when it holds 1 MiB or more, else copied up to
+    /// its last record. Writes wait only while every core flushes (and seals); batches
+    /// are either all in or all out.
     ///
     /// Until it returns `Ok`, `dir` does not exist: the files being written are in
     /// `dir.partial`, which an interrupted checkpoint leaves behind (a later one

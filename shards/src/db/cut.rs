@@ -1,8 +1,10 @@
 //! One instant across every core, for checkpoints and snapshots (`core/hold.rs` has
-//! the cores' side). The batch gate is taken whole (no batch is half applied), every
-//! core is held (no background step changes a file), then paused (writes wait; every
-//! store flushed, listed and, for a snapshot, pinned), then resumed, and the gate
-//! opens: every core was paused at once, so the listings (and the cuts) are one state.
+//! the cores' side). Every core is held (no background step changes a file; for a
+//! checkpoint, its large open extents are then sealed while writes go on), the batch
+//! gate is taken whole (no batch is half applied), every core is paused (writes wait;
+//! every store flushed, listed and, for a snapshot, pinned), then resumed, and the
+//! gate opens: every core was paused at once, so the listings (and the cuts) are one
+//! state.
 //! An acknowledged write on one core cannot be in it while an earlier acknowledged
 //! write on another is not: the earlier one's answer waits for the resume, which comes
 //! after every core paused.
@@ -33,8 +35,12 @@ pub(super) struct AtOneInstant<'a> {
 /// Holds every core and pauses them at once; pins snapshot `pin`'s cuts if given.
 /// The cores are resumed (writes go on) and still held when it returns.
 pub(super) async fn at_one_instant(inner: &Inner, pin: Option<u64>) -> Result<AtOneInstant<'_>> {
-    let gate = inner.batch_gate.write_arc().await;
     let held = Held::all(inner).await?;
+    if pin.is_none() {
+        // A checkpoint links the open extents this seals, instead of copying them.
+        on_every_core(inner, Op::Seal).await?;
+    }
+    let gate = inner.batch_gate.write_arc().await;
     let paused_at = Instant::now();
     let (resumes, receivers): (Vec<_>, Vec<_>) =
         (0..inner.cores.len()).map(|_| oneshot::channel()).unzip();

@@ -15,7 +15,7 @@ use super::{Failure, OpenArgs, Outcome, open_to_read};
 ///
 /// Sealed extents are hard-linked where TARGET is on the same file system (they never
 /// change; the next checkpoint shares what has not changed since), copied otherwise;
-/// each substore's open extent is copied up to its last record. DIR is opened
+/// open extents are sealed first (1 MiB or more) or copied. DIR is opened
 /// read-only: a directory another process has open is refused (a running server makes
 /// one with BGSAVE, a service with `Db::checkpoint`). An interrupted checkpoint leaves
 /// TARGET.partial and never TARGET.
