@@ -18,8 +18,9 @@
 //!    hold until it is dropped (its versions stay where they are meanwhile).
 //!
 //! Holds are counted (a checkpoint may run while snapshots are open, and `for_each`
-//! holds the core too); a hold returns once the gate is kept, whichever hold took it. Shutdown resumes and releases a core whatever step it is at,
-//! so that a checkpoint that failed half way never leaves a core held.
+//! holds the core too); a hold returns once the gate is kept, whichever hold took it.
+//! Shutdown resumes and releases a core whatever step it is at, so that a checkpoint
+//! that failed half way never leaves a core held.
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -30,11 +31,11 @@ use ringkv_engine::ExtentFile;
 use super::{Core, LeafState, Op};
 use crate::error::{Error, Result};
 
-/// A checkpoint's pause seals each open extent holding at least this many bytes of
-/// records, so that the checkpoint links it instead of copying it (a 1 GiB database
-/// copied 362 MiB of open extents before, and its writers' p99 rose 27-fold meanwhile);
-/// smaller ones are copied, so that frequent checkpoints do not leave many tiny
-/// extents behind.
+/// A checkpoint seals each open extent holding at least this many bytes of records
+/// (once the core is held, before the pause), so that it links the extent instead of
+/// copying it (a 1 GiB database copied 362 MiB of open extents before, and its
+/// writers' p99 rose 27-fold meanwhile); smaller ones are copied, so that frequent
+/// checkpoints do not leave many tiny extents behind.
 const SEAL_AT_CHECKPOINT_MIN_BYTES: u64 = 1 << 20;
 
 /// Resolves when a paused core's writes may go on: sent, or its sender dropped.
