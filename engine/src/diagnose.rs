@@ -7,7 +7,8 @@
 //! until written. So
 //! - after the last good record of the newest extent, zeros to the end are a clean end;
 //! - a footer-like block at the end that does not decode is a damaged footer (damage);
-//! - a key summary right after the records, with no footer, is a seal cut by a crash;
+//! - a key summary right after the records, with no footer, is a seal cut by a crash
+//!   (each sector of its first entry new or zeros: the seal's write may be torn too);
 //! - a bad record that runs past the end of the file (a file of whole sectors), or one
 //!   that holds a sector reading as zeros, is the torn end of the last write: never
 //!   made durable, so never acknowledged as durable;
@@ -24,9 +25,9 @@ use crate::error::Result;
 use crate::format::{
     self, BLOCK_BYTES, EXTENT_HEADER_LEN, FOOTER_CRC_AT, FOOTER_LEN, FOOTER_MAGIC, FOOTER_MAGIC_V1,
     FOOTER_RECORDS_END_AT, FOOTER_RESERVED_AT, Footer, RECORD_EXPIRY_LEN, RECORD_HEADER_LEN,
-    RecordError, RecordHeader, SECTOR_BYTES, SUMMARY_ENTRY_FIXED_LEN, SummaryLayout,
+    RecordError, RecordHeader, SECTOR_BYTES, SUMMARY_ENTRY_FIXED_LEN, SummaryEntry,
 };
-use crate::limits::{KEY_LEN_MAX, META_LEN_MAX, SCAN_CHUNK_BYTES};
+use crate::limits::SCAN_CHUNK_BYTES;
 use crate::recovery::Scanner;
 
 /// A record that did not decode, and the header it claimed when that much decoded.
@@ -50,14 +51,14 @@ pub(crate) enum TailEnd {
 }
 
 /// Classifies what follows the last good record, at `pos`, of an extent `len` bytes
-/// long whose first good record is `first` (header and key). `bad` is the record at
-/// `pos` that did not decode.
+/// long whose first good record is `first` (as its key summary entry would list it).
+/// `bad` is the record at `pos` that did not decode.
 pub(crate) async fn classify_tail<F: DeviceFile>(
     scanner: &mut Scanner<F>,
     pos: u64,
     len: u64,
     bad: BadRecord,
-    first: Option<(&RecordHeader, &[u8])>,
+    first: Option<&SummaryEntry<'_>>,
 ) -> Result<TailEnd> {
     if all_zero_from(scanner, pos, len).await? {
         return Ok(TailEnd::Clean);
@@ -107,28 +108,59 @@ pub(crate) async fn classify_tail<F: DeviceFile>(
     Ok(TailEnd::Damage { offset: pos, what })
 }
 
-/// Whether a key summary whose first entry lists `first` starts at `pos`.
+/// Whether a key summary whose first entry lists `first` (the extent's first record)
+/// starts at `pos`, whole or as a crash tore its write: the seal writes the records'
+/// last block, the summary and the padding in one write, so each sector of the entry
+/// may hold the new bytes or the old ones (zeros past the records). The entry may cross
+/// into a sector that reads as zeros while the bytes at `pos`, read as a record, fit in
+/// the sector before it and show no zeros.
 async fn summary_follows<F: DeviceFile>(
     scanner: &mut Scanner<F>,
     pos: u64,
-    first: Option<(&RecordHeader, &[u8])>,
+    first: Option<&SummaryEntry<'_>>,
 ) -> Result<bool> {
-    let Some((header, key)) = first else {
+    let Some(first) = first else {
         return Ok(false);
     };
-    let head = scanner
-        .bytes_at(
-            pos,
-            (SUMMARY_ENTRY_FIXED_LEN + META_LEN_MAX + KEY_LEN_MAX) as u64,
-        )
-        .await?;
-    // A seal of this build writes layout `WithMeta`; one of format version 1, `KeysOnly`.
-    let layouts = [SummaryLayout::WithMeta, SummaryLayout::KeysOnly];
-    Ok(layouts.into_iter().any(|layout| {
-        format::decode_summary_entry(head, layout).is_some_and(|(e, _)| {
-            e.offset == EXTENT_HEADER_LEN as u32 && e.header == *header && e.key == key
-        })
-    }))
+    // A seal of this build writes layout `WithMeta`; one of format version 1, `KeysOnly`
+    // (the same entry without the metadata).
+    let mut with_meta = Vec::new();
+    format::encode_summary_entry(&mut with_meta, first);
+    let keys_only = [&with_meta[..SUMMARY_ENTRY_FIXED_LEN], first.key].concat();
+    let longest = with_meta.len().max(keys_only.len()) as u64;
+    let head = scanner.bytes_at(pos, longest).await?;
+    Ok([with_meta, keys_only]
+        .iter()
+        .any(|entry| torn_copy_of(head, pos, entry)))
+}
+
+/// Whether `bytes`, read from file offset `start` (shorter where the file ends), can be
+/// what is left of `expected` written there by a write a crash may have torn: the share
+/// of the first sector is new and not all zeros, each later sector's share is new or
+/// zeros (never written, or cut off by the end of the file).
+pub(crate) fn torn_copy_of(bytes: &[u8], start: u64, expected: &[u8]) -> bool {
+    let end = start + expected.len() as u64;
+    let mut at = start;
+    while at < end {
+        let sector_end = ((at / SECTOR_BYTES) + 1) * SECTOR_BYTES;
+        let (from, to) = (
+            (at - start) as usize,
+            (sector_end.min(end) - start) as usize,
+        );
+        let want = &expected[from..to];
+        let have = bytes.get(from..to.min(bytes.len())).unwrap_or(&[]);
+        let zeros = have.iter().all(|&b| b == 0);
+        let new = have == want;
+        let fits = match at == start {
+            true => new && !zeros,
+            false => new || zeros,
+        };
+        if !fits {
+            return false;
+        }
+        at = sector_end;
+    }
+    true
 }
 
 /// How a newest extent with an invalid header is to be taken.

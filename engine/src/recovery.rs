@@ -414,15 +414,20 @@ impl<D: Device> Substore<D> {
                     },
                 );
                 entries += 1;
-                first.get_or_insert_with(|| (*h, key.to_vec()));
+                first.get_or_insert_with(|| (*h, meta.to_vec(), key.to_vec()));
                 (self.state.borrow_mut()).account(seq, offset, h, Some(meta), key)
             },
         )
         .await?;
         let end = scan.end;
         if let Some(bad) = scan.stop {
-            let first = first.as_ref().map(|(h, k)| (h, k.as_slice()));
-            let tail = diagnose::classify_tail(scanner, end, len, bad, first).await?;
+            let first = first.as_ref().map(|(header, meta, key)| SummaryEntry {
+                offset: EXTENT_HEADER_LEN as u32,
+                header: *header,
+                meta: Some(meta),
+                key,
+            });
+            let tail = diagnose::classify_tail(scanner, end, len, bad, first.as_ref()).await?;
             match tail {
                 TailEnd::Damage { offset, what } => match self.config.recovery {
                     Recovery::Strict => return Err(refusal(scanner.path(), offset, what)),

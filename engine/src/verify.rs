@@ -38,7 +38,7 @@ use crate::format::{
     EXTENT_HEADER_SEQ_AT, EXTENT_HEADER_SUBSTORE_AT, EXTENT_MAGIC, ExtentHeader,
     FOOTER_ENTRY_COUNT_AT, FOOTER_LEN, Footer, Kind, META_CRC_AT, META_FILE_LEN, META_FILE_NAME,
     META_FILE_TMP_NAME, META_MAGIC, META_RESERVED_AT, META_SUBSTORE_AT, RECORD_EXPIRY_LEN,
-    RECORD_HEADER_LEN, RecordError, RecordHeader, SubstoreId, extent_file_name,
+    RECORD_HEADER_LEN, RecordError, RecordHeader, SubstoreId, SummaryEntry, extent_file_name,
     parse_extent_file_name,
 };
 use crate::hash::routing_hash;
@@ -640,9 +640,14 @@ impl<D: Device> Verifier<'_, D> {
         let Some((error, header)) = stop else {
             return Ok(());
         };
-        let first = records.first().map(|r| (&r.header, r.key.as_slice()));
+        let first = records.first().map(|r| SummaryEntry {
+            offset: r.offset,
+            header: r.header,
+            meta: Some(&r.meta),
+            key: &r.key,
+        });
         let bad = BadRecord { error, header };
-        let end = diagnose::classify_tail(scanner, pos, len, bad, first).await?;
+        let end = diagnose::classify_tail(scanner, pos, len, bad, first.as_ref()).await?;
         if matches!(end, TailEnd::Clean) {
             return Ok(());
         }
