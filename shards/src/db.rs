@@ -92,7 +92,8 @@ struct Inner {
     /// Which blocking callers may spin for their answers, and how long.
     spinners: Spinners,
     threads: Mutex<Vec<CoreThread>>,
-    lock: Mutex<Option<DirLock>>,
+    /// The home's lock and those of the other data directories.
+    lock: Mutex<Option<(DirLock, Vec<DirLock>)>>,
     /// Judges expiry times (the cores and caches hold clones).
     clock: Clock,
     /// The file system the database is on.
@@ -253,23 +254,26 @@ fn await_ready(
 
 impl Db {
     /// Opens (or creates) the database in directory `path`.
-    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+    pub fn open(path: impl AsRef<Path>, mut options: Options) -> Result<Db> {
         options.validate()?;
         crate::host::check(&options)?;
         let path = path.as_ref().to_path_buf();
         let read_only = options.read_only;
         let crate::opening::Found {
             lock,
+            dirs,
+            dir_locks,
             leaves,
             ancestors,
             logged,
             pending,
-        } = crate::opening::find(&options.storage, &path, read_only)?;
+        } = crate::opening::find(&options.storage, &path, &options.data_dirs, read_only)?;
+        options.data_dirs = dirs.others().to_vec();
         let cores = options.resolved_cores();
         let cpus = allowed_cpus();
         let spare_cpus = cpus.len().saturating_sub(cores);
         let spin = (spare_cpus > 0).then_some(SPIN_BEFORE_PARK);
-        let assignment = layout::assign(&leaves, &ancestors, cores);
+        let assignment = layout::assign(&leaves, &ancestors, cores, &dirs);
         let shared: Vec<Arc<CoreShared>> = (0..cores)
             .map(|index| Arc::new(CoreShared::new(index, options.queue_depth, spin)))
             .collect();
@@ -331,7 +335,7 @@ impl Db {
             batch_log_bytes,
             spinners: Spinners::new(spare_cpus, SPIN_BEFORE_PARK, WRITE_SPIN_BEFORE_PARK),
             threads: Mutex::new(threads),
-            lock: Mutex::new(Some(lock)),
+            lock: Mutex::new(Some((lock, dir_locks))),
             clock,
             storage: storage.clone(),
         };

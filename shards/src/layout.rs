@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use ringkv_engine::SubstoreId;
 
+use crate::data_dirs::DataDirs;
 use crate::error::{Error, Result};
 use crate::storage::{Kind, Storage};
 
@@ -104,42 +105,65 @@ pub(crate) fn create_db_dir(fs: &Storage, dir: &Path) -> Result<()> {
 /// Creates the initial trie if the database is new, then lists and checks the leaves.
 #[cfg(test)]
 pub(crate) fn leaves(dir: &Path) -> Result<Vec<Leaf>> {
-    scan(&Storage::Real, dir).map(|(leaves, _)| leaves)
+    let dirs = DataDirs::home_only(dir);
+    scan(&Storage::Real, &dirs).map(|(leaves, _)| leaves)
 }
 
-/// [`leaves`], and the ancestors (handed-over parents) behind them. Nothing is removed
-/// until the whole layout has been read and checked: every removal is of something a
-/// crash left behind that was never acknowledged (ARCHITECTURE.md, "Destructive steps
-/// at open").
-pub(crate) fn scan(fs: &Storage, dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
-    let substores = dir.join(SUBSTORES_DIR);
-    if !dir_present(fs, &substores)? {
-        create_trie(fs, dir)?;
+/// [`leaves`], and the ancestors (handed-over parents) behind them, over every data
+/// directory. Nothing is removed until the whole layout has been read and checked:
+/// every removal is of something a crash left behind that was never acknowledged
+/// (ARCHITECTURE.md, "Destructive steps at open").
+pub(crate) fn scan(fs: &Storage, dirs: &DataDirs) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
+    if !dir_present(fs, &dirs.substores(0))? {
+        create_trie(fs, dirs)?;
     }
-    let plan = plan(&substores, list(fs, &substores)?)?;
+    let plan = plan(&dirs.substores(0), list_all(fs, dirs)?)?;
     for path in &plan.remove {
         fs.remove_dir_all(path).map_err(io("removing", path))?;
     }
-    if !plan.remove.is_empty() {
-        sync_dir(fs, &substores)?;
+    let mut synced: Vec<&Path> = Vec::new();
+    for parent in plan.remove.iter().filter_map(|p| p.parent()) {
+        if !synced.contains(&parent) {
+            sync_dir(fs, parent)?;
+            synced.push(parent);
+        }
     }
     Ok((plan.leaves, plan.ancestors))
 }
 
 /// [`scan`] for a read-only open: changes nothing, and refuses a directory where a
 /// writable open would create or remove something.
-pub(crate) fn scan_read_only(fs: &Storage, dir: &Path) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
-    let substores = dir.join(SUBSTORES_DIR);
-    if !dir_present(fs, &substores)? {
+pub(crate) fn scan_read_only(fs: &Storage, dirs: &DataDirs) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
+    let home = dirs.iter().next().expect("the home is a data directory");
+    if !dir_present(fs, &dirs.substores(0))? {
         let what = "it holds no database yet (no substores directory)";
-        return Err(Error::needs_writable_open(dir, what));
+        return Err(Error::needs_writable_open(home, what));
     }
-    let plan = plan(&substores, list(fs, &substores)?)?;
+    let plan = plan(&dirs.substores(0), list_all(fs, dirs)?)?;
     if let Some(path) = plan.remove.first() {
         let what = "a split left it behind (unfinished, or finished and not yet cleaned up)";
         return Err(Error::needs_writable_open(path, what));
     }
     Ok((plan.leaves, plan.ancestors))
+}
+
+/// The listings of every data directory's `substores/`, as one.
+fn list_all(fs: &Storage, dirs: &DataDirs) -> Result<Listing> {
+    let mut all = Listing::default();
+    for i in 0..dirs.len() {
+        let substores = dirs.substores(i);
+        if !dir_present(fs, &substores)? {
+            return Err(Error::Layout {
+                path: substores,
+                what: "a data directory of the database has no substores directory".into(),
+            });
+        }
+        let one = list(fs, &substores)?;
+        all.leaves.extend(one.leaves);
+        all.ancestors.extend(one.ancestors);
+        all.retired.extend(one.retired);
+    }
+    Ok(all)
 }
 
 /// What is at `path`, without following a last symbolic link. `None` only when nothing
@@ -185,24 +209,58 @@ pub(crate) fn handed_over(fs: &Storage, dir: &Path) -> Result<bool> {
     }
 }
 
-/// Creates the 16 leaves of a new database in `substores.tmp`, then renames it into
-/// place: a crash leaves either no trie or a whole one.
-fn create_trie(fs: &Storage, dir: &Path) -> Result<()> {
-    let substores = dir.join(SUBSTORES_DIR);
-    let tmp = dir.join(SUBSTORES_TMP_DIR);
+/// Creates the 16 leaves of a new database, spread round-robin over the data
+/// directories: those of the other directories first, straight into their
+/// `substores/`, then the home's in `substores.tmp`, renamed into place. That rename is
+/// the commit point: a crash leaves either no trie (and, in the other directories,
+/// empty leaf directories that the next creation removes) or a whole one.
+fn create_trie(fs: &Storage, dirs: &DataDirs) -> Result<()> {
+    let home = dirs.iter().next().expect("the home is a data directory");
+    let substores = dirs.substores(0);
+    let tmp = home.join(SUBSTORES_TMP_DIR);
     if probe(fs, &tmp)?.is_some() {
         remove_unfinished_creation(fs, &tmp)?;
+    }
+    for i in 1..dirs.len() {
+        remove_unfinished_leaves(fs, &dirs.substores(i))?;
     }
     fs.create_dir(&tmp).map_err(io("creating", &tmp))?;
     let shift = 64 - u32::from(INITIAL_PREFIX_BITS);
     for i in 0..1u64 << INITIAL_PREFIX_BITS {
         let id = leaf_id(INITIAL_PREFIX_BITS, i << shift);
-        let leaf = tmp.join(leaf_dir_name(&id));
+        let within = match (i as usize) % dirs.len() {
+            0 => tmp.clone(),
+            n => dirs.substores(n),
+        };
+        let leaf = within.join(leaf_dir_name(&id));
         fs.create_dir(&leaf).map_err(io("creating", &leaf))?;
+    }
+    for i in 1..dirs.len() {
+        sync_dir(fs, &dirs.substores(i))?;
     }
     sync_dir(fs, &tmp)?;
     fs.rename(&tmp, &substores).map_err(io("renaming", &tmp))?;
-    sync_dir(fs, dir)
+    sync_dir(fs, home)
+}
+
+/// Removes the empty leaf directories an interrupted [`create_trie`] left in another
+/// data directory's `substores/` (the home has none, so the database does not exist
+/// yet). Anything else there is an error: one empty directory at a time.
+fn remove_unfinished_leaves(fs: &Storage, substores: &Path) -> Result<()> {
+    for (name, kind) in fs.read_dir(substores).map_err(io("listing", substores))? {
+        let path = substores.join(&name);
+        if kind != Kind::Dir || parse_leaf_dir_name(&name).is_none() {
+            return Err(Error::Layout {
+                path,
+                what: "the database is being created, so its data directories hold only \
+                       empty leaf directories; this was not made by ringkv"
+                    .into(),
+            });
+        }
+        fs.remove_dir(&path)
+            .map_err(io("removing the empty", &path))?;
+    }
+    Ok(())
 }
 
 /// Removes what an interrupted [`create_trie`] left: empty leaf directories and the
@@ -231,6 +289,7 @@ fn remove_unfinished_creation(fs: &Storage, tmp: &Path) -> Result<()> {
 }
 
 /// The directories under `substores/`, read without changing anything.
+#[derive(Default)]
 struct Listing {
     leaves: Vec<Leaf>,
     ancestors: Vec<Leaf>,
@@ -399,9 +458,9 @@ pub(crate) fn hand_over(fs: &Storage, parent: &Leaf) -> Result<()> {
     sync_dir(fs, &parent.dir)
 }
 
-/// Creates the directories of the 16 children of `parent`, beside it.
-pub(crate) fn create_children(fs: &Storage, parent: &Leaf) -> Result<Vec<Leaf>> {
-    let substores = parent.dir.parent().expect("leaves live in substores/");
+/// Creates the directories of the 16 children of `parent` in `substores` (beside it,
+/// or in another data directory's).
+pub(crate) fn create_children(fs: &Storage, parent: &Leaf, substores: &Path) -> Result<Vec<Leaf>> {
     let mut children = Vec::with_capacity(16);
     for nibble in 0..16u8 {
         let child = ringkv_engine::hash::child_id(&parent.id, nibble, 0);
@@ -492,7 +551,15 @@ pub(crate) struct Assignment {
 /// Balances leaves over `cores` by size. Leaves deeper than ROUTE_BITS are grouped under
 /// their ancestor at ROUTE_BITS so that one routing entry names one core; the leaves
 /// behind a handed-over ancestor are grouped with it, so that one core owns them all.
-pub(crate) fn assign(leaves: &[Leaf], ancestors: &[Leaf], cores: usize) -> Assignment {
+/// With several data directories, a group goes to a core that serves its directory
+/// ([`DataDirs::affine`]) unless that core is a group's worth busier than the least
+/// busy one: each core's I/O then goes mostly to one device.
+pub(crate) fn assign(
+    leaves: &[Leaf],
+    ancestors: &[Leaf],
+    cores: usize,
+    dirs: &DataDirs,
+) -> Assignment {
     assert!(cores > 0 && cores <= usize::from(u16::MAX));
     let route_shift = 64 - u32::from(ROUTE_BITS);
     // The route entries a group spans: its own, or those of the ancestor it lies behind.
@@ -524,8 +591,22 @@ pub(crate) fn assign(leaves: &[Leaf], ancestors: &[Leaf], cores: usize) -> Assig
     let mut route = vec![u16::MAX; 1 << ROUTE_BITS].into_boxed_slice();
     let mut per_core = vec![Vec::new(); cores];
     for g in order {
-        let core = (0..cores).min_by_key(|&c| (load[c], c)).expect("cores > 0");
         let (first, count, group, bytes) = &groups[g];
+        let least = |serves: &dyn Fn(usize) -> bool| {
+            (0..cores)
+                .filter(|&c| serves(c))
+                .min_by_key(|&c| (load[c], c))
+        };
+        let any = least(&|_| true).expect("cores > 0");
+        let dir = dirs.index_of(&group[0].dir);
+        let core = match least(&|c| dirs.affine(c, cores, dir)) {
+            Some(a)
+                if load[a].0 <= load[any].0 + bytes && load[a].1 <= load[any].1 + group.len() =>
+            {
+                a
+            }
+            _ => any,
+        };
         load[core].0 += bytes;
         load[core].1 += group.len();
         route[*first..first + count].fill(core as u16);
@@ -553,6 +634,11 @@ mod tests {
 
     use super::*;
 
+    /// The `substores/` a leaf lies in, where its children go by default.
+    fn beside(leaf: &Leaf) -> &Path {
+        leaf.dir.parent().unwrap()
+    }
+
     #[test]
     fn a_new_directory_gets_sixteen_leaves_that_tile_the_space() {
         let dir = tempfile::tempdir().unwrap();
@@ -578,13 +664,50 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let leaves = leaves(dir.path()).unwrap();
         for cores in 1..=5 {
-            let a = assign(&leaves, &[], cores);
+            let a = assign(&leaves, &[], cores, &DataDirs::home_only(dir.path()));
             let counts: Vec<usize> = a.per_core.iter().map(Vec::len).collect();
             assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1);
             for (core, owned) in a.per_core.iter().enumerate() {
                 for leaf in owned {
                     let entry = (leaf.id.hash_prefix >> 56) as usize;
                     assert_eq!(a.route[entry] as usize, core);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn with_several_data_directories_each_core_serves_its_own_and_stays_balanced() {
+        let homes = ["/h", "/a", "/b"].map(PathBuf::from);
+        for n in 1..=3 {
+            let dirs = DataDirs::new(&homes[0], &homes[1..n]);
+            // The 16 leaves of a new database, round-robin over the directories.
+            let leaves: Vec<Leaf> = (0..16u64)
+                .map(|i| {
+                    let id = leaf_id(4, i << 60);
+                    let dir = homes[i as usize % n]
+                        .join(SUBSTORES_DIR)
+                        .join(leaf_dir_name(&id));
+                    Leaf {
+                        id,
+                        dir,
+                        size_bytes: 0,
+                    }
+                })
+                .collect();
+            for cores in 1..=4 {
+                let a = assign(&leaves, &[], cores, &dirs);
+                let counts: Vec<usize> = a.per_core.iter().map(Vec::len).collect();
+                let spread = counts.iter().max().unwrap() - counts.iter().min().unwrap();
+                assert!(spread <= 2, "{n} dirs, {cores} cores: {counts:?}");
+                if cores % n != 0 && n % cores != 0 {
+                    continue; // a core serves parts of two directories
+                }
+                for (core, owned) in a.per_core.iter().enumerate() {
+                    for leaf in owned {
+                        let dir = dirs.index_of(&leaf.dir);
+                        assert!(dirs.affine(core, cores, dir), "{n} dirs, {cores} cores");
+                    }
                 }
             }
         }
@@ -604,12 +727,15 @@ mod tests {
         };
         let fs = Storage::Sim(disk.clone());
         create_db_dir(&fs, dir).unwrap();
-        let (leaves, _) = scan(&fs, dir).unwrap();
+        let (leaves, _) = scan(&fs, &DataDirs::home_only(dir)).unwrap();
         let fs = cut(&mut disk);
-        assert_eq!(scan(&fs, dir).unwrap(), (leaves.clone(), Vec::new()));
+        assert_eq!(
+            scan(&fs, &DataDirs::home_only(dir)).unwrap(),
+            (leaves.clone(), Vec::new())
+        );
 
         let parent = &leaves[5];
-        let children = create_children(&fs, parent).unwrap();
+        let children = create_children(&fs, parent, beside(parent)).unwrap();
         let fs = cut(&mut disk);
         for child in &children {
             assert_eq!(probe(&fs, &child.dir).unwrap(), Some(Kind::Dir));
@@ -617,13 +743,13 @@ mod tests {
 
         hand_over(&fs, parent).unwrap();
         let fs = cut(&mut disk);
-        let (after, ancestors) = scan(&fs, dir).unwrap();
+        let (after, ancestors) = scan(&fs, &DataDirs::home_only(dir)).unwrap();
         assert_eq!(ancestors, vec![parent.clone()], "the marker survives");
         assert_eq!(after.len(), 31);
 
         retire(&fs, parent).unwrap();
         let fs = cut(&mut disk);
-        let (after, ancestors) = scan(&fs, dir).unwrap();
+        let (after, ancestors) = scan(&fs, &DataDirs::home_only(dir)).unwrap();
         assert!(ancestors.is_empty() && !after.contains(parent));
         assert_eq!(after.len(), 31);
     }
@@ -632,14 +758,14 @@ mod tests {
     fn uncommitted_children_are_removed_and_retired_parents_too() {
         let dir = tempfile::tempdir().unwrap();
         let leaves = leaves(dir.path()).unwrap();
-        let children = create_children(&Storage::Real, &leaves[5]).unwrap();
+        let children = create_children(&Storage::Real, &leaves[5], beside(&leaves[5])).unwrap();
         assert_eq!(children.len(), 16);
         // Not committed: the parent is still a leaf, so the children go.
         let again = super::leaves(dir.path()).unwrap();
         assert_eq!(again, leaves);
         assert!(!children[0].dir.exists());
         // Committed: the parent is retired, the children stay.
-        let children = create_children(&Storage::Real, &leaves[5]).unwrap();
+        let children = create_children(&Storage::Real, &leaves[5], beside(&leaves[5])).unwrap();
         retire(&Storage::Real, &leaves[5]).unwrap();
         let after = super::leaves(dir.path()).unwrap();
         assert_eq!(after.len(), 31);
@@ -673,7 +799,7 @@ mod tests {
     fn nothing_is_removed_when_the_layout_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let leaves = leaves(dir.path()).unwrap();
-        create_children(&Storage::Real, &leaves[5]).unwrap(); // uncommitted: open would remove them
+        create_children(&Storage::Real, &leaves[5], beside(&leaves[5])).unwrap(); // uncommitted: open would remove them
         std::fs::remove_dir(&leaves[3].dir).unwrap(); // but the layout has a hole
         let before = tree(dir.path());
         assert!(matches!(
@@ -687,7 +813,7 @@ mod tests {
     fn a_marker_that_is_not_a_regular_file_is_a_layout_error() {
         let dir = tempfile::tempdir().unwrap();
         let leaves = leaves(dir.path()).unwrap();
-        create_children(&Storage::Real, &leaves[5]).unwrap();
+        create_children(&Storage::Real, &leaves[5], beside(&leaves[5])).unwrap();
         let marker = leaves[5].dir.join(HANDED_OVER_FILE_NAME);
         std::fs::create_dir(&marker).unwrap();
         let before = tree(dir.path());
@@ -716,7 +842,7 @@ mod tests {
             dir: leaves[5].dir.with_file_name(leaf_dir_name(&deep)),
             size_bytes: 0,
         };
-        let grandchildren = create_children(&Storage::Real, &deep).unwrap();
+        let grandchildren = create_children(&Storage::Real, &deep, beside(&deep)).unwrap();
         let err = super::leaves(dir.path()).unwrap_err();
         assert!(matches!(err, Error::Layout { .. }), "{err:?}");
         assert!(grandchildren.iter().all(|g| g.dir.is_dir()));

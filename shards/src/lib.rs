@@ -36,6 +36,7 @@
 mod batch;
 mod cache;
 mod core;
+mod data_dirs;
 mod db;
 mod error;
 mod host;

@@ -5,9 +5,10 @@
 //! writable open would first change something: commit or batch logs to replay, a
 //! split to clean up (torn tails are the engine's to refuse, as it opens each leaf).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::batch;
+use crate::data_dirs::{self, DataDirs};
 use crate::error::{Error, Result};
 use crate::layout::{self, DirLock, LOCK_FILE_NAME, Leaf};
 use crate::logs::{self, COMMIT_DIR};
@@ -16,27 +17,40 @@ use crate::storage::Storage;
 /// A database directory as open found it, locked.
 pub(crate) struct Found {
     pub(crate) lock: DirLock,
+    /// The directories holding substores (the home first), each other one locked.
+    pub(crate) dirs: DataDirs,
+    pub(crate) dir_locks: Vec<DirLock>,
     pub(crate) leaves: Vec<Leaf>,
     pub(crate) ancestors: Vec<Leaf>,
     pub(crate) logged: logs::Recovered,
     pub(crate) pending: batch::Pending,
 }
 
-pub(crate) fn find(fs: &Storage, dir: &Path, read_only: bool) -> Result<Found> {
+/// Finds the database in `dir`, with its other data directories (`data_dirs`, empty:
+/// those it lists).
+pub(crate) fn find(
+    fs: &Storage,
+    dir: &Path,
+    data_dirs: &[PathBuf],
+    read_only: bool,
+) -> Result<Found> {
     match read_only {
-        false => writable(fs, dir),
-        true => unchanged(fs, dir),
+        false => writable(fs, dir, data_dirs),
+        true => unchanged(fs, dir, data_dirs),
     }
 }
 
-fn writable(fs: &Storage, dir: &Path) -> Result<Found> {
+fn writable(fs: &Storage, dir: &Path, data_dirs: &[PathBuf]) -> Result<Found> {
     layout::create_db_dir(fs, dir)?;
     let lock = layout::lock(fs, dir)?;
-    let (leaves, ancestors) = layout::scan(fs, dir)?;
+    let (dirs, dir_locks) = data_dirs::resolve(fs, dir, data_dirs)?;
+    let (leaves, ancestors) = layout::scan(fs, &dirs)?;
     let logged = logs::read(fs, dir)?;
     let pending = batch::read(fs, dir)?;
     Ok(Found {
         lock,
+        dirs,
+        dir_locks,
         leaves,
         ancestors,
         logged,
@@ -44,7 +58,7 @@ fn writable(fs: &Storage, dir: &Path) -> Result<Found> {
     })
 }
 
-fn unchanged(fs: &Storage, dir: &Path) -> Result<Found> {
+fn unchanged(fs: &Storage, dir: &Path, data_dirs: &[PathBuf]) -> Result<Found> {
     if layout::probe(fs, dir)?.is_none() {
         return Err(Error::Io {
             op: "opening read-only",
@@ -53,7 +67,8 @@ fn unchanged(fs: &Storage, dir: &Path) -> Result<Found> {
         });
     }
     let lock = fs.lock_shared(dir, &dir.join(LOCK_FILE_NAME))?;
-    let (leaves, ancestors) = layout::scan_read_only(fs, dir)?;
+    let (dirs, dir_locks) = data_dirs::resolve_read_only(fs, dir, data_dirs)?;
+    let (leaves, ancestors) = layout::scan_read_only(fs, &dirs)?;
     let commit = dir.join(COMMIT_DIR);
     let (logged, pending) = match layout::probe(fs, &commit)? {
         None => Default::default(),
@@ -69,6 +84,8 @@ fn unchanged(fs: &Storage, dir: &Path) -> Result<Found> {
     }
     Ok(Found {
         lock,
+        dirs,
+        dir_locks,
         leaves,
         ancestors,
         logged,

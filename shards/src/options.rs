@@ -1,5 +1,6 @@
 //! Options of a database, with documented defaults.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ringkv_engine::{Clock, Recovery, SimDisk};
@@ -63,6 +64,9 @@ pub struct Options {
     pub(crate) head_meta_bytes: usize,
     pub(crate) storage: Storage,
     pub(crate) clock: Clock,
+    /// The data directories besides the database's own; resolved (absolute, as
+    /// `DATA-DIRS` lists them) once the database is open.
+    pub(crate) data_dirs: Vec<PathBuf>,
 }
 
 /// Default flush interval of [`Durability::Buffered`]: 50 ms.
@@ -126,11 +130,30 @@ impl Default for Options {
             head_meta_bytes: META_LEN_MAX,
             storage: Storage::Real,
             clock: Clock::system(),
+            data_dirs: Vec::new(),
         }
     }
 }
 
 impl Options {
+    /// Directories besides the database's own that hold its substores, one per
+    /// device (RocksDB's `db_paths`, Aerospike's devices): the 16 first leaves are
+    /// spread over all of them and the database's own round-robin, a split's children
+    /// go to the directory with clearly the most free space (else beside their
+    /// parent), and cores are assigned so that each serves mostly one directory. The
+    /// database's own directory keeps its commit logs, `LOCK` and the list
+    /// (`DATA-DIRS`), so that later opens (and `ringkv stats`, `verify`, ...) find
+    /// them with this option left empty.
+    ///
+    /// Reopening with more directories adds them (nothing moves; new leaves go
+    /// there); leaving out one that holds substores is refused, as is a listed
+    /// directory that lost its `RINGKV-DATA` marker (an unmounted device). Default:
+    /// none. Real file systems only.
+    pub fn data_dirs<P: Into<PathBuf>>(mut self, dirs: impl IntoIterator<Item = P>) -> Self {
+        self.data_dirs = dirs.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Executors (one thread each). Default (0): half the CPUs available to the process,
     /// at least one. The other half is left to the threads that call the database: with
     /// a CPU to spare, a core and its callers spin instead of sleeping between requests,

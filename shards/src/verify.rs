@@ -1,7 +1,8 @@
 //! `verify`: checks a database directory without opening it and without changing it.
 //!
 //! The directory is locked first (the same `LOCK` flock as [`Db::open`](crate::Db::open)
-//! takes, exclusively and without waiting), so a directory that another process holds
+//! takes, exclusively and without waiting, in it and in each other data directory its
+//! `DATA-DIRS` lists), so a directory that another process holds
 //! open is refused with [`Error::Locked`], and no process can open it while the check
 //! runs. The layout is then read as `Db::open` would read it, without its clean-ups:
 //! parents of committed splits and children of uncommitted ones are noted (open
@@ -149,7 +150,23 @@ pub fn verify_with_progress(
         }
         Err(e) => report.layout_problems.push(finding(&tmp, &e.to_string())),
     }
-    let leaves = leaves(&substores, &mut report)?;
+    let mut all_substores = vec![substores];
+    let mut _held_others = Vec::new();
+    for (other, refused) in crate::data_dirs::listed_for_verify(&dir)? {
+        if let Some(e) = refused {
+            report.layout_problems.push(finding(&other, &e.to_string()));
+            continue;
+        }
+        _held_others.push(lock(&other)?);
+        let substores = other.join(SUBSTORES_DIR);
+        if !substores.is_dir() {
+            let what = format!("no {SUBSTORES_DIR}/ directory in a data directory: opening fails");
+            report.layout_problems.push(finding(&other, &what));
+            continue;
+        }
+        all_substores.push(substores);
+    }
+    let leaves = leaves(&all_substores, &mut report)?;
     let total: u64 = leaves.iter().map(|l| l.size_bytes).sum();
     let mut done = 0;
     progress(0, total);
@@ -221,13 +238,20 @@ fn lock(dir: &Path) -> Result<Option<Flock<File>>> {
 }
 
 /// The leaves `Db::open` would keep, and the ancestors of hand-over splits behind them
-/// (substores too, verified like leaves), found without removing anything; what open
+/// (substores too, verified like leaves), found in the `substores/` directories of
+/// every data directory (the home's first) without removing anything; what open
 /// would remove or refuse is noted in `report`.
-fn leaves(substores: &Path, report: &mut VerifyReport) -> Result<Vec<Leaf>> {
+fn leaves(all_substores: &[PathBuf], report: &mut VerifyReport) -> Result<Vec<Leaf>> {
     let mut leaves = Vec::new();
     let mut ancestors = Vec::new();
-    for entry in std::fs::read_dir(substores).map_err(io("listing", substores))? {
-        let path = entry.map_err(io("listing", substores))?.path();
+    let mut entries = Vec::new();
+    for substores in all_substores {
+        for entry in std::fs::read_dir(substores).map_err(io("listing", substores))? {
+            entries.push(entry.map_err(io("listing", substores))?.path());
+        }
+    }
+    let substores = &all_substores[0];
+    for path in entries {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         if name.ends_with(RETIRED_SUFFIX) {
             let what = "the parent of a committed split; opening removes it";

@@ -1,6 +1,7 @@
 //! `ringkv serve` over time: data survives a restart; SIGTERM, SIGINT and SHUTDOWN stop
 //! accepting, flush and exit 0; a config file sets what the flags set; the metrics
-//! endpoint; a second server cannot take the same port or directory.
+//! endpoint; a second server cannot take the same port or directory; `--data-dir`
+//! spreads the database over more directories, which later starts find by themselves.
 
 mod serve_support;
 
@@ -60,6 +61,29 @@ fn data_survives_restarts_and_every_stop_exits_zero() {
     let stderr_before = server.stderr();
     let status = server.wait();
     assert_eq!(status.code(), Some(0), "{stderr_before}");
+}
+
+#[test]
+fn data_dirs_given_once_are_found_again_at_every_start() {
+    let dir = tempdir();
+    let (data, other) = (dir.path().join("data"), dir.path().join("nvme1"));
+    let server = Server::start(&data, &["--data-dir", other.to_str().unwrap()]);
+    let mut c = server.client();
+    for i in 0..300 {
+        let () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    assert_eq!(server.signal(Signal::SIGTERM).code(), Some(0));
+    let leaves = std::fs::read_dir(other.join("substores")).unwrap().count();
+    assert!(leaves >= 5, "leaves in the other directory: {leaves}");
+    let server = Server::start(&data, &[]);
+    let mut c = server.client();
+    let size: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(size, 300);
+    assert_eq!(server.signal(Signal::SIGTERM).code(), Some(0));
 }
 
 #[test]

@@ -517,6 +517,11 @@ impl Core {
         .detach();
     }
 
+    /// The directories holding the database's substores (the home first).
+    pub(in crate::core) fn data_dirs(&self) -> crate::data_dirs::DataDirs {
+        crate::data_dirs::DataDirs::new(&self.data_dir, &self.options.data_dirs)
+    }
+
     /// A call in flight ended.
     fn count_out(&self) {
         self.in_flight.set(self.in_flight.get() - 1);

@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// replaces its dump file [default: 1].
     #[arg(long, value_name = "N")]
     pub save_keep: Option<usize>,
+    /// Another directory for the database's substores, one per device; repeat for
+    /// more. The data directory keeps the list, so later starts need not repeat it
+    /// [default: the data directory alone, or the directories it lists].
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dirs: Vec<PathBuf>,
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -128,6 +133,7 @@ struct FileConfig {
     protected_mode: Option<YesNo>,
     save_dir: Option<PathBuf>,
     save_keep: Option<usize>,
+    data_dirs: Option<Vec<PathBuf>>,
 }
 
 /// The settings in force.
@@ -152,6 +158,8 @@ pub struct Config {
     /// Where SAVE and BGSAVE write checkpoints, and how many are kept.
     pub save_dir: PathBuf,
     pub save_keep: usize,
+    /// The database's other data directories (`Options::data_dirs`).
+    pub data_dirs: Vec<PathBuf>,
 }
 
 impl Config {
@@ -173,8 +181,13 @@ impl Config {
             name.push(".checkpoints");
             dir.with_file_name(name)
         });
+        let data_dirs = match args.data_dirs.is_empty() {
+            true => file.data_dirs.unwrap_or_default(),
+            false => args.data_dirs,
+        };
         let config = Config {
             config_file: args.config,
+            data_dirs,
             save_dir,
             save_keep: args.save_keep.or(file.save_keep).unwrap_or(1),
             dir,
@@ -247,6 +260,7 @@ impl Config {
             .cores(self.cores)
             .durability(durability)
             .cache_bytes(self.cache_bytes)
+            .data_dirs(&self.data_dirs)
     }
 
     pub fn durability_name(&self) -> &'static str {

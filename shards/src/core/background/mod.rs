@@ -175,7 +175,7 @@ impl Core {
 
     /// The garbage ratio to compact at now: lower when the disk is filling up.
     pub(in crate::core) fn compaction_ratio(&self) -> f64 {
-        let free = self.options.storage.free_bytes(&self.data_dir);
+        let free = self.data_dirs().free_bytes_min(&self.options.storage);
         if free < self.options.compaction_free_space_min_bytes {
             COMPACTION_GARBAGE_RATIO_PRESSURE.min(self.options.compaction_garbage_ratio)
         } else {

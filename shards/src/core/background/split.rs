@@ -41,7 +41,10 @@ impl Core {
         &self,
         parent: &LeafState,
     ) -> Result<Vec<LeafState>> {
-        let children = crate::layout::create_children(&self.options.storage, &parent.leaf)?;
+        let fs = &self.options.storage;
+        let dirs = self.data_dirs();
+        let into = dirs.substores(dirs.for_children(fs, &parent.leaf.dir));
+        let children = crate::layout::create_children(fs, &parent.leaf, &into)?;
         let mut stores = Vec::with_capacity(16);
         for child in &children {
             match LeafState::open(&self.options.storage, child.clone(), self.config.clone()).await {
