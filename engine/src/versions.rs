@@ -10,8 +10,9 @@
 //! A write keeps the old state only if no write since the newest cut kept one: every
 //! cut then finds the first write after it. The records kept entries point at stay
 //! where they are as long as nothing rewrites or removes extents: compaction refuses to
-//! run while a cut is pinned (the owner of the substore holds it back). The last unpin
-//! forgets every kept version.
+//! run while a cut is pinned (the owner of the substore holds it back). An unpin
+//! forgets the versions no remaining cut can read (those kept before the oldest one);
+//! the last unpin forgets them all.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -71,6 +72,26 @@ impl Versions {
             .push((seq, before));
     }
 
+    /// Forgets the versions kept before the oldest cut: a cut reads the first version
+    /// kept at or after it, so no cut reads those.
+    fn trim(&mut self) {
+        let Some((&oldest, _)) = self.cuts.first_key_value() else {
+            *self = Versions::default();
+            return;
+        };
+        let mut freed = 0;
+        self.kept.retain(|key, versions| {
+            let stale = versions.partition_point(|&(at, _)| at < oldest);
+            versions.drain(..stale);
+            freed += stale * VERSION_BYTES;
+            if versions.is_empty() {
+                freed += key.len();
+            }
+            !versions.is_empty()
+        });
+        self.bytes -= freed;
+    }
+
     /// `key`'s entry at `cut`, given its current one.
     fn entry_at(&self, key: &[u8], current: Option<Entry>, cut: u64) -> Option<Entry> {
         let first_after = self
@@ -95,7 +116,8 @@ impl<D: Device> Substore<D> {
         cut
     }
 
-    /// Unpins `cut`; the last unpin forgets every kept version.
+    /// Unpins `cut`, forgetting the versions no remaining cut reads (all of them with
+    /// the last unpin).
     pub fn unpin(&self, cut: u64) {
         let mut state = self.state.borrow_mut();
         let versions = &mut state.versions;
@@ -103,11 +125,14 @@ impl<D: Device> Substore<D> {
             *pins -= 1;
             if *pins == 0 {
                 versions.cuts.remove(&cut);
+                versions.trim();
             }
         }
-        if versions.cuts.is_empty() {
-            *versions = Versions::default();
-        }
+    }
+
+    /// Bytes the versions kept for the pinned cuts take (see [`Substore::pinned_stats`]).
+    pub fn pinned_bytes(&self) -> u64 {
+        self.state.borrow().versions.bytes as u64
     }
 
     /// The cuts pinned and the versions kept for them.

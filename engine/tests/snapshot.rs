@@ -1,7 +1,8 @@
 //! A substore's snapshots (`Substore::pin`): reads and ordered key listings at a cut see
 //! exactly the records written before it, through overwrites, deletes and re-puts,
 //! with the old records in sealed extents or still in the tail's buffer; compaction
-//! refuses to run while a cut is pinned; the last unpin forgets every kept version.
+//! refuses to run while a cut is pinned; an unpin forgets what no remaining cut reads,
+//! the last one every kept version.
 
 use futures_lite::future::block_on;
 use ringkv_engine::scan::Direction;
@@ -102,5 +103,44 @@ fn reads_at_a_cut_see_exactly_what_was_written_before_it() {
         let stats = s.pinned_stats();
         assert_eq!((stats.cuts, stats.versions, stats.bytes), (0, 0, 0));
         assert!(s.compact(0.01).await.unwrap().extents > 0);
+    });
+}
+
+#[test]
+fn unpinning_the_oldest_cut_forgets_only_what_it_alone_read() {
+    block_on(async {
+        let s = Substore::create_or_open(SimDevice::new(), ID, config())
+            .await
+            .unwrap();
+        for key in ["a", "b"] {
+            put(&s, key, "1").await;
+        }
+        let first = s.pin();
+        put(&s, "a", "2").await;
+        put(&s, "b", "2").await;
+        let second = s.pin();
+        put(&s, "a", "3").await;
+        s.delete(b"b").await.unwrap();
+        let before = s.pinned_stats();
+        assert_eq!(before.versions, 4, "{before:?}");
+        s.unpin(first);
+        let after = s.pinned_stats();
+        assert_eq!(
+            after.versions, 2,
+            "the versions the first cut read: {after:?}"
+        );
+        assert!(after.bytes < before.bytes && after.bytes == s.pinned_bytes());
+        let trimmed = |v: Option<String>| v.map(|v| v.trim_end().to_owned());
+        assert_eq!(
+            trimmed(value_at(&s, "a", second).await).as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            trimmed(value_at(&s, "b", second).await).as_deref(),
+            Some("2")
+        );
+        assert_eq!(keys_at(&s, None, Direction::Forward, second), ["a", "b"]);
+        s.unpin(second);
+        assert_eq!(s.pinned_stats().bytes, 0);
     });
 }

@@ -23,6 +23,15 @@ pub enum Error {
     Locked { path: PathBuf, lock: PathBuf },
     #[error("the database is closed")]
     Closed,
+    /// A read through a snapshot that was released early: the versions the open
+    /// snapshots kept on the key's core passed `Options::snapshot_memory_bytes`, and
+    /// this one was the oldest there. Take a new snapshot.
+    #[error(
+        "the snapshot was released: the versions kept for open snapshots passed \
+         {budget_bytes} bytes on a core (Options::snapshot_memory_bytes), and it was the \
+         oldest there; take a new one"
+    )]
+    SnapshotTooOld { budget_bytes: u64 },
     #[error(
         "the database is read-only after a failed write or sync ({cause}); reads still work, \
          reopen it to write again"

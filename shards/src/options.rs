@@ -67,6 +67,7 @@ pub struct Options {
     /// The data directories besides the database's own; resolved (absolute, as
     /// `DATA-DIRS` lists them) once the database is open.
     pub(crate) data_dirs: Vec<PathBuf>,
+    pub(crate) snapshot_memory_bytes: u64,
 }
 
 /// Default flush interval of [`Durability::Buffered`]: 50 ms.
@@ -101,6 +102,8 @@ pub const SUMMARY_MEMORY_DEFAULT_BYTES: usize = 16 << 20;
 /// Smallest commit log file (when it is on).
 pub const COMMIT_LOG_MIN_BYTES: u64 = 64 << 10;
 
+/// Default memory the open snapshots may keep versions in: 256 MiB (shared by the cores).
+pub const SNAPSHOT_MEMORY_DEFAULT_BYTES: u64 = 256 << 20;
 /// Most cores a database runs.
 pub const CORES_MAX: usize = 256;
 
@@ -131,6 +134,7 @@ impl Default for Options {
             storage: Storage::Real,
             clock: Clock::system(),
             data_dirs: Vec::new(),
+            snapshot_memory_bytes: SNAPSHOT_MEMORY_DEFAULT_BYTES,
         }
     }
 }
@@ -151,6 +155,18 @@ impl Options {
     /// none. Real file systems only.
     pub fn data_dirs<P: Into<PathBuf>>(mut self, dirs: impl IntoIterator<Item = P>) -> Self {
         self.data_dirs = dirs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Memory the open snapshots may take for the versions writes replace while they
+    /// are open (key and index entry per key written since the oldest), shared equally
+    /// by the cores. Past a core's share, the oldest snapshot open there is released on
+    /// that core: its reads of the keys the core owns, and its scans, fail with
+    /// `Error::SnapshotTooOld`, and the core's background work (held back while
+    /// snapshots are open) may go on once no other snapshot is. `CoreStats` shows what
+    /// the snapshots keep. Default 256 MiB.
+    pub fn snapshot_memory_bytes(mut self, n: u64) -> Self {
+        self.snapshot_memory_bytes = n;
         self
     }
 

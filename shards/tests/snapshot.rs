@@ -2,7 +2,9 @@
 //! when it was taken, while writers overwrite and delete (every key of a batch or
 //! none, a prefix of acknowledged `Sync` puts); several snapshots at once each see
 //! their own instant; background work waits while one is open and resumes when the
-//! last is dropped; scans keep their snapshot open.
+//! last is dropped; scans keep their snapshot open; past the memory budget the oldest
+//! snapshot is released (its reads fail with `Error::SnapshotTooOld`), the others
+//! read on.
 
 mod support;
 
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ringkv::{Db, Durability, Options, SplitMode, WriteBatch};
+use ringkv::{Db, Durability, Error, Options, SplitMode, WriteBatch};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -133,6 +135,55 @@ fn a_snapshot_keeps_its_instant_while_writes_and_compaction_go_on() {
         assert!(db.compact().unwrap().extents > 0, "compaction runs again");
         same(&support::listing(&db), &model);
     }
+}
+
+#[test]
+fn past_the_memory_budget_the_oldest_snapshot_is_released_and_the_others_read_on() {
+    let dir = tempdir();
+    // One core: its share is the whole budget, ~40 versions of 300 keys.
+    let budget = 3 << 10;
+    let db = Db::open(dir.path(), options(1).snapshot_memory_bytes(budget)).unwrap();
+    let mut model = Model::new();
+    churn(&db, &mut model, 1, 2_000);
+    let old = db.snapshot().unwrap();
+    let scan = old.range::<&[u8]>(..);
+    // Writes past the budget release the old one; the young one's versions fit.
+    churn(&db, &mut model, 2, 200);
+    let young = db.snapshot().unwrap();
+    let at_young = model.clone();
+    churn(&db, &mut model, 3, 30);
+    let kept = db.stats().unwrap().cores[0].snapshot_version_bytes;
+    assert!(kept <= budget, "{kept} bytes kept");
+    for key in at_young.keys().take(20) {
+        match old.get(key) {
+            Err(Error::SnapshotTooOld { budget_bytes }) => assert_eq!(budget_bytes, budget),
+            other => panic!("{other:?}"),
+        }
+    }
+    let scanned: Vec<_> = scan.collect();
+    assert!(matches!(
+        scanned.last(),
+        Some(Err(Error::SnapshotTooOld { .. }))
+    ));
+    check(&young, &at_young);
+    assert_eq!(db.stats().unwrap().cores[0].snapshots, 1);
+    // Writes go on past the budget: the young one goes too, and work resumes.
+    churn(&db, &mut model, 4, 2_000);
+    assert!(matches!(
+        young.get(b"key-001"),
+        Err(Error::SnapshotTooOld { .. })
+    ));
+    let stats = db.stats().unwrap();
+    assert_eq!(
+        (stats.cores[0].snapshots, stats.cores[0].snapshot_versions),
+        (0, 0)
+    );
+    assert!(db.compact().unwrap().extents > 0, "compaction runs again");
+    drop((old, young));
+    let later = db.snapshot().unwrap();
+    check(&later, &model);
+    drop(later);
+    same(&support::listing(&db), &model);
 }
 
 #[test]

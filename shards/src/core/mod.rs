@@ -361,6 +361,8 @@ struct Core {
     gate_kept: Event,
     /// Open snapshots: each one's cut on every store of this core.
     snapshots: RefCell<snapshot::Snapshots>,
+    /// Snapshots released early here (past the memory budget), until dropped.
+    expired_snapshots: RefCell<std::collections::HashSet<u64>>,
     /// While a checkpoint lists the files, writes wait for `resumed`.
     paused: Cell<bool>,
     resumed: Event,
@@ -597,6 +599,7 @@ impl Core {
             holds: Cell::new(0),
             gate_kept: Event::new(),
             snapshots: RefCell::default(),
+            expired_snapshots: RefCell::default(),
             paused: Cell::new(false),
             resumed: Event::new(),
             compaction: Cell::new(CompactionStats::default()),
@@ -885,7 +888,10 @@ impl Core {
         let result = append(&leaf).await;
         leaf.dirty.set(true);
         match result {
-            Ok(()) => Ok((leaf, seq)),
+            Ok(()) => {
+                self.bound_snapshots();
+                Ok((leaf, seq))
+            }
             Err(e) => Err(self.failed(e)),
         }
     }
