@@ -95,19 +95,31 @@ impl Core {
             let items = keys.into_iter().map(|k| (Bytes::from(k), None)).collect();
             return Ok(ScanPage { items, resume });
         }
-        let reads = keys.iter().map(|k| async {
-            match request.snapshot {
-                Some(id) => self.snapshot_get(id, routing_hash(k), k).await,
-                None => self.get(routing_hash(k), k).await,
+        // Cached values first, in this poll (as each get would answer them); only the
+        // others become reads, all in flight together.
+        let mut values: Vec<Option<Option<Bytes>>> = match request.snapshot {
+            Some(_) => vec![None; keys.len()],
+            None => (keys.iter())
+                .map(|k| self.cache.peek(k).map(Some))
+                .collect(),
+        };
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+        let reads = missing.iter().map(|&i| {
+            let key = &keys[i];
+            async move {
+                match request.snapshot {
+                    Some(id) => self.snapshot_get(id, routing_hash(key), key).await,
+                    None => self.get(routing_hash(key), key).await,
+                }
             }
         });
-        let values = futures_util::future::join_all(reads).await;
-        let mut items = Vec::with_capacity(keys.len());
-        for (key, value) in keys.into_iter().zip(values) {
-            if let Some(value) = value? {
-                items.push((Bytes::from(key), Some(value)));
-            }
+        let read = futures_util::future::join_all(reads).await;
+        for (i, value) in missing.into_iter().zip(read) {
+            values[i] = Some(value?);
         }
+        let items = (keys.into_iter().zip(values))
+            .filter_map(|(key, value)| Some((Bytes::from(key), Some(value.flatten()?))))
+            .collect();
         Ok(ScanPage { items, resume })
     }
 
@@ -133,19 +145,26 @@ impl Core {
                 None => (source.store).scan_keys(from, direction, quota),
             };
             let full = listed.len() == quota;
-            let mut last = None;
+            // The source's last key listed: moved into `keys` (its index), or shadowed.
+            let mut last: Option<std::result::Result<usize, Vec<u8>>> = None;
             for (key, entry) in listed {
                 if !request.before_end(&key) {
                     last = None; // past the range: this source has nothing more in it
                     break;
                 }
-                let shadowed = behind && self.leaf_holds(request.snapshot, &key)?;
-                if !shadowed {
-                    keys.push((key.clone(), entry.value_len));
-                }
-                last = Some(key);
+                last = Some(match behind && self.leaf_holds(request.snapshot, &key)? {
+                    true => Err(key),
+                    false => {
+                        keys.push((key, entry.value_len));
+                        Ok(keys.len() - 1)
+                    }
+                });
             }
-            if let Some(last) = last.filter(|_| full)
+            let last = last.filter(|_| full).map(|l| match l {
+                Ok(at) => keys[at].0.clone(),
+                Err(key) => key,
+            });
+            if let Some(last) = last
                 && covered.as_ref().is_none_or(|c| request.sooner(&last, c))
             {
                 covered = Some(last);

@@ -1,0 +1,46 @@
+//! Short ordered scans on one core, as YCSB E issues them: 200,000 keys of 16 bytes
+//! with 256-byte values (all in the read cache), then 20,000 scans of 1..100 keys from
+//! spread-out starts, one thread. Prints the time a scan takes.
+//!
+//! `cargo run --release -p ringkv --example scan_short DIR` (DIR is removed first).
+
+use std::time::Instant;
+
+use ringkv::{Db, Durability, Options};
+
+const KEYS: u64 = 200_000;
+const SCANS: u64 = 20_000;
+
+fn key(i: u64) -> Vec<u8> {
+    format!(
+        "user{:012}",
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 1_000_000_000_000
+    )
+    .into_bytes()
+}
+
+fn main() {
+    ringkv::tune_malloc();
+    let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("a directory"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = Options::default()
+        .cores(1)
+        .durability(Durability::Buffered)
+        .cache_bytes(256 << 20);
+    let db = Db::open(&dir, options).unwrap();
+    for i in 0..KEYS {
+        db.put(key(i), vec![b'v'; 256]).unwrap();
+    }
+    db.flush().unwrap();
+    let (started, mut items) = (Instant::now(), 0);
+    for i in 0..SCANS {
+        let len = 1 + (i * 7919 % 100) as usize;
+        for item in db.range(key(i * 31 % KEYS)..).limit(len) {
+            item.unwrap();
+            items += 1;
+        }
+    }
+    let per_scan = started.elapsed().as_secs_f64() * 1e6 / SCANS as f64;
+    println!("{SCANS} scans, {items} items, {per_scan:.1} µs a scan");
+    db.close().unwrap();
+}
