@@ -57,9 +57,7 @@ struct Listed {
 impl DataDirs {
     /// The home alone (a database without `DATA-DIRS`).
     pub(crate) fn home_only(home: &Path) -> Self {
-        Self {
-            dirs: vec![home.to_path_buf()],
-        }
+        Self::new(home, &[])
     }
 
     /// The home and `others`, as resolved at open.
@@ -73,8 +71,9 @@ impl DataDirs {
         self.dirs.len()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Path> {
-        self.dirs.iter().map(PathBuf::as_path)
+    /// The database's own directory (`Db::open`'s path).
+    pub(crate) fn home(&self) -> &Path {
+        &self.dirs[0]
     }
 
     /// The directories besides the home.

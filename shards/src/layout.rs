@@ -134,7 +134,7 @@ pub(crate) fn scan(fs: &Storage, dirs: &DataDirs) -> Result<(Vec<Leaf>, Vec<Leaf
 /// [`scan`] for a read-only open: changes nothing, and refuses a directory where a
 /// writable open would create or remove something.
 pub(crate) fn scan_read_only(fs: &Storage, dirs: &DataDirs) -> Result<(Vec<Leaf>, Vec<Leaf>)> {
-    let home = dirs.iter().next().expect("the home is a data directory");
+    let home = dirs.home();
     if !dir_present(fs, &dirs.substores(0))? {
         let what = "it holds no database yet (no substores directory)";
         return Err(Error::needs_writable_open(home, what));
@@ -215,7 +215,7 @@ pub(crate) fn handed_over(fs: &Storage, dir: &Path) -> Result<bool> {
 /// the commit point: a crash leaves either no trie (and, in the other directories,
 /// empty leaf directories that the next creation removes) or a whole one.
 fn create_trie(fs: &Storage, dirs: &DataDirs) -> Result<()> {
-    let home = dirs.iter().next().expect("the home is a data directory");
+    let home = dirs.home();
     let substores = dirs.substores(0);
     let tmp = home.join(SUBSTORES_TMP_DIR);
     if probe(fs, &tmp)?.is_some() {
