@@ -39,6 +39,7 @@ use ordered::{At, Ordered};
 
 use crate::error::{Error, Result};
 use crate::limits::{INDEX_KEY_BYTES_MAX, SEQ_MAX};
+use crate::scan::Direction;
 
 /// What the index knows about a key's newest record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -443,33 +444,28 @@ impl Index {
             .expect("build_order runs before a scan")
     }
 
-    /// Live keys and their entries in byte order, from the first key at or after
-    /// `start` ([`Index::build_order`] first).
-    pub fn range_from<'a>(&'a self, start: &[u8]) -> impl Iterator<Item = (&'a [u8], Entry)> {
-        let order = self.order();
-        let mut at = order.seek(start, &|id| self.key_of(id));
-        std::iter::from_fn(move || {
-            let id = order.get(at)?;
-            at = order.next(at);
-            Some((self.key_of(id), self.entry_of(id)))
-        })
-    }
-
-    /// Live keys and their entries in descending byte order, from the last key before
-    /// `end` (every key, for `None`; [`Index::build_order`] first).
-    pub fn range_before<'a>(
+    /// Live keys and their entries in `direction`'s order: forward from the first key
+    /// at or after `from` (every key for `None`), in reverse from the last key before
+    /// `from` (from the last key for `None`). [`Index::build_order`] must have run.
+    pub fn keys_from<'a>(
         &'a self,
-        end: Option<&[u8]>,
+        from: Option<&[u8]>,
+        direction: Direction,
     ) -> impl Iterator<Item = (&'a [u8], Entry)> {
         let order = self.order();
-        let mut at: Option<At> = match end {
-            Some(end) => order.prev(order.seek(end, &|id| self.key_of(id))),
-            None => order.prev(order.end()),
+        let key_of = |id| self.key_of(id);
+        let mut at: Option<At> = match (direction, from) {
+            (Direction::Forward, from) => Some(order.seek(from.unwrap_or_default(), &key_of)),
+            (Direction::Reverse, Some(end)) => order.prev(order.seek(end, &key_of)),
+            (Direction::Reverse, None) => order.prev(order.end()),
         };
         std::iter::from_fn(move || {
             let here = at?;
             let id = order.get(here)?;
-            at = order.prev(here);
+            at = match direction {
+                Direction::Forward => Some(order.next(here)),
+                Direction::Reverse => order.prev(here),
+            };
             Some((self.key_of(id), self.entry_of(id)))
         })
     }
@@ -544,20 +540,26 @@ mod tests {
         }
         assert!(index.order().is_sorted(&|id| index.key_of(id)));
         let in_order: Vec<(Vec<u8>, Entry)> = index
-            .range_from(b"")
+            .keys_from(None, Direction::Forward)
             .map(|(k, e)| (k.to_vec(), e))
             .collect();
         let want: Vec<(Vec<u8>, Entry)> = model.iter().map(|(k, (e, _))| (k.clone(), *e)).collect();
         assert_eq!(in_order, want, "every key in byte order");
         for start in [&b"key-0"[..], b"key-10000", b"key-12345x", b"key-2", b"zzz"] {
-            let from: Vec<&[u8]> = index.range_from(start).map(|(k, _)| k).take(50).collect();
+            let from: Vec<&[u8]> = index
+                .keys_from(Some(start), Direction::Forward)
+                .map(|(k, _)| k)
+                .take(50)
+                .collect();
             let want: Vec<&[u8]> = (model.range(start.to_vec()..).map(|(k, _)| k.as_slice()))
                 .take(50)
                 .collect();
             assert_eq!(from, want, "from {start:?}");
-            let before: Vec<&[u8]> = (index.range_before(Some(start)).map(|(k, _)| k))
-                .take(50)
-                .collect();
+            let before: Vec<&[u8]> = (index
+                .keys_from(Some(start), Direction::Reverse)
+                .map(|(k, _)| k))
+            .take(50)
+            .collect();
             let want: Vec<&[u8]> = (model
                 .range(..start.to_vec())
                 .rev()
@@ -566,7 +568,11 @@ mod tests {
             .collect();
             assert_eq!(before, want, "before {start:?}");
         }
-        let last: Vec<&[u8]> = index.range_before(None).map(|(k, _)| k).take(3).collect();
+        let last: Vec<&[u8]> = index
+            .keys_from(None, Direction::Reverse)
+            .map(|(k, _)| k)
+            .take(3)
+            .collect();
         let want: Vec<&[u8]> = model.keys().rev().map(Vec::as_slice).take(3).collect();
         assert_eq!(last, want);
         let model: BTreeMap<Vec<u8>, Entry> = model.into_iter().map(|(k, (e, _))| (k, e)).collect();
@@ -619,7 +625,10 @@ mod tests {
             }
         }
         assert!(index.order().is_sorted(&|id| index.key_of(id)));
-        let keys: Vec<&[u8]> = index.range_from(b"").map(|(k, _)| k).collect();
+        let keys: Vec<&[u8]> = index
+            .keys_from(None, Direction::Forward)
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, model.iter().map(Vec::as_slice).collect::<Vec<_>>());
         for start in [
             &b""[..],
@@ -627,7 +636,10 @@ mod tests {
             b"\x01\0",
             b"\xff\xff\xff\xff\xff\xff\xff\xff\0",
         ] {
-            let from: Vec<&[u8]> = index.range_from(start).map(|(k, _)| k).collect();
+            let from: Vec<&[u8]> = index
+                .keys_from(Some(start), Direction::Forward)
+                .map(|(k, _)| k)
+                .collect();
             let want: Vec<&[u8]> = model.range(start.to_vec()..).map(Vec::as_slice).collect();
             assert_eq!(from, want, "from {start:?}");
         }

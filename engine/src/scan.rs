@@ -28,21 +28,31 @@ impl<D: Device> Substore<D> {
         direction: Direction,
         limit: usize,
     ) -> Vec<(Vec<u8>, Entry)> {
+        let mut keys = Vec::new();
+        self.visit_keys(from, direction, limit, |key, entry| {
+            keys.push((key.to_vec(), entry));
+            true
+        });
+        keys
+    }
+
+    /// [`Substore::scan_keys`] without copying a key: `visit` sees each in place, and
+    /// the listing stops early when it answers `false`.
+    pub fn visit_keys(
+        &self,
+        from: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        mut visit: impl FnMut(&[u8], Entry) -> bool,
+    ) {
         let state = &mut *self.state.borrow_mut();
         state.index.build_order();
-        let index = &state.index;
         let now = self.config.clock.now_unix_ms();
-        let live =
-            |(key, entry): (&[u8], Entry)| is_live(&entry, now).then(|| (key.to_vec(), entry));
-        match direction {
-            Direction::Forward => (index.range_from(from.unwrap_or_default()))
-                .filter_map(live)
-                .take(limit)
-                .collect(),
-            Direction::Reverse => (index.range_before(from))
-                .filter_map(live)
-                .take(limit)
-                .collect(),
+        let keys = state.index.keys_from(from, direction);
+        for (key, entry) in keys.filter(|(_, e)| is_live(e, now)).take(limit) {
+            if !visit(key, entry) {
+                return;
+            }
         }
     }
 }

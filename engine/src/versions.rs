@@ -172,6 +172,23 @@ impl<D: Device> Substore<D> {
         limit: usize,
         cut: u64,
     ) -> Vec<(Vec<u8>, Entry)> {
+        let mut keys = Vec::new();
+        self.visit_keys_at(from, direction, limit, cut, |key, entry| {
+            keys.push((key.to_vec(), entry));
+            true
+        });
+        keys
+    }
+
+    /// [`Substore::scan_keys_at`] without copying a key, as [`Substore::visit_keys`].
+    pub fn visit_keys_at(
+        &self,
+        from: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        cut: u64,
+        mut visit: impl FnMut(&[u8], Entry) -> bool,
+    ) {
         let state = &mut *self.state.borrow_mut();
         state.index.build_order();
         let (index, versions) = (&state.index, &state.versions);
@@ -182,21 +199,20 @@ impl<D: Device> Substore<D> {
             (_, None) => (Bound::Unbounded, Bound::Unbounded),
         };
         let kept = versions.kept.range(kept_range).map(|(k, _)| k.as_slice());
-        let current: Box<dyn Iterator<Item = (&[u8], Entry)>> = match direction {
-            Direction::Forward => Box::new(index.range_from(from.unwrap_or_default())),
-            Direction::Reverse => Box::new(index.range_before(from)),
-        };
         let kept: Box<dyn Iterator<Item = &[u8]>> = match direction {
             Direction::Forward => Box::new(kept),
             Direction::Reverse => Box::new(kept.rev()),
         };
-        let keys = merged(current.map(|(k, _)| k), kept, direction);
-        keys.filter_map(|key| {
+        let current = index.keys_from(from, direction).map(|(k, _)| k);
+        let live = merged(current, kept, direction).filter_map(|key| {
             let entry = versions.entry_at(key, index.get(key), cut)?;
-            is_live(&entry, now).then(|| (key.to_vec(), entry))
-        })
-        .take(limit)
-        .collect()
+            is_live(&entry, now).then_some((key, entry))
+        });
+        for (key, entry) in live.take(limit) {
+            if !visit(key, entry) {
+                return;
+            }
+        }
     }
 
     fn check_pinned(&self, cut: u64) {

@@ -502,31 +502,8 @@ impl Db {
     }
 
     pub async fn get_many_async<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
-        let mut split = PerCore::new(self.inner.cores.len());
-        let mut values = Vec::with_capacity(keys.len());
-        let mut missed = Vec::new();
-        for (at, key) in keys.iter().enumerate() {
-            let key = key.as_ref();
-            let hash = read_key(key)?;
-            let hit = self.inner.cached(hash, key);
-            if hit.is_none() {
-                missed.push(at);
-                split.add(self.inner.core_of(hash), (hash, key.to_vec()));
-            }
-            values.push(hit);
-        }
-        if missed.is_empty() {
-            return Ok(values);
-        }
-        let answers = split.call(&self.inner, Op::GetMany).await?;
-        let mut answers: Vec<std::vec::IntoIter<Option<Bytes>>> = answers
-            .into_iter()
-            .map(|values| values.unwrap_or_default().into_iter())
-            .collect();
-        for (at, &core) in missed.into_iter().zip(&split.order) {
-            values[at] = answers[core].next().expect("one answer per key");
-        }
-        Ok(values)
+        let keys = keys.iter().map(AsRef::as_ref);
+        self.inner.read_many(keys, Look::Counted).await
     }
 
     pub async fn put_many_async<K: AsRef<[u8]>, V: AsRef<[u8]>>(
@@ -794,6 +771,17 @@ impl Local {
     }
 }
 
+/// How a caller looks a value up in a cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// As a get: counted in the cache's hits and misses, and a hit counts towards
+    /// keeping the entry.
+    Counted,
+    /// As a scan: uncounted, and leaving the entry's standing alone, so that one pass
+    /// over many keys does not make them look hot.
+    Peek,
+}
+
 /// A get, once checked: its value from the cache, or the request (with the key's hash)
 /// for the key's core.
 enum Get<F> {
@@ -828,6 +816,12 @@ impl Inner {
     /// miss, and when the database is closed or the core no longer serves (a request
     /// then says why).
     fn cached(&self, hash: u64, key: &[u8]) -> Option<Bytes> {
+        self.cached_as(hash, key, Look::Counted)
+    }
+
+    /// `key`'s value if its core's cache holds it and this thread may read it there
+    /// (see `Inner::cached`), looked up as `look` says.
+    fn cached_as(&self, hash: u64, key: &[u8], look: Look) -> Option<Bytes> {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
@@ -835,8 +829,44 @@ impl Inner {
             return None; // asked behind this thread's queued put of the key instead
         }
         let core = self.core_of(hash);
-        let value = self.caches[core].get(key)?;
+        let value = match look {
+            Look::Counted => self.caches[core].get(key),
+            Look::Peek => self.caches[core].peek(key),
+        }?;
         self.cores[core].serving().then_some(value)
+    }
+
+    /// The values of `keys`, in their order: from the caches on this thread, then the
+    /// misses with one request per core they fall on (all in flight together).
+    pub(crate) async fn read_many<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k [u8]>,
+        look: Look,
+    ) -> Result<Vec<Option<Bytes>>> {
+        let mut split = PerCore::new(self.cores.len());
+        let mut values = Vec::with_capacity(keys.size_hint().0);
+        let mut missed = Vec::new();
+        for (at, key) in keys.enumerate() {
+            let hash = read_key(key)?;
+            let hit = self.cached_as(hash, key, look);
+            if hit.is_none() {
+                missed.push(at);
+                split.add(self.core_of(hash), (hash, key.to_vec()));
+            }
+            values.push(hit);
+        }
+        if missed.is_empty() {
+            return Ok(values);
+        }
+        let answers = split.call(self, Op::GetMany).await?;
+        let mut answers: Vec<std::vec::IntoIter<Option<Bytes>>> = answers
+            .into_iter()
+            .map(|values| values.unwrap_or_default().into_iter())
+            .collect();
+        for (at, &core) in missed.into_iter().zip(&split.order) {
+            values[at] = answers[core].next().expect("one answer per key");
+        }
+        Ok(values)
     }
 
     /// A `Buffered` put from a plain thread, acknowledged once queued (see

@@ -65,7 +65,7 @@ use log::CoreLog;
 pub(crate) use mailbox::{Answer, CoreShared, Peers, ReplySlot, ReplyTo, Request, Spinners, Waits};
 pub(crate) use receipt::{Receipt, issue as queue_receipt, pending as put_pending};
 pub use report::{CoreStats, LeafStats};
-pub(crate) use scan::{ScanPage, ScanRequest};
+pub(crate) use scan::{ScanPage, ScanRequest, Values};
 
 /// Requests handled before the core yields to the tasks it spawned.
 const BATCH_MAX: usize = 256;

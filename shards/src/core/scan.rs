@@ -1,26 +1,29 @@
 //! One core's share of an ordered scan (issue 14): a page of its live keys in byte
-//! order within a range, merged over its leaves and the ancestors they read behind,
-//! with their values read together. The database merges the cores' pages
-//! (`crate::db::scan`).
+//! order within a range, merged over its leaves and the ancestors they read behind.
+//! The database merges the cores' pages and reads their values (`crate::db::scan`),
+//! except a snapshot's, which are read here at its cuts.
 //!
-//! A page is exact up to its `covered` key: every live key of the range on this core
-//! up to that key (in the scan's direction) is in it, as of when the keys were listed.
-//! Each source (leaf or ancestor) lists a quota of keys from its ordered index (no
-//! I/O); the page ends where the first source that filled its quota ends, so that no
-//! key of a source that was cut short can be missing before it.
+//! A page is exact: every live key of the range on this core up to its last key (in
+//! the scan's direction) is in it, as of when the keys were listed. Each source (leaf
+//! or ancestor) lists a few keys at a time from its ordered index (no I/O) into one
+//! buffer (no allocation per key), and the sources are merged by their next keys until
+//! the page is full; a source whose keys run out lists more after its last one.
 //!
 //! Keys are listed in one step without awaiting, so no record moves from an ancestor
-//! to a leaf meanwhile. Values are then read as gets are (cache first, after any batch
-//! holding the key lets go and, in `Sync` mode, once durable), all in flight together:
+//! to a leaf meanwhile. Values, wherever they are read, are read as gets are (cache
+//! first, after any batch holding the key lets go and, in `Sync` mode, once durable):
 //! a key deleted in between is left out, one overwritten shows its newer value.
 
-use std::ops::Bound;
+use std::ops::{Bound, Range};
+use std::rc::Rc;
 
 use bytes::Bytes;
 use ringkv_engine::Direction;
 use ringkv_engine::hash::routing_hash;
+use ringkv_engine::index::Entry;
 
 use super::Core;
+use super::leaf::LeafState;
 use crate::error::Result;
 
 /// Value bytes a page holds at most (a page always holds at least one key).
@@ -35,13 +38,25 @@ pub(crate) struct ScanRequest {
     pub direction: Direction,
     /// Most keys the page holds.
     pub limit: usize,
-    /// Keys only: no value is read.
-    pub keys_only: bool,
+    /// Who reads the values, if anyone.
+    pub values: Values,
     /// The open snapshot the scan reads, if any (else the current state).
     pub snapshot: Option<u64>,
 }
 
-/// One page: keys in the scan's order with their values (`None` for keys only), and
+/// Who reads a page's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Values {
+    /// Nobody: a scan of keys only.
+    None,
+    /// The core, with the keys (a snapshot's values, at its cuts).
+    Here,
+    /// The caller, from the cache on its own thread and then `Op::GetMany` for the
+    /// misses: the work spreads over the callers' threads, and the core only lists.
+    Caller,
+}
+
+/// One page: keys in the scan's order with their values (`None` unless read here), and
 /// whether the core has more keys in the range after the last one.
 #[derive(Debug, Default)]
 pub(crate) struct ScanPage {
@@ -75,120 +90,170 @@ impl ScanRequest {
         }
     }
 
-    /// Whether `a` comes before `b` in the scan's direction.
-    fn sooner(&self, a: &[u8], b: &[u8]) -> bool {
+    /// Where a source's listing goes on after `key`, as `Substore::scan_keys` takes
+    /// it.
+    fn after(&self, key: &[u8]) -> Vec<u8> {
         match self.direction {
-            Direction::Forward => a < b,
-            Direction::Reverse => a > b,
+            Direction::Forward => [key, &[0]].concat(),
+            Direction::Reverse => key.to_vec(),
         }
     }
 }
 
-/// A page's keys, and where the next page starts (if the core may have more).
-type Listed = (Vec<Vec<u8>>, Option<Vec<u8>>);
+/// The keys listed for a page, their bytes in one buffer.
+#[derive(Default)]
+struct Listed {
+    bytes: Vec<u8>,
+    /// Each key's place in `bytes` and its value's length.
+    keys: Vec<(Range<usize>, u32)>,
+}
+
+impl Listed {
+    fn key(&self, at: usize) -> &[u8] {
+        &self.bytes[self.keys[at].0.clone()]
+    }
+}
+
+/// One leaf or ancestor as a page lists it: its keys listed and not yet merged.
+struct Source {
+    leaf: Rc<LeafState>,
+    /// An ancestor: its key counts only where its leaf holds none.
+    behind: bool,
+    /// The cut a snapshot reads it at.
+    cut: Option<u64>,
+    /// Listed keys not yet merged (indices into `Listed::keys`).
+    batch: Range<usize>,
+    /// Whether it may hold more keys in the range after its batch.
+    more: bool,
+}
+
+/// A page's keys (indices into the listing, in the scan's order) and where the next
+/// page starts, if the core may have more.
+struct Merged {
+    listed: Listed,
+    page: Vec<usize>,
+    resume: Option<Vec<u8>>,
+}
 
 impl Core {
     /// This core's next page of the scan `request` asks for.
     pub(super) async fn scan_page(&self, request: &ScanRequest) -> Result<ScanPage> {
-        let (keys, resume) = self.list_keys(request)?;
-        if request.keys_only {
-            let items = keys.into_iter().map(|k| (Bytes::from(k), None)).collect();
+        let Merged {
+            listed,
+            page,
+            resume,
+        } = self.list_keys(request)?;
+        let bytes = Bytes::from(listed.bytes);
+        let keys: Vec<Bytes> = (page.iter())
+            .map(|&at| bytes.slice(listed.keys[at].0.clone()))
+            .collect();
+        if request.values != Values::Here {
+            let items = keys.into_iter().map(|k| (k, None)).collect();
             return Ok(ScanPage { items, resume });
         }
-        // Cached values first, in this poll (as each get would answer them); only the
-        // others become reads, all in flight together.
-        let mut values: Vec<Option<Option<Bytes>>> = match request.snapshot {
-            Some(_) => vec![None; keys.len()],
-            None => (keys.iter())
-                .map(|k| self.cache.peek(k).map(Some))
-                .collect(),
-        };
-        let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
-        let reads = missing.iter().map(|&i| {
-            let key = &keys[i];
-            async move {
-                match request.snapshot {
-                    Some(id) => self.snapshot_get(id, routing_hash(key), key).await,
-                    None => self.get(routing_hash(key), key).await,
-                }
+        let reads = keys.iter().map(|key| async move {
+            match request.snapshot {
+                Some(id) => self.snapshot_get(id, routing_hash(key), key).await,
+                None => self.get(routing_hash(key), key).await,
             }
         });
-        let read = futures_util::future::join_all(reads).await;
-        for (i, value) in missing.into_iter().zip(read) {
-            values[i] = Some(value?);
+        let values = futures_util::future::join_all(reads).await;
+        let mut items = Vec::with_capacity(keys.len());
+        for (key, value) in keys.into_iter().zip(values) {
+            if let Some(value) = value? {
+                items.push((key, Some(value)));
+            }
         }
-        let items = (keys.into_iter().zip(values))
-            .filter_map(|(key, value)| Some((Bytes::from(key), Some(value.flatten()?))))
-            .collect();
         Ok(ScanPage { items, resume })
     }
 
     /// Up to `request.limit` live keys in order, and where the next page starts (see
     /// the module documentation). Synchronous: nothing changes while it lists.
-    fn list_keys(&self, request: &ScanRequest) -> Result<Listed> {
-        let leaves = self.leaf_list();
-        let ancestors = self.ancestors.borrow().clone();
-        let sources = leaves.len() + ancestors.len();
-        // Twice a fair share each: a page holds about `limit` keys when keys spread
-        // evenly, and never fewer than the quota of the source that ends it.
-        let quota = (2 * request.limit).div_ceil(sources.max(1)).max(8);
+    fn list_keys(&self, request: &ScanRequest) -> Result<Merged> {
+        let mut sources = self.scan_sources(request.snapshot)?;
+        // Twice a fair share each (at least 8): a source rarely lists twice, which
+        // costs a seek, dearer than listing a few keys more.
+        let batch = (2 * request.limit).div_ceil(sources.len().max(1)).max(8);
+        let mut listed = Listed::default();
         let from = request.listing_from();
-        let mut keys: Vec<(Vec<u8>, u32)> = Vec::new();
-        let mut covered: Option<Vec<u8>> = None;
-        let all = (leaves.iter().map(|l| (l, false))).chain(ancestors.iter().map(|a| (a, true)));
-        for (source, behind) in all {
-            let (from, direction) = (from.as_deref(), request.direction);
-            let listed = match request.snapshot {
-                Some(id) => {
-                    (source.store).scan_keys_at(from, direction, quota, self.cut_of(id, source)?)
-                }
-                None => (source.store).scan_keys(from, direction, quota),
-            };
-            let full = listed.len() == quota;
-            // The source's last key listed: moved into `keys` (its index), or shadowed.
-            let mut last: Option<std::result::Result<usize, Vec<u8>>> = None;
-            for (key, entry) in listed {
-                if !request.before_end(&key) {
-                    last = None; // past the range: this source has nothing more in it
-                    break;
-                }
-                last = Some(match behind && self.leaf_holds(request.snapshot, &key)? {
-                    true => Err(key),
-                    false => {
-                        keys.push((key, entry.value_len));
-                        Ok(keys.len() - 1)
-                    }
+        for source in &mut sources {
+            source.list(&mut listed, request, from.as_deref(), batch);
+        }
+        // Sources with keys left, the one whose next key comes first last.
+        let mut next: Vec<usize> = (0..sources.len())
+            .filter(|&i| !sources[i].batch.is_empty())
+            .collect();
+        let head = |sources: &[Source], i: usize| sources[i].batch.start;
+        next.sort_unstable_by(|&a, &b| {
+            let (a, b) = (listed.key(head(&sources, a)), listed.key(head(&sources, b)));
+            direction_cmp(request.direction, b, a)
+        });
+        let (mut page, mut bytes) = (Vec::new(), 0u64);
+        while let Some(i) = next.pop() {
+            let at = sources[i].batch.start;
+            sources[i].batch.start += 1;
+            if sources[i].batch.is_empty() && sources[i].more {
+                let after = request.after(listed.key(at));
+                sources[i].list(&mut listed, request, Some(&after), batch);
+            }
+            if !sources[i].batch.is_empty() {
+                let key = listed.key(sources[i].batch.start);
+                let pos = next.partition_point(|&j| {
+                    direction_cmp(request.direction, listed.key(head(&sources, j)), key).is_gt()
+                });
+                next.insert(pos, i);
+            }
+            let key = listed.key(at);
+            let repeated = page.last().is_some_and(|&last| listed.key(last) == key);
+            if repeated || (sources[i].behind && self.leaf_holds(request.snapshot, key)?) {
+                continue;
+            }
+            bytes += u64::from(listed.keys[at].1);
+            if !page.is_empty() && request.values != Values::None && bytes > PAGE_VALUE_BYTES_MAX {
+                let resume = page.last().map(|&last| listed.key(last).to_vec());
+                return Ok(Merged {
+                    listed,
+                    page,
+                    resume,
                 });
             }
-            let last = last.filter(|_| full).map(|l| match l {
-                Ok(at) => keys[at].0.clone(),
-                Err(key) => key,
-            });
-            if let Some(last) = last
-                && covered.as_ref().is_none_or(|c| request.sooner(&last, c))
-            {
-                covered = Some(last);
+            page.push(at);
+            if page.len() == request.limit {
+                break;
             }
         }
-        keys.sort_unstable_by(|(a, _), (b, _)| match request.direction {
-            Direction::Forward => a.cmp(b),
-            Direction::Reverse => b.cmp(a),
-        });
-        keys.dedup_by(|a, b| a.0 == b.0);
-        if let Some(c) = &covered {
-            keys.retain(|(k, _)| !request.sooner(c, k));
-        }
-        let mut bytes = 0;
-        let budget = (keys.iter()).position(|(_, len)| {
-            bytes += u64::from(*len);
-            bytes > PAGE_VALUE_BYTES_MAX && !request.keys_only
-        });
-        let keep = budget.unwrap_or(keys.len()).clamp(1, request.limit);
-        if keys.len() > keep {
-            keys.truncate(keep);
-            covered = keys.last().map(|(k, _)| k.clone());
-        }
-        Ok((keys.into_iter().map(|(k, _)| k).collect(), covered))
+        let resume = match next.is_empty() {
+            true => None,
+            false => page.last().map(|&last| listed.key(last).to_vec()),
+        };
+        Ok(Merged {
+            listed,
+            page,
+            resume,
+        })
+    }
+
+    /// The leaves and ancestors a scan lists, with the cuts a snapshot reads them at.
+    fn scan_sources(&self, snapshot: Option<u64>) -> Result<Vec<Source>> {
+        let leaves = self.leaf_list().into_iter().map(|l| (l, false));
+        let ancestors = self
+            .ancestors
+            .borrow()
+            .clone()
+            .into_iter()
+            .map(|a| (a, true));
+        (leaves.chain(ancestors))
+            .map(|(leaf, behind)| {
+                let cut = snapshot.map(|id| self.cut_of(id, &leaf)).transpose()?;
+                Ok(Source {
+                    leaf,
+                    behind,
+                    cut,
+                    batch: 0..0,
+                    more: true,
+                })
+            })
+            .collect()
     }
 
     /// Whether `key`'s leaf holds it now, or held it at snapshot `id`'s cut.
@@ -198,5 +263,39 @@ impl Core {
             Some(id) => self.held_at(id, &leaf, key),
             None => Ok(leaf.store.holds(key)),
         }
+    }
+}
+
+impl Source {
+    /// Lists up to `n` more keys from `from` (as `Substore::scan_keys` takes it) into
+    /// `listed`: its new batch. A key past the range's end ends the source.
+    fn list(&mut self, listed: &mut Listed, request: &ScanRequest, from: Option<&[u8]>, n: usize) {
+        let start = listed.keys.len();
+        let mut ended = false;
+        let mut visit = |key: &[u8], entry: Entry| {
+            if !request.before_end(key) {
+                ended = true;
+                return false;
+            }
+            let at = listed.bytes.len();
+            listed.bytes.extend_from_slice(key);
+            listed.keys.push((at..listed.bytes.len(), entry.value_len));
+            true
+        };
+        let store = &self.leaf.store;
+        match self.cut {
+            Some(cut) => store.visit_keys_at(from, request.direction, n, cut, &mut visit),
+            None => store.visit_keys(from, request.direction, n, &mut visit),
+        }
+        self.batch = start..listed.keys.len();
+        self.more = !ended && self.batch.len() == n;
+    }
+}
+
+/// `a` against `b` in `direction`'s order.
+fn direction_cmp(direction: Direction, a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    match direction {
+        Direction::Forward => a.cmp(b),
+        Direction::Reverse => b.cmp(a),
     }
 }

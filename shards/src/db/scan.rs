@@ -10,9 +10,14 @@
 //! grow from [`PAGE_FIRST`] to [`PAGE_MAX`] keys as a scan goes on, so that a short
 //! scan reads little more than it yields and a long one takes few trips.
 //!
-//! Consistency: without a snapshot, each page is a core's state at one moment (values
-//! read just after its keys were listed); a key written during the scan may or may not
-//! appear, and never twice. A scan of a [`Snapshot`](super::Snapshot) sees the
+//! Values are read here, on the caller's thread, once a page's keys arrive: from the
+//! cores' caches (a peek, which leaves the cache's judgement of what is hot alone),
+//! then the misses with one `GetMany` per core, all in flight together.
+//!
+//! Consistency: without a snapshot, each page's keys are a core's state at one moment,
+//! their values read just after (a key deleted meanwhile is left out, one overwritten
+//! shows its newer value); a key written during the scan may or may not appear, and
+//! never twice. A scan of a [`Snapshot`](super::Snapshot) sees the
 //! snapshot's instant only (and keeps the snapshot open until it is dropped). Expired
 //! keys never appear.
 
@@ -25,8 +30,8 @@ use futures_util::Stream;
 use ringkv_engine::Direction;
 
 use super::snapshot::Pinned;
-use super::{Db, Inner};
-use crate::core::{Op, ScanPage, ScanRequest};
+use super::{Db, Inner, Look};
+use crate::core::{Op, ScanPage, ScanRequest, Values};
 use crate::error::Result;
 
 /// Keys a core's first page holds.
@@ -255,13 +260,19 @@ impl Range {
             Direction::Forward => (from(&self.start), self.end.clone()),
             Direction::Reverse => (self.start.clone(), from(&self.end)),
         };
+        let snapshot = self.snapshot.as_ref().map(|s| s.id);
+        let values = match (self.keys_only, snapshot) {
+            (true, _) => Values::None,
+            (false, Some(_)) => Values::Here,
+            (false, None) => Values::Caller,
+        };
         ScanRequest {
             start,
             end,
             direction: self.direction,
             limit: cursor.page,
-            keys_only: self.keys_only,
-            snapshot: self.snapshot.as_ref().map(|s| s.id),
+            values,
+            snapshot,
         }
     }
 
@@ -269,15 +280,34 @@ impl Range {
     async fn fetch(&mut self, requests: Vec<(usize, ScanRequest)>) -> Result<()> {
         let inner = &self.inner;
         let calls = (requests.into_iter()).map(|(core, request)| async move {
+            let values = request.values;
             let page: Result<ScanPage> = inner
                 .call_core(core, 0, |r| Op::Scan(Box::new(request), r))
                 .await;
-            (core, page)
+            (core, values, page)
         });
-        for (core, page) in futures_util::future::join_all(calls).await {
+        let mut pages = Vec::new();
+        let mut unread = Vec::new();
+        for (core, values, page) in futures_util::future::join_all(calls).await {
             let page = page?;
+            if values == Values::Caller {
+                unread.extend(page.items.iter().map(|(key, _)| key.clone()));
+            }
+            pages.push((core, values, page));
+        }
+        let keys = unread.iter().map(|k| k.as_ref());
+        let mut read = inner.read_many(keys, Look::Peek).await?.into_iter();
+        for (core, values, page) in pages {
             let cursor = &mut self.cursors[core];
-            cursor.items.extend(page.items);
+            match values {
+                // A key deleted since it was listed is left out.
+                Values::Caller => {
+                    (cursor.items).extend(page.items.into_iter().filter_map(|(key, _)| {
+                        Some((key, Some(read.next().expect("a value per key")?)))
+                    }))
+                }
+                Values::None | Values::Here => cursor.items.extend(page.items),
+            }
             cursor.next = page.resume.map_or(Next::Done, Next::After);
             cursor.page = (cursor.page * 2).min(PAGE_MAX);
         }
