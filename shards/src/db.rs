@@ -648,8 +648,8 @@ impl Db {
         Ok(())
     }
 
-    /// Runs a full compaction pass on every core (every sealed extent with dead bytes)
-    /// and returns when it is done. While a [`Snapshot`] is open it does nothing (the
+    /// Runs a full compaction pass on every core (every extent with dead bytes when it
+    /// starts, once) and returns when it is done. While a [`Snapshot`] is open it does nothing (the
     /// snapshot reads what compaction would remove).
     pub fn compact(&self) -> Result<CompactionStats> {
         futures_lite::future::block_on(async {

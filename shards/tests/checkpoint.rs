@@ -62,6 +62,13 @@ fn a_checkpoint_holds_the_state_it_was_taken_at() {
         let db = Db::open(dir.path().join("db"), options(2, durability)).unwrap();
         let mut model = Model::new();
         churn(&db, &mut model, 1, 6_000);
+        // Records nothing overwrites, ~128 KiB a leaf: sealed extents compaction keeps
+        // (churn alone can leave none, when compaction has just rewritten them all).
+        for i in 0..2_000 {
+            let (key, value) = (format!("kept-{i:05}").into_bytes(), vec![b'k'; 1_000]);
+            db.put(&key, &value).unwrap();
+            model.insert(key, value);
+        }
         let target = dir.path().join("backups/one");
         let stats = db.checkpoint(&target).unwrap();
         assert!(stats.linked_files > 16, "{stats:?}"); // metadata files, sealed extents

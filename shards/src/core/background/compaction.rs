@@ -1,27 +1,12 @@
 //! Compaction on a core: the best victim of one leaf per step (skipping extents whose
 //! compaction met corruption), and `Db::compact`'s full pass.
 
-use ringkv_engine::CompactionStats;
+use ringkv_engine::{CompactionStats, SubstoreId};
 
-use super::plan::{self, Step};
 use crate::core::{Core, LeafState};
 use crate::error::Result;
 
 impl Core {
-    /// One compaction of the best victim of the first leaf with one, at `ratio`.
-    /// Returns whether there was anything to do.
-    pub(in crate::core) async fn compaction_step(&self, ratio: f64) -> Result<bool> {
-        let _gate = self.compaction_gate.lock().await;
-        if self.stopping.get() {
-            return Ok(false);
-        }
-        let leaves = self.leaf_list();
-        match plan::victim(&self.view(&leaves, ratio, false).leaves) {
-            Some(Step::Compact { leaf, extent }) => self.compact(&leaves[leaf], extent).await,
-            _ => Ok(false),
-        }
-    }
-
     /// Compacts extent `victim` of `leaf`; a damaged one is not chosen again while open.
     /// Returns true (there was work).
     pub(in crate::core) async fn compact(&self, leaf: &LeafState, victim: u64) -> Result<bool> {
@@ -42,7 +27,10 @@ impl Core {
         Ok(true)
     }
 
-    /// `Db::compact`: every extent with any dead byte, on every leaf of this core.
+    /// `Db::compact`: every extent with any dead byte when the pass starts, on every
+    /// leaf of this core, once. Not until none is left: rewriting an extent can leave a
+    /// few dead bytes where its records go (a tombstone is kept while older extents
+    /// exist), so a pass that chased those rewrote the same records for ever.
     pub(in crate::core) async fn compact_all(&self) -> Result<CompactionStats> {
         self.health.check_writable()?;
         if !self.snapshots.borrow().is_empty() {
@@ -58,7 +46,32 @@ impl Core {
                 .await
                 .map_err(|e| self.failed(e))?;
         }
-        while self.compaction_step(f64::MIN_POSITIVE).await? {}
+        let planned: Vec<(SubstoreId, u64)> = (self.leaf_list().iter())
+            .flat_map(|l| {
+                let victims = l.store.compaction_victims(f64::MIN_POSITIVE);
+                victims.into_iter().map(|extent| (l.id, extent))
+            })
+            .collect();
+        for (leaf, extent) in planned {
+            self.compact_planned(leaf, extent).await?;
+        }
         Ok(self.compaction.get().since(&before))
+    }
+
+    /// Compacts extent `extent` of leaf `id` if both are still there and it still has
+    /// dead bytes (background steps may have run since it was planned).
+    async fn compact_planned(&self, id: SubstoreId, extent: u64) -> Result<()> {
+        let _gate = self.compaction_gate.lock().await;
+        if self.stopping.get() || self.damaged_extents.borrow().contains(&(id, extent)) {
+            return Ok(());
+        }
+        let leaves = self.leaf_list();
+        let Some(leaf) = leaves.iter().find(|l| l.id == id) else {
+            return Ok(()); // split since
+        };
+        if (leaf.store.compaction_victims(f64::MIN_POSITIVE)).contains(&extent) {
+            self.compact(leaf, extent).await?;
+        }
+        Ok(())
     }
 }
