@@ -595,8 +595,13 @@ impl Db {
         }
         let db = self.clone();
         let spawn = SpawnFn(Box::new(move |here: Here| {
-            let local = Local { db, here };
-            glommio::spawn_local(make(local)).detach();
+            let guest = here.guest();
+            let task = make(Local { db, here });
+            glommio::spawn_local(async move {
+                task.await;
+                drop(guest);
+            })
+            .detach();
         }));
         let reply = self.inner.send(core, 0, |reply| Op::Spawn(spawn, reply))?;
         futures_lite::future::block_on(self.inner.wait(core, reply))

@@ -213,6 +213,15 @@ impl std::fmt::Debug for SpawnFn {
     }
 }
 
+/// A user's task on a core, counted while it lives.
+pub(crate) struct Guest(Rc<Core>);
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        self.0.guests.set(self.0.guests.get() - 1);
+    }
+}
+
 /// A core, as seen by tasks running on its own thread: calls for keys it owns go
 /// straight to it, without crossing a queue.
 #[derive(Clone)]
@@ -227,6 +236,13 @@ impl std::fmt::Debug for Here {
 impl Here {
     pub(crate) fn index(&self) -> usize {
         self.0.index
+    }
+
+    /// Counts a user's task on this core until the guard drops (see `Core::guests`).
+    pub(crate) fn guest(&self) -> Guest {
+        let core = &self.0;
+        core.guests.set(core.guests.get() + 1);
+        Guest(core.clone())
     }
 
     pub(crate) async fn get(&self, hash: u64, key: &[u8]) -> Result<Option<Bytes>> {
@@ -343,6 +359,10 @@ struct Core {
     /// A `Buffered` round started because the journal grew large is running.
     early_round: Cell<bool>,
     in_flight: Cell<usize>,
+    /// Tasks the database's user runs here (`Db::spawn_on_core`) that have not ended:
+    /// while any lives, an idle core does not spin, which would hold the executor
+    /// from them (a task here that sends this core a request waited out the spin).
+    guests: Cell<usize>,
     idle: Event,
     /// Notified on every write, so an idle compaction task can sleep until one.
     wrote: Event,
@@ -453,7 +473,7 @@ impl Core {
     /// A request that can be answered without waiting (a cached read) is answered in
     /// the loop; any other gets a task of its own.
     ///
-    /// Idle with nothing in flight, a core that may spin polls its queue for a while
+    /// Idle with nothing in flight and no user task here, a core that may spin polls its queue for a while
     /// before it waits (the executor's wake-up costs more than the request), and lets
     /// the executor poll for I/O and timers at least every `REACTOR_POLL_INTERVAL`
     /// while requests keep coming that way.
@@ -475,7 +495,8 @@ impl Core {
                     futures_lite::future::yield_now().await;
                 }
             }
-            if self.in_flight.get() == 0 && shared.spin_for_arrival() {
+            let alone = self.in_flight.get() == 0 && self.guests.get() == 0;
+            if alone && shared.spin_for_arrival() {
                 if polled.elapsed() >= REACTOR_POLL_INTERVAL {
                     // A timer, unlike a yield, makes the executor poll its rings.
                     glommio::timer::sleep(Duration::from_micros(1)).await;
@@ -590,6 +611,7 @@ impl Core {
             flush_scheduled: Cell::new(false),
             early_round: Cell::new(false),
             in_flight: Cell::new(0),
+            guests: Cell::new(0),
             idle: Event::new(),
             wrote: Event::new(),
             expiring: Event::new(),
