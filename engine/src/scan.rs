@@ -16,6 +16,16 @@ pub enum Direction {
     Reverse,
 }
 
+impl Direction {
+    /// `a` against `b` in this direction's order (`Less`: `a` comes first).
+    pub fn order(self, a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+        match self {
+            Direction::Forward => a.cmp(b),
+            Direction::Reverse => b.cmp(a),
+        }
+    }
+}
+
 impl<D: Device> Substore<D> {
     /// Up to `limit` live keys in byte order with their index entries: forward from the
     /// first key at or after `from` (every key for `None`), or in reverse from the last
@@ -28,12 +38,7 @@ impl<D: Device> Substore<D> {
         direction: Direction,
         limit: usize,
     ) -> Vec<(Vec<u8>, Entry)> {
-        let mut keys = Vec::new();
-        self.visit_keys(from, direction, limit, |key, entry| {
-            keys.push((key.to_vec(), entry));
-            true
-        });
-        keys
+        collected(|visit| self.visit_keys(from, direction, limit, visit))
     }
 
     /// [`Substore::scan_keys`] without copying a key: `visit` sees each in place, and
@@ -55,4 +60,16 @@ impl<D: Device> Substore<D> {
             }
         }
     }
+}
+
+/// The keys a listing visits, copied out with their entries.
+pub(crate) fn collected(
+    list: impl FnOnce(&mut dyn FnMut(&[u8], Entry) -> bool),
+) -> Vec<(Vec<u8>, Entry)> {
+    let mut keys = Vec::new();
+    list(&mut |key, entry| {
+        keys.push((key.to_vec(), entry));
+        true
+    });
+    keys
 }

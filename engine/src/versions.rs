@@ -172,12 +172,7 @@ impl<D: Device> Substore<D> {
         limit: usize,
         cut: u64,
     ) -> Vec<(Vec<u8>, Entry)> {
-        let mut keys = Vec::new();
-        self.visit_keys_at(from, direction, limit, cut, |key, entry| {
-            keys.push((key.to_vec(), entry));
-            true
-        });
-        keys
+        crate::scan::collected(|visit| self.visit_keys_at(from, direction, limit, cut, visit))
     }
 
     /// [`Substore::scan_keys_at`] without copying a key, as [`Substore::visit_keys`].
@@ -229,10 +224,7 @@ fn merged<'a>(
 ) -> impl Iterator<Item = &'a [u8]> {
     let (mut a, mut b) = (a.peekable(), b.peekable());
     std::iter::from_fn(move || {
-        let sooner = |x: &[u8], y: &[u8]| match direction {
-            Direction::Forward => x <= y,
-            Direction::Reverse => x >= y,
-        };
+        let sooner = |x: &[u8], y: &[u8]| direction.order(x, y).is_le();
         match (a.peek(), b.peek()) {
             (Some(&x), Some(&y)) if x == y => {
                 b.next();

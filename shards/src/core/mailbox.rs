@@ -203,8 +203,6 @@ impl<T: Send + 'static> ReplySlot<T> {
 
 /// Which blocking callers may spin for their answers: at most as many at a time as
 /// the machine has CPUs the cores leave free, so that spinning callers never take the
-/// Which blocking callers may spin for their answers: at most as many at a time as
-/// the machine has CPUs the cores leave free, so that spinning callers never take the
 /// CPUs their cores (or each other) need.
 #[derive(Debug)]
 pub(crate) struct Spinners {

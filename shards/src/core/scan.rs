@@ -186,7 +186,7 @@ impl Core {
         let head = |sources: &[Source], i: usize| sources[i].batch.start;
         next.sort_unstable_by(|&a, &b| {
             let (a, b) = (listed.key(head(&sources, a)), listed.key(head(&sources, b)));
-            direction_cmp(request.direction, b, a)
+            request.direction.order(b, a)
         });
         let (mut page, mut bytes) = (Vec::new(), 0u64);
         while let Some(i) = next.pop() {
@@ -199,7 +199,10 @@ impl Core {
             if !sources[i].batch.is_empty() {
                 let key = listed.key(sources[i].batch.start);
                 let pos = next.partition_point(|&j| {
-                    direction_cmp(request.direction, listed.key(head(&sources, j)), key).is_gt()
+                    request
+                        .direction
+                        .order(listed.key(head(&sources, j)), key)
+                        .is_gt()
                 });
                 next.insert(pos, i);
             }
@@ -289,13 +292,5 @@ impl Source {
         }
         self.batch = start..listed.keys.len();
         self.more = !ended && self.batch.len() == n;
-    }
-}
-
-/// `a` against `b` in `direction`'s order.
-fn direction_cmp(direction: Direction, a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    match direction {
-        Direction::Forward => a.cmp(b),
-        Direction::Reverse => b.cmp(a),
     }
 }

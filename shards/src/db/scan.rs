@@ -209,10 +209,7 @@ impl Range {
         if let Some(left) = &mut self.left {
             *left -= 1;
         }
-        let sooner = |a: &Bytes, b: &Bytes| match self.direction {
-            Direction::Forward => a < b,
-            Direction::Reverse => a > b,
-        };
+        let sooner = |a: &Bytes, b: &Bytes| self.direction.order(a, b).is_lt();
         let mut first: Option<usize> = None;
         for (i, cursor) in self.cursors.iter().enumerate() {
             let Some((key, _)) = cursor.items.front() else {
