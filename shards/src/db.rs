@@ -654,8 +654,8 @@ impl Db {
     }
 
     /// Runs a full compaction pass on every core (every extent with dead bytes when it
-    /// starts, once) and returns when it is done. While a [`Snapshot`] is open it does nothing (the
-    /// snapshot reads what compaction would remove).
+    /// starts, once) and returns when it is done. While a [`Snapshot`] is open it does
+    /// nothing (the snapshot reads what compaction would remove).
     pub fn compact(&self) -> Result<CompactionStats> {
         futures_lite::future::block_on(async {
             let mut total = CompactionStats::default();

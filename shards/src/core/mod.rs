@@ -473,10 +473,10 @@ impl Core {
     /// A request that can be answered without waiting (a cached read) is answered in
     /// the loop; any other gets a task of its own.
     ///
-    /// Idle with nothing in flight and no user task here, a core that may spin polls its queue for a while
-    /// before it waits (the executor's wake-up costs more than the request), and lets
-    /// the executor poll for I/O and timers at least every `REACTOR_POLL_INTERVAL`
-    /// while requests keep coming that way.
+    /// Idle with nothing in flight and no user task here, a core that may spin polls
+    /// its queue for a while before it waits (the executor's wake-up costs more than
+    /// the request), and lets the executor poll for I/O and timers at least every
+    /// `REACTOR_POLL_INTERVAL` while requests keep coming that way.
     async fn serve(self: &Rc<Self>, shared: &CoreShared) -> ReplyTo<()> {
         let mut polled = Instant::now();
         loop {
