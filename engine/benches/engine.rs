@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the engine: record encode and decode, index insert and
-//! lookup at one million keys.
+//! lookup at one million keys, and the listing one core does for a short ordered scan
+//! (a seek and a few keys in each of 16 indexes: a new database's leaves).
 //!
 //! `index-baseline` runs the same insert and lookup on a plain `hashbrown::HashMap` from
 //! key to `Entry` (same hasher): the speed of the obvious layout, which spends about
@@ -8,6 +9,7 @@
 //! `cargo bench -p ringkv-engine --bench engine`
 
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use ringkv_engine::Direction;
 use ringkv_engine::format::{Kind, RecordHeader, decode_record, encode_record};
 use ringkv_engine::index::{Entry, Index};
 
@@ -156,5 +158,46 @@ fn index_baseline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, records, index, index_baseline);
+/// Indexes a short scan lists from, as one core of a new database holds them.
+const LEAVES: u64 = 16;
+/// Keys over all of them (the rig's YCSB E default).
+const SCAN_KEYS: u64 = 200_000;
+/// Starts the benchmark's scans seek, each in every index.
+const SCAN_STARTS: u64 = 1_000;
+
+/// Keys as YCSB writes them: `user` and 12 digits.
+fn user_key(i: u64) -> Vec<u8> {
+    format!(
+        "user{:012}",
+        i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 1_000_000_000_000
+    )
+    .into_bytes()
+}
+
+fn scan_listing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scan");
+    group.throughput(Throughput::Elements(SCAN_STARTS));
+    let mut leaves: Vec<Index> = (0..LEAVES).map(|_| Index::new()).collect();
+    for i in 0..SCAN_KEYS {
+        let leaf = &mut leaves[(i % LEAVES) as usize];
+        leaf.insert(&user_key(i), entry(i), Some(b"")).unwrap();
+    }
+    leaves.iter_mut().for_each(Index::build_order);
+    group.bench_function("seek-and-list-8/16-indexes-of-12.5k-keys", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for start in 0..SCAN_STARTS {
+                let from = user_key(start.wrapping_mul(7919) % SCAN_KEYS + SCAN_KEYS);
+                for leaf in &leaves {
+                    let keys = leaf.keys_from(Some(&from), Direction::Forward).take(8);
+                    bytes += keys.map(|(k, _)| k.len()).sum::<usize>();
+                }
+            }
+            black_box(bytes)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, records, index, index_baseline, scan_listing);
 criterion_main!(benches);

@@ -418,7 +418,7 @@ impl Db {
     /// Reads many keys with one request per core they fall on (all cores, and all reads
     /// of a core, in flight together). Answers in the order of `keys`.
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
-        futures_lite::future::block_on(self.get_many_async(keys))
+        self.inner.block_on(Waits::Read, self.get_many_async(keys))
     }
 
     /// Stores many entries with one request per core they fall on; each core appends
@@ -426,7 +426,8 @@ impl Db {
     /// is independent: after a crash in the middle, some may be stored and others not
     /// (atomic batches are a separate matter). Returns once all are acknowledged.
     pub fn put_many<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, entries: &[(K, V)]) -> Result<()> {
-        futures_lite::future::block_on(self.put_many_async(entries))
+        self.inner
+            .block_on(Waits::Write, self.put_many_async(entries))
     }
 
     /// Makes everything acknowledged so far durable.
@@ -476,7 +477,8 @@ impl Db {
     /// [`Db::write`], acknowledged as `durability` says rather than as the database's
     /// mode does (RocksDB's `WriteOptions::set_sync` for a `WriteBatch`).
     pub fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
-        futures_lite::future::block_on(self.write_with_async(batch, durability))
+        self.inner
+            .block_on(Waits::Write, self.write_with_async(batch, durability))
     }
 
     /// [`Db::write`] for async callers. Dropping the future does not stop the batch: it
@@ -979,6 +981,12 @@ impl Inner {
         Ok((hash, move |reply| {
             Op::Delete(key.to_vec(), durability, reply)
         }))
+    }
+
+    /// Runs `future` on this plain thread, spinning for its wake-ups before parking
+    /// (`Spinners::block_on`).
+    fn block_on<F: Future>(&self, waits: Waits, future: F) -> F::Output {
+        self.spinners.block_on(waits, future)
     }
 
     /// Blocks on `future` unless core `core` dies first.

@@ -23,7 +23,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::Poll;
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -174,21 +174,7 @@ impl<T: Send + 'static> ReplySlot<T> {
     /// looking every so often whether `shared`'s core died (its task, and so the
     /// answer, may be lost).
     pub(crate) fn wait(&self, shared: &CoreShared, spinners: &Spinners, waits: Waits) -> Result<T> {
-        if let Some(_turn) = spinners.enter() {
-            let spin = match waits {
-                Waits::Read => spinners.read_spin,
-                Waits::Write => spinners.write_spin,
-            };
-            let started = Instant::now();
-            while started.elapsed() < spin {
-                if let Some(answer) = self.take() {
-                    return shared.answered(answer);
-                }
-                for _ in 0..SPIN_CHECK_EVERY {
-                    std::hint::spin_loop();
-                }
-            }
-        }
+        spinners.spin_until(waits, || self.state.load(Ordering::SeqCst) == FILLED);
         loop {
             if let Some(answer) = self.take() {
                 return shared.answered(answer);
@@ -244,6 +230,79 @@ impl Spinners {
         let turn = Turn(&self.now);
         (self.now.fetch_add(1, Ordering::SeqCst) < self.max).then_some(turn)
     }
+
+    /// Spins until `done` says so, for at most what `waits` allows, if this caller
+    /// gets a turn; whether `done` said so.
+    fn spin_until(&self, waits: Waits, done: impl Fn() -> bool) -> bool {
+        let Some(_turn) = self.enter() else {
+            return false;
+        };
+        let spin = match waits {
+            Waits::Read => self.read_spin,
+            Waits::Write => self.write_spin,
+        };
+        let started = Instant::now();
+        while started.elapsed() < spin {
+            if done() {
+                return true;
+            }
+            for _ in 0..SPIN_CHECK_EVERY {
+                std::hint::spin_loop();
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+
+    /// Runs `future` to completion on this plain thread, as `futures_lite`'s `block_on`
+    /// does, except that between polls the thread spins for a wake-up (when it gets a
+    /// turn) before it parks: a core's answer then reaches it without a system call on
+    /// either side (a blocking scan's next page, a `get_many`).
+    pub(crate) fn block_on<F: Future>(&self, waits: Waits, future: F) -> F::Output {
+        let wake = THREAD_WAKE.with(Arc::clone);
+        let waker = Waker::from(wake.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            let woken = || wake.woken.swap(false, Ordering::SeqCst);
+            if !self.spin_until(waits, woken) {
+                while !woken() {
+                    std::thread::park();
+                }
+            }
+        }
+    }
+}
+
+/// Wakes a thread blocked in [`Spinners::block_on`]: marks it woken, and unparks it
+/// (cheap unless it is parked: std's parker wakes a futex only then).
+#[derive(Debug)]
+struct ThreadWake {
+    thread: Thread,
+    woken: AtomicBool,
+}
+
+impl Wake for ThreadWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+thread_local! {
+    /// This thread's waker for [`Spinners::block_on`] (no allocation per call; a wake
+    /// left over from an earlier call only costs one more poll).
+    static THREAD_WAKE: Arc<ThreadWake> = Arc::new(ThreadWake {
+        thread: std::thread::current(),
+        woken: AtomicBool::new(false),
+    });
 }
 
 /// Spin-loop hints between two looks at the clock or the queue.
@@ -400,6 +459,7 @@ impl CoreShared {
             for _ in 0..SPIN_CHECK_EVERY {
                 std::hint::spin_loop();
             }
+            std::thread::yield_now();
         }
     }
 

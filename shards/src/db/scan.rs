@@ -31,7 +31,7 @@ use ringkv_engine::Direction;
 
 use super::snapshot::Pinned;
 use super::{Db, Inner, Look};
-use crate::core::{Op, ScanPage, ScanRequest, Values};
+use crate::core::{Op, ScanPage, ScanRequest, Values, Waits};
 use crate::error::Result;
 
 /// Keys a core's first page holds.
@@ -65,6 +65,13 @@ struct Cursor {
     next: Next,
     /// Keys its next page may hold.
     page: usize,
+}
+
+impl Cursor {
+    /// Whether it needs its next page: it holds no key and its core may have more.
+    fn due(&self) -> bool {
+        self.items.is_empty() && !matches!(self.next, Next::Done)
+    }
 }
 
 /// Where a core's next page starts.
@@ -109,9 +116,14 @@ pub(super) fn prefix_bounds(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
 
 /// A core's first page for a scan limited to `n` items over `cores` cores: its share
 /// of them (keys spread evenly over cores) and a quarter more, so that most short
-/// scans take one page from each core and read few values they do not yield.
+/// scans take one page from each core and read few values they do not yield. A single
+/// core's page is exact, so it gets `n`.
 fn first_page(n: usize, cores: usize) -> usize {
-    (n.div_ceil(cores.max(1)) * 5 / 4 + 1).clamp(1, PAGE_MAX)
+    let page = match cores {
+        0 | 1 => n,
+        _ => n.div_ceil(cores) * 5 / 4 + 1,
+    };
+    page.clamp(1, PAGE_MAX)
 }
 
 /// The least key greater than every key that starts with `prefix`, if there is one
@@ -183,8 +195,7 @@ impl Range {
 
     /// The next `(key, value)` for async code.
     pub async fn next_async(&mut self) -> Option<Result<(Bytes, Bytes)>> {
-        let item = self.next_item().await?;
-        Some(item.map(|(k, v)| (k, v.expect("a scan with values"))))
+        Some(with_value(self.next_item().await?))
     }
 
     /// The scan as a `Stream` of `(key, value)`.
@@ -201,7 +212,26 @@ impl Range {
         if self.ended || self.left == Some(0) {
             return None;
         }
-        if let Err(e) = self.fill().await {
+        let filled = self.fill().await;
+        self.take(filled)
+    }
+
+    /// [`Range::next_item`] for a plain thread: one that needs a page spins for it
+    /// before it parks (`Spinners::block_on`); one that does not runs no future.
+    fn next_item_blocking(&mut self) -> Option<Result<(Bytes, Option<Bytes>)>> {
+        if self.ended || self.left == Some(0) {
+            return None;
+        }
+        let filled = match self.cursors.is_empty() || self.cursors.iter().any(Cursor::due) {
+            true => Arc::clone(&self.inner).block_on(Waits::Read, self.fill()),
+            false => Ok(()),
+        };
+        self.take(filled)
+    }
+
+    /// The head that comes first, once `filled` (what filling the cursors gave).
+    fn take(&mut self, filled: Result<()>) -> Option<Result<(Bytes, Option<Bytes>)>> {
+        if let Err(e) = filled {
             self.ended = true;
             return Some(Err(e));
         }
@@ -237,7 +267,7 @@ impl Range {
         }
         loop {
             let due: Vec<(usize, ScanRequest)> = (self.cursors.iter().enumerate())
-                .filter(|(_, c)| c.items.is_empty() && !matches!(c.next, Next::Done))
+                .filter(|(_, c)| c.due())
                 .map(|(core, c)| (core, self.request(c)))
                 .collect();
             if due.is_empty() {
@@ -312,11 +342,16 @@ impl Range {
     }
 }
 
+/// An item of a scan with values.
+fn with_value(item: Result<(Bytes, Option<Bytes>)>) -> Result<(Bytes, Bytes)> {
+    item.map(|(k, v)| (k, v.expect("a scan with values")))
+}
+
 impl Iterator for Range {
     type Item = Result<(Bytes, Bytes)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        futures_lite::future::block_on(self.next_async())
+        Some(with_value(self.next_item_blocking()?))
     }
 }
 
@@ -344,7 +379,7 @@ impl Iterator for Keys {
     type Item = Result<Bytes>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        futures_lite::future::block_on(self.next_async())
+        Some(self.0.next_item_blocking()?.map(|(k, _)| k))
     }
 }
 

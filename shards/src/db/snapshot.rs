@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::scan::{self, Range};
 use super::{Db, Inner, cut, read_key};
-use crate::core::Op;
+use crate::core::{Op, Waits};
 use crate::error::Result;
 
 /// A point-in-time view of a database: what every get and scan through it sees is the
@@ -70,7 +70,7 @@ impl Db {
 impl Snapshot {
     /// `key`'s value in the snapshot.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        futures_lite::future::block_on(self.get_async(key))
+        self.pinned.inner.block_on(Waits::Read, self.get_async(key))
     }
 
     /// [`Snapshot::get`] for async code.
