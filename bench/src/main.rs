@@ -2,6 +2,7 @@
 //! short real run of ringkv on a fresh directory under the current directory, the raw
 //! device measured beside it, a report on the terminal and in files.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -118,6 +119,9 @@ struct RunArgs {
     /// estimate of its other memory): to measure what ringkv needs beside a given cache.
     #[arg(long)]
     ringkv_cache_bytes: Option<u64>,
+    /// ringkv's cores (executor threads); 0 for its default, half the CPUs.
+    #[arg(long, default_value_t = 0)]
+    ringkv_cores: usize,
     /// Run the engines without a memory cgroup even where one could be made.
     #[arg(long)]
     no_cgroup: bool,
@@ -127,6 +131,11 @@ struct RunArgs {
     /// Data directory (a fresh subdirectory is made per engine).
     #[arg(long, default_value = "ringkv-bench-data")]
     dir: PathBuf,
+    /// Another data directory for ringkv, on another device (repeat for more): its
+    /// leaves are spread over --dir and these (`Options::data_dirs`). The peers use
+    /// --dir only. The raw-device baseline measures each directory.
+    #[arg(long = "data-dir")]
+    data_dirs: Vec<PathBuf>,
     /// Where summary.json, the .hgrm files, the interval log and the plots go.
     #[arg(long)]
     report_dir: Option<PathBuf>,
@@ -137,6 +146,12 @@ struct RunArgs {
     /// Skip the raw-device measurement.
     #[arg(long)]
     no_device: bool,
+    /// Size of the raw-device measurement's scratch file, MiB.
+    #[arg(long, default_value_t = 256)]
+    device_mib: u64,
+    /// Seconds per raw-device measurement (three of them per directory).
+    #[arg(long, default_value_t = 3)]
+    device_seconds: u64,
     /// No progress bars (for scripts).
     #[arg(long)]
     quiet: bool,
@@ -232,17 +247,23 @@ fn collect(into: &mut Collected, engine: &str, result: phase::PhaseResult) -> Re
 }
 
 /// Runs each engine's phase in its own child process (and cgroup where possible).
+/// `data_roots` holds this run's fresh directory under --dir, then one under each
+/// --data-dir.
 fn run_engines(
     args: &RunArgs,
     workloads: &[String],
     plan: &memory::Plan,
-    data_root: &Path,
+    data_roots: &[PathBuf],
     into: &mut Collected,
 ) -> Result<(), String> {
     let kvlog = args.workload.iter().any(|w| w == "kvlog");
     for engine in &args.engines {
-        let dir = data_root.join(engine);
+        let dir = data_roots[0].join(engine);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let ringkv_data_dirs = match engine.as_str() {
+            "ringkv" => data_roots[1..].iter().map(|r| r.join(engine)).collect(),
+            _ => Vec::new(),
+        };
         if plan.drop_caches {
             memory::drop_caches()?;
         }
@@ -271,11 +292,13 @@ fn run_engines(
             ringkv_cache_bytes: (args.ringkv_cache_bytes).unwrap_or_else(|| {
                 memory::ringkv_cache_bytes(plan, records(args), key_bytes(args))
             }),
+            ringkv_cores: args.ringkv_cores,
+            ringkv_data_dirs,
             dir,
             drop_caches: plan.drop_caches,
             quiet: args.quiet,
         };
-        match phase::spawn(&spec, data_root, cgroup.as_ref()) {
+        match phase::spawn(&spec, &data_roots[0], cgroup.as_ref()) {
             Ok(result) => collect(into, engine, result)?,
             Err(e) => {
                 eprintln!("ringkv-bench: {e}; going on with the other engines");
@@ -323,7 +346,7 @@ fn print_report(summary: &Summary) {
             k.random_read_cold_seconds
         );
     }
-    if let Some(d) = &summary.device {
+    for d in &summary.devices {
         println!(
             "device under {}: 4 KiB random read QD1 {:.0} IOPS (p50 {} us, p99 {} us), QD64 {:.0} IOPS; \
              sequential write {:.0} MiB/s; 4 KiB write+fdatasync {:.0}/s (p50 {} us, p99 {} us)",
@@ -356,6 +379,46 @@ fn write_reports(report_dir: &Path, collected: &Collected) -> Result<usize, Stri
     }
     let plots = plot::write_all(report_dir, &collected.plots)?;
     Ok(plots.len())
+}
+
+/// Measures the raw device under each of `dirs` (--dir first) and sets each result's
+/// percentage of what its engine's devices do: ringkv's are all of them (each file
+/// system once: directories on one device share it), a peer's the first.
+fn measure_devices(args: &RunArgs, dirs: &[&PathBuf], summary: &mut Summary) -> Result<(), String> {
+    let mut devices = Vec::new();
+    let mut file_systems = Vec::new();
+    for dir in dirs {
+        let bar = phase::progress(args.quiet, 0, format!("raw device under {}", dir.display()));
+        bar.tick();
+        let phase = Duration::from_secs(args.device_seconds);
+        let device = device::measure(dir, args.device_mib << 20, phase)
+            .map_err(|e| format!("measuring the device under {}: {e}", dir.display()))?;
+        bar.finish_and_clear();
+        let file_system = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !file_systems.contains(&file_system.dev()) {
+            file_systems.push(file_system.dev());
+            devices.push(device.clone());
+        }
+        summary.devices.push(device);
+    }
+    let record_bytes = (args.key_bytes + args.value_bytes) as f64;
+    for r in &mut summary.results {
+        let used = match r.engine.as_str() {
+            "ringkv" => &devices[..],
+            _ => &devices[..1],
+        };
+        r.percent_of_device = Some(match r.op.as_str() {
+            "read" | "rmw" => {
+                let iops: f64 = used.iter().map(|d| d.random_read_4k_qd64_iops).sum();
+                100.0 * r.throughput_ops / iops
+            }
+            _ => {
+                let mib_s: f64 = used.iter().map(|d| d.sequential_write_mib_s).sum();
+                100.0 * r.throughput_ops * record_bytes / (mib_s * (1 << 20) as f64)
+            }
+        });
+    }
+    Ok(())
 }
 
 fn run(args: RunArgs) -> Result<(), String> {
@@ -416,26 +479,16 @@ fn run(args: RunArgs) -> Result<(), String> {
             args.threads * args.concurrency
         ));
     }
-    let data_root = args.dir.join(format!("run-{stamp}"));
-    std::fs::create_dir_all(&data_root).map_err(|e| format!("{}: {e}", data_root.display()))?;
-    run_engines(&args, &workloads, &plan, &data_root, &mut collected)?;
+    let dirs: Vec<&PathBuf> = std::iter::once(&args.dir).chain(&args.data_dirs).collect();
+    let data_roots: Vec<PathBuf> = (dirs.iter())
+        .map(|d| d.join(format!("run-{stamp}")))
+        .collect();
+    for root in &data_roots {
+        std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    }
+    run_engines(&args, &workloads, &plan, &data_roots, &mut collected)?;
     if !args.no_device {
-        let bar = phase::progress(args.quiet, 0, "raw device".to_owned());
-        bar.tick();
-        let device = device::measure(&args.dir, 256 << 20, Duration::from_secs(3))
-            .map_err(|e| format!("measuring the device under {}: {e}", args.dir.display()))?;
-        bar.finish_and_clear();
-        let record_bytes = (args.key_bytes + args.value_bytes) as f64;
-        for r in &mut collected.summary.results {
-            r.percent_of_device = Some(match r.op.as_str() {
-                "read" | "rmw" => 100.0 * r.throughput_ops / device.random_read_4k_qd64_iops,
-                _ => {
-                    100.0 * r.throughput_ops * record_bytes
-                        / (device.sequential_write_mib_s * (1 << 20) as f64)
-                }
-            });
-        }
-        collected.summary.device = Some(device);
+        measure_devices(&args, &dirs, &mut collected.summary)?;
     }
     print_report(&collected.summary);
     let plots = write_reports(&report_dir, &collected)?;
@@ -449,7 +502,9 @@ fn run(args: RunArgs) -> Result<(), String> {
         report_dir.display(),
         collected.plots.histograms.len()
     );
-    std::fs::remove_dir_all(&data_root).map_err(|e| format!("{}: {e}", data_root.display()))?;
+    for root in &data_roots {
+        std::fs::remove_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    }
     if collected.failures.is_empty() {
         Ok(())
     } else {

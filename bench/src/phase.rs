@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ringkv::Durability;
+use ringkv::{Durability, Options};
 use serde::{Deserialize, Serialize};
 
 use crate::kvlog::KvlogSummary;
@@ -46,6 +46,10 @@ pub struct PhaseSpec {
     pub memory_budget_bytes: u64,
     /// ringkv's read cache (its share of the memory the peers use as page cache).
     pub ringkv_cache_bytes: u64,
+    /// ringkv's cores (0: its default, half the CPUs).
+    pub ringkv_cores: usize,
+    /// ringkv's other data directories (made fresh by the parent).
+    pub ringkv_data_dirs: Vec<PathBuf>,
     /// This engine's data directory (made fresh by the parent).
     pub dir: PathBuf,
     /// Drop the page cache before the kvlog table's cold reopen.
@@ -124,14 +128,36 @@ fn open_engine(spec: &PhaseSpec, dir: &Path) -> Result<Box<dyn Engine>, String> 
             } else {
                 Durability::Buffered
             };
-            Ok(Box::new(Ringkv::open(
-                dir,
-                durability,
-                spec.ringkv_cache_bytes,
-            )?))
+            let options = Options::default()
+                .durability(durability)
+                .cache_bytes(spec.ringkv_cache_bytes)
+                .cores(spec.ringkv_cores)
+                .data_dirs(ringkv_data_dirs(spec, dir));
+            Ok(Box::new(Ringkv::open(dir, options)?))
         }
         peer => peers::open(peer, dir, spec.sync, spec.memory_budget_bytes),
     }
+}
+
+/// ringkv's other data directories for the database in `dir` (`kvlog` or `workloads`
+/// under the engine's directory): the same name under each of the spec's.
+fn ringkv_data_dirs(spec: &PhaseSpec, dir: &Path) -> Vec<PathBuf> {
+    let name = dir.file_name().unwrap_or_default();
+    (spec.ringkv_data_dirs.iter())
+        .map(|d| d.join(name))
+        .collect()
+}
+
+/// A note of how many leaves ringkv placed in each of its data directories.
+fn leaves_note(spec: &PhaseSpec, dir: &Path) -> String {
+    let dirs = std::iter::once(dir.to_path_buf()).chain(ringkv_data_dirs(spec, dir));
+    let counts: Vec<String> = dirs
+        .map(|d| {
+            let leaves = std::fs::read_dir(d.join("substores")).map_or(0, |e| e.count());
+            format!("{} ({leaves})", d.display())
+        })
+        .collect();
+    format!("ringkv: leaves per data directory: {}", counts.join(", "))
 }
 
 fn make_dir(dir: &Path) -> Result<(), String> {
@@ -253,6 +279,9 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseResult, String> {
     if let Some(memory) = engine.memory() {
         out.notes
             .push(format!("{name} in memory after the run: {memory}"));
+    }
+    if !spec.ringkv_data_dirs.is_empty() && name == "ringkv" {
+        out.notes.push(leaves_note(spec, &dir));
     }
     engine.close()?;
     Ok(out)

@@ -71,7 +71,8 @@ pub struct DeviceSummary {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
     pub results: Vec<OpSummary>,
-    pub device: Option<DeviceSummary>,
+    /// The raw device under each data directory (`--dir` first), if measured.
+    pub devices: Vec<DeviceSummary>,
     pub kvlog: Vec<crate::kvlog::KvlogSummary>,
     pub notes: Vec<String>,
 }
@@ -443,7 +444,7 @@ mod tests {
         h.record(100).unwrap();
         let summary = Summary {
             results: vec![OpSummary::new("ringkv", "ycsb-a", "read", &h, 1.0)],
-            device: Some(DeviceSummary::default()),
+            devices: vec![DeviceSummary::default()],
             kvlog: vec![],
             notes: vec![],
         };
@@ -466,7 +467,7 @@ mod tests {
         ] {
             assert!(!r[field].is_null(), "{field}");
         }
-        assert!(json["device"].is_object());
+        assert!(json["devices"][0].is_object());
         assert!(dir.path().join("ringkv-read.hgrm").exists());
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 
 use hdrhistogram::Histogram;
-use ringkv::{Db, Durability, Local, Options, WriteBatch};
+use ringkv::{Db, Local, Options, WriteBatch};
 
 use crate::workload::{KeyChooser, Op, Rng, SCAN_LENGTH_MAX, Workload, key};
 
@@ -68,10 +68,7 @@ pub struct Ringkv {
 }
 
 impl Ringkv {
-    pub fn open(dir: &Path, durability: Durability, cache_bytes: u64) -> Result<Self, String> {
-        let options = Options::default()
-            .durability(durability)
-            .cache_bytes(cache_bytes);
+    pub fn open(dir: &Path, options: Options) -> Result<Self, String> {
         let db = Db::open(dir, options).map_err(|e| e.to_string())?;
         Ok(Self { db })
     }

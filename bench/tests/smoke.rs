@@ -7,19 +7,31 @@ use std::path::Path;
 use std::process::Command;
 
 /// Two seconds of `workload` against ringkv alone, 5,000 keys of 100 bytes, 2 threads;
-/// data under `dir/data`, reports in `report`.
+/// data under `dir/data`, reports in `report`; the raw device not measured.
 fn short_run(workload: &str, dir: &Path, report: &Path) -> Command {
+    let mut rig = short_run_and_device(workload, dir, report);
+    rig.arg("--no-device");
+    rig
+}
+
+/// Runs `rig`, which must succeed, and reads the summary it wrote into `report`.
+fn summary_of(rig: &mut Command, report: &Path) -> serde_json::Value {
+    let out = rig.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = std::fs::read_to_string(report.join("summary.json")).unwrap();
+    serde_json::from_str(&summary).unwrap()
+}
+
+/// [`short_run`] with the raw device measured.
+fn short_run_and_device(workload: &str, dir: &Path, report: &Path) -> Command {
     let mut rig = Command::new(env!("CARGO_BIN_EXE_ringkv-bench"));
     rig.args(["run", "--workload", workload, "--engines", "ringkv"])
         .args(["--keys", "5000", "--value-bytes", "100", "--threads", "2"])
-        .args([
-            "--duration-s",
-            "2",
-            "--warmup-s",
-            "0",
-            "--no-device",
-            "--quiet",
-        ])
+        .args(["--duration-s", "2", "--warmup-s", "0", "--quiet"])
         .arg("--dir")
         .arg(dir.join("data"))
         .arg("--report-dir")
@@ -151,17 +163,10 @@ fn unknown_engines_and_workloads_are_clear_errors() {
 fn run_measuring_reads_and_updates(workload: &str, extra: &[&str], note: &str) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let report = dir.path().join("report");
-    let out = (short_run(workload, dir.path(), &report).args(extra))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let summary = summary_of(
+        short_run(workload, dir.path(), &report).args(extra),
+        &report,
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
-            .unwrap();
     let ops: Vec<&str> = (summary["results"].as_array().unwrap().iter())
         .filter(|r| r["workload"] == workload && r["throughput_ops"].as_f64().unwrap() > 0.0)
         .map(|r| r["op"].as_str().unwrap())
@@ -206,4 +211,50 @@ fn a_run_with_clients_on_ringkvs_cores() {
         &["--clients", "on-core", "--concurrency", "4"],
         "clients: ringkv's are 8 tasks on its own cores",
     );
+}
+
+#[test]
+fn a_second_data_directory_holds_leaves_and_has_its_device_measured() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (report, second) = (dir.path().join("report"), dir.path().join("second"));
+    let mut rig = short_run_and_device("ycsb-c", dir.path(), &report);
+    rig.args(["--device-mib", "8", "--device-seconds", "1"])
+        .arg("--data-dir")
+        .arg(&second);
+    let summary = summary_of(&mut rig, &report);
+    let devices = summary["devices"].as_array().unwrap();
+    let measured: Vec<&str> = devices.iter().map(|d| d["dir"].as_str().unwrap()).collect();
+    assert_eq!(
+        measured,
+        [dir.path().join("data"), second.clone()].map(|d| d.display().to_string())
+    );
+    assert!(
+        devices
+            .iter()
+            .all(|d| d["random_read_4k_qd1_iops"].as_f64().unwrap() > 0.0)
+    );
+    // Both directories are on one file system here: counted once, so ringkv's
+    // percentage is of the same device as a peer's would be.
+    let read = (summary["results"].as_array().unwrap().iter())
+        .find(|r| r["workload"] == "ycsb-c" && r["op"] == "read")
+        .unwrap();
+    let percent = read["percent_of_device"].as_f64().unwrap();
+    let expected = 100.0 * read["throughput_ops"].as_f64().unwrap()
+        / devices[0]["random_read_4k_qd64_iops"].as_f64().unwrap();
+    assert!(
+        (percent - expected).abs() < 1e-6 * expected,
+        "{percent} {expected}"
+    );
+    // The database spread its leaves over both directories.
+    let note = (summary["notes"].as_array().unwrap().iter())
+        .filter_map(|n| n.as_str())
+        .find(|n| n.starts_with("ringkv: leaves per data directory"))
+        .unwrap();
+    let counts: Vec<u64> = (note.split('(').skip(1))
+        .map(|c| c.split(')').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 2, "{note}");
+    assert!(counts.iter().all(|&n| n > 0), "{note}");
+    // Each run directory is removed afterwards.
+    assert_eq!(std::fs::read_dir(&second).unwrap().count(), 0);
 }
