@@ -15,6 +15,9 @@
 //! - A directory is written into `DATA-DIRS` (atomically: a new file renamed over the
 //!   old, then the home synced) only once its marker and `substores/` are durable, and
 //!   before any leaf is placed in it.
+//! - The database's identity is in `DATA-DIRS` before any marker names it, and a
+//!   marker is written whole or not at all (renamed into place): a power cut while a
+//!   directory is adopted leaves one the next open takes as this database's.
 //! - A listed directory is dropped from the list only while its `substores/` is empty.
 //! - A listed directory without its marker is refused, never recreated: a device that
 //!   is not mounted shows an empty mount point.
@@ -33,7 +36,6 @@ use crate::storage::Storage;
 
 pub(crate) const DATA_DIRS_FILE: &str = "DATA-DIRS";
 pub(crate) const MARKER_FILE: &str = "RINGKV-DATA";
-const DATA_DIRS_TMP_FILE: &str = "DATA-DIRS.tmp";
 const LIST_HEADER: &str = "ringkv data directories v1";
 const MARKER_HEADER: &str = "ringkv data directory v1";
 /// Children of a split stay in their parent's directory unless another has this much
@@ -148,19 +150,27 @@ pub(crate) fn resolve(
     if listed.is_none() && requested.is_empty() {
         return Ok((DataDirs::home_only(home), Vec::new()));
     }
-    check_real(fs)?;
-    let listed = listed.unwrap_or_else(|| Listed {
-        id: new_id(home),
-        others: Vec::new(),
-    });
+    let listed = match listed {
+        Some(listed) => listed,
+        None => {
+            // The identity is durable before any marker names it: a power cut while
+            // a directory is adopted leaves a marker the next open recognises.
+            let fresh = Listed {
+                id: new_id(home),
+                others: Vec::new(),
+            };
+            write_listed(fs, home, &fresh)?;
+            fresh
+        }
+    };
     let others = match requested.is_empty() {
         true => listed.others.clone(),
         false => requested_dirs(fs, home, requested, true)?,
     };
     for dropped in listed.others.iter().filter(|d| !others.contains(d)) {
         // Only a directory seen to be this database's, and empty, is forgotten.
-        check_marker(dropped, listed.id)?;
-        if holds_substores(dropped)? {
+        check_marker(fs, dropped, listed.id)?;
+        if holds_substores(fs, dropped)? {
             return Err(Error::Layout {
                 path: dropped.clone(),
                 what: "holds substores of this database: keep it in Options::data_dirs \
@@ -172,7 +182,7 @@ pub(crate) fn resolve(
     let mut locks = Vec::with_capacity(others.len());
     for dir in &others {
         match listed.others.contains(dir) {
-            true => check_marker(dir, listed.id)?,
+            true => check_marker(fs, dir, listed.id)?,
             false => adopt(fs, home, dir, listed.id)?,
         }
         locks.push(layout::lock(fs, dir)?);
@@ -182,7 +192,7 @@ pub(crate) fn resolve(
         others,
     };
     if now != listed {
-        write_listed(home, &now)?;
+        write_listed(fs, home, &now)?;
     }
     Ok((DataDirs::new(home, &now.others), locks))
 }
@@ -210,7 +220,7 @@ pub(crate) fn resolve_read_only(
     }
     let mut locks = Vec::with_capacity(listed.others.len());
     for dir in &listed.others {
-        check_marker(dir, listed.id)?;
+        check_marker(fs, dir, listed.id)?;
         locks.push(fs.lock_shared(dir, &dir.join(LOCK_FILE_NAME))?);
     }
     Ok((DataDirs::new(home, &listed.others), locks))
@@ -223,20 +233,10 @@ pub(crate) fn listed_for_verify(home: &Path) -> Result<Vec<(PathBuf, Option<Erro
         return Ok(Vec::new());
     };
     let checked = listed.others.into_iter().map(|dir| {
-        let refused = check_marker(&dir, listed.id).err();
+        let refused = check_marker(&Storage::Real, &dir, listed.id).err();
         (dir, refused)
     });
     Ok(checked.collect())
-}
-
-fn check_real(fs: &Storage) -> Result<()> {
-    match fs {
-        Storage::Real => Ok(()),
-        Storage::Sim(_) => Err(Error::Unsupported {
-            what: "several data directories on a simulated disk".into(),
-            advice: "use one directory".into(),
-        }),
-    }
 }
 
 /// `requested`, made absolute (and created where missing when `create`); none may be
@@ -258,9 +258,9 @@ fn requested_dirs(
         if create {
             layout::create_db_dir(fs, dir)?;
         }
-        dirs.push(std::fs::canonicalize(dir).map_err(io("resolving", dir))?);
+        dirs.push(fs.canonicalize(dir).map_err(io("resolving", dir))?);
     }
-    let home = std::fs::canonicalize(home).map_err(io("resolving", home))?;
+    let home = fs.canonicalize(home).map_err(io("resolving", home))?;
     check_apart(&home, &dirs)?;
     Ok(dirs)
 }
@@ -294,10 +294,10 @@ fn check_apart(home: &Path, dirs: &[PathBuf]) -> Result<()> {
 }
 
 /// Whether `dir/substores` holds anything.
-fn holds_substores(dir: &Path) -> Result<bool> {
+fn holds_substores(fs: &Storage, dir: &Path) -> Result<bool> {
     let substores = dir.join(SUBSTORES_DIR);
-    match std::fs::read_dir(&substores) {
-        Ok(mut entries) => Ok(entries.next().is_some()),
+    match fs.read_dir(&substores) {
+        Ok(entries) => Ok(!entries.is_empty()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io("listing", &substores)(e)),
     }
@@ -309,8 +309,8 @@ fn holds_substores(dir: &Path) -> Result<bool> {
 fn adopt(fs: &Storage, home: &Path, dir: &Path, id: u64) -> Result<()> {
     let marker = dir.join(MARKER_FILE);
     match layout::probe(fs, &marker)? {
-        Some(_) => check_marker(dir, id)?,
-        None if holds_substores(dir)? => {
+        Some(_) => check_marker(fs, dir, id)?,
+        None if holds_substores(fs, dir)? => {
             return Err(Error::Layout {
                 path: dir.to_path_buf(),
                 what: format!(
@@ -321,7 +321,7 @@ fn adopt(fs: &Storage, home: &Path, dir: &Path, id: u64) -> Result<()> {
         }
         None => {
             let text = format!("{MARKER_HEADER}\nid {id:016x}\nhome {}\n", home.display());
-            write_synced(&marker, text.as_bytes())?;
+            replace_file(fs, dir, MARKER_FILE, text.as_bytes())?;
         }
     }
     let substores = dir.join(SUBSTORES_DIR);
@@ -333,9 +333,9 @@ fn adopt(fs: &Storage, home: &Path, dir: &Path, id: u64) -> Result<()> {
 }
 
 /// `dir`'s marker must name database `id`.
-fn check_marker(dir: &Path, id: u64) -> Result<()> {
+fn check_marker(fs: &Storage, dir: &Path, id: u64) -> Result<()> {
     let marker = dir.join(MARKER_FILE);
-    let text = match std::fs::read(&marker) {
+    let text = match fs.read_file(&marker) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::Layout {
@@ -376,8 +376,7 @@ fn read_listed(fs: &Storage, home: &Path) -> Result<Option<Listed>> {
     if layout::probe(fs, &path)?.is_none() {
         return Ok(None);
     }
-    check_real(fs)?;
-    let text = std::fs::read(&path).map_err(io("reading", &path))?;
+    let text = fs.read_file(&path).map_err(io("reading", &path))?;
     let bad = || Error::Layout {
         path: path.clone(),
         what: format!("not a list of data directories (expected \"{LIST_HEADER}\" first)"),
@@ -396,27 +395,24 @@ fn read_listed(fs: &Storage, home: &Path) -> Result<Option<Listed>> {
 }
 
 /// Replaces `DATA-DIRS` atomically: a new file, synced, renamed over it, the home synced.
-fn write_listed(home: &Path, listed: &Listed) -> Result<()> {
+fn write_listed(fs: &Storage, home: &Path, listed: &Listed) -> Result<()> {
     let mut text = format!("{LIST_HEADER}\nid {:016x}\n", listed.id).into_bytes();
     for dir in &listed.others {
         text.extend_from_slice(dir.as_os_str().as_bytes());
         text.push(b'\n');
     }
-    let tmp = home.join(DATA_DIRS_TMP_FILE);
-    write_synced(&tmp, &text)?;
-    let path = home.join(DATA_DIRS_FILE);
-    std::fs::rename(&tmp, &path).map_err(io("renaming", &tmp))?;
-    layout::sync_dir(&Storage::Real, home)
+    replace_file(fs, home, DATA_DIRS_FILE, &text)
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(path)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    };
-    write().map_err(io("writing", path))
+/// Makes `dir/name` hold `bytes` whole, or leaves it as it was, through a power cut: a
+/// new file (`name.tmp`), synced, renamed over it, then `dir` synced.
+fn replace_file(fs: &Storage, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    fs.write_synced_file(&tmp, bytes)
+        .map_err(io("writing", &tmp))?;
+    let path = dir.join(name);
+    fs.rename(&tmp, &path).map_err(io("renaming", &tmp))?;
+    layout::sync_dir(fs, dir)
 }
 
 /// A new database's identity: distinct for databases created apart.
@@ -452,7 +448,7 @@ mod tests {
             others: vec![PathBuf::from("/mnt/a"), PathBuf::from("/mnt/b c")],
         };
         let dir = tempfile::tempdir().unwrap();
-        write_listed(dir.path(), &listed).unwrap();
+        write_listed(&Storage::Real, dir.path(), &listed).unwrap();
         assert_eq!(
             read_listed(&Storage::Real, dir.path()).unwrap(),
             Some(listed)

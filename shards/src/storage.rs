@@ -17,6 +17,9 @@ use ringkv_engine::{DmaDevice, EntryKind, SimDevice, SimDisk};
 
 use crate::error::{Error, Result};
 
+/// Bytes a copy writes between syncs ([`Storage::copy_prefix`]).
+const COPY_CHUNK_BYTES: u64 = 8 << 20;
+
 /// The file system a database runs on.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) enum Storage {
@@ -158,6 +161,107 @@ impl Storage {
         match self {
             Storage::Real => File::create(path).and_then(|f| f.sync_all()),
             Storage::Sim(disk) => disk.create_file(path).and_then(|()| disk.sync_file(path)),
+        }
+    }
+
+    /// Writes `bytes` as the whole of file `path` (created if missing) and makes them
+    /// durable (its directory is not synced): for small files such as markers.
+    pub(crate) fn write_synced_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Storage::Real => {
+                use std::io::Write;
+                let mut file = File::create(path)?;
+                file.write_all(bytes)?;
+                file.sync_all()
+            }
+            Storage::Sim(disk) => {
+                if disk.entry_kind(path)?.is_none() {
+                    disk.create_file(path)?;
+                }
+                disk.write_file(path, bytes)?;
+                disk.sync_file(path)
+            }
+        }
+    }
+
+    /// Makes `to` a second name of file `from` (a hard link).
+    pub(crate) fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match self {
+            Storage::Real => std::fs::hard_link(from, to),
+            Storage::Sim(disk) => disk.hard_link(from, to),
+        }
+    }
+
+    /// The length of file `path`.
+    pub(crate) fn file_len(&self, path: &Path) -> io::Result<u64> {
+        match self {
+            Storage::Real => Ok(std::fs::metadata(path)?.len()),
+            Storage::Sim(disk) => disk.file_len(path),
+        }
+    }
+
+    /// Copies the first `len` bytes of `from` into a new file `to`, zero-padded to a
+    /// whole block, and syncs it (its directory is not synced). On a real file system
+    /// [`COPY_CHUNK_BYTES`] at a time, each synced before the next, so that it never
+    /// holds much of the copy unwritten (one sync of a whole extent's dirty pages at the
+    /// end stalled the writers' own syncs behind it).
+    pub(crate) fn copy_prefix(&self, from: &Path, to: &Path, len: u64) -> io::Result<()> {
+        let short = |copied: u64| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the file ended after {copied} of the {len} bytes listed"),
+            )
+        };
+        match self {
+            Storage::Real => {
+                use std::io::Read;
+                let mut source = File::open(from)?.take(len);
+                let mut target = File::create_new(to)?;
+                let mut copied = 0;
+                loop {
+                    let chunk = io::copy(&mut (&mut source).take(COPY_CHUNK_BYTES), &mut target)?;
+                    if chunk == 0 {
+                        break;
+                    }
+                    copied += chunk;
+                    target.sync_data()?;
+                }
+                if copied != len {
+                    return Err(short(copied));
+                }
+                target.set_len(align_up(len))?;
+                target.sync_all()
+            }
+            Storage::Sim(disk) => {
+                let mut bytes = disk.read_file(from)?;
+                if (bytes.len() as u64) < len {
+                    return Err(short(bytes.len() as u64));
+                }
+                bytes.resize(align_up(len) as usize, 0);
+                disk.create_file(to)?;
+                disk.write_file(to, &bytes)?;
+                disk.sync_file(to)
+            }
+        }
+    }
+
+    /// The whole of file `path`, through the page cache: for small files.
+    pub(crate) fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        match self {
+            Storage::Real => std::fs::read(path),
+            Storage::Sim(disk) => disk.read_file(path),
+        }
+    }
+
+    /// `path` made absolute with every symbolic link resolved; it must exist (the
+    /// simulated disk has no links: its path made absolute).
+    pub(crate) fn canonicalize(&self, path: &Path) -> io::Result<std::path::PathBuf> {
+        match self {
+            Storage::Real => std::fs::canonicalize(path),
+            Storage::Sim(disk) => match disk.entry_kind(path)? {
+                Some(_) => std::path::absolute(path),
+                None => Err(io::ErrorKind::NotFound.into()),
+            },
         }
     }
 

@@ -4,11 +4,12 @@
 //! directory's unsynced name changes.
 //!
 //! A chain (one seed) runs rounds on one disk. Each round opens the database with 1 to
-//! 3 cores and a random split mode, checks it against the model, arms a power cut at a
-//! random change of the disk (or, one round in three, a random number of changes after
-//! a split creates its first child, commits, or removes its retired parent) and runs
-//! writer threads (each owns its keys: puts,
-//! deletes, read-modify-writes, reads) until the cut falls. Sometimes the cut is armed
+//! 3 cores, a random split mode and, in two chains of three, one or two more data
+//! directories (from the first round, or added one a round from the second), checks it
+//! against the model, arms a power cut at a random change of the disk (or, one round in three, a
+//! random number of changes after a split creates its first child, commits, or removes
+//! its retired parent) and runs writer threads (each owns its keys: puts, deletes,
+//! read-modify-writes, reads) until the cut falls. Sometimes the cut is armed
 //! before the open, so that it falls inside recovery. Most keys share their first hash
 //! byte, so their leaf fills, compacts and splits twice over a chain.
 //!
@@ -36,6 +37,8 @@ use ringkv::{CrashMode, Db, Durability, Options, SimDisk, SplitMode, Update};
 use ringkv_engine::hash::routing_hash;
 
 const DB_PATH: &str = "/db";
+/// Other data directories a chain may use (`Options::data_dirs`), on the same disk.
+const DATA_DIRS: [&str; 2] = ["/data-1", "/data-2"];
 const WRITERS: u64 = 2;
 const KEYS: u64 = 160;
 /// Keys sharing the chain's hash byte (the rest spread over every leaf).
@@ -110,6 +113,8 @@ struct Tally {
     /// What each power cut left for open to finish, found on the disk before the open.
     left: BTreeMap<&'static str, u64>,
     chains: u64,
+    /// Opens that found leaves in another data directory than the home.
+    opens_with_leaves_elsewhere: u64,
 }
 
 impl Tally {
@@ -123,13 +128,14 @@ impl Tally {
         };
         let left = self.left.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         format!(
-            "{} {} {} {} {} {}|{}|{}",
+            "{} {} {} {} {} {} {}|{}|{}",
             self.power_cuts,
             self.cuts_in_open,
             self.rounds_without_cut,
             self.splits,
             self.compactions,
             self.chains,
+            self.opens_with_leaves_elsewhere,
             map(&self.interrupted),
             map(&left)
         )
@@ -165,6 +171,7 @@ impl Tally {
             splits: n[3],
             compactions: n[4],
             chains: n[5],
+            opens_with_leaves_elsewhere: n[6],
             interrupted,
             left,
         }
@@ -177,6 +184,7 @@ impl Tally {
         self.splits += other.splits;
         self.compactions += other.compactions;
         self.chains += other.chains;
+        self.opens_with_leaves_elsewhere += other.opens_with_leaves_elsewhere;
         for (step, n) in other.interrupted {
             *self.interrupted.entry(step).or_default() += n;
         }
@@ -316,12 +324,19 @@ struct Chain {
     keys: Vec<Vec<u8>>,
     model: Vec<Known>,
     version: u64,
+    /// Data directories beside the home the chain ends with.
+    data_dirs: Vec<&'static str>,
+    /// How many of them the first round opens with (all, so that cuts fall while the
+    /// database is created across them, or none); each later round adds one.
+    first_round_dirs: usize,
 }
 
 impl Chain {
     fn new(seed: u64, profile: &'static Profile) -> Self {
         let mut rng = Rng(seed);
         let hot_byte = rng.next() as u8;
+        let data_dirs = DATA_DIRS[..rng.below(DATA_DIRS.len() as u64 + 1) as usize].to_vec();
+        let first_round_dirs = if rng.chance(2) { data_dirs.len() } else { 0 };
         Self {
             seed,
             profile,
@@ -330,6 +345,8 @@ impl Chain {
             disk: SimDisk::new(),
             rng,
             version: 0,
+            data_dirs,
+            first_round_dirs,
         }
     }
 
@@ -345,7 +362,9 @@ impl Chain {
     /// cut that falls there counts, and the open is tried again on the next boot.
     fn open(&mut self, round: u64, tally: &mut Tally) -> Db {
         loop {
-            let options = options(&mut self.rng, &self.disk, self.profile);
+            let dirs = (self.first_round_dirs + round as usize).min(self.data_dirs.len());
+            let data_dirs = &self.data_dirs[..dirs];
+            let options = options(&mut self.rng, &self.disk, self.profile).data_dirs(data_dirs);
             let cut_in_open = self.rng.chance(6);
             if cut_in_open {
                 let mode = CrashMode::Random {
@@ -355,6 +374,15 @@ impl Chain {
             }
             for what in unfinished(&self.disk) {
                 *tally.left.entry(what).or_default() += 1;
+            }
+            let elsewhere = |dir: &&str| {
+                let substores = Path::new(dir).join("substores");
+                self.disk
+                    .read_dir(substores)
+                    .is_ok_and(|leaves| !leaves.is_empty())
+            };
+            if self.data_dirs.iter().any(elsewhere) {
+                tally.opens_with_leaves_elsewhere += 1;
             }
             let seed = self.seed;
             let opened = within(seed, "open", || Db::open(DB_PATH, options));
@@ -797,6 +825,130 @@ fn a_cut_right_after_a_hand_over_keeps_what_the_children_acknowledged() {
     run(&HAND_OVER_WINDOW);
 }
 
+/// Creating a database across three directories with the power cut at each change of
+/// the creation in turn: the next open (same options) finishes or redoes it, never
+/// refuses, and the database then keeps a synced write through another cut.
+#[test]
+fn a_cut_anywhere_in_a_creation_across_directories_leaves_a_database_that_opens() {
+    let options = |disk: &SimDisk| {
+        Options::default()
+            .cores(1)
+            .durability(Durability::Sync)
+            .io_memory_bytes(64 << 10)
+            .data_dirs(DATA_DIRS)
+            .simulated_disk(disk.clone())
+    };
+    let disk = SimDisk::new();
+    let db = Db::open(DB_PATH, options(&disk)).unwrap();
+    let creation = disk.changes();
+    db.close().unwrap();
+    for cut in 1..=creation {
+        let disk = SimDisk::new();
+        disk.power_cut_at(cut, CrashMode::Random { seed: cut });
+        match Db::open(DB_PATH, options(&disk)) {
+            Ok(db) => drop(db.close()),
+            Err(e) => assert!(disk.powered_off(), "cut {cut}: {e}"),
+        }
+        assert!(disk.powered_off(), "cut {cut} of {creation} did not fall");
+        let disk = disk.reboot();
+        let reopened = Db::open(DB_PATH, options(&disk));
+        let db = reopened.unwrap_or_else(|e| panic!("cut {cut} of {creation}: {e}"));
+        db.put(b"key", b"value").unwrap();
+        disk.power_cut_at(1, CrashMode::Random { seed: cut });
+        drop(db.close());
+        let disk = disk.reboot();
+        let db = Db::open(DB_PATH, options(&disk)).unwrap();
+        let value = db.get(b"key").unwrap();
+        assert_eq!(value.as_deref(), Some(&b"value"[..]), "cut {cut}");
+        db.close().unwrap();
+    }
+}
+
+/// Every key and value of the database on `disk` at `path` (opened with `options`).
+fn contents(path: &str, options: Options) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let db = Db::open(path, options).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut held = BTreeMap::new();
+    db.for_each(|k, v| drop(held.insert(k.to_vec(), v.to_vec())))
+        .unwrap();
+    db.close().unwrap();
+    held
+}
+
+/// A checkpoint with the power cut at each change it makes in turn, then right after
+/// it returns: after the reboot the database holds what it held, and the checkpoint is
+/// either absent (its `.partial` may be left) or a database holding exactly that;
+/// once it returned, it is there.
+#[test]
+fn a_cut_anywhere_in_a_checkpoint_leaves_it_whole_or_absent() {
+    const CHECKPOINT: &str = "/backup";
+    let options = |disk: &SimDisk| {
+        Options::default()
+            .cores(2)
+            .durability(Durability::Sync)
+            .extent_size_bytes(64 << 10)
+            .io_memory_bytes(64 << 10)
+            .simulated_disk(disk.clone())
+    };
+    let base = SimDisk::new();
+    let db = Db::open(DB_PATH, options(&base)).unwrap();
+    let model: BTreeMap<Vec<u8>, Vec<u8>> = (0..400u64)
+        .map(|i| {
+            (
+                format!("key-{i:04}").into_bytes(),
+                vec![i as u8; 100 + i as usize * 3],
+            )
+        })
+        .collect();
+    for (k, v) in &model {
+        db.put(k, v).unwrap();
+    }
+    db.close().unwrap();
+    let counting = base.copy();
+    let db = Db::open(DB_PATH, options(&counting)).unwrap();
+    let before = counting.changes();
+    db.checkpoint(CHECKPOINT).unwrap();
+    let changes = counting.changes() - before;
+    db.close().unwrap();
+    assert_eq!(contents(CHECKPOINT, options(&counting)), model);
+    let (mut whole, mut absent) = (0, 0);
+    // One more: the cut falls after the checkpoint returned, which must then last.
+    for cut in 1..=changes + 1 {
+        let mut disk = base.copy();
+        let db = Db::open(DB_PATH, options(&disk)).unwrap();
+        let mode = CrashMode::Random { seed: cut };
+        disk.power_cut_at(cut, mode);
+        // Whether it says it failed or not, what the disk keeps decides.
+        drop(db.checkpoint(CHECKPOINT));
+        drop(db.close());
+        match disk.powered_off() {
+            true => disk = disk.reboot(),
+            false => disk.crash(mode),
+        }
+        let has_checkpoint = disk.entry_kind(CHECKPOINT).unwrap().is_some();
+        assert_eq!(
+            contents(DB_PATH, options(&disk)),
+            model,
+            "cut {cut} of {changes}"
+        );
+        assert!(
+            has_checkpoint || cut <= changes,
+            "a checkpoint that returned was lost"
+        );
+        if has_checkpoint {
+            let held = contents(CHECKPOINT, options(&disk));
+            assert_eq!(held, model, "cut {cut} of {changes}: the checkpoint");
+            whole += 1;
+        } else {
+            absent += 1;
+        }
+    }
+    eprintln!(
+        "checkpoint: {} power cuts: {whole} left it whole, {absent} absent",
+        changes + 1
+    );
+    assert!(whole > 0 && absent > 0, "{whole} whole, {absent} absent");
+}
+
 /// Runs the chains of `profile`: a batch of them when this process is a child, else
 /// every batch, each in a child, and the report.
 fn run(profile: &'static Profile) {
@@ -834,7 +986,8 @@ fn run(profile: &'static Profile) {
     eprintln!(
         "{}: {} chains from seed {base} on {threads} threads: {} power cuts ({} inside an open, \
          {} rounds crashed at their end) in {secs:.1} s, {:.0} per minute; {} splits, {} \
-         extents compacted; background steps cut: {:?}; left for open to finish: {:?}",
+         extents compacted; {} opens found leaves in another data directory; background \
+         steps cut: {:?}; left for open to finish: {:?}",
         profile.test,
         tally.chains,
         tally.power_cuts,
@@ -843,6 +996,7 @@ fn run(profile: &'static Profile) {
         tally.power_cuts as f64 * 60.0 / secs,
         tally.splits,
         tally.compactions,
+        tally.opens_with_leaves_elsewhere,
         tally.interrupted,
         tally.left
     );

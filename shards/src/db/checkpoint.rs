@@ -12,21 +12,17 @@
 //! pause, and no batch was in flight. A failure anywhere leaves at most
 //! `DIR.partial`, never `DIR`, and the database goes on serving.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ringkv_engine::format::{META_FILE_NAME, align_up};
+use ringkv_engine::format::META_FILE_NAME;
 
 use super::{Db, Inner, cut};
 use crate::core::StoreFiles;
 use crate::error::{Error, Result};
 use crate::layout::{self, HANDED_OVER_FILE_NAME, LOCK_FILE_NAME, SUBSTORES_DIR, io};
 use crate::storage::Storage;
-
-/// Bytes a copy writes between syncs.
-const COPY_CHUNK_BYTES: u64 = 8 << 20;
 
 /// What a checkpoint took.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,16 +56,11 @@ impl Db {
     pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<CheckpointStats> {
         let started = Instant::now();
         let inner = &*self.inner;
-        if inner.storage != Storage::Real {
-            return Err(Error::Unsupported {
-                what: "a checkpoint of a database on a simulated disk".into(),
-                advice: "checkpoint a database on a real file system".into(),
-            });
-        }
+        let fs = &inner.storage;
         let target = dir.as_ref().to_path_buf();
-        let partial = partial_dir(&target)?;
+        let partial = partial_dir(fs, &target)?;
         let mut stats = futures_lite::future::block_on(copy_state(inner, &partial))?;
-        finish(&partial, &target)?;
+        finish(fs, &partial, &target)?;
         stats.elapsed = started.elapsed();
         Ok(stats)
     }
@@ -77,7 +68,7 @@ impl Db {
 
 /// `target.partial`, created empty (with its `substores` and `commit` directories and
 /// its lock file), once neither it nor `target` exists.
-fn partial_dir(target: &Path) -> Result<PathBuf> {
+fn partial_dir(fs: &Storage, target: &Path) -> Result<PathBuf> {
     let mut name = target.file_name().unwrap_or_default().to_os_string();
     if name.is_empty() {
         return Err(Error::InvalidOptions(format!(
@@ -92,30 +83,30 @@ fn partial_dir(target: &Path) -> Result<PathBuf> {
         path: path.to_path_buf(),
         source: io::Error::new(io::ErrorKind::AlreadyExists, why.to_owned()),
     };
-    if layout::probe(&Storage::Real, target)?.is_some() {
+    if layout::probe(fs, target)?.is_some() {
         return Err(exists(
             target,
             "it exists: a checkpoint makes a new directory",
         ));
     }
-    if layout::probe(&Storage::Real, &partial)?.is_some() {
+    if layout::probe(fs, &partial)?.is_some() {
         let why = "an interrupted checkpoint left it: remove it first";
         return Err(exists(&partial, why));
     }
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        layout::create_db_dir(&Storage::Real, parent)?;
+        layout::create_db_dir(fs, parent)?;
     }
     for dir in [
         partial.clone(),
         partial.join(SUBSTORES_DIR),
         partial.join(crate::logs::COMMIT_DIR),
     ] {
-        std::fs::create_dir(&dir).map_err(io("creating", &dir))?;
+        fs.create_dir(&dir).map_err(io("creating", &dir))?;
     }
     // A read-only open locks the file a writable open would (it creates none).
     let lock = partial.join(LOCK_FILE_NAME);
-    let created = File::create_new(&lock).and_then(|file| file.sync_all());
-    created.map_err(io("creating", &lock))?;
+    fs.create_synced_file(&lock)
+        .map_err(io("creating", &lock))?;
     Ok(partial)
 }
 
@@ -128,17 +119,27 @@ async fn copy_state(inner: &Inner, partial: &Path) -> Result<CheckpointStats> {
         ..CheckpointStats::default()
     };
     for store in instant.listed.iter().flatten() {
-        copy_store(store, &partial.join(SUBSTORES_DIR), &mut stats)?;
+        copy_store(
+            &inner.storage,
+            store,
+            &partial.join(SUBSTORES_DIR),
+            &mut stats,
+        )?;
     }
     instant.held.release().await?;
     Ok(stats)
 }
 
 /// Links or copies one store's files into its directory under `substores`.
-fn copy_store(store: &StoreFiles, substores: &Path, stats: &mut CheckpointStats) -> Result<()> {
+fn copy_store(
+    fs: &Storage,
+    store: &StoreFiles,
+    substores: &Path,
+    stats: &mut CheckpointStats,
+) -> Result<()> {
     let name = store.dir.file_name().expect("a leaf directory has a name");
     let into = substores.join(name);
-    std::fs::create_dir(&into).map_err(io("creating", &into))?;
+    fs.create_dir(&into).map_err(io("creating", &into))?;
     let mut shared = vec![META_FILE_NAME];
     if store.handed_over {
         shared.push(HANDED_OVER_FILE_NAME);
@@ -146,29 +147,30 @@ fn copy_store(store: &StoreFiles, substores: &Path, stats: &mut CheckpointStats)
     let sealed = store.extents.iter().filter(|e| e.sealed);
     shared.extend(sealed.map(|e| e.name.as_str()));
     for file in shared {
-        share(&store.dir.join(file), &into.join(file), stats)?;
+        share(fs, &store.dir.join(file), &into.join(file), stats)?;
     }
     for open in store.extents.iter().filter(|e| !e.sealed) {
         let (from, to) = (store.dir.join(&open.name), into.join(&open.name));
-        copy_prefix(&from, &to, open.len).map_err(io("copying", &from))?;
+        fs.copy_prefix(&from, &to, open.len)
+            .map_err(io("copying", &from))?;
         stats.copied_files += 1;
         stats.copied_bytes += open.len;
     }
-    layout::sync_dir(&Storage::Real, &into)
+    layout::sync_dir(fs, &into)
 }
 
 /// Makes `to` the file `from` is: a hard link, or a synced copy where the two are on
 /// different file systems (or the file system has no hard links).
-fn share(from: &Path, to: &Path, stats: &mut CheckpointStats) -> Result<()> {
-    let len = std::fs::metadata(from).map_err(io("reading", from))?.len();
-    match std::fs::hard_link(from, to) {
+fn share(fs: &Storage, from: &Path, to: &Path, stats: &mut CheckpointStats) -> Result<()> {
+    let len = fs.file_len(from).map_err(io("reading", from))?;
+    match fs.hard_link(from, to) {
         Ok(()) => {
             stats.linked_files += 1;
             stats.linked_bytes += len;
             Ok(())
         }
         Err(e) if cannot_link(&e) => {
-            copy_prefix(from, to, len).map_err(io("copying", from))?;
+            fs.copy_prefix(from, to, len).map_err(io("copying", from))?;
             stats.copied_files += 1;
             stats.copied_bytes += len;
             Ok(())
@@ -186,41 +188,14 @@ fn cannot_link(e: &io::Error) -> bool {
     )
 }
 
-/// Copies the first `len` bytes of `from` into a new file `to`, zero-padded to a
-/// whole block, and syncs it: [`COPY_CHUNK_BYTES`] at a time, each synced before the
-/// next, so that the file system never holds much of it unwritten (one sync of a
-/// whole extent's dirty pages at the end stalled the writers' own syncs behind it).
-fn copy_prefix(from: &Path, to: &Path, len: u64) -> io::Result<()> {
-    use std::io::Read;
-    let mut source = File::open(from)?.take(len);
-    let mut target = File::create_new(to)?;
-    let mut copied = 0;
-    loop {
-        let chunk = io::copy(&mut (&mut source).take(COPY_CHUNK_BYTES), &mut target)?;
-        if chunk == 0 {
-            break;
-        }
-        copied += chunk;
-        target.sync_data()?;
-    }
-    if copied != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("the file ended after {copied} of the {len} bytes listed"),
-        ));
-    }
-    target.set_len(align_up(len))?;
-    target.sync_all()
-}
-
 /// Syncs the finished copy's directories and renames it to `target` (the commit point),
 /// then syncs `target`'s parent.
-fn finish(partial: &Path, target: &Path) -> Result<()> {
-    let fs = &Storage::Real;
+fn finish(fs: &Storage, partial: &Path, target: &Path) -> Result<()> {
     layout::sync_dir(fs, &partial.join(SUBSTORES_DIR))?;
     layout::sync_dir(fs, &partial.join(crate::logs::COMMIT_DIR))?;
     layout::sync_dir(fs, partial)?;
-    std::fs::rename(partial, target).map_err(io("renaming", partial))?;
+    fs.rename(partial, target)
+        .map_err(io("renaming", partial))?;
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
     layout::sync_dir(fs, parent.unwrap_or(Path::new(".")))
 }

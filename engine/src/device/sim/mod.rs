@@ -34,7 +34,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use state::{DirNode, FileNode, Node, State};
+use state::{DirNode, FileNode, Node, Pending, State};
 
 /// What survives a simulated crash of the unsynced state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,6 +274,40 @@ impl SimDisk {
         })
     }
 
+    /// Replaces the contents of the file at `path` with `bytes`, as a small file written
+    /// through the page cache is (`std::fs::write` on a file that exists): a truncate
+    /// and a write, pending until the file is synced.
+    pub fn write_file(&self, path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
+        self.alive(|s| {
+            let ino = s.resolve(path.as_ref())?;
+            s.change(self.boot)?;
+            if let Some(fault) = s.take_fault(FaultOn::Write) {
+                return Err(fault.error());
+            }
+            let file = s.file(ino)?;
+            let data = bytes.to_vec();
+            for op in [
+                Pending::Truncate { len: 0 },
+                Pending::Write { offset: 0, data },
+            ] {
+                op.apply(&mut file.current);
+                file.pending.push(op);
+            }
+            Ok(())
+        })
+    }
+
+    /// The whole of the file at `path`, as a read sees it now.
+    pub fn read_file(&self, path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+        self.alive(|s| {
+            let ino = s.resolve(path.as_ref())?;
+            if let Some(fault) = s.take_fault(FaultOn::Read) {
+                return Err(fault.error());
+            }
+            Ok(s.file(ino)?.current.clone())
+        })
+    }
+
     /// Creates a directory (its parent must exist; the name must not).
     pub fn create_dir(&self, path: impl AsRef<Path>) -> io::Result<()> {
         self.create(path.as_ref(), Node::Dir(DirNode::default()))
@@ -335,6 +369,16 @@ impl SimDisk {
             }
         }
         self.remove(path)
+    }
+
+    /// Gives the file at `from` the name `to` too (a hard link: one file, two names;
+    /// `to` must not exist). Durable once `to`'s directory is synced.
+    pub fn hard_link(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+        self.alive(|s| {
+            let ino = s.resolve(from.as_ref())?;
+            let (parent, name) = s.parent_of(to.as_ref())?;
+            s.link_entry(self.boot, parent, name, ino)
+        })
     }
 
     /// Renames `from` to `to` in the same directory, replacing a file at `to`.

@@ -310,18 +310,40 @@ impl State {
         name: &str,
         node: Node,
     ) -> io::Result<u64> {
+        self.new_name(boot, dir, name)?;
+        let ino = self.new_node(node);
+        self.dir(dir)?.link(name, ino);
+        Ok(ino)
+    }
+
+    /// Counts the change of a new `name` in directory `dir` (which an armed open fault
+    /// fails first); the name must be free.
+    fn new_name(&mut self, boot: u64, dir: u64, name: &str) -> io::Result<()> {
         self.dir(dir)?;
         self.named(name);
         self.change(boot)?;
         if let Some(fault) = self.take_fault(FaultOn::Open) {
             return Err(fault.error());
         }
-        if self.dir(dir)?.entries.contains_key(name) {
-            return Err(already_exists(name));
+        match self.dir(dir)?.entries.contains_key(name) {
+            true => Err(already_exists(name)),
+            false => Ok(()),
         }
-        let ino = self.new_node(node);
+    }
+
+    /// Gives file `ino` the name `name` in directory `dir` too (a hard link): one
+    /// change, which an armed open fault fails first.
+    pub(super) fn link_entry(
+        &mut self,
+        boot: u64,
+        dir: u64,
+        name: &str,
+        ino: u64,
+    ) -> io::Result<()> {
+        self.file(ino)?;
+        self.new_name(boot, dir, name)?;
         self.dir(dir)?.link(name, ino);
-        Ok(ino)
+        Ok(())
     }
 
     /// Removes `name` (a file, or an empty directory) from directory `dir`: one change.
