@@ -150,23 +150,23 @@ pub(crate) fn resolve(
     if listed.is_none() && requested.is_empty() {
         return Ok((DataDirs::home_only(home), Vec::new()));
     }
-    let listed = match listed {
-        Some(listed) => listed,
+    let (listed, fresh) = match listed {
+        Some(listed) => (listed, false),
         None => {
-            // The identity is durable before any marker names it: a power cut while
-            // a directory is adopted leaves a marker the next open recognises.
-            let fresh = Listed {
-                id: new_id(home),
-                others: Vec::new(),
-            };
-            write_listed(fs, home, &fresh)?;
-            fresh
+            let id = new_id(home);
+            let others = Vec::new();
+            (Listed { id, others }, true)
         }
     };
     let others = match requested.is_empty() {
         true => listed.others.clone(),
         false => requested_dirs(fs, home, requested, true)?,
     };
+    if fresh {
+        // The identity is durable before any marker names it: a power cut while a
+        // directory is adopted leaves a marker the next open recognises.
+        write_listed(fs, home, &listed)?;
+    }
     for dropped in listed.others.iter().filter(|d| !others.contains(d)) {
         // Only a directory seen to be this database's, and empty, is forgotten.
         check_marker(fs, dropped, listed.id)?;

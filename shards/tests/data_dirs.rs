@@ -207,6 +207,15 @@ fn another_databases_directory_and_overlapping_directories_are_refused() {
             other => panic!("{bad:?}: {other:?}"),
         }
     }
+    // A new database refused for its options lists no directory and no identity.
+    let third = root.path().join("db3");
+    let overlapping = [third.join("inside")];
+    let refused = Db::open(&third, options(1).data_dirs(overlapping)).err();
+    assert!(
+        matches!(refused, Some(Error::InvalidOptions(_))),
+        "{refused:?}"
+    );
+    assert!(!third.join("DATA-DIRS").exists());
     let db = Db::open(&home, options(1)).unwrap();
     assert_eq!(support::listing(&db), model);
     db.close().unwrap();
