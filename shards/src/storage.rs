@@ -1,10 +1,11 @@
 //! Where a database's files live: the real file system (glommio DMA files for the
 //! substores, `std::fs` for the directories and markers), or a [`SimDisk`] that tests
-//! cut the power of. Every file-system operation of the layout and of the cores goes
-//! through [`Storage`], so that the simulated disk sees exactly what the real one would.
+//! cut the power of. Every file-system operation of the layout, the cores, the data
+//! directories' lists and markers, and checkpoints goes through [`Storage`], so that the
+//! simulated disk sees exactly what the real one would.
 //!
 //! The simulated disk has no symbolic links and renames only within one directory,
-//! which is all the layout does.
+//! which is all the layout does; it has hard links (a checkpoint's).
 
 use std::fs::File;
 use std::io;

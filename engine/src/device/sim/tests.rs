@@ -197,7 +197,8 @@ fn a_small_file_rewritten_keeps_its_old_text_or_any_mix_until_synced() {
     disk.sync_file("m").unwrap();
     disk.crash(CrashMode::DropUnsynced);
     assert_eq!(disk.read_file("m").unwrap(), b"new");
-    // Unsynced, a rewrite may leave anything between the two: never read it as either.
+    // Unsynced, a rewrite comes back as the old text, as nothing (its truncate kept
+    // and its write not) or as the new text.
     let mut seen = std::collections::BTreeSet::new();
     for seed in 0..64 {
         let mut copy = disk.copy();
