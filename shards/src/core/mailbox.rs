@@ -241,17 +241,7 @@ impl Spinners {
             Waits::Read => self.read_spin,
             Waits::Write => self.write_spin,
         };
-        let started = Instant::now();
-        while started.elapsed() < spin {
-            if done() {
-                return true;
-            }
-            for _ in 0..SPIN_CHECK_EVERY {
-                std::hint::spin_loop();
-            }
-            std::thread::yield_now();
-        }
-        false
+        spin_for(spin, done)
     }
 
     /// Runs `future` to completion on this plain thread, as `futures_lite`'s `block_on`
@@ -307,6 +297,26 @@ thread_local! {
 
 /// Spin-loop hints between two looks at the clock or the queue.
 const SPIN_CHECK_EVERY: u32 = 16;
+
+/// Looks at `done` until it says so or `spin` has passed; whether it said so. Between
+/// looks the thread yields its CPU, so that a spinner gives way to a thread with work
+/// where there are more runnable threads than CPUs (a core's idle poll and a caller
+/// waiting for its answer both spin this way).
+fn spin_for(spin: Duration, done: impl Fn() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if started.elapsed() >= spin {
+            return false;
+        }
+        for _ in 0..SPIN_CHECK_EVERY {
+            std::hint::spin_loop();
+        }
+        std::thread::yield_now();
+    }
+}
 
 /// How often a parked caller looks whether its core died.
 const DEATH_CHECK_INTERVAL: Duration = Duration::from_millis(20);
@@ -448,19 +458,7 @@ impl CoreShared {
         let Some(spin) = self.spin else {
             return false;
         };
-        let started = Instant::now();
-        loop {
-            if !self.queue.is_empty() {
-                return true;
-            }
-            if started.elapsed() >= spin {
-                return false;
-            }
-            for _ in 0..SPIN_CHECK_EVERY {
-                std::hint::spin_loop();
-            }
-            std::thread::yield_now();
-        }
+        spin_for(spin, || !self.queue.is_empty())
     }
 
     /// Resolves once the queue may hold a request (the core's side).

@@ -209,7 +209,7 @@ impl Range {
     /// The next item of any kind: fetches the pages it needs, then takes the head
     /// that comes first.
     async fn next_item(&mut self) -> Option<Result<(Bytes, Option<Bytes>)>> {
-        if self.ended || self.left == Some(0) {
+        if self.finished() {
             return None;
         }
         let filled = self.fill().await;
@@ -219,7 +219,7 @@ impl Range {
     /// [`Range::next_item`] for a plain thread: one that needs a page spins for it
     /// before it parks (`Spinners::block_on`); one that does not runs no future.
     fn next_item_blocking(&mut self) -> Option<Result<(Bytes, Option<Bytes>)>> {
-        if self.ended || self.left == Some(0) {
+        if self.finished() {
             return None;
         }
         let filled = match self.cursors.is_empty() || self.cursors.iter().any(Cursor::due) {
@@ -227,6 +227,11 @@ impl Range {
             false => Ok(()),
         };
         self.take(filled)
+    }
+
+    /// Whether the scan yields nothing more: it failed, or gave all it was limited to.
+    fn finished(&self) -> bool {
+        self.ended || self.left == Some(0)
     }
 
     /// The head that comes first, once `filled` (what filling the cursors gave).
