@@ -1,6 +1,8 @@
 //! Criterion micro-benchmarks of the engine: record encode and decode, index insert and
 //! lookup at one million keys, and the listing one core does for a short ordered scan
-//! (a seek and a few keys in each of 16 indexes: a new database's leaves).
+//! over a new database's 16 leaves: a seek and a few keys in each leaf's own order
+//! (as a core merges them when it cannot use one order), and a seek and 50 keys in one
+//! `KeyOrder` over 16 substores (as a core lists a page).
 //!
 //! `index-baseline` runs the same insert and lookup on a plain `hashbrown::HashMap` from
 //! key to `Entry` (same hasher): the speed of the obvious layout, which spends about
@@ -9,9 +11,9 @@
 //! `cargo bench -p ringkv-engine --bench engine`
 
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
-use ringkv_engine::Direction;
 use ringkv_engine::format::{Kind, RecordHeader, decode_record, encode_record};
 use ringkv_engine::index::{Entry, Index};
+use ringkv_engine::{Direction, KeyOrder, MemDevice, Substore, SubstoreId};
 
 const INDEX_KEYS: u64 = 1_000_000;
 
@@ -192,6 +194,39 @@ fn scan_listing(c: &mut Criterion) {
                     let keys = leaf.keys_from(Some(&from), Direction::Forward).take(8);
                     bytes += keys.map(|(k, _)| k.len()).sum::<usize>();
                 }
+            }
+            black_box(bytes)
+        })
+    });
+    let stores: Vec<Substore<MemDevice>> = futures_lite::future::block_on(async {
+        let mut stores = Vec::new();
+        for n in 0..LEAVES {
+            let id = SubstoreId::root(n);
+            let config = ringkv_engine::Config::default();
+            stores.push(
+                Substore::create_or_open(MemDevice::new(), id, config)
+                    .await
+                    .unwrap(),
+            );
+        }
+        for i in 0..SCAN_KEYS {
+            let store = &stores[(i % LEAVES) as usize];
+            store.put(&user_key(i), &[0xa5; 100]).await.unwrap();
+        }
+        stores
+    });
+    let stores: Vec<&Substore<MemDevice>> = stores.iter().collect();
+    let mut order = KeyOrder::build(&stores).expect("16 small stores fit");
+    group.bench_function("list-50/one-order-over-16-stores-of-12.5k-keys", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for start in 0..SCAN_STARTS {
+                let from = user_key(start.wrapping_mul(7919) % SCAN_KEYS + SCAN_KEYS);
+                let visit = |key: &[u8], _| {
+                    bytes += key.len();
+                    true
+                };
+                assert!(order.visit_keys(&stores, Some(&from), Direction::Forward, 50, visit));
             }
             black_box(bytes)
         })

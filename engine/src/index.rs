@@ -19,7 +19,9 @@
 //! is built by the first scan ([`Index::build_order`]) and kept from then on: keeping
 //! it costs an insert of a new key about 0.3 µs more (a search of its chunk; before
 //! the hints, 1 µs, which halved ringkv's load throughput when the order was always
-//! kept), so an index that is never scanned does not pay it.
+//! kept), so an index that is never scanned does not pay it. A core orders the keys of
+//! all its leaves together instead ([`crate::KeyOrder`]); then the index only records
+//! which keys came and went ([`changes`]) for that order to catch up with.
 //!
 //! Only puts are indexed: a delete removes the key.
 //!
@@ -29,13 +31,15 @@
 //! one step. Large reallocations are page remaps in the allocator, so the extra growth
 //! steps copy little.
 
-mod ordered;
+mod changes;
+pub(crate) mod ordered;
 
 use std::collections::BTreeSet;
 
 use ahash::RandomState;
+use changes::Changes;
 use hashbrown::HashTable;
-use ordered::{At, Ordered};
+use ordered::Ordered;
 
 use crate::error::{Error, Result};
 use crate::limits::{INDEX_KEY_BYTES_MAX, SEQ_MAX};
@@ -128,6 +132,9 @@ pub struct Index {
     len: usize,
     /// The live slots in key order, once a scan asked for it.
     ordered: Option<Ordered>,
+    /// Key-set changes since a [`KeyOrder`](crate::KeyOrder) over this index and
+    /// others last caught up, while one follows it.
+    changes: Option<Changes>,
 }
 
 impl Default for Index {
@@ -165,6 +172,7 @@ impl Index {
             hasher: RandomState::new(),
             len: 0,
             ordered: None,
+            changes: None,
         }
     }
 
@@ -186,7 +194,7 @@ impl Index {
             .copied()
     }
 
-    fn entry_of(&self, id: u32) -> Entry {
+    pub(crate) fn entry_of(&self, id: u32) -> Entry {
         let slot = &self.slots[id as usize];
         debug_assert_ne!(slot.key_at, FREE);
         Entry {
@@ -292,6 +300,9 @@ impl Index {
             ordered.insert(id, key, &|id| key_at(keys, slots[id as usize].key_at));
         }
         self.len += 1;
+        if let Some(changes) = &mut self.changes {
+            changes.add(id, self.len);
+        }
         Ok(None)
     }
 
@@ -335,6 +346,9 @@ impl Index {
         let (id, _) = found.remove();
         if let Some(ordered) = &mut self.ordered {
             ordered.remove(id, key, &|id| key_at(keys, slots[id as usize].key_at));
+        }
+        if let Some(changes) = &mut self.changes {
+            changes.remove(id, key, self.len);
         }
         let old = self.entry_of(id);
         if let Some(expiry) = self.expiries.remove(&id) {
@@ -423,6 +437,7 @@ impl Index {
             + self.expiries.allocation_size()
             + self.by_expiry.len() * BTREE_BYTES_PER_EXPIRY
             + self.ordered.as_ref().map_or(0, Ordered::heap_bytes)
+            + self.changes.as_ref().map_or(0, Changes::heap_bytes)
     }
 
     /// Builds the key order, if no scan has yet (then inserts and removals keep it).
@@ -430,11 +445,33 @@ impl Index {
         if self.ordered.is_some() {
             return;
         }
-        let live = (self.slots.iter().enumerate())
+        let live = self.live_ids().collect();
+        self.ordered = Some(Ordered::build(live, &|id| self.key_of(id)));
+    }
+
+    /// The live slots (their numbers), in no particular order.
+    pub(crate) fn live_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        (self.slots.iter().enumerate())
             .filter(|(_, s)| s.key_at != FREE)
             .map(|(id, _)| id as u32)
-            .collect();
-        self.ordered = Some(Ordered::build(live, &|id| self.key_of(id)));
+    }
+
+    /// Slots in use or free: every slot number is below this.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Starts recording key-set changes for the order `token`, forgetting any recorded
+    /// for another.
+    pub(crate) fn track_changes(&mut self, token: u64) {
+        self.changes = Some(Changes::new(token));
+    }
+
+    /// The changes recorded for the order `token` since it last took them, if it is
+    /// the order this index records for.
+    pub(crate) fn take_changes(&mut self, token: u64) -> Option<Changes> {
+        let changes = self.changes.as_mut().filter(|c| c.token == token)?;
+        Some(changes.take())
     }
 
     /// The key order; [`Index::build_order`] must have run.
@@ -453,24 +490,12 @@ impl Index {
         direction: Direction,
     ) -> impl Iterator<Item = (&'a [u8], Entry)> {
         let order = self.order();
-        let key_of = |id| self.key_of(id);
-        let mut at: Option<At> = match (direction, from) {
-            (Direction::Forward, from) => Some(order.seek(from.unwrap_or_default(), &key_of)),
-            (Direction::Reverse, Some(end)) => order.prev(order.seek(end, &key_of)),
-            (Direction::Reverse, None) => order.prev(order.end()),
-        };
-        std::iter::from_fn(move || {
-            let here = at?;
-            let id = order.get(here)?;
-            at = match direction {
-                Direction::Forward => Some(order.next(here)),
-                Direction::Reverse => order.prev(here),
-            };
-            Some((self.key_of(id), self.entry_of(id)))
-        })
+        let at = order.start(from, direction, &|id| self.key_of(id));
+        let ids = order.walk(at, direction);
+        ids.map(|id| (self.key_of(id), self.entry_of(id)))
     }
 
-    fn key_of(&self, id: u32) -> &[u8] {
+    pub(crate) fn key_of(&self, id: u32) -> &[u8] {
         key_at(&self.keys, self.slots[id as usize].key_at)
     }
 }

@@ -8,6 +8,7 @@
 //! - [`hash`]: the stable routing hash;
 //! - [`device`]: the I/O seam (glommio DMA files, memory, a simulated faulty disk);
 //! - [`index`]: the in-memory index;
+//! - [`KeyOrder`]: the keys of several substores in one byte order, for scans;
 //! - [`commitlog`]: a core's commit log, one fdatasync per commit round;
 //! - [`Substore`]: writes, reads, flush, recovery (strict, or a [`Recovery::Salvage`]
 //!   that keeps every intact record and quarantines damaged bytes);
@@ -36,6 +37,7 @@ mod error;
 pub mod format;
 pub mod hash;
 pub mod index;
+mod key_order;
 pub mod limits;
 mod listing;
 mod recovery;
@@ -52,6 +54,7 @@ pub use compaction::CompactionStats;
 pub use device::{CrashMode, DmaDevice, EntryKind, Fault, FaultOn, MemDevice, SimDevice, SimDisk};
 pub use error::{Error, Result};
 pub use format::SubstoreId;
+pub use key_order::KeyOrder;
 pub use listing::ExtentFile;
 pub use salvage::{Recovery, Salvaged};
 pub use scan::Direction;

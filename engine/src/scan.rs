@@ -1,7 +1,8 @@
 //! Ordered scans of one substore (issue 14): its live keys in byte order, from the
 //! index's key order ([`crate::index::Index::build_order`]: built by the first scan, a
 //! sort of the substore's keys, then kept by every insert and removal). No I/O: the
-//! caller reads the values it wants (`Substore::get_record`) and merges substores.
+//! caller reads the values it wants (`Substore::get_record`) and merges substores, or
+//! lists several substores' keys from one order ([`crate::KeyOrder`]).
 
 use crate::device::Device;
 use crate::index::Entry;

@@ -33,6 +33,8 @@
 //! first `chunk.skip` bytes (at least `prefix.len()`) with the chunk's others; each
 //! fence and hint is what [`fence`] and [`hint`] give for its key at those offsets.
 
+use crate::scan::Direction;
+
 /// Most slot numbers a chunk holds before it splits.
 pub(crate) const CHUNK_MAX: usize = 256;
 /// Slot numbers a chunk's capacity grows by.
@@ -274,6 +276,39 @@ impl Ordered {
                 pos: pos - 1,
             }),
         }
+    }
+
+    /// Where a walk in `direction` starts: forward at the first key at or after `from`
+    /// (the first key for `None`), in reverse at the last key before `from` (the last
+    /// key for `None`); `None` if nothing is there.
+    pub(crate) fn start<'k>(
+        &self,
+        from: Option<&[u8]>,
+        direction: Direction,
+        key_of: &impl Fn(u32) -> &'k [u8],
+    ) -> Option<At> {
+        match (direction, from) {
+            (Direction::Forward, from) => Some(self.seek(from.unwrap_or_default(), key_of)),
+            (Direction::Reverse, Some(end)) => self.prev(self.seek(end, key_of)),
+            (Direction::Reverse, None) => self.prev(self.end()),
+        }
+    }
+
+    /// The slots from `at` ([`Ordered::start`]) on in `direction`'s order.
+    pub(crate) fn walk(
+        &self,
+        mut at: Option<At>,
+        direction: Direction,
+    ) -> impl Iterator<Item = u32> + '_ {
+        std::iter::from_fn(move || {
+            let here = at?;
+            let id = self.get(here)?;
+            at = match direction {
+                Direction::Forward => Some(self.next(here)),
+                Direction::Reverse => self.prev(here),
+            };
+            Some(id)
+        })
     }
 
     /// The position past the last key.

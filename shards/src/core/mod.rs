@@ -347,6 +347,8 @@ struct Core {
     leaves: RefCell<BTreeMap<u64, Rc<LeafState>>>,
     /// Handed-over parents whose records have not all moved to their children yet.
     ancestors: RefCell<Vec<Rc<LeafState>>>,
+    /// Every leaf's keys in one byte order, once a scan asked for it (`scan.rs`).
+    key_order: RefCell<Option<ringkv_engine::KeyOrder>>,
     config: Config,
     split_done: Event,
     splits: Cell<u64>,
@@ -602,6 +604,7 @@ impl Core {
             health,
             leaves: RefCell::new(map),
             ancestors: RefCell::new(behind),
+            key_order: RefCell::new(None),
             config,
             split_done: Event::new(),
             splits: Cell::new(0),

@@ -113,6 +113,9 @@ impl Core {
                 salvaged: ancestor.store.salvaged().to_vec(),
             });
         }
+        if let Some(order) = &*self.key_order.borrow() {
+            stats.totals.index_memory_bytes += order.heap_bytes() as u64;
+        }
         (stats.log_bytes, stats.log_checkpoints) = self.log_figures();
         stats.in_flight = self.in_flight.get() as u64;
         stats

@@ -4,10 +4,14 @@
 //! except a snapshot's, which are read here at its cuts.
 //!
 //! A page is exact: every live key of the range on this core up to its last key (in
-//! the scan's direction) is in it, as of when the keys were listed. Each source (leaf
-//! or ancestor) lists a few keys at a time from its ordered index (no I/O) into one
-//! buffer (no allocation per key), and the sources are merged by their next keys until
-//! the page is full; a source whose keys run out lists more after its last one.
+//! the scan's direction) is in it, as of when the keys were listed. Mostly a page is
+//! listed from the core's one order of its leaves' keys (`KeyOrder`: one seek, then
+//! exactly the page's keys; built by the first scan, built again when the leaves
+//! change). A snapshot's page, or one while an ancestor lies behind a leaf, merges
+//! sources instead: each (leaf or ancestor) lists a few keys at a time from its own
+//! ordered index, and the sources are merged by their next keys until the page is
+//! full; a source whose keys run out lists more after its last one. Either way the
+//! keys go into one buffer (no allocation per key), with no I/O.
 //!
 //! Keys are listed in one step without awaiting, so no record moves from an ancestor
 //! to a leaf meanwhile. Values, wherever they are read, are read as gets are (cache
@@ -21,10 +25,12 @@ use bytes::Bytes;
 use ringkv_engine::Direction;
 use ringkv_engine::hash::routing_hash;
 use ringkv_engine::index::Entry;
+use ringkv_engine::{KeyOrder, Substore};
 
 use super::Core;
 use super::leaf::LeafState;
 use crate::error::Result;
+use crate::storage::LeafDevice;
 
 /// Value bytes a page holds at most (a page always holds at least one key).
 const PAGE_VALUE_BYTES_MAX: u64 = 1 << 20;
@@ -112,6 +118,12 @@ impl Listed {
     fn key(&self, at: usize) -> &[u8] {
         &self.bytes[self.keys[at].0.clone()]
     }
+
+    fn push(&mut self, key: &[u8], value_len: u32) {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        self.keys.push((at..self.bytes.len(), value_len));
+    }
 }
 
 /// One leaf or ancestor as a page lists it: its keys listed and not yet merged.
@@ -170,6 +182,9 @@ impl Core {
     /// Up to `request.limit` live keys in order, and where the next page starts (see
     /// the module documentation). Synchronous: nothing changes while it lists.
     fn list_keys(&self, request: &ScanRequest) -> Result<Merged> {
+        if let Some(merged) = self.list_in_order(request) {
+            return Ok(merged);
+        }
         let mut sources = self.scan_sources(request.snapshot)?;
         // Twice a fair share each (at least 8): a source rarely lists twice, which
         // costs a seek, dearer than listing a few keys more.
@@ -236,6 +251,59 @@ impl Core {
         })
     }
 
+    /// The page from the core's one order of its leaves' keys (one seek, exactly the
+    /// keys the page holds), when that order can answer: for the current state (a
+    /// snapshot reads its cuts from each leaf), with no ancestor behind a leaf, and an
+    /// order that covers the leaves (built here when none does, or when the one kept
+    /// can no longer follow them). `None`: merge the leaves' own orders.
+    fn list_in_order(&self, request: &ScanRequest) -> Option<Merged> {
+        if request.snapshot.is_some() || !self.ancestors.borrow().is_empty() {
+            return None;
+        }
+        let leaves = self.leaf_list();
+        let stores: Vec<&Substore<LeafDevice>> = leaves.iter().map(|l| &l.store).collect();
+        let mut kept = self.key_order.borrow_mut();
+        let from = request.listing_from();
+        for _ in 0..2 {
+            if !kept.as_ref().is_some_and(|o| o.covers(&stores)) {
+                *kept = KeyOrder::build(&stores);
+            }
+            let order = kept.as_mut()?;
+            let (mut listed, mut ended, mut bytes) = (Listed::default(), false, 0u64);
+            let visit = |key: &[u8], entry: Entry| {
+                bytes += u64::from(entry.value_len);
+                let full = !listed.keys.is_empty()
+                    && request.values != Values::None
+                    && bytes > PAGE_VALUE_BYTES_MAX;
+                ended = !full && !request.before_end(key);
+                if full || ended {
+                    return false;
+                }
+                listed.push(key, entry.value_len);
+                true
+            };
+            if order.visit_keys(
+                &stores,
+                from.as_deref(),
+                request.direction,
+                request.limit,
+                visit,
+            ) {
+                let n = listed.keys.len();
+                let more = !ended && (n == request.limit || bytes > PAGE_VALUE_BYTES_MAX);
+                let resume = (more && n > 0).then(|| listed.key(n - 1).to_vec());
+                let page = (0..n).collect();
+                return Some(Merged {
+                    listed,
+                    page,
+                    resume,
+                });
+            }
+            *kept = None;
+        }
+        None
+    }
+
     /// The leaves and ancestors a scan lists, with the cuts a snapshot reads them at.
     fn scan_sources(&self, snapshot: Option<u64>) -> Result<Vec<Source>> {
         let leaves = self.leaf_list().into_iter().map(|l| (l, false));
@@ -280,9 +348,7 @@ impl Source {
                 ended = true;
                 return false;
             }
-            let at = listed.bytes.len();
-            listed.bytes.extend_from_slice(key);
-            listed.keys.push((at..listed.bytes.len(), entry.value_len));
+            listed.push(key, entry.value_len);
             true
         };
         let store = &self.leaf.store;

@@ -1,0 +1,180 @@
+//! The keys of several substores in one byte order (issue 14): a core lists a scan's
+//! page from it with one seek and exactly the keys the page holds, where merging its
+//! leaves' own orders costs a seek in each and lists keys from every leaf.
+//!
+//! It holds each key as its store's place in the list (8 bits) and its slot number (24
+//! bits), in the chunks of one index's order ([`crate::index::ordered`]): a key costs
+//! the same 6.7 bytes, and the stores' own orders need not be built. Each store's
+//! index records its key-set changes ([`crate::index::Index::take_changes`]) and the
+//! order catches up with them before each listing, so a new key costs a write a set
+//! insert, not a search of the order.
+//!
+//! An order covers at most 256 stores of at most 2^24 slots each: [`KeyOrder::build`]
+//! answers `None` beyond, and [`KeyOrder::visit_keys`] `false` once a store outgrows
+//! it, as it does when a store's record of changes overflowed or was replaced (then
+//! the order is built again, or the caller merges the stores' own orders).
+//!
+//! Invariants: once caught up, the order holds every live slot of every store exactly
+//! once, at the place its key gives it; every store's index records changes under the
+//! order's token.
+
+use std::cell::RefMut;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ahash::RandomState;
+use hashbrown::HashMap;
+
+use crate::device::Device;
+use crate::format::SubstoreId;
+use crate::index::Entry;
+use crate::index::ordered::Ordered;
+use crate::scan::Direction;
+use crate::substore::{State, Substore, is_live};
+
+/// Bits of a key's id that hold its slot number; the rest hold its store's place.
+const SLOT_BITS: u32 = 24;
+const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+/// Most stores one order covers.
+const STORES_MAX: usize = 1 << (32 - SLOT_BITS);
+
+/// Tokens of orders, each new one unique in the process.
+static TOKENS: AtomicU64 = AtomicU64::new(1);
+
+/// The id of slot `slot` of the store at `tag`.
+fn id(tag: usize, slot: u32) -> u32 {
+    (tag as u32) << SLOT_BITS | slot
+}
+
+/// The store's place and the slot number of an id.
+fn parts(id: u32) -> (usize, u32) {
+    ((id >> SLOT_BITS) as usize, id & SLOT_MASK)
+}
+
+/// Reads a key by its id from the stores' states.
+fn key_reader<'a, F>(states: &'a [RefMut<'_, State<F>>]) -> impl Fn(u32) -> &'a [u8] + 'a {
+    move |id| {
+        let (tag, slot) = parts(id);
+        states[tag].index.key_of(slot)
+    }
+}
+
+/// The live keys of several substores in byte order. See the module documentation.
+#[derive(Debug)]
+pub struct KeyOrder {
+    order: Ordered,
+    token: u64,
+    /// The stores covered, in the order their places number them.
+    stores: Vec<SubstoreId>,
+}
+
+impl KeyOrder {
+    /// The order of every live key of `stores`, which record their changes for it from
+    /// now on; `None` if it cannot cover them (more than 256, or a store with more
+    /// than 2^24 slots).
+    pub fn build<D: Device>(stores: &[&Substore<D>]) -> Option<Self> {
+        if stores.len() > STORES_MAX {
+            return None;
+        }
+        let mut states: Vec<_> = stores.iter().map(|s| s.state.borrow_mut()).collect();
+        let fits = |s: &RefMut<'_, State<_>>| s.index.slot_count() <= SLOT_MASK as usize + 1;
+        if !states.iter().all(fits) {
+            return None;
+        }
+        let token = TOKENS.fetch_add(1, Ordering::Relaxed);
+        for state in &mut states {
+            state.index.track_changes(token);
+        }
+        let ids = (states.iter().enumerate())
+            .flat_map(|(tag, s)| s.index.live_ids().map(move |slot| id(tag, slot)))
+            .collect();
+        let order = Ordered::build(ids, &key_reader(&states));
+        Some(Self {
+            order,
+            token,
+            stores: stores.iter().map(|s| s.id).collect(),
+        })
+    }
+
+    /// Whether the order covers exactly `stores`, in this order.
+    pub fn covers<D: Device>(&self, stores: &[&Substore<D>]) -> bool {
+        self.stores.len() == stores.len() && self.stores.iter().zip(stores).all(|(a, b)| *a == b.id)
+    }
+
+    /// Catches up with the stores' changes, then visits up to `limit` live keys in
+    /// byte order with their index entries, as [`Substore::visit_keys`] does for one
+    /// store (`visit` answers `false` to stop). `false`, having visited nothing: the
+    /// order can no longer follow the stores and must be built again.
+    pub fn visit_keys<D: Device>(
+        &mut self,
+        stores: &[&Substore<D>],
+        from: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        mut visit: impl FnMut(&[u8], Entry) -> bool,
+    ) -> bool {
+        debug_assert!(self.covers(stores));
+        let mut states: Vec<_> = stores.iter().map(|s| s.state.borrow_mut()).collect();
+        if !self.catch_up(&mut states) {
+            return false;
+        }
+        let Some(first) = stores.first() else {
+            return true;
+        };
+        let now = first.config.clock.now_unix_ms();
+        let key_of = key_reader(&states);
+        let at = self.order.start(from, direction, &key_of);
+        let live = (self.order.walk(at, direction)).filter_map(|id| {
+            let (tag, slot) = parts(id);
+            let entry = states[tag].index.entry_of(slot);
+            is_live(&entry, now).then(|| (key_of(id), entry))
+        });
+        for (key, entry) in live.take(limit) {
+            if !visit(key, entry) {
+                break;
+            }
+        }
+        true
+    }
+
+    /// Applies every store's changes since the last catch-up; `false` if one cannot be
+    /// followed (its record overflowed or is another order's, or it outgrew the ids).
+    fn catch_up<F>(&mut self, states: &mut [RefMut<'_, State<F>>]) -> bool {
+        let mut all = Vec::with_capacity(states.len());
+        for state in states.iter_mut() {
+            match state.index.take_changes(self.token) {
+                Some(changes) if !changes.overflowed => all.push(changes),
+                _ => return false,
+            }
+        }
+        if all
+            .iter()
+            .any(|c| c.added.iter().any(|&slot| slot > SLOT_MASK))
+        {
+            return false;
+        }
+        // A removed key's slot may be free or hold another key by now: while removing,
+        // the order reads each removed slot's key from the copy kept.
+        let removed: HashMap<u32, &[u8], RandomState> = (all.iter().enumerate())
+            .flat_map(|(tag, c)| {
+                (0..c.removed.len()).map(move |i| (id(tag, c.removed[i].0), c.removed_key(i)))
+            })
+            .collect();
+        let current = key_reader(states);
+        let before = |id: u32| removed.get(&id).copied().unwrap_or_else(|| current(id));
+        for (&id, key) in &removed {
+            self.order.remove(id, key, &before);
+        }
+        for (tag, changes) in all.iter().enumerate() {
+            for &slot in &changes.added {
+                let id = id(tag, slot);
+                self.order.insert(id, current(id), &current);
+            }
+        }
+        true
+    }
+
+    /// Heap bytes held (capacities), the stores' records of changes aside.
+    pub fn heap_bytes(&self) -> usize {
+        self.order.heap_bytes() + self.stores.capacity() * std::mem::size_of::<SubstoreId>()
+    }
+}
