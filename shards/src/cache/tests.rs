@@ -151,3 +151,36 @@ fn an_entry_is_not_answered_once_its_expiry_passed() {
     assert_eq!(cache.peek(b"e"), None);
     assert_eq!(cache.get(b"p"), Some(value(2, 10)));
 }
+
+#[test]
+fn keys_in_place_and_boxed_are_found_by_their_bytes_alone() {
+    let cache = Cache::new(1 << 20, Clock::system());
+    let lengths = [
+        0,
+        1,
+        INLINE_KEY_BYTES - 1,
+        INLINE_KEY_BYTES,
+        INLINE_KEY_BYTES + 1,
+        300,
+    ];
+    // Keys that share a prefix and differ in length, or only in their last byte.
+    let keys: Vec<Vec<u8>> = (lengths.iter())
+        .flat_map(|&len| [vec![7u8; len], [vec![7u8; len], vec![8]].concat()])
+        .collect();
+    for (n, key) in keys.iter().enumerate() {
+        cache.insert(key, value(n as u32, 8), None);
+    }
+    for (n, key) in keys.iter().enumerate() {
+        assert_eq!(
+            cache.get(key),
+            Some(value(n as u32, 8)),
+            "key of {} bytes",
+            key.len()
+        );
+        assert_eq!(cache.peek(key), Some(value(n as u32, 8)));
+    }
+    cache.remove(&keys[3]);
+    assert_eq!(cache.get(&keys[3]), None);
+    assert_eq!(cache.get(&keys[2]), Some(value(2, 8)));
+    assert_eq!(cache.get(&[7u8; INLINE_KEY_BYTES + 2]), None);
+}
