@@ -467,6 +467,16 @@ impl Index {
         self.changes = Some(Changes::new(token));
     }
 
+    /// Stops recording key-set changes.
+    pub(crate) fn stop_changes(&mut self) {
+        self.changes = None;
+    }
+
+    /// Key-set changes recorded and not yet taken.
+    pub(crate) fn pending_changes(&self) -> usize {
+        self.changes.as_ref().map_or(0, Changes::len)
+    }
+
     /// The changes recorded for the order `token` since it last took them, if it is
     /// the order this index records for.
     pub(crate) fn take_changes(&mut self, token: u64) -> Option<Changes> {

@@ -73,11 +73,16 @@ impl KeyOrder {
     /// than 2^24 slots).
     pub fn build<D: Device>(stores: &[&Substore<D>]) -> Option<Self> {
         if stores.len() > STORES_MAX {
+            stores
+                .iter()
+                .for_each(|s| s.state.borrow_mut().index.stop_changes());
             return None;
         }
         let mut states: Vec<_> = stores.iter().map(|s| s.state.borrow_mut()).collect();
         let fits = |s: &RefMut<'_, State<_>>| s.index.slot_count() <= SLOT_MASK as usize + 1;
         if !states.iter().all(fits) {
+            // No order follows them: an earlier one's records would only grow.
+            states.iter_mut().for_each(|s| s.index.stop_changes());
             return None;
         }
         let token = TOKENS.fetch_add(1, Ordering::Relaxed);
@@ -114,7 +119,7 @@ impl KeyOrder {
     ) -> bool {
         debug_assert!(self.covers(stores));
         let mut states: Vec<_> = stores.iter().map(|s| s.state.borrow_mut()).collect();
-        if !self.catch_up(&mut states) {
+        if !self.apply_changes(&mut states) {
             return false;
         }
         let Some(first) = stores.first() else {
@@ -136,9 +141,25 @@ impl KeyOrder {
         true
     }
 
+    /// Catches up with the stores' changes now (so that no listing pays for a long run
+    /// of writes); `false`: the order must be built again, as for
+    /// [`KeyOrder::visit_keys`].
+    pub fn catch_up<D: Device>(&mut self, stores: &[&Substore<D>]) -> bool {
+        debug_assert!(self.covers(stores));
+        let mut states: Vec<_> = stores.iter().map(|s| s.state.borrow_mut()).collect();
+        self.apply_changes(&mut states)
+    }
+
+    /// Changes the stores recorded that the order has not caught up with.
+    pub fn pending<D: Device>(stores: &[&Substore<D>]) -> usize {
+        (stores.iter())
+            .map(|s| s.state.borrow().index.pending_changes())
+            .sum()
+    }
+
     /// Applies every store's changes since the last catch-up; `false` if one cannot be
     /// followed (its record overflowed or is another order's, or it outgrew the ids).
-    fn catch_up<F>(&mut self, states: &mut [RefMut<'_, State<F>>]) -> bool {
+    fn apply_changes<F>(&mut self, states: &mut [RefMut<'_, State<F>>]) -> bool {
         let mut all = Vec::with_capacity(states.len());
         for state in states.iter_mut() {
             match state.index.take_changes(self.token) {

@@ -308,3 +308,30 @@ fn keys_left_alone_appear_once_each_in_order_while_writers_run() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
 }
+
+/// A long run of writes between two scans is caught up with as commit rounds start:
+/// the second scan lists every key, and the core built its key order once (a leaf's
+/// record of changes would have overflowed past 4096 new keys, making it build again).
+#[test]
+fn the_key_order_keeps_up_with_a_long_run_of_writes_between_scans() {
+    let dir = tempdir();
+    let db = Db::open(dir.path(), options(1).durability(Durability::Sync)).unwrap();
+    db.put(b"first", b"1").unwrap();
+    assert_eq!(db.range::<&[u8]>(..).count(), 1);
+    // 16 leaves on the one core: about 6000 new keys each, in rounds of 1000.
+    let keys: Vec<(Vec<u8>, &[u8])> = (0..96_000u32)
+        .map(|i| (format!("k{i:06}").into_bytes(), &b"v"[..]))
+        .collect();
+    for batch in keys.chunks(1000) {
+        db.put_many(batch).unwrap();
+    }
+    let listed: Vec<_> = (db.range::<&[u8]>(..).keys()).map(Result::unwrap).collect();
+    assert_eq!(listed.len(), keys.len() + 1);
+    assert!(listed.windows(2).all(|w| w[0] < w[1]), "in order");
+    let stats = db.stats().unwrap();
+    assert_eq!(
+        stats.cores[0].key_order_builds, 1,
+        "caught up, never built again"
+    );
+    db.close().unwrap();
+}

@@ -69,7 +69,7 @@ impl Changes {
     /// Drops everything once the changes pass their bound.
     fn bound(&mut self, live: usize) {
         let max = (live / CHANGES_MAX_SHARE).max(CHANGES_MIN);
-        if self.added.len() + self.removed.len() > max {
+        if self.len() > max {
             *self = Self {
                 overflowed: true,
                 ..Self::new(self.token)
@@ -80,6 +80,11 @@ impl Changes {
     /// The changes so far, leaving none (the order has caught up).
     pub(crate) fn take(&mut self) -> Self {
         std::mem::replace(self, Self::new(self.token))
+    }
+
+    /// Changes recorded (none once overflowed).
+    pub(crate) fn len(&self) -> usize {
+        self.added.len() + self.removed.len()
     }
 
     /// The key removed from slot `removed[i]`.

@@ -156,6 +156,7 @@ impl Core {
     /// Takes what the next round commits, in one poll with its start.
     pub(super) fn round_input(&self) -> RoundInput {
         self.bound_summaries();
+        self.keep_order();
         let payload = self.log.journal.borrow_mut().take();
         let Some(log) = self.log.on() else {
             // The round syncs the dirty substores: what was journaled is covered.

@@ -349,6 +349,7 @@ struct Core {
     ancestors: RefCell<Vec<Rc<LeafState>>>,
     /// Every leaf's keys in one byte order, once a scan asked for it (`scan.rs`).
     key_order: RefCell<Option<ringkv_engine::KeyOrder>>,
+    key_order_builds: Cell<u64>,
     config: Config,
     split_done: Event,
     splits: Cell<u64>,
@@ -605,6 +606,7 @@ impl Core {
             leaves: RefCell::new(map),
             ancestors: RefCell::new(behind),
             key_order: RefCell::new(None),
+            key_order_builds: Cell::new(0),
             config,
             split_done: Event::new(),
             splits: Cell::new(0),

@@ -42,6 +42,10 @@ pub struct CoreStats {
     /// Snapshots open (`Db::snapshot`): while any is, this core runs no background
     /// step, and its stores keep the versions writes replace since the oldest one.
     pub snapshots: u64,
+    /// Times the core built its one order of its leaves' keys for scans: the first
+    /// scan, then one after the leaves changed (a split) or a leaf's record of changes
+    /// overflowed. Each costs a sort of the core's keys.
+    pub key_order_builds: u64,
     /// Versions kept for the open snapshots, and the memory they take (the records
     /// they point at stay on disk too).
     pub snapshot_versions: u64,
@@ -76,6 +80,7 @@ impl Core {
             background_errors: self.background_errors.get(),
             background_error: self.background_error.borrow().clone(),
             snapshots: self.snapshots.borrow().len() as u64,
+            key_order_builds: self.key_order_builds.get(),
             ..CoreStats::default()
         };
         for store in self.store_list() {

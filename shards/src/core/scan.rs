@@ -35,6 +35,10 @@ use crate::storage::LeafDevice;
 /// Value bytes a page holds at most (a page always holds at least one key).
 const PAGE_VALUE_BYTES_MAX: u64 = 1 << 20;
 
+/// Changes on a core's leaves past which a commit round brings its key order up to
+/// date (about 0.1 ms of catching up at most).
+const ORDER_CATCH_UP_CHANGES: usize = 256;
+
 /// What a core is asked for: its keys within `start..end` (bounds in key order, for
 /// either direction) after `resume`, in `direction`.
 #[derive(Clone, Debug)]
@@ -267,6 +271,8 @@ impl Core {
         for _ in 0..2 {
             if !kept.as_ref().is_some_and(|o| o.covers(&stores)) {
                 *kept = KeyOrder::build(&stores);
+                (self.key_order_builds)
+                    .set(self.key_order_builds.get() + u64::from(kept.is_some()));
             }
             let order = kept.as_mut()?;
             let (mut listed, mut ended, mut bytes) = (Listed::default(), false, 0u64);
@@ -302,6 +308,25 @@ impl Core {
             *kept = None;
         }
         None
+    }
+
+    /// Brings the key order up to date once its leaves' records of changes pass
+    /// [`ORDER_CATCH_UP_CHANGES`] (as a commit round starts), so that neither a scan
+    /// after a long run of writes nor a record that overflows (a rebuild) stalls the
+    /// core. An order that no longer covers the leaves is dropped: the next scan builds
+    /// one.
+    pub(super) fn keep_order(&self) {
+        let mut kept = self.key_order.borrow_mut();
+        let Some(order) = kept.as_mut() else {
+            return;
+        };
+        let leaves = self.leaf_list();
+        let stores: Vec<&Substore<LeafDevice>> = leaves.iter().map(|l| &l.store).collect();
+        let current = order.covers(&stores)
+            && (KeyOrder::pending(&stores) < ORDER_CATCH_UP_CHANGES || order.catch_up(&stores));
+        if !current {
+            *kept = None;
+        }
     }
 
     /// The leaves and ancestors a scan lists, with the cuts a snapshot reads them at.
