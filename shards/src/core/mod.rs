@@ -518,14 +518,17 @@ impl Core {
     }
 
     /// Takes a request from the queue: answers it at once if that needs no I/O and no
-    /// waiting (a read the cache holds), else hands it to a task of its own, counted in
-    /// flight.
+    /// waiting (a read the cache holds, a scan's page of keys whose values the caller
+    /// reads), else hands it to a task of its own, counted in flight.
     fn take(self: &Rc<Self>, hash: u64, op: Op) {
         let op = match op {
             Op::Get(key, reply) => match self.cache.peek(&key) {
                 Some(value) => return reply.send(Ok(Some(value))),
                 None => Op::Get(key, reply),
             },
+            Op::Scan(request, reply) if request.values != Values::Here => {
+                return reply.send(self.scan_page_now(&request));
+            }
             op => op,
         };
         let core = self.clone();

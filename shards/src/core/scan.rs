@@ -154,15 +154,7 @@ struct Merged {
 impl Core {
     /// This core's next page of the scan `request` asks for.
     pub(super) async fn scan_page(&self, request: &ScanRequest) -> Result<ScanPage> {
-        let Merged {
-            listed,
-            page,
-            resume,
-        } = self.list_keys(request)?;
-        let bytes = Bytes::from(listed.bytes);
-        let keys: Vec<Bytes> = (page.iter())
-            .map(|&at| bytes.slice(listed.keys[at].0.clone()))
-            .collect();
+        let (keys, resume) = self.page_keys(request)?;
         if request.values != Values::Here {
             let items = keys.into_iter().map(|k| (k, None)).collect();
             return Ok(ScanPage { items, resume });
@@ -181,6 +173,31 @@ impl Core {
             }
         }
         Ok(ScanPage { items, resume })
+    }
+
+    /// The page of a request whose values this core does not read: its keys alone,
+    /// listed at once (no I/O, no waiting), so the serve loop answers it without a
+    /// task of its own, as it does a cached get.
+    pub(super) fn scan_page_now(&self, request: &ScanRequest) -> Result<ScanPage> {
+        debug_assert_ne!(request.values, Values::Here);
+        let (keys, resume) = self.page_keys(request)?;
+        let items = keys.into_iter().map(|k| (k, None)).collect();
+        Ok(ScanPage { items, resume })
+    }
+
+    /// A page's keys in order, each a slice of one buffer, and where the next page
+    /// starts.
+    fn page_keys(&self, request: &ScanRequest) -> Result<(Vec<Bytes>, Option<Vec<u8>>)> {
+        let Merged {
+            listed,
+            page,
+            resume,
+        } = self.list_keys(request)?;
+        let bytes = Bytes::from(listed.bytes);
+        let keys = (page.iter())
+            .map(|&at| bytes.slice(listed.keys[at].0.clone()))
+            .collect();
+        Ok((keys, resume))
     }
 
     /// Up to `request.limit` live keys in order, and where the next page starts (see
