@@ -2,7 +2,8 @@
 //! lookup at one million keys, and the listing one core does for a short ordered scan
 //! over a new database's 16 leaves: a seek and a few keys in each leaf's own order
 //! (as a core merges them when it cannot use one order), and a seek and 50 keys in one
-//! `KeyOrder` over 16 substores (as a core lists a page).
+//! `KeyOrder` over 16 substores (as a core lists a page); and what keeping that order
+//! costs puts of new keys (`order-upkeep`).
 //!
 //! `index-baseline` runs the same insert and lookup on a plain `hashbrown::HashMap` from
 //! key to `Entry` (same hasher): the speed of the obvious layout, which spends about
@@ -198,23 +199,7 @@ fn scan_listing(c: &mut Criterion) {
             black_box(bytes)
         })
     });
-    let stores: Vec<Substore<MemDevice>> = futures_lite::future::block_on(async {
-        let mut stores = Vec::new();
-        for n in 0..LEAVES {
-            let id = SubstoreId::root(n);
-            let config = ringkv_engine::Config::default();
-            stores.push(
-                Substore::create_or_open(MemDevice::new(), id, config)
-                    .await
-                    .unwrap(),
-            );
-        }
-        for i in 0..SCAN_KEYS {
-            let store = &stores[(i % LEAVES) as usize];
-            store.put(&user_key(i), &[0xa5; 100]).await.unwrap();
-        }
-        stores
-    });
+    let stores = loaded_stores();
     let stores: Vec<&Substore<MemDevice>> = stores.iter().collect();
     let mut order = KeyOrder::build(&stores).expect("16 small stores fit");
     group.bench_function("list-50/one-order-over-16-stores-of-12.5k-keys", |b| {
@@ -234,5 +219,79 @@ fn scan_listing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, records, index, index_baseline, scan_listing);
+/// New keys put per measured run of `order_upkeep`.
+const NEW_KEYS: u64 = 20_000;
+/// Changes after which the order catches up, as a core's commit round does.
+const CATCH_UP_EVERY: u64 = 256;
+
+/// 16 substores holding `SCAN_KEYS` keys of 100-byte values between them.
+fn loaded_stores() -> Vec<Substore<MemDevice>> {
+    futures_lite::future::block_on(async {
+        let mut stores = Vec::new();
+        for n in 0..LEAVES {
+            let config = ringkv_engine::Config::default();
+            let id = SubstoreId::root(n);
+            stores.push(
+                Substore::create_or_open(MemDevice::new(), id, config)
+                    .await
+                    .unwrap(),
+            );
+        }
+        for i in 0..SCAN_KEYS {
+            let store = &stores[(i % LEAVES) as usize];
+            store.put(&user_key(i), &[0xa5; 100]).await.unwrap();
+        }
+        stores
+    })
+}
+
+/// What keeping a core's key order costs its writes: `NEW_KEYS` puts of new keys over
+/// 16 loaded substores, with no order, and with one order that records each new key
+/// and catches up every `CATCH_UP_EVERY` changes.
+fn order_upkeep(c: &mut Criterion) {
+    let mut group = c.benchmark_group("order-upkeep");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(NEW_KEYS));
+    let put_new = |stores: &[Substore<MemDevice>], mut order: Option<KeyOrder>| {
+        let refs: Vec<&Substore<MemDevice>> = stores.iter().collect();
+        futures_lite::future::block_on(async {
+            for i in SCAN_KEYS..SCAN_KEYS + NEW_KEYS {
+                let store = &stores[(i % LEAVES) as usize];
+                store.put(&user_key(i), &[0xa5; 100]).await.unwrap();
+                if let Some(order) = order.as_mut().filter(|_| i % CATCH_UP_EVERY == 0) {
+                    assert!(order.catch_up(&refs));
+                }
+            }
+        });
+        order
+    };
+    group.bench_function("put-new-keys/16-stores-of-12.5k-keys/no-order", |b| {
+        b.iter_batched(
+            loaded_stores,
+            |s| (put_new(&s, None), s),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("put-new-keys/16-stores-of-12.5k-keys/order-kept", |b| {
+        b.iter_batched(
+            || {
+                let stores = loaded_stores();
+                let order = KeyOrder::build(&stores.iter().collect::<Vec<_>>());
+                (stores, order.expect("16 small stores fit"))
+            },
+            |(s, order)| (put_new(&s, Some(order)), s),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    records,
+    index,
+    index_baseline,
+    scan_listing,
+    order_upkeep
+);
 criterion_main!(benches);
