@@ -128,14 +128,15 @@ impl Chunk {
 
     /// The first position whose key is not below `key`, a key that starts with the
     /// order's `skip` shared bytes and is at or after the chunk's first key (or the
-    /// chunk is the first); `fence` is the chunk's.
+    /// chunk is the first); `fence` is the chunk's. And whether `key` shares the
+    /// chunk's own shared bytes (its `skip`).
     fn seek<'k>(
         &self,
         key: &[u8],
         fence: u64,
         skip: usize,
         key_of: &impl Fn(u32) -> &'k [u8],
-    ) -> usize {
+    ) -> (usize, bool) {
         // The chunk's shared bytes past the order's are in its fence, when few.
         let more = self.skip - skip;
         let beyond = match more <= 8 {
@@ -143,20 +144,32 @@ impl Chunk {
             false => against_prefix(key, &key_of(self.ids[0])[..self.skip]),
         };
         match beyond {
-            std::cmp::Ordering::Less => return 0,
-            std::cmp::Ordering::Greater => return self.ids.len(),
+            std::cmp::Ordering::Less => return (0, false),
+            std::cmp::Ordering::Greater => return (self.ids.len(), false),
             std::cmp::Ordering::Equal => {}
         }
         let h = hint(key, self.skip);
         let lo = self.hints.partition_point(|&x| x < h);
         let ties = self.hints[lo..].partition_point(|&x| x == h);
-        lo + self.ids[lo..lo + ties].partition_point(|&id| key_of(id) < key)
+        let pos = lo + self.ids[lo..lo + ties].partition_point(|&id| key_of(id) < key);
+        (pos, true)
     }
 
     /// Inserts slot `id` (key `key`) at `pos`, first lowering the chunk's `skip` if the
-    /// key shares less with the others.
-    fn insert<'k>(&mut self, pos: usize, id: u32, key: &[u8], key_of: &impl Fn(u32) -> &'k [u8]) {
-        let shared = shared_len(key, key_of(self.ids[0]));
+    /// key shares less with the others; `shares`: the key is known to share the
+    /// chunk's `skip` bytes (as its seek found), so its first key need not be read.
+    fn insert<'k>(
+        &mut self,
+        pos: usize,
+        id: u32,
+        key: &[u8],
+        shares: bool,
+        key_of: &impl Fn(u32) -> &'k [u8],
+    ) {
+        let shared = match shares {
+            true => self.skip,
+            false => shared_len(key, key_of(self.ids[0])),
+        };
         if self.ids.len() == self.ids.capacity() {
             self.ids.reserve_exact(CHUNK_GROWTH);
             self.hints.reserve_exact(CHUNK_GROWTH);
@@ -218,13 +231,14 @@ impl Ordered {
             std::cmp::Ordering::Greater => return self.end(),
             std::cmp::Ordering::Equal => {}
         }
-        let (chunk, pos) = self.place(key, key_of);
+        let (chunk, pos, _) = self.place(key, key_of);
         self.normalized(At { chunk, pos })
     }
 
     /// Where `key`, which starts with the shared bytes, sits or would: in the last
-    /// chunk whose first key is at or below it (the first chunk, if none is).
-    fn place<'k>(&self, key: &[u8], key_of: &impl Fn(u32) -> &'k [u8]) -> (usize, usize) {
+    /// chunk whose first key is at or below it (the first chunk, if none is); and
+    /// whether it shares that chunk's own shared bytes.
+    fn place<'k>(&self, key: &[u8], key_of: &impl Fn(u32) -> &'k [u8]) -> (usize, usize, bool) {
         let skip = self.prefix.len();
         let f = fence(key, skip);
         // "first key <= key": a fence below `f` is, one above is not, a tie reads.
@@ -232,8 +246,8 @@ impl Ordered {
         let ties = self.fences[lo..].partition_point(|&x| x == f);
         let at_or_below = self.chunks[lo..lo + ties].partition_point(|c| key_of(c.ids[0]) <= key);
         let chunk = (lo + at_or_below).saturating_sub(1);
-        let pos = self.chunks[chunk].seek(key, self.fences[chunk], skip, key_of);
-        (chunk, pos)
+        let (pos, shares) = self.chunks[chunk].seek(key, self.fences[chunk], skip, key_of);
+        (chunk, pos, shares)
     }
 
     /// `at`, moved to the start of the next chunk when it is past the end of its own.
@@ -330,13 +344,13 @@ impl Ordered {
             self.prefix.truncate(shared);
             self.refence(key_of);
         }
-        let (chunk, pos) = self.place(key, key_of);
+        let (chunk, pos, shares) = self.place(key, key_of);
         let c = &mut self.chunks[chunk];
         debug_assert!(
             c.ids.get(pos).is_none_or(|&o| key_of(o) != key),
             "a key twice"
         );
-        c.insert(pos, id, key, key_of);
+        c.insert(pos, id, key, shares, key_of);
         let skip = self.prefix.len();
         if pos == 0 {
             self.fences[chunk] = fence(key, skip);
