@@ -154,11 +154,10 @@ struct Merged {
 impl Core {
     /// This core's next page of the scan `request` asks for.
     pub(super) async fn scan_page(&self, request: &ScanRequest) -> Result<ScanPage> {
-        let (keys, resume) = self.page_keys(request)?;
         if request.values != Values::Here {
-            let items = keys.into_iter().map(|k| (k, None)).collect();
-            return Ok(ScanPage { items, resume });
+            return self.scan_page_now(request);
         }
+        let (keys, resume) = self.page_keys(request)?;
         let reads = keys.iter().map(|key| async move {
             match request.snapshot {
                 Some(id) => self.snapshot_get(id, routing_hash(key), key).await,
