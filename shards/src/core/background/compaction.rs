@@ -41,10 +41,15 @@ impl Core {
         let before = self.compaction.get();
         while self.move_step().await? {}
         for leaf in self.leaf_list() {
-            leaf.store
+            let store = &leaf.store;
+            store
                 .seal_active_if_dead()
                 .await
                 .map_err(|e| self.failed(e))?;
+            // An extent that filled up is sealed when it is written out, which the
+            // commit round after its last put may not have done yet: unsealed, it would
+            // be no victim of this pass.
+            store.write_unsynced().await.map_err(|e| self.failed(e))?;
         }
         let planned: Vec<(SubstoreId, u64)> = (self.leaf_list().iter())
             .flat_map(|l| {
