@@ -3,223 +3,258 @@
 //! and the disk.
 //!
 //! - **Who touches it.** The owning core is the only writer (fills, write admission,
-//!   removal on every write); callers' threads read it directly, so a cached get costs
-//!   no hop to the core. `quick_cache` does the work: sharded, a read lock per lookup,
-//!   no allocation on a hit, its tables grown only until they settle.
-//! - **Policy.** quick_cache's CLOCK-Pro variant (close to S3-FIFO): a new entry starts
-//!   cold and is promoted only if it is read again, and recently evicted keys are
-//!   remembered as ghosts, so one pass over many keys (a scan, a bulk load) does not
-//!   push out the values that are read over and over.
+//!   removal on every write), serialized by an uncontended lock; callers' threads read
+//!   it directly, so a cached get costs no hop to the core. A lookup takes no lock and
+//!   writes nothing shared but a read count (`table`: a fixed array of chains, entries
+//!   freed through crossbeam's epoch).
+//! - **Batches.** A page of a scan looks up all its keys at once ([`Cache::read_many`]):
+//!   the buckets and entries of every key are asked for before any is compared, so
+//!   their cache misses overlap instead of coming one after another.
+//! - **Policy.** S3-FIFO (`policy`): a new entry is kept only if it is read again before
+//!   the small queue lets it go, so one pass over many keys (a scan, a bulk load) does
+//!   not push out the values read over and over. Scans peek: their reads do not count.
 //! - **Invariant (the core keeps it).** An entry is always the key's newest value and is
 //!   readable by any caller (durable in `Sync` mode): the core removes a key before it
 //!   appends a write of it, and inserts only values that are still the newest. Removal
 //!   happens before the write is acknowledged, so a caller that saw its write
-//!   acknowledged never finds the older value here.
+//!   acknowledged never finds the older value here (its lookup starts after the
+//!   unlinking store, which it sees).
 //! - **Expiry.** An entry keeps its key's expiry time; a lookup at or after it answers
 //!   nothing (judged by the database's clock), as the index would.
-//! - **Keys in place.** A key of up to [`INLINE_KEY_BYTES`] bytes is held in the entry
-//!   itself ([`CacheKey`]): a lookup compares it without a cache miss on a separate
-//!   allocation (a scan reads one value per key, so that miss was a large share of
-//!   it), and caching it allocates nothing for the key.
+//! - **Memory.** An entry is one allocation (header, key, value), charged its key and
+//!   value plus [`ENTRY_OVERHEAD_BYTES`]; the bucket array is charged from the start.
 
-use std::borrow::Borrow;
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ahash::RandomState;
 use bytes::Bytes;
-use quick_cache::sync::DefaultLifecycle;
-use quick_cache::{OptionsBuilder, Weighter};
 use ringkv_engine::Clock;
 
-/// Bytes charged per entry on top of key and value: the cache's slot and hash entry
-/// with its ghost allowance, the value's heap header and shared reference count, and
-/// a boxed key's heap header. Measured (`tests/memory.rs`: a 4 MiB budget, 33-byte
-/// keys, 750-byte values): about 980 bytes allocated per entry, 196 over key and
-/// value; 96 had let the cache allocate 9.5 % over its budget.
-const ENTRY_OVERHEAD_BYTES: u64 = 180;
-/// An entry larger than a shard's share of the budget is not cached; eight shards means
-/// a value over an eighth of the budget never is.
-const SHARDS: usize = 8;
-/// Bytes per entry assumed when sizing the tables (they grow if entries are smaller).
-const SIZING_ENTRY_BYTES: u64 = 1024;
+mod policy;
+#[allow(
+    unsafe_code,
+    reason = "entries are raw allocations (header, key, value) that readers reach without a lock and the epoch frees"
+)]
+mod table;
 
-/// Longest key held in place: with its length and the variant's tag, as large as the
-/// boxed form (24 bytes).
-const INLINE_KEY_BYTES: usize = 22;
+use policy::Policy;
+use table::{EntryPtr, FREQ_MAX, Found, Table};
 
-/// A cached key: in place when short, else boxed. Hashes and compares as its bytes, so
-/// a lookup by `&[u8]` finds it.
-#[derive(Clone, Debug)]
-enum CacheKey {
-    Inline(u8, [u8; INLINE_KEY_BYTES]),
-    Boxed(Box<[u8]>),
+/// Bytes charged per entry on top of key and value: its header (48) and the
+/// allocator's (8 to 16 with rounding), its place in a queue (8, and the queue's slack),
+/// a ghost's share (a hash in a ring and a set: about 24). Checked by `tests/memory.rs`.
+const ENTRY_OVERHEAD_BYTES: u64 = 112;
+/// An entry larger than this share of the budget is not cached.
+const LARGEST_SHARE: u64 = 8;
+/// Budget bytes per bucket: with values of a few hundred bytes or more, chains stay
+/// about one entry long.
+const BYTES_PER_BUCKET: u64 = 256;
+
+/// What an entry of `payload` key and value bytes is charged.
+fn charge(payload: u64) -> u64 {
+    payload + ENTRY_OVERHEAD_BYTES
 }
-
-impl From<&[u8]> for CacheKey {
-    fn from(key: &[u8]) -> Self {
-        match key.len() <= INLINE_KEY_BYTES {
-            true => {
-                let mut bytes = [0; INLINE_KEY_BYTES];
-                bytes[..key.len()].copy_from_slice(key);
-                Self::Inline(key.len() as u8, bytes)
-            }
-            false => Self::Boxed(key.into()),
-        }
-    }
-}
-
-impl Borrow<[u8]> for CacheKey {
-    fn borrow(&self) -> &[u8] {
-        match self {
-            Self::Inline(len, bytes) => &bytes[..usize::from(*len)],
-            Self::Boxed(key) => key,
-        }
-    }
-}
-
-impl Hash for CacheKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        Borrow::<[u8]>::borrow(self).hash(state);
-    }
-}
-
-impl PartialEq for CacheKey {
-    fn eq(&self, other: &Self) -> bool {
-        Borrow::<[u8]>::borrow(self) == Borrow::<[u8]>::borrow(other)
-    }
-}
-
-impl Eq for CacheKey {}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Weigh;
-
-/// A cached value and its key's expiry (Unix ms), if it has one.
-#[derive(Clone, Debug)]
-struct Cached {
-    value: Bytes,
-    expiry_unix_ms: Option<u64>,
-}
-
-impl Weighter<CacheKey, Cached> for Weigh {
-    fn weight(&self, key: &CacheKey, cached: &Cached) -> u64 {
-        cost(key.borrow(), &cached.value)
-    }
-}
-
-fn cost(key: &[u8], value: &[u8]) -> u64 {
-    (key.len() + value.len()) as u64 + ENTRY_OVERHEAD_BYTES
-}
-
-type Entries = quick_cache::sync::Cache<
-    CacheKey,
-    Cached,
-    Weigh,
-    RandomState,
-    DefaultLifecycle<CacheKey, Cached>,
->;
 
 #[derive(Debug)]
 pub(crate) struct Cache {
     /// `None` with a budget of zero: nothing is cached.
     entries: Option<Entries>,
     budget_bytes: u64,
-    /// Lookups without a cache (all misses).
-    uncached: AtomicU64,
+    hits: Counter,
+    misses: Counter,
     clock: Clock,
+}
+
+struct Entries {
+    table: Table,
+    hasher: RandomState,
+    writer: Mutex<Policy>,
+}
+
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entries").finish_non_exhaustive()
+    }
 }
 
 impl Cache {
     pub(crate) fn new(budget_bytes: u64, clock: Clock) -> Self {
         let entries = (budget_bytes > 0).then(|| {
-            let options = OptionsBuilder::new()
-                .shards(SHARDS)
-                .weight_capacity(budget_bytes)
-                .estimated_items_capacity((budget_bytes / SIZING_ENTRY_BYTES).max(64) as usize)
-                .build()
-                .expect("capacity and item estimate are set");
-            Entries::with_options(
-                options,
-                Weigh,
-                RandomState::new(),
-                DefaultLifecycle::default(),
-            )
+            let buckets = (budget_bytes / BYTES_PER_BUCKET)
+                .next_power_of_two()
+                .max(16);
+            let table = Table::new(buckets as usize);
+            let budget = budget_bytes.saturating_sub(table.bytes());
+            Entries {
+                table,
+                hasher: RandomState::new(),
+                writer: Mutex::new(Policy::new(budget)),
+            }
         });
         Self {
             entries,
             budget_bytes,
-            uncached: AtomicU64::new(0),
+            hits: Counter::default(),
+            misses: Counter::default(),
             clock,
         }
     }
 
-    /// A caller's lookup: counted as a hit or a miss.
+    /// A caller's lookup: counted as a hit or a miss, and a read for the policy.
     pub(crate) fn get(&self, key: &[u8]) -> Option<Bytes> {
-        match &self.entries {
-            Some(entries) => self.live(entries.get(key)?),
-            None => {
-                self.uncached.fetch_add(1, Ordering::Relaxed);
-                None
+        let value = self.lookup(key, true);
+        self.count(1, u64::from(value.is_some()));
+        value
+    }
+
+    /// The core's second look after a caller's miss: not counted, and it leaves the
+    /// entry's standing in the policy alone.
+    pub(crate) fn peek(&self, key: &[u8]) -> Option<Bytes> {
+        self.lookup(key, false)
+    }
+
+    fn lookup(&self, key: &[u8], counted: bool) -> Option<Bytes> {
+        let entries = self.entries.as_ref()?;
+        let hash = entries.hasher.hash_one(key);
+        let guard = crossbeam_epoch::pin();
+        self.answer(entries.table.find(hash, key, &guard), counted)
+    }
+
+    /// The values of `keys` that the cache holds, in their order; `counted` as
+    /// [`Cache::get`], else as [`Cache::peek`] (a scan's reads). Every key's bucket,
+    /// then every chain's first entry, is asked for before any key is compared, so
+    /// that their cache misses overlap.
+    pub(crate) fn read_many(&self, keys: &[&[u8]], counted: bool) -> Vec<Option<Bytes>> {
+        let Some(entries) = &self.entries else {
+            if counted {
+                self.count(keys.len() as u64, 0);
+            }
+            return vec![None; keys.len()];
+        };
+        let table = &entries.table;
+        let hashes: Vec<u64> = keys.iter().map(|k| entries.hasher.hash_one(k)).collect();
+        hashes.iter().for_each(|&h| table.prefetch(h));
+        let guard = crossbeam_epoch::pin();
+        let heads: Vec<_> = hashes.iter().map(|&h| table.head(h, &guard)).collect();
+        let values: Vec<Option<Bytes>> = (keys.iter().zip(hashes).zip(heads))
+            .map(|((key, hash), head)| {
+                self.answer(table.find_from(head, hash, key, &guard), counted)
+            })
+            .collect();
+        if counted {
+            self.count(keys.len() as u64, values.iter().flatten().count() as u64);
+        }
+        values
+    }
+
+    /// Counts `hits` of `lookups` (counted lookups only).
+    fn count(&self, lookups: u64, hits: u64) {
+        self.hits.add(hits);
+        self.misses.add(lookups - hits);
+    }
+
+    /// A copy of what a lookup found, unless its expiry passed; a read for the policy
+    /// when `counted`.
+    fn answer(&self, found: Option<Found<'_>>, counted: bool) -> Option<Bytes> {
+        let found = found?;
+        let entry = found.entry();
+        if self.clock.has_passed(entry.expiry_unix_ms) {
+            return None;
+        }
+        if counted {
+            let reads = entry.freq.load(Ordering::Relaxed);
+            if reads < FREQ_MAX {
+                entry.freq.store(reads + 1, Ordering::Relaxed);
             }
         }
+        Some(Bytes::copy_from_slice(found.value()))
     }
 
-    /// The core's second look after a caller's miss: not counted again, and it leaves
-    /// the entry's standing in the policy alone.
-    pub(crate) fn peek(&self, key: &[u8]) -> Option<Bytes> {
-        self.live(self.entries.as_ref()?.peek(key)?)
-    }
-
-    /// The value of an entry whose expiry has not passed.
-    fn live(&self, cached: Cached) -> Option<Bytes> {
-        (!self.clock.has_passed(cached.expiry_unix_ms)).then_some(cached.value)
-    }
-
-    /// Caches `value` itself, sharing its buffer, unless it would take more than a
-    /// shard's share of the budget. The buffer must hold the value alone (a written
-    /// value, or one the engine copied out of the blocks it read): a slice of a larger
-    /// buffer would pin all of it while being charged for its own length.
-    /// `expiry_unix_ms` is the key's expiry, if it has one.
-    pub(crate) fn insert(&self, key: &[u8], value: Bytes, expiry_unix_ms: Option<u64>) {
-        if let Some(entries) = self.entries_for(key, &value) {
-            let cached = Cached {
-                value,
-                expiry_unix_ms,
-            };
-            entries.insert(key.into(), cached);
+    /// Caches a copy of `value` unless it would take more than its share of the
+    /// budget. `expiry_unix_ms` is the key's expiry, if it has one.
+    pub(crate) fn insert(&self, key: &[u8], value: &[u8], expiry_unix_ms: Option<u64>) {
+        let Some(entries) = &self.entries else {
+            return;
+        };
+        let payload = (key.len() + value.len()) as u64;
+        if charge(payload) > self.budget_bytes / LARGEST_SHARE {
+            return;
         }
-    }
-
-    /// The entries, if there is a cache and `key` with `value` fits a shard's share.
-    fn entries_for(&self, key: &[u8], value: &[u8]) -> Option<&Entries> {
-        let entries = self.entries.as_ref()?;
-        (cost(key, value) <= self.budget_bytes / SHARDS as u64).then_some(entries)
+        let hash = entries.hasher.hash_one(key);
+        let entry = EntryPtr::new(hash, key, value, expiry_unix_ms);
+        entries.writer().insert(&entries.table, entry);
     }
 
     pub(crate) fn remove(&self, key: &[u8]) {
         if let Some(entries) = &self.entries {
-            entries.remove(key);
+            let hash = entries.hasher.hash_one(key);
+            entries.writer().remove(&entries.table, hash, key);
         }
     }
 
     /// Drops every entry (a closed database's cache answers no one).
     pub(crate) fn clear(&self) {
         if let Some(entries) = &self.entries {
-            entries.clear();
+            entries.writer().clear(&entries.table);
         }
     }
 
-    /// Bytes charged to the budget now.
+    /// Bytes charged to the budget now: the entries and the bucket array.
     pub(crate) fn bytes(&self) -> u64 {
-        self.entries.as_ref().map_or(0, Entries::weight)
+        (self.entries.as_ref()).map_or(0, |e| e.writer().charged() + e.table.bytes())
     }
     pub(crate) fn hits(&self) -> u64 {
-        self.entries.as_ref().map_or(0, Entries::hits)
+        self.hits.sum()
     }
     pub(crate) fn misses(&self) -> u64 {
-        (self.entries.as_ref()).map_or(self.uncached.load(Ordering::Relaxed), Entries::misses)
+        self.misses.sum()
     }
+}
+
+impl Entries {
+    /// The writer's side. A panic while it was held left the policy's figures at worst
+    /// a little off; the table is consistent after every store, so carry on.
+    fn writer(&self) -> std::sync::MutexGuard<'_, Policy> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A count added to from many threads: one padded stripe per thread (by a number each
+/// thread draws once), so that counting a hit does not make threads fight over a line.
+#[derive(Debug, Default)]
+struct Counter {
+    stripes: [Stripe; STRIPES],
+}
+
+const STRIPES: usize = 8;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe(AtomicU64);
+
+impl Counter {
+    fn add(&self, n: u64) {
+        if n > 0 {
+            self.stripes[stripe()].0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn sum(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// This thread's stripe.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
 }
 
 #[cfg(test)]

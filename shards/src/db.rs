@@ -850,17 +850,16 @@ impl Inner {
         keys: impl Iterator<Item = &'k [u8]>,
         look: Look,
     ) -> Result<Vec<Option<Bytes>>> {
+        let keys: Vec<&[u8]> = keys.collect();
+        let hashes = (keys.iter().map(|k| read_key(k))).collect::<Result<Vec<u64>>>()?;
+        let mut values = self.cached_many(&keys, &hashes, look);
         let mut split = PerCore::new(self.cores.len());
-        let mut values = Vec::with_capacity(keys.size_hint().0);
         let mut missed = Vec::new();
-        for (at, key) in keys.enumerate() {
-            let hash = read_key(key)?;
-            let hit = self.cached_as(hash, key, look);
-            if hit.is_none() {
+        for (at, (key, &hash)) in keys.iter().zip(&hashes).enumerate() {
+            if values[at].is_none() {
                 missed.push(at);
                 split.add(self.core_of(hash), (hash, key.to_vec()));
             }
-            values.push(hit);
         }
         if missed.is_empty() {
             return Ok(values);
@@ -874,6 +873,36 @@ impl Inner {
             values[at] = answers[core].next().expect("one answer per key");
         }
         Ok(values)
+    }
+
+    /// What the caches hold of `keys` (with their hashes), as [`Inner::cached_as`]
+    /// would answer each; the keys of one core are looked up together, so that their
+    /// memory loads overlap.
+    fn cached_many(&self, keys: &[&[u8]], hashes: &[u64], look: Look) -> Vec<Option<Bytes>> {
+        let mut values = vec![None; keys.len()];
+        if self.closed.load(Ordering::Acquire) {
+            return values;
+        }
+        let mut by_core = vec![Vec::new(); self.cores.len()];
+        for (at, &hash) in hashes.iter().enumerate() {
+            if !(self.queues_puts() && core::put_pending(hash)) {
+                by_core[self.core_of(hash)].push(at);
+            }
+        }
+        for (core, ats) in by_core
+            .iter()
+            .enumerate()
+            .filter(|(_, ats)| !ats.is_empty())
+        {
+            let batch: Vec<&[u8]> = ats.iter().map(|&at| keys[at]).collect();
+            let found = self.caches[core].read_many(&batch, look == Look::Counted);
+            if self.cores[core].serving() {
+                for (&at, value) in ats.iter().zip(found) {
+                    values[at] = value;
+                }
+            }
+        }
+        values
     }
 
     /// A `Buffered` put from a plain thread, acknowledged once queued (see

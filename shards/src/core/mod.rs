@@ -792,7 +792,7 @@ impl Core {
         if let Some(record) = &record
             && self.writes.get() == writes_before
         {
-            (self.cache).insert(key, record.value.clone(), record.expiry_unix_ms);
+            (self.cache).insert(key, &record.value, record.expiry_unix_ms);
         }
         Ok(record)
     }
@@ -988,7 +988,7 @@ impl Core {
             _ => leaf.store.is_durable(key),
         };
         if newest && readable {
-            self.cache.insert(key, value, expiry_unix_ms);
+            self.cache.insert(key, &value, expiry_unix_ms);
         }
     }
 
