@@ -62,8 +62,10 @@ impl Policy {
                 table.replace(old, new);
                 let reads = old.get().freq.load(relaxed());
                 new.get().freq.store(reads, relaxed());
+                let main = old.get().place.load(relaxed()) & MAIN != 0;
+                // Last use of `old`: a sweep may retire it.
                 self.mark_dead(old);
-                self.push(new, old.get().place.load(relaxed()) & MAIN != 0);
+                self.push(new, main);
             }
             None => {
                 table.link(new);
