@@ -110,6 +110,9 @@ impl ScanRequest {
     }
 }
 
+/// Bytes a key is assumed to take when a listing's buffer is sized.
+const TYPICAL_KEY_BYTES: usize = 24;
+
 /// The keys listed for a page, their bytes in one buffer.
 #[derive(Default)]
 struct Listed {
@@ -119,6 +122,15 @@ struct Listed {
 }
 
 impl Listed {
+    /// Room for `keys` keys of a typical length, so that listing them does not grow
+    /// the buffers again and again (each growth a copy, and a large block to allocate).
+    fn with_capacity(keys: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(keys * TYPICAL_KEY_BYTES),
+            keys: Vec::with_capacity(keys),
+        }
+    }
+
     fn key(&self, at: usize) -> &[u8] {
         &self.bytes[self.keys[at].0.clone()]
     }
@@ -143,11 +155,11 @@ struct Source {
     more: bool,
 }
 
-/// A page's keys (indices into the listing, in the scan's order) and where the next
-/// page starts, if the core may have more.
+/// A page's keys (indices into the listing, in the scan's order; `None`: the listing's
+/// own order) and where the next page starts, if the core may have more.
 struct Merged {
     listed: Listed,
-    page: Vec<usize>,
+    page: Option<Vec<usize>>,
     resume: Option<Vec<u8>>,
 }
 
@@ -157,7 +169,7 @@ impl Core {
         if request.values != Values::Here {
             return self.scan_page_now(request);
         }
-        let (keys, resume) = self.page_keys(request)?;
+        let (keys, resume) = self.page_keys(request, |key| key)?;
         let reads = keys.iter().map(|key| async move {
             match request.snapshot {
                 Some(id) => self.snapshot_get(id, routing_hash(key), key).await,
@@ -179,24 +191,29 @@ impl Core {
     /// task of its own, as it does a cached get.
     pub(super) fn scan_page_now(&self, request: &ScanRequest) -> Result<ScanPage> {
         debug_assert_ne!(request.values, Values::Here);
-        let (keys, resume) = self.page_keys(request)?;
-        let items = keys.into_iter().map(|k| (k, None)).collect();
+        let (items, resume) = self.page_keys(request, |key| (key, None))?;
         Ok(ScanPage { items, resume })
     }
 
-    /// A page's keys in order, each a slice of one buffer, and where the next page
-    /// starts.
-    fn page_keys(&self, request: &ScanRequest) -> Result<(Vec<Bytes>, Option<Vec<u8>>)> {
+    /// A page's keys in order, each a slice of one buffer made into an item by `item`,
+    /// and where the next page starts.
+    fn page_keys<T>(
+        &self,
+        request: &ScanRequest,
+        item: impl Fn(Bytes) -> T,
+    ) -> Result<(Vec<T>, Option<Vec<u8>>)> {
         let Merged {
             listed,
             page,
             resume,
         } = self.list_keys(request)?;
         let bytes = Bytes::from(listed.bytes);
-        let keys = (page.iter())
-            .map(|&at| bytes.slice(listed.keys[at].0.clone()))
-            .collect();
-        Ok((keys, resume))
+        let slice = |at: usize| item(bytes.slice(listed.keys[at].0.clone()));
+        let items = match page {
+            Some(page) => page.into_iter().map(slice).collect(),
+            None => (0..listed.keys.len()).map(slice).collect(),
+        };
+        Ok((items, resume))
     }
 
     /// Up to `request.limit` live keys in order, and where the next page starts (see
@@ -251,7 +268,7 @@ impl Core {
                 let resume = page.last().map(|&last| listed.key(last).to_vec());
                 return Ok(Merged {
                     listed,
-                    page,
+                    page: Some(page),
                     resume,
                 });
             }
@@ -266,7 +283,7 @@ impl Core {
         };
         Ok(Merged {
             listed,
-            page,
+            page: Some(page),
             resume,
         })
     }
@@ -280,8 +297,9 @@ impl Core {
         if request.snapshot.is_some() || !self.ancestors.borrow().is_empty() {
             return None;
         }
-        let leaves = self.leaf_list();
-        let stores: Vec<&Substore<LeafDevice>> = leaves.iter().map(|l| &l.store).collect();
+        // Borrowed, not cloned: listing is synchronous, so no split can change them.
+        let leaves = self.leaves.borrow();
+        let stores: Vec<&Substore<LeafDevice>> = leaves.values().map(|l| &l.store).collect();
         let mut kept = self.key_order.borrow_mut();
         let from = request.listing_from();
         for _ in 0..2 {
@@ -291,7 +309,8 @@ impl Core {
                     .set(self.key_order_builds.get() + u64::from(kept.is_some()));
             }
             let order = kept.as_mut()?;
-            let (mut listed, mut ended, mut bytes) = (Listed::default(), false, 0u64);
+            let listed = Listed::with_capacity(request.limit);
+            let (mut listed, mut ended, mut bytes) = (listed, false, 0u64);
             let visit = |key: &[u8], entry: Entry| {
                 bytes += u64::from(entry.value_len);
                 let full = !listed.keys.is_empty()
@@ -314,10 +333,9 @@ impl Core {
                 let n = listed.keys.len();
                 let more = !ended && (n == request.limit || bytes > PAGE_VALUE_BYTES_MAX);
                 let resume = (more && n > 0).then(|| listed.key(n - 1).to_vec());
-                let page = (0..n).collect();
                 return Some(Merged {
                     listed,
-                    page,
+                    page: None,
                     resume,
                 });
             }
