@@ -128,8 +128,11 @@ impl<D: Device> Substore<D> {
         Ok(true)
     }
 
-    /// Compacts every extent past `garbage_ratio_min`, one at a time.
+    /// Compacts every extent past `garbage_ratio_min`, one at a time. The buffers are
+    /// written out first: an extent that filled up is sealed (and so a victim) only
+    /// once written.
     pub async fn compact(&self, garbage_ratio_min: f64) -> Result<CompactionStats> {
+        self.write_unsynced().await?;
         let mut total = CompactionStats::default();
         for seq in self.compaction_victims(garbage_ratio_min) {
             total.add(&self.compact_extent(seq).await?);
