@@ -829,11 +829,8 @@ impl Inner {
     /// `key`'s value if its core's cache holds it and this thread may read it there
     /// (see `Inner::cached`), looked up as `look` says.
     fn cached_as(&self, hash: u64, key: &[u8], look: Look) -> Option<Bytes> {
-        if self.closed.load(Ordering::Acquire) {
+        if !self.may_read_cached(hash) {
             return None;
-        }
-        if self.queues_puts() && core::put_pending(hash) {
-            return None; // asked behind this thread's queued put of the key instead
         }
         let core = self.core_of(hash);
         let value = match look {
@@ -875,17 +872,25 @@ impl Inner {
         Ok(values)
     }
 
+    /// Whether this thread may answer the key of `hash` from its core's cache: not once
+    /// the database is closed, nor behind this thread's own queued put of the key (that
+    /// is asked of the core instead, behind the put).
+    fn may_read_cached(&self, hash: u64) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let behind_own_put = self.queues_puts() && core::put_pending(hash);
+        !behind_own_put
+    }
+
     /// What the caches hold of `keys` (with their hashes), as [`Inner::cached_as`]
     /// would answer each; the keys of one core are looked up together, so that their
     /// memory loads overlap.
     fn cached_many(&self, keys: &[&[u8]], hashes: &[u64], look: Look) -> Vec<Option<Bytes>> {
         let mut values = vec![None; keys.len()];
-        if self.closed.load(Ordering::Acquire) {
-            return values;
-        }
         let mut by_core = vec![Vec::new(); self.cores.len()];
         for (at, &hash) in hashes.iter().enumerate() {
-            if !(self.queues_puts() && core::put_pending(hash)) {
+            if self.may_read_cached(hash) {
                 by_core[self.core_of(hash)].push(at);
             }
         }
