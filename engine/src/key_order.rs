@@ -58,6 +58,28 @@ fn key_reader<'a, F>(states: &'a [RefMut<'_, State<F>>]) -> impl Fn(u32) -> &'a 
     }
 }
 
+/// Keys a listing reads together (see [`gather`]).
+const GATHER: usize = 16;
+
+/// Takes up to `n` ids from `walk` and reads their entries, then their keys, into
+/// `entries` and `keys` (emptied first). Each loop's loads depend on none of the
+/// others', so the cache misses of a batch (an index slot, then a key in the arena:
+/// two a key, the second behind the first) overlap instead of queuing one behind
+/// another as they do when each key is read and visited in turn.
+fn gather<'a>(
+    walk: &mut impl Iterator<Item = u32>,
+    n: usize,
+    entry_of: &impl Fn(u32) -> Entry,
+    key_of: &impl Fn(u32) -> &'a [u8],
+    entries: &mut Vec<(u32, Entry)>,
+    keys: &mut Vec<&'a [u8]>,
+) {
+    entries.clear();
+    entries.extend(walk.take(n).map(|id| (id, entry_of(id))));
+    keys.clear();
+    keys.extend(entries.iter().map(|&(id, _)| key_of(id)));
+}
+
 /// The live keys of several substores in byte order. See the module documentation.
 #[derive(Debug)]
 pub struct KeyOrder {
@@ -128,14 +150,34 @@ impl KeyOrder {
         let now = first.config.clock.now_unix_ms();
         let key_of = key_reader(&states);
         let at = self.order.start(from, direction, &key_of);
-        let live = (self.order.walk(at, direction)).filter_map(|id| {
+        let entry_of = |id: u32| {
             let (tag, slot) = parts(id);
-            let entry = states[tag].index.entry_of(slot);
-            is_live(&entry, now).then(|| (key_of(id), entry))
-        });
-        for (key, entry) in live.take(limit) {
-            if !visit(key, entry) {
+            states[tag].index.entry_of(slot)
+        };
+        let mut walk = self.order.walk(at, direction);
+        let mut entries = Vec::with_capacity(GATHER.min(limit));
+        let mut keys = Vec::with_capacity(GATHER.min(limit));
+        let mut left = limit;
+        while left > 0 {
+            gather(
+                &mut walk,
+                GATHER.min(left),
+                &entry_of,
+                &key_of,
+                &mut entries,
+                &mut keys,
+            );
+            if entries.is_empty() {
                 break;
+            }
+            for (key, (_, entry)) in keys.drain(..).zip(entries.drain(..)) {
+                if !is_live(&entry, now) {
+                    continue;
+                }
+                left -= 1;
+                if !visit(key, entry) || left == 0 {
+                    return true;
+                }
             }
         }
         true

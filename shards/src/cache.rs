@@ -9,7 +9,10 @@
 //!   freed through crossbeam's epoch).
 //! - **Batches.** A page of a scan looks up all its keys at once ([`Cache::read_many`]):
 //!   the buckets and entries of every key are asked for before any is compared, so
-//!   their cache misses overlap instead of coming one after another.
+//!   their cache misses overlap instead of coming one after another. The values found
+//!   are copied into one buffer that their `Bytes` share: one allocation a batch, not
+//!   one a value (the callers' threads and the core share one malloc arena, whose lock
+//!   they fought over).
 //! - **Policy.** S3-FIFO (`policy`): a new entry is kept only if it is read again before
 //!   the small queue lets it go, so one pass over many keys (a scan, a bulk load) does
 //!   not push out the values read over and over. Scans peek: their reads do not count.
@@ -137,15 +140,15 @@ impl Cache {
         hashes.iter().for_each(|&h| table.prefetch(h));
         let guard = crossbeam_epoch::pin();
         let heads: Vec<_> = hashes.iter().map(|&h| table.head(h, &guard)).collect();
-        let values: Vec<Option<Bytes>> = (keys.iter().zip(hashes).zip(heads))
+        let found: Vec<Option<&[u8]>> = (keys.iter().zip(hashes).zip(heads))
             .map(|((key, hash), head)| {
-                self.answer(table.find_from(head, hash, key, &guard), counted)
+                self.admit(table.find_from(head, hash, key, &guard), counted)
             })
             .collect();
         if counted {
-            self.count(keys.len() as u64, values.iter().flatten().count() as u64);
+            self.count(keys.len() as u64, found.iter().flatten().count() as u64);
         }
-        values
+        copied_together(&found)
     }
 
     /// Counts `hits` of `lookups` (counted lookups only).
@@ -157,6 +160,12 @@ impl Cache {
     /// A copy of what a lookup found, unless its expiry passed; a read for the policy
     /// when `counted`.
     fn answer(&self, found: Option<Found<'_>>, counted: bool) -> Option<Bytes> {
+        self.admit(found, counted).map(Bytes::copy_from_slice)
+    }
+
+    /// The value a lookup found, unless its expiry passed; a read for the policy when
+    /// `counted`.
+    fn admit<'g>(&self, found: Option<Found<'g>>, counted: bool) -> Option<&'g [u8]> {
         let found = found?;
         let entry = found.entry();
         if self.clock.has_passed(entry.expiry_unix_ms) {
@@ -168,7 +177,7 @@ impl Cache {
                 entry.freq.store(reads + 1, Ordering::Relaxed);
             }
         }
-        Some(Bytes::copy_from_slice(found.value()))
+        Some(found.value())
     }
 
     /// Caches a copy of `value` unless it would take more than its share of the
@@ -210,6 +219,26 @@ impl Cache {
     pub(crate) fn misses(&self) -> u64 {
         self.misses.sum()
     }
+}
+
+/// Copies of `values` that share one allocation: a batch's hits cost one buffer (and
+/// the count `Bytes` keeps of it) instead of an allocation each. A value kept holds
+/// the whole batch's buffer until it is dropped.
+fn copied_together(values: &[Option<&[u8]>]) -> Vec<Option<Bytes>> {
+    let mut buffer = Vec::with_capacity(values.iter().flatten().map(|v| v.len()).sum());
+    let places: Vec<Option<std::ops::Range<usize>>> = (values.iter())
+        .map(|v| {
+            v.map(|v| {
+                buffer.extend_from_slice(v);
+                buffer.len() - v.len()..buffer.len()
+            })
+        })
+        .collect();
+    let buffer = Bytes::from(buffer);
+    places
+        .into_iter()
+        .map(|p| p.map(|p| buffer.slice(p)))
+        .collect()
 }
 
 impl Entries {
