@@ -35,6 +35,8 @@ mod changes;
 pub(crate) mod ordered;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use ahash::RandomState;
 use changes::Changes;
@@ -462,9 +464,9 @@ impl Index {
     }
 
     /// Starts recording key-set changes for the order `token`, forgetting any recorded
-    /// for another.
-    pub(crate) fn track_changes(&mut self, token: u64) {
-        self.changes = Some(Changes::new(token));
+    /// for another, and counting each in `count`.
+    pub(crate) fn track_changes(&mut self, token: u64, count: Arc<AtomicU64>) {
+        self.changes = Some(Changes::new(token, count));
     }
 
     /// Stops recording key-set changes.

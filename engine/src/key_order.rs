@@ -14,11 +14,19 @@
 //! it, as it does when a store's record of changes overflowed or was replaced (then
 //! the order is built again, or the caller merges the stores' own orders).
 //!
+//! Other threads may follow it through a copy (the `ringkv` crate's shared order): the
+//! order counts every key-set change of its stores in a shared [`KeyOrder::change_count`]
+//! (and once more when it is dropped, after which its stores no longer count into it),
+//! and, once asked to ([`KeyOrder::feed_changes`]), keeps the keys each catch-up added
+//! and removed for the copy to take ([`KeyOrder::take_fed`]).
+//!
 //! Invariants: once caught up, the order holds every live slot of every store exactly
 //! once, at the place its key gives it; every store's index records changes under the
-//! order's token.
+//! order's token and counts them in the order's count.
 
 use std::cell::RefMut;
+use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::RandomState;
@@ -87,6 +95,46 @@ pub struct KeyOrder {
     token: u64,
     /// The stores covered, in the order their places number them.
     stores: Vec<SubstoreId>,
+    /// Key-set changes of the stores, counted as they happen.
+    count: Arc<AtomicU64>,
+    /// The changes caught up with since a copy last took them, if one follows.
+    fed: Option<Fed>,
+}
+
+/// Keys a [`KeyOrder`] caught up with, in the order it did: each added (with its
+/// value's length) or removed.
+#[derive(Debug, Default)]
+pub struct Fed {
+    bytes: Vec<u8>,
+    keys: Vec<(Range<usize>, Option<u32>)>,
+}
+
+impl Fed {
+    fn push(&mut self, key: &[u8], added: Option<u32>) {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        self.keys.push((at..self.bytes.len(), added));
+    }
+
+    /// Each key, with its value's length if it was added (`None`: removed).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Option<u32>)> {
+        (self.keys.iter()).map(|(at, added)| (&self.bytes[at.clone()], *added))
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl Drop for KeyOrder {
+    /// Counts a change: a copy made from this order is no longer current.
+    fn drop(&mut self) {
+        self.count.fetch_add(1, Ordering::Release);
+    }
 }
 
 impl KeyOrder {
@@ -108,8 +156,9 @@ impl KeyOrder {
             return None;
         }
         let token = TOKENS.fetch_add(1, Ordering::Relaxed);
+        let count = Arc::new(AtomicU64::new(0));
         for state in &mut states {
-            state.index.track_changes(token);
+            state.index.track_changes(token, count.clone());
         }
         let ids = (states.iter().enumerate())
             .flat_map(|(tag, s)| s.index.live_ids().map(move |slot| id(tag, slot)))
@@ -119,7 +168,50 @@ impl KeyOrder {
             order,
             token,
             stores: stores.iter().map(|s| s.id).collect(),
+            count,
+            fed: None,
         })
+    }
+
+    /// The stores' key-set changes so far, counted as they happen (Release), and once
+    /// more when this order is dropped.
+    pub fn change_count(&self) -> Arc<AtomicU64> {
+        self.count.clone()
+    }
+
+    /// Keeps, from the next catch-up on, the keys each catch-up adds and removes (or,
+    /// `false`, stops keeping them and drops those kept).
+    pub fn feed_changes(&mut self, on: bool) {
+        match on {
+            true => _ = self.fed.get_or_insert_with(Fed::default),
+            false => self.fed = None,
+        }
+    }
+
+    /// The keys caught up with since the last call (see [`KeyOrder::feed_changes`]).
+    pub fn take_fed(&mut self) -> Fed {
+        self.fed.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Catches up, then visits every key the order holds, live or expired, in byte
+    /// order with its index entry; `false` as for [`KeyOrder::visit_keys`].
+    pub fn visit_every_key<D: Device>(
+        &mut self,
+        stores: &[&Substore<D>],
+        mut visit: impl FnMut(&[u8], Entry),
+    ) -> bool {
+        debug_assert!(self.covers(stores));
+        let mut states: Vec<_> = stores.iter().map(|s| s.state.borrow_mut()).collect();
+        if !self.apply_changes(&mut states) {
+            return false;
+        }
+        let key_of = key_reader(&states);
+        let at = self.order.start(None, Direction::Forward, &key_of);
+        for id in self.order.walk(at, Direction::Forward) {
+            let (tag, slot) = parts(id);
+            visit(key_of(id), states[tag].index.entry_of(slot));
+        }
+        true
     }
 
     /// Whether the order covers exactly `stores`, in this order.
@@ -226,11 +318,20 @@ impl KeyOrder {
         let before = |id: u32| removed.get(&id).copied().unwrap_or_else(|| current(id));
         for (&id, key) in &removed {
             self.order.remove(id, key, &before);
+            if let Some(fed) = &mut self.fed {
+                fed.push(key, None);
+            }
         }
         for (tag, changes) in all.iter().enumerate() {
             for &slot in &changes.added {
                 let id = id(tag, slot);
                 self.order.insert(id, current(id), &current);
+                if let Some(fed) = &mut self.fed {
+                    fed.push(
+                        current(id),
+                        Some(states[tag].index.entry_of(slot).value_len),
+                    );
+                }
             }
         }
         true

@@ -54,7 +54,7 @@ pub use compaction::CompactionStats;
 pub use device::{CrashMode, DmaDevice, EntryKind, Fault, FaultOn, MemDevice, SimDevice, SimDisk};
 pub use error::{Error, Result};
 pub use format::SubstoreId;
-pub use key_order::KeyOrder;
+pub use key_order::{Fed, KeyOrder};
 pub use listing::ExtentFile;
 pub use salvage::{Recovery, Salvaged};
 pub use scan::Direction;

@@ -48,6 +48,9 @@ use table::{EntryPtr, FREQ_MAX, Found, Table};
 /// allocator's (8 to 16 with rounding), its place in a queue (8, and the queue's slack),
 /// a ghost's share (a hash in a ring and a set: about 24). Checked by `tests/memory.rs`.
 const ENTRY_OVERHEAD_BYTES: u64 = 112;
+/// At most this share of the budget (1/n) is lent ([`Cache::lend`]).
+const LOAN_SHARE: u64 = 2;
+
 /// An entry larger than this share of the budget is not cached.
 const LARGEST_SHARE: u64 = 8;
 /// Budget bytes per bucket: with values of a few hundred bytes or more, chains stay
@@ -200,6 +203,17 @@ impl Cache {
             let hash = entries.hasher.hash_one(key);
             entries.writer().remove(&entries.table, hash, key);
         }
+    }
+
+    /// Lends `bytes` of the budget to the core's copy of its key order (replacing the
+    /// last loan): the cache evicts to make room, so the two together stay within the
+    /// budget. Refused (nothing lent, `false`) past [`LOAN_SHARE`] of the budget.
+    pub(crate) fn lend(&self, bytes: u64) -> bool {
+        let Some(entries) = &self.entries else {
+            return false;
+        };
+        let max = self.budget_bytes / LOAN_SHARE;
+        entries.writer().reserve(&entries.table, bytes, max)
     }
 
     /// Drops every entry (a closed database's cache answers no one).

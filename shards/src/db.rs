@@ -883,6 +883,24 @@ impl Inner {
         !behind_own_put
     }
 
+    /// A scan's page from core `core`'s published key order, without a trip to the
+    /// core, if that copy is current (`core::shared_order`); not while this thread has
+    /// puts queued that a core has not applied (its own writes must show), nor once
+    /// the database is closed.
+    pub(crate) fn published_page(
+        &self,
+        core: usize,
+        request: &core::ScanRequest,
+    ) -> Option<core::ScanPage> {
+        if self.closed.load(Ordering::Acquire) || !self.cores[core].serving() {
+            return None;
+        }
+        if self.queues_puts() && core::puts_pending() {
+            return None;
+        }
+        self.cores[core].order.page(request)
+    }
+
     /// What the caches hold of `keys` (with their hashes), as [`Inner::cached_as`]
     /// would answer each; the keys of one core are looked up together, so that their
     /// memory loads overlap.

@@ -8,12 +8,18 @@
 //! unless it is also in `added`; every other slot the order holds is live under the
 //! key it had at the last catch-up (a key's slot never changes while it lives).
 //!
+//! Every change, recorded or not (one that cancels an earlier one, one past the
+//! bound), also counts in the order's shared change count, which other threads read to
+//! learn whether a copy of the order made at a count is still current.
+//!
 //! Recording costs a set insert or a key copy per new or removed key; replacing a
 //! value records nothing. Past [`CHANGES_MAX_SHARE`] of the index's keys (at least
 //! [`CHANGES_MIN`]) the changes are dropped and `overflowed` set: catching up would
 //! cost about as much as building the order again, which the order then does.
 
 use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::RandomState;
 use hashbrown::HashSet;
@@ -34,21 +40,31 @@ pub(crate) struct Changes {
     pub(crate) removed_keys: Vec<u8>,
     /// Too many changes: they were dropped, and the order must be built again.
     pub(crate) overflowed: bool,
+    /// The order's count of changes, shared with every index it covers.
+    count: Arc<AtomicU64>,
 }
 
 impl Changes {
-    pub(crate) fn new(token: u64) -> Self {
+    pub(crate) fn new(token: u64, count: Arc<AtomicU64>) -> Self {
         Self {
             token,
             added: HashSet::with_hasher(RandomState::new()),
             removed: Vec::new(),
             removed_keys: Vec::new(),
             overflowed: false,
+            count,
         }
+    }
+
+    /// Counts a change before it is recorded (Release: a thread that learns of the
+    /// change by other means, then reads the count, sees it counted).
+    fn count(&self) {
+        self.count.fetch_add(1, Ordering::Release);
     }
 
     /// Slot `id` was given a key; `live` keys are indexed.
     pub(crate) fn add(&mut self, id: u32, live: usize) {
+        self.count();
         if !self.overflowed {
             self.added.insert(id);
             self.bound(live);
@@ -57,6 +73,7 @@ impl Changes {
 
     /// Slot `id`'s key `key` was removed; `live` keys are indexed.
     pub(crate) fn remove(&mut self, id: u32, key: &[u8], live: usize) {
+        self.count();
         if self.overflowed || self.added.remove(&id) {
             return;
         }
@@ -72,14 +89,14 @@ impl Changes {
         if self.len() > max {
             *self = Self {
                 overflowed: true,
-                ..Self::new(self.token)
+                ..Self::new(self.token, self.count.clone())
             };
         }
     }
 
     /// The changes so far, leaving none (the order has caught up).
     pub(crate) fn take(&mut self) -> Self {
-        std::mem::replace(self, Self::new(self.token))
+        std::mem::replace(self, Self::new(self.token, self.count.clone()))
     }
 
     /// Changes recorded (none once overflowed).

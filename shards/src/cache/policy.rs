@@ -30,8 +30,10 @@ pub(super) struct Policy {
     main_bytes: u64,
     /// Charged bytes of the queued entries no longer linked.
     dead_bytes: u64,
-    /// Bytes the entries may be charged.
+    /// Bytes the entries may be charged, with `reserved`.
     budget: u64,
+    /// Bytes of the budget lent to something else (the core's copy of its key order).
+    reserved: u64,
     ghosts: Ghosts,
 }
 
@@ -44,8 +46,19 @@ impl Policy {
             main_bytes: 0,
             dead_bytes: 0,
             budget,
+            reserved: 0,
             ghosts: Ghosts::default(),
         }
+    }
+
+    /// Lends `bytes` of the budget elsewhere (replacing the last loan), evicting until
+    /// the entries fit what is left; whether it was at most `max`, else nothing is
+    /// lent.
+    pub(super) fn reserve(&mut self, table: &Table, bytes: u64, max: u64) -> bool {
+        let fits = bytes <= max;
+        self.reserved = if fits { bytes } else { 0 };
+        self.evict(table);
+        fits
     }
 
     /// Bytes the entries are charged now.
@@ -132,7 +145,7 @@ impl Policy {
     }
 
     fn evict(&mut self, table: &Table) {
-        while self.charged() > self.budget {
+        while self.charged() + self.reserved > self.budget && self.charged() > 0 {
             if self.small_bytes > self.budget / 10 || self.main.is_empty() {
                 self.evict_small(table);
             } else {

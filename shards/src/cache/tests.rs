@@ -265,3 +265,34 @@ fn a_batch_answers_as_single_lookups() {
     assert_eq!((cache.hits(), cache.misses()), (3, 2));
     assert_eq!(cache.read_many(&[], true), Vec::<Option<Bytes>>::new());
 }
+
+/// Memory lent from the budget (the core's copy of its key order) comes out of what
+/// the entries may take, at once and for later inserts, up to half the budget.
+#[test]
+fn lent_bytes_come_out_of_the_budget() {
+    let budget: u64 = 256 << 10;
+    let cache = Cache::new(budget, Clock::system());
+    let charged = |cache: &Cache| cache.entries.as_ref().unwrap().writer().charged();
+    let fill = |cache: &Cache| {
+        for k in 0..2_000u32 {
+            cache.insert(&k.to_le_bytes(), &value(k, 200), None);
+        }
+    };
+    fill(&cache);
+    let room = budget - cache.entries.as_ref().unwrap().table.bytes();
+    assert!(charged(&cache) > room * 9 / 10, "the cache filled up");
+    assert!(cache.lend(budget / 4));
+    assert!(charged(&cache) <= room - budget / 4, "lending evicts");
+    fill(&cache);
+    assert!(
+        charged(&cache) <= room - budget / 4,
+        "later inserts fit what is left"
+    );
+    assert!(!cache.lend(budget / 2 + 1), "past half the budget");
+    fill(&cache);
+    assert!(
+        charged(&cache) > room * 9 / 10,
+        "a refused loan lends nothing"
+    );
+    assert!(cache.lend(0));
+}

@@ -157,6 +157,7 @@ impl Core {
     pub(super) fn round_input(&self) -> RoundInput {
         self.bound_summaries();
         self.keep_order();
+        self.publish_order();
         let payload = self.log.journal.borrow_mut().take();
         let Some(log) = self.log.on() else {
             // The round syncs the dirty substores: what was journaled is covered.

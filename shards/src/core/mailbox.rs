@@ -338,6 +338,8 @@ pub(crate) struct CoreShared {
     ended: Event,
     /// How long the core, idle, polls its queue before it waits (`None`: never).
     spin: Option<Duration>,
+    /// The copy of the core's key order that callers list scan pages from.
+    pub(crate) order: super::shared_order::SharedOrder,
 }
 
 impl CoreShared {
@@ -351,6 +353,7 @@ impl CoreShared {
             stopped: AtomicBool::new(false),
             dead: OnceLock::new(),
             ended: Event::new(),
+            order: Default::default(),
         }
     }
 

@@ -53,6 +53,7 @@ mod mailbox;
 mod receipt;
 mod report;
 mod scan;
+mod shared_order;
 mod snapshot;
 
 pub(crate) use batch::{Part, Read, Ticket, Version, Versioned};
@@ -63,7 +64,9 @@ pub(crate) use hold::{Resume, StoreFiles};
 use leaf::LeafState;
 use log::CoreLog;
 pub(crate) use mailbox::{Answer, CoreShared, Peers, ReplySlot, ReplyTo, Request, Spinners, Waits};
-pub(crate) use receipt::{Receipt, issue as queue_receipt, pending as put_pending};
+pub(crate) use receipt::{
+    Receipt, any_pending as puts_pending, issue as queue_receipt, pending as put_pending,
+};
 pub use report::{CoreStats, LeafStats};
 pub(crate) use scan::{ScanPage, ScanRequest, Values};
 
@@ -350,6 +353,12 @@ struct Core {
     /// Every leaf's keys in one byte order, once a scan asked for it (`scan.rs`).
     key_order: RefCell<Option<ringkv_engine::KeyOrder>>,
     key_order_builds: Cell<u64>,
+    /// The copy of `key_order` published for callers, while they want one.
+    order_copy: RefCell<Option<shared_order::OrderCopy>>,
+    /// When a caller last looked for that copy.
+    order_wanted_at: Cell<Option<Instant>>,
+    /// When the cache last refused to lend that copy its memory.
+    order_copy_refused_at: Cell<Option<Instant>>,
     config: Config,
     split_done: Event,
     splits: Cell<u64>,
@@ -527,7 +536,11 @@ impl Core {
                 None => Op::Get(key, reply),
             },
             Op::Scan(request, reply) if request.values != Values::Here => {
-                return reply.send(self.scan_page_now(&request));
+                reply.send(self.scan_page_now(&request));
+                if request.values == Values::Caller {
+                    self.publish_order(); // so that the caller's next page needs no trip
+                }
+                return;
             }
             op => op,
         };
@@ -610,6 +623,9 @@ impl Core {
             ancestors: RefCell::new(behind),
             key_order: RefCell::new(None),
             key_order_builds: Cell::new(0),
+            order_copy: RefCell::new(None),
+            order_wanted_at: Cell::new(None),
+            order_copy_refused_at: Cell::new(None),
             config,
             split_done: Event::new(),
             splits: Cell::new(0),

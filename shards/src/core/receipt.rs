@@ -112,6 +112,11 @@ pub(crate) fn pending(hash: u64) -> bool {
     })
 }
 
+/// Whether this thread has any put queued that its core has not applied yet.
+pub(crate) fn any_pending() -> bool {
+    PENDING.with(|pending| (0..PENDING_MAX).any(|at| pending.waiting(at)))
+}
+
 impl super::Core {
     /// A put whose caller was answered when it queued it: appended (and cached) before
     /// the serve loop takes the next request, so the caller's later requests see it.
@@ -181,11 +186,11 @@ mod tests {
         let core = Arc::new(CoreShared::new(0, 64, None));
         let first = issue(7, &core);
         let second = issue(8, &core);
-        assert!(pending(7) && pending(8) && !pending(9));
+        assert!(pending(7) && pending(8) && !pending(9) && any_pending());
         drop(first);
-        assert!(!pending(7) && pending(8));
+        assert!(!pending(7) && pending(8) && any_pending());
         drop(second);
-        assert!(!pending(8));
+        assert!(!pending(8) && !any_pending());
     }
 
     #[test]

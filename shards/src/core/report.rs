@@ -46,6 +46,9 @@ pub struct CoreStats {
     /// scan, then one after the leaves changed (a split) or a leaf's record of changes
     /// overflowed. Each costs a sort of the core's keys.
     pub key_order_builds: u64,
+    /// Scan pages callers listed from the copy of that order the core publishes,
+    /// without a trip to the core.
+    pub pages_from_copy: u64,
     /// Versions kept for the open snapshots, and the memory they take (the records
     /// they point at stay on disk too).
     pub snapshot_versions: u64,
@@ -81,6 +84,7 @@ impl Core {
             background_error: self.background_error.borrow().clone(),
             snapshots: self.snapshots.borrow().len() as u64,
             key_order_builds: self.key_order_builds.get(),
+            pages_from_copy: self.peers[self.index].order.pages(),
             ..CoreStats::default()
         };
         for store in self.store_list() {
@@ -120,6 +124,9 @@ impl Core {
         }
         if let Some(order) = &*self.key_order.borrow() {
             stats.totals.index_memory_bytes += order.heap_bytes() as u64;
+        }
+        if let Some(copy) = &*self.order_copy.borrow() {
+            stats.totals.index_memory_bytes += copy.heap_bytes() as u64;
         }
         (stats.log_bytes, stats.log_checkpoints) = self.log_figures();
         stats.in_flight = self.in_flight.get() as u64;

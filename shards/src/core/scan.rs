@@ -20,6 +20,7 @@
 
 use std::ops::{Bound, Range};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringkv_engine::Direction;
@@ -29,11 +30,16 @@ use ringkv_engine::{KeyOrder, Substore};
 
 use super::Core;
 use super::leaf::LeafState;
+use super::shared_order::{KeyList, OrderCopy, SharedOrder};
 use crate::error::Result;
 use crate::storage::LeafDevice;
 
 /// Value bytes a page holds at most (a page always holds at least one key).
-const PAGE_VALUE_BYTES_MAX: u64 = 1 << 20;
+pub(super) const PAGE_VALUE_BYTES_MAX: u64 = 1 << 20;
+
+/// How long a core keeps its key order's copy published after a caller last looked
+/// for it.
+const ORDER_COPY_IDLE: Duration = Duration::from_secs(10);
 
 /// Changes on a core's leaves past which a commit round brings its key order up to
 /// date (about 0.1 ms of catching up at most).
@@ -77,7 +83,7 @@ pub(crate) struct ScanPage {
 
 impl ScanRequest {
     /// Whether `key` lies before the range's far end, in the scan's direction.
-    fn before_end(&self, key: &[u8]) -> bool {
+    pub(super) fn before_end(&self, key: &[u8]) -> bool {
         match (self.direction, &self.end, &self.start) {
             (Direction::Forward, Bound::Included(e), _) => key <= e.as_slice(),
             (Direction::Forward, Bound::Excluded(e), _) => key < e.as_slice(),
@@ -89,7 +95,7 @@ impl ScanRequest {
 
     /// Where a source's listing starts, as `Substore::scan_keys` takes it (forward:
     /// the first key at or after; reverse: the last key before).
-    fn listing_from(&self) -> Option<Vec<u8>> {
+    pub(super) fn listing_from(&self) -> Option<Vec<u8>> {
         let after = |k: &Vec<u8>| [k.as_slice(), &[0]].concat();
         match (self.direction, &self.start, &self.end) {
             (Direction::Forward, Bound::Included(s), _) => Some(s.clone()),
@@ -303,12 +309,7 @@ impl Core {
         let mut kept = self.key_order.borrow_mut();
         let from = request.listing_from();
         for _ in 0..2 {
-            if !kept.as_ref().is_some_and(|o| o.covers(&stores)) {
-                *kept = KeyOrder::build(&stores);
-                (self.key_order_builds)
-                    .set(self.key_order_builds.get() + u64::from(kept.is_some()));
-            }
-            let order = kept.as_mut()?;
+            let order = self.order_over(&mut kept, &stores)?;
             let listed = Listed::with_capacity(request.limit);
             let (mut listed, mut ended, mut bytes) = (listed, false, 0u64);
             let visit = |key: &[u8], entry: Entry| {
@@ -342,6 +343,103 @@ impl Core {
             *kept = None;
         }
         None
+    }
+
+    /// The order kept in `kept` if it covers `stores`, else one built now.
+    fn order_over<'k>(
+        &self,
+        kept: &'k mut Option<KeyOrder>,
+        stores: &[&Substore<LeafDevice>],
+    ) -> Option<&'k mut KeyOrder> {
+        if !kept.as_ref().is_some_and(|o| o.covers(stores)) {
+            *kept = KeyOrder::build(stores);
+            (self.key_order_builds).set(self.key_order_builds.get() + u64::from(kept.is_some()));
+        }
+        kept.as_mut()
+    }
+
+    /// The leaves changed (a split or a hand-over): the key order no longer covers
+    /// them, and dropping it now tells callers that the copy made from it is stale
+    /// before any write reaches the new leaves.
+    pub(super) fn leaves_changed(&self) {
+        *self.key_order.borrow_mut() = None;
+    }
+
+    /// Publishes the copy of the key order that callers list pages from
+    /// (`shared_order`) while they want one (a caller looked for it within
+    /// [`ORDER_COPY_IDLE`]): built from the order when none follows it, else brought
+    /// up to date with the changes the order caught up with. Its memory is lent from
+    /// the read cache's budget. Withdrawn while an ancestor lies behind a leaf, when
+    /// the order cannot be had, once unwanted, or when the cache cannot lend that
+    /// much (then not built again for [`ORDER_COPY_IDLE`]).
+    pub(super) fn publish_order(&self) {
+        let shared = &self.peers[self.index].order;
+        let now = Instant::now();
+        if shared.take_wanted() {
+            self.order_wanted_at.set(Some(now));
+        }
+        let wanted = (self.order_wanted_at.get()).is_some_and(|at| now - at < ORDER_COPY_IDLE);
+        let mut copy = self.order_copy.borrow_mut();
+        if !wanted && copy.is_none() {
+            return;
+        }
+        let refused =
+            (self.order_copy_refused_at.get()).is_some_and(|at| now - at < ORDER_COPY_IDLE);
+        let published = wanted
+            && !refused
+            && self.ancestors.borrow().is_empty()
+            && self.publish_copy(&mut copy, shared);
+        if !published && copy.take().is_some() {
+            OrderCopy::withdraw(shared);
+            self.cache.lend(0);
+            if let Some(order) = self.key_order.borrow_mut().as_mut() {
+                order.feed_changes(false);
+            }
+        }
+    }
+
+    /// [`Core::publish_order`]'s work: whether the copy in `copy` is published.
+    fn publish_copy(&self, copy: &mut Option<OrderCopy>, shared: &SharedOrder) -> bool {
+        let leaves = self.leaves.borrow();
+        let stores: Vec<&Substore<LeafDevice>> = leaves.values().map(|l| &l.store).collect();
+        let mut kept = self.key_order.borrow_mut();
+        let Some(order) = self.order_over(&mut kept, &stores) else {
+            return false;
+        };
+        let count = order.change_count();
+        let followed = match copy {
+            Some(copy) if copy.follows(&count) => {
+                let caught_up = order.catch_up(&stores);
+                if caught_up {
+                    copy.follow(&order.take_fed());
+                }
+                caught_up
+            }
+            _ => {
+                order.feed_changes(true);
+                let mut base = KeyList::default();
+                let listed = order.visit_every_key(&stores, |key, entry| {
+                    base.push(key, entry.value_len);
+                });
+                order.take_fed(); // the base holds them
+                *copy = listed.then(|| OrderCopy::new(base, count));
+                listed
+            }
+        };
+        if !followed {
+            *kept = None; // it could not follow its leaves: the next scan builds one
+            return false;
+        }
+        let Some(copy) = copy.as_mut() else {
+            return false;
+        };
+        // Its memory comes out of the read cache's budget, up to a share of it.
+        if !self.cache.lend(copy.heap_bytes() as u64) {
+            self.order_copy_refused_at.set(Some(Instant::now()));
+            return false;
+        }
+        copy.publish(shared);
+        true
     }
 
     /// Brings the key order up to date once its leaves' records of changes pass

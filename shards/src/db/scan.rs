@@ -313,9 +313,14 @@ impl Range {
         let inner = &self.inner;
         let calls = (requests.into_iter()).map(|(core, request)| async move {
             let values = request.values;
-            let page: Result<ScanPage> = inner
-                .call_core(core, 0, |r| Op::Scan(Box::new(request), r))
-                .await;
+            let page: Result<ScanPage> = match inner.published_page(core, &request) {
+                Some(page) => Ok(page),
+                None => {
+                    inner
+                        .call_core(core, 0, |r| Op::Scan(Box::new(request), r))
+                        .await
+                }
+            };
             (core, values, page)
         });
         let mut pages = Vec::new();

@@ -33,6 +33,7 @@ impl Core {
             leaves.insert(child.id.hash_prefix, child);
         }
         self.ancestors.borrow_mut().push(parent.clone());
+        self.leaves_changed();
         Ok(())
     }
 

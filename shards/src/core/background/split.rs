@@ -170,6 +170,7 @@ impl Core {
                 leaves.insert(child.id.hash_prefix, Rc::new(child));
             }
         }
+        self.leaves_changed();
         parent.frozen.set(false);
         self.split_done.notify(usize::MAX);
         Ok(())

@@ -1,0 +1,362 @@
+//! A copy of a core's key order that callers list scan pages from on their own threads,
+//! without a trip to the core (issue 14).
+//!
+//! A short scan's trip to its core cost more than its listing: two context switches
+//! where callers outnumber spare CPUs, and the core's thread serves every caller's
+//! pages in turn. So a core that is scanned publishes a read-only copy of its keys in
+//! order: a base (every key of its one order, `KeyOrder`, in one sorted list) and the
+//! keys added and removed since (small sorted lists, published again as they change;
+//! past the square root of the base's keys they are merged into a new base). A caller that
+//! finds the copy current lists its page from it exactly as the core would (the same
+//! bounds, limit and value-bytes cap), then reads the values as for any page (cache,
+//! then the core for misses: a key whose value is gone by then is left out, as
+//! always).
+//!
+//! Current means: the copy was published at the order's change count that the count
+//! still shows. Every key-set change of the leaves counts before its write is
+//! acknowledged (`ringkv_engine::KeyOrder::change_count`), and so does dropping the
+//! order (its leaves changed, or it could no longer follow them), so a caller that
+//! saw a write acknowledged and then finds the copy current lists a state that holds
+//! the write. A page from the copy is a state of the core at one moment, as a page
+//! from the core is. A copy not current (or none) sends the caller to the core, which
+//! publishes again after it answers (and at each commit round, before the round's
+//! writes are acknowledged).
+//!
+//! Invariants: `added` holds keys not in the base, `removed` keys in the base, and no
+//! key is in the base (not removed) and in `added`; all three are sorted.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use ringkv_engine::{Direction, Fed};
+
+use super::scan::{PAGE_VALUE_BYTES_MAX, ScanPage, ScanRequest, Values};
+
+/// Changes past the square root of the base's keys (at least [`DELTA_MIN`]) are
+/// merged into a new base. Publishing copies the changes each time, merging copies
+/// the base: with `n` keys, about `2 √n` keys copied a change either way.
+const DELTA_MIN: usize = 256;
+
+/// Keys in byte order, their bytes in one buffer, each with its value's length (as of
+/// when it was listed: it only sizes pages).
+#[derive(Debug, Default)]
+pub(crate) struct KeyList {
+    bytes: Vec<u8>,
+    /// Each key's end in `bytes` (its start is the previous key's end).
+    ends: Vec<usize>,
+    value_lens: Vec<u32>,
+}
+
+impl KeyList {
+    fn with_capacity(keys: usize, bytes: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(keys),
+            value_lens: Vec::with_capacity(keys),
+        }
+    }
+
+    pub(crate) fn push(&mut self, key: &[u8], value_len: u32) {
+        debug_assert!(self.ends.is_empty() || self.key(self.len() - 1) < key);
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+        self.value_lens.push(value_len);
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// Whether the list holds `key`.
+    fn holds(&self, key: &[u8]) -> bool {
+        let at = self.before(key);
+        at < self.len() && self.key(at) == key
+    }
+
+    /// How many keys come before `key`.
+    fn before(&self, key: &[u8]) -> usize {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let mid = (low + high) / 2;
+            match self.key(mid) < key {
+                true => low = mid + 1,
+                false => high = mid,
+            }
+        }
+        low
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * 8 + self.value_lens.capacity() * 4
+    }
+}
+
+/// A walk over a [`KeyList`] in a scan's direction.
+struct Walk<'a> {
+    list: &'a KeyList,
+    /// Forward: the next key's place; reverse: one past it.
+    at: usize,
+    direction: Direction,
+}
+
+impl<'a> Walk<'a> {
+    /// From where a core's listing would start (`ScanRequest::listing_from`: forward
+    /// the first key at or after `from`, reverse the last key before it).
+    fn new(list: &'a KeyList, from: Option<&[u8]>, direction: Direction) -> Self {
+        let at = match (direction, from) {
+            (_, Some(from)) => list.before(from),
+            (Direction::Forward, None) => 0,
+            (Direction::Reverse, None) => list.len(),
+        };
+        Self {
+            list,
+            at,
+            direction,
+        }
+    }
+
+    /// The next key's place, if any.
+    fn place(&self) -> Option<usize> {
+        match self.direction {
+            Direction::Forward => (self.at < self.list.len()).then_some(self.at),
+            Direction::Reverse => self.at.checked_sub(1),
+        }
+    }
+
+    fn peek(&self) -> Option<&'a [u8]> {
+        self.place().map(|i| self.list.key(i))
+    }
+
+    fn advance(&mut self) {
+        match self.direction {
+            Direction::Forward => self.at += 1,
+            Direction::Reverse => self.at -= 1,
+        }
+    }
+}
+
+/// A published copy (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct Published {
+    base: Arc<KeyList>,
+    added: KeyList,
+    removed: KeyList,
+    /// The change count it was published at.
+    version: u64,
+    count: Arc<AtomicU64>,
+}
+
+impl Published {
+    fn current(&self) -> bool {
+        self.count.load(Ordering::Acquire) == self.version
+    }
+
+    /// The page the core would list for `request` from the state this copy holds.
+    fn page(&self, request: &ScanRequest) -> ScanPage {
+        let (direction, from) = (request.direction, request.listing_from());
+        let mut base = Walk::new(&self.base, from.as_deref(), direction);
+        let mut removed = Walk::new(&self.removed, from.as_deref(), direction);
+        let mut added = Walk::new(&self.added, from.as_deref(), direction);
+        let (mut keys, mut ranges) = (Vec::new(), Vec::with_capacity(request.limit));
+        let (mut bytes, mut ended) = (0u64, false);
+        while ranges.len() < request.limit {
+            skip_removed(&mut base, &mut removed, direction);
+            let from_added = match (base.peek(), added.peek()) {
+                (Some(b), Some(a)) => direction.order(a, b).is_lt(),
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+            let (walk, list) = match from_added {
+                true => (&mut added, &self.added),
+                false => (&mut base, &*self.base),
+            };
+            let Some(at) = walk.place() else {
+                break;
+            };
+            let key = list.key(at);
+            bytes += u64::from(list.value_lens[at]);
+            let full = !ranges.is_empty() && bytes > PAGE_VALUE_BYTES_MAX;
+            ended = !full && !request.before_end(key);
+            if full || ended {
+                break;
+            }
+            walk.advance();
+            keys.extend_from_slice(key);
+            ranges.push(keys.len() - key.len()..keys.len());
+        }
+        // As the core decides it (`Core::list_in_order`).
+        let n = ranges.len();
+        let more = !ended && (n == request.limit || bytes > PAGE_VALUE_BYTES_MAX);
+        let resume = (more && n > 0).then(|| keys[ranges[n - 1].clone()].to_vec());
+        let keys = Bytes::from(keys);
+        let items = ranges.into_iter().map(|r| (keys.slice(r), None)).collect();
+        ScanPage { items, resume }
+    }
+}
+
+/// Moves `base` past the keys `removed` holds (both walk in `direction`).
+fn skip_removed(base: &mut Walk<'_>, removed: &mut Walk<'_>, direction: Direction) {
+    while let Some(key) = base.peek() {
+        while removed
+            .peek()
+            .is_some_and(|r| direction.order(r, key).is_lt())
+        {
+            removed.advance();
+        }
+        if removed.peek() != Some(key) {
+            return;
+        }
+        base.advance();
+        removed.advance();
+    }
+}
+
+/// The part callers see: the copy last published, and whether callers want one.
+#[derive(Debug, Default)]
+pub(crate) struct SharedOrder {
+    published: RwLock<Option<Arc<Published>>>,
+    /// A caller looked for a copy since the core last asked.
+    wanted: AtomicBool,
+    /// Pages callers listed from copies.
+    pages: AtomicU64,
+}
+
+impl SharedOrder {
+    /// The page for `request` from the copy, if it is current; marks the copy wanted.
+    pub(crate) fn page(&self, request: &ScanRequest) -> Option<ScanPage> {
+        if request.values != Values::Caller || request.snapshot.is_some() {
+            return None;
+        }
+        if !self.wanted.load(Ordering::Relaxed) {
+            self.wanted.store(true, Ordering::Relaxed);
+        }
+        let published = self.published.read().ok()?.clone()?;
+        if !published.current() {
+            return None;
+        }
+        self.pages.fetch_add(1, Ordering::Relaxed);
+        Some(published.page(request))
+    }
+
+    /// Pages callers listed from copies.
+    pub(super) fn pages(&self) -> u64 {
+        self.pages.load(Ordering::Relaxed)
+    }
+
+    /// Whether a caller looked for a copy since the last call.
+    pub(super) fn take_wanted(&self) -> bool {
+        self.wanted.swap(false, Ordering::Relaxed)
+    }
+
+    fn set(&self, published: Option<Arc<Published>>) {
+        if let Ok(mut slot) = self.published.write() {
+            *slot = published;
+        }
+    }
+}
+
+/// The core's side: the base it published and the changes since.
+#[derive(Debug)]
+pub(super) struct OrderCopy {
+    base: Arc<KeyList>,
+    /// Keys added (`Some(value length)`) or removed (`None`) since the base.
+    delta: BTreeMap<Vec<u8>, Option<u32>>,
+    /// The count of the order it follows.
+    count: Arc<AtomicU64>,
+    /// The count it was last published at.
+    published: Option<u64>,
+}
+
+impl OrderCopy {
+    /// A copy whose base is `base`, following the order counting in `count`.
+    pub(super) fn new(base: KeyList, count: Arc<AtomicU64>) -> Self {
+        Self {
+            base: Arc::new(base),
+            delta: BTreeMap::new(),
+            count,
+            published: None,
+        }
+    }
+
+    /// Whether it follows the order counting in `count`.
+    pub(super) fn follows(&self, count: &Arc<AtomicU64>) -> bool {
+        Arc::ptr_eq(&self.count, count)
+    }
+
+    /// Takes the keys the order caught up with, in order.
+    pub(super) fn follow(&mut self, fed: &Fed) {
+        for (key, added) in fed.iter() {
+            let in_base = self.base.holds(key);
+            match (added, in_base) {
+                (Some(_), true) | (None, false) => self.delta.remove(key),
+                (Some(len), false) => self.delta.insert(key.to_vec(), Some(len)),
+                (None, true) => self.delta.insert(key.to_vec(), None),
+            };
+        }
+        if self.delta.len() > self.base.len().isqrt().max(DELTA_MIN) {
+            self.merge();
+        }
+    }
+
+    /// A new base: the old one with the changes applied.
+    fn merge(&mut self) {
+        let delta = std::mem::take(&mut self.delta);
+        let mut merged =
+            KeyList::with_capacity(self.base.len() + delta.len(), self.base.bytes.len());
+        let mut changes = delta.into_iter().peekable();
+        for i in 0..self.base.len() {
+            let key = self.base.key(i);
+            while let Some((added, len)) = changes.next_if(|(k, _)| k.as_slice() < key) {
+                merged.push(&added, len.expect("a key not in the base was added"));
+            }
+            match changes.next_if(|(k, _)| k.as_slice() == key) {
+                Some(_) => {} // removed
+                None => merged.push(key, self.base.value_lens[i]),
+            }
+        }
+        for (added, len) in changes {
+            merged.push(&added, len.expect("a key not in the base was added"));
+        }
+        self.base = Arc::new(merged);
+    }
+
+    /// Publishes the copy into `shared` unless it was already at this count.
+    pub(super) fn publish(&mut self, shared: &SharedOrder) {
+        let version = self.count.load(Ordering::Acquire);
+        if self.published == Some(version) {
+            return;
+        }
+        let (mut added, mut removed) = (KeyList::default(), KeyList::default());
+        for (key, len) in &self.delta {
+            match len {
+                Some(len) => added.push(key, *len),
+                None => removed.push(key, 0),
+            }
+        }
+        shared.set(Some(Arc::new(Published {
+            base: self.base.clone(),
+            added,
+            removed,
+            version,
+            count: self.count.clone(),
+        })));
+        self.published = Some(version);
+    }
+
+    /// Withdraws any copy from `shared`.
+    pub(super) fn withdraw(shared: &SharedOrder) {
+        shared.set(None);
+    }
+
+    /// Heap bytes held, the published lists of changes aside.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.base.heap_bytes() + self.delta.len() * 64
+    }
+}
