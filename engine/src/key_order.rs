@@ -110,7 +110,8 @@ pub struct Fed {
 }
 
 impl Fed {
-    fn push(&mut self, key: &[u8], added: Option<u32>) {
+    /// Adds `key`, added (with its value's length) or removed (`None`).
+    pub fn push(&mut self, key: &[u8], added: Option<u32>) {
         let at = self.bytes.len();
         self.bytes.extend_from_slice(key);
         self.keys.push((at..self.bytes.len(), added));

@@ -354,11 +354,7 @@ struct Core {
     key_order: RefCell<Option<ringkv_engine::KeyOrder>>,
     key_order_builds: Cell<u64>,
     /// The copy of `key_order` published for callers, while they want one.
-    order_copy: RefCell<Option<shared_order::OrderCopy>>,
-    /// When a caller last looked for that copy.
-    order_wanted_at: Cell<Option<Instant>>,
-    /// When the cache last refused to lend that copy its memory.
-    order_copy_refused_at: Cell<Option<Instant>>,
+    order_copy: RefCell<shared_order::Upkeep>,
     config: Config,
     split_done: Event,
     splits: Cell<u64>,
@@ -623,9 +619,7 @@ impl Core {
             ancestors: RefCell::new(behind),
             key_order: RefCell::new(None),
             key_order_builds: Cell::new(0),
-            order_copy: RefCell::new(None),
-            order_wanted_at: Cell::new(None),
-            order_copy_refused_at: Cell::new(None),
+            order_copy: RefCell::default(),
             config,
             split_done: Event::new(),
             splits: Cell::new(0),

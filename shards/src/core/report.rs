@@ -125,7 +125,7 @@ impl Core {
         if let Some(order) = &*self.key_order.borrow() {
             stats.totals.index_memory_bytes += order.heap_bytes() as u64;
         }
-        if let Some(copy) = &*self.order_copy.borrow() {
+        if let Some(copy) = &self.order_copy.borrow().copy {
             stats.totals.index_memory_bytes += copy.heap_bytes() as u64;
         }
         (stats.log_bytes, stats.log_checkpoints) = self.log_figures();

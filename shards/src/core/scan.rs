@@ -37,10 +37,6 @@ use crate::storage::LeafDevice;
 /// Value bytes a page holds at most (a page always holds at least one key).
 pub(super) const PAGE_VALUE_BYTES_MAX: u64 = 1 << 20;
 
-/// How long a core keeps its key order's copy published after a caller last looked
-/// for it.
-const ORDER_COPY_IDLE: Duration = Duration::from_secs(10);
-
 /// Changes on a core's leaves past which a commit round brings its key order up to
 /// date (about 0.1 ms of catching up at most).
 const ORDER_CATCH_UP_CHANGES: usize = 256;
@@ -114,6 +110,19 @@ impl ScanRequest {
             Direction::Reverse => key.to_vec(),
         }
     }
+}
+
+/// What became of a copy of the key order the core tried to publish.
+enum Publication {
+    /// Built from the order (once per order: not counted as upkeep) and published.
+    Built,
+    /// Brought up to date and published.
+    Published,
+    /// No order to copy (more leaves or slots than one order covers), or one that
+    /// could not follow its leaves.
+    Unavailable,
+    /// Larger than the read cache may lend.
+    TooLarge,
 }
 
 /// Bytes a key is assumed to take when a listing's buffer is sized.
@@ -366,30 +375,33 @@ impl Core {
     }
 
     /// Publishes the copy of the key order that callers list pages from
-    /// (`shared_order`) while they want one (a caller looked for it within
-    /// [`ORDER_COPY_IDLE`]): built from the order when none follows it, else brought
-    /// up to date with the changes the order caught up with. Its memory is lent from
-    /// the read cache's budget. Withdrawn while an ancestor lies behind a leaf, when
-    /// the order cannot be had, once unwanted, or when the cache cannot lend that
-    /// much (then not built again for [`ORDER_COPY_IDLE`]).
+    /// (`shared_order`) while they want one (`Upkeep::wanted`): built from the order
+    /// when none follows it, else brought up to date with the changes the order caught
+    /// up with. Its memory is lent from the read cache's budget. Withdrawn while an
+    /// ancestor lies behind a leaf, when the order cannot be had, once unwanted, or
+    /// given up (too large for the cache to lend its memory, or too costly to keep).
     pub(super) fn publish_order(&self) {
         let shared = &self.peers[self.index].order;
         let now = Instant::now();
-        if shared.take_wanted() {
-            self.order_wanted_at.set(Some(now));
-        }
-        let wanted = (self.order_wanted_at.get()).is_some_and(|at| now - at < ORDER_COPY_IDLE);
-        let mut copy = self.order_copy.borrow_mut();
-        if !wanted && copy.is_none() {
+        let mut upkeep = self.order_copy.borrow_mut();
+        let wanted = upkeep.wanted(shared.take_wanted(), now);
+        if !wanted && upkeep.copy.is_none() {
             return;
         }
-        let refused =
-            (self.order_copy_refused_at.get()).is_some_and(|at| now - at < ORDER_COPY_IDLE);
-        let published = wanted
-            && !refused
-            && self.ancestors.borrow().is_empty()
-            && self.publish_copy(&mut copy, shared);
-        if !published && copy.take().is_some() {
+        let outcome = match wanted && self.ancestors.borrow().is_empty() {
+            true => self.publish_copy(&mut upkeep.copy, shared),
+            false => Publication::Unavailable,
+        };
+        let kept = match outcome {
+            Publication::Built => upkeep.published(Duration::ZERO, Instant::now()),
+            Publication::Published => upkeep.published(now.elapsed(), Instant::now()),
+            Publication::TooLarge => {
+                upkeep.give_up(now);
+                false
+            }
+            Publication::Unavailable => false,
+        };
+        if !kept && upkeep.copy.take().is_some() {
             OrderCopy::withdraw(shared);
             self.cache.lend(0);
             if let Some(order) = self.key_order.borrow_mut().as_mut() {
@@ -398,15 +410,17 @@ impl Core {
         }
     }
 
-    /// [`Core::publish_order`]'s work: whether the copy in `copy` is published.
-    fn publish_copy(&self, copy: &mut Option<OrderCopy>, shared: &SharedOrder) -> bool {
+    /// [`Core::publish_order`]'s work: brings the copy in `copy` up to date (or builds
+    /// it) and publishes it.
+    fn publish_copy(&self, copy: &mut Option<OrderCopy>, shared: &SharedOrder) -> Publication {
         let leaves = self.leaves.borrow();
         let stores: Vec<&Substore<LeafDevice>> = leaves.values().map(|l| &l.store).collect();
         let mut kept = self.key_order.borrow_mut();
         let Some(order) = self.order_over(&mut kept, &stores) else {
-            return false;
+            return Publication::Unavailable;
         };
         let count = order.change_count();
+        let built = !copy.as_ref().is_some_and(|c| c.follows(&count));
         let followed = match copy {
             Some(copy) if copy.follows(&count) => {
                 let caught_up = order.catch_up(&stores);
@@ -426,20 +440,19 @@ impl Core {
                 listed
             }
         };
-        if !followed {
+        let Some(copy) = copy.as_mut().filter(|_| followed) else {
             *kept = None; // it could not follow its leaves: the next scan builds one
-            return false;
-        }
-        let Some(copy) = copy.as_mut() else {
-            return false;
+            return Publication::Unavailable;
         };
         // Its memory comes out of the read cache's budget, up to a share of it.
         if !self.cache.lend(copy.heap_bytes() as u64) {
-            self.order_copy_refused_at.set(Some(Instant::now()));
-            return false;
+            return Publication::TooLarge;
         }
         copy.publish(shared);
-        true
+        match built {
+            true => Publication::Built,
+            false => Publication::Published,
+        }
     }
 
     /// Brings the key order up to date once its leaves' records of changes pass

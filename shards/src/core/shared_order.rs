@@ -28,6 +28,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringkv_engine::{Direction, Fed};
@@ -262,6 +263,61 @@ impl SharedOrder {
     }
 }
 
+/// How long a copy stays published after a caller last looked for one, and how long
+/// the core waits before it builds one again after giving one up.
+const IDLE: Duration = Duration::from_secs(10);
+/// Keeping the copy up may take at most this share of the core's time (1/n), measured
+/// over windows of [`WINDOW`]; past it the copy is given up for [`IDLE`] (scans then
+/// take the trip): a load that adds keys fast costs a merge of the base every `√n`
+/// keys.
+const UPKEEP_SHARE: u32 = 10;
+const WINDOW: Duration = Duration::from_secs(1);
+
+/// The core's decisions about its copy: whether callers want one, whether it may be
+/// built, and what its upkeep costs.
+#[derive(Debug, Default)]
+pub(super) struct Upkeep {
+    pub(super) copy: Option<OrderCopy>,
+    wanted_at: Option<Instant>,
+    given_up_at: Option<Instant>,
+    /// Time spent keeping the copy up since `window_start`.
+    spent: Duration,
+    window_start: Option<Instant>,
+}
+
+impl Upkeep {
+    /// Whether a copy should be kept now: callers looked for one lately (`looked`:
+    /// since the last call) and it was not given up lately.
+    pub(super) fn wanted(&mut self, looked: bool, now: Instant) -> bool {
+        if looked {
+            self.wanted_at = Some(now);
+        }
+        let lately = |at: Option<Instant>| at.is_some_and(|at| now - at < IDLE);
+        lately(self.wanted_at) && !lately(self.given_up_at)
+    }
+
+    /// Notes a publication that took `spent`, finished at `now`; `false` (and the copy
+    /// given up) once its upkeep passed its share of the window.
+    pub(super) fn published(&mut self, spent: Duration, now: Instant) -> bool {
+        let start = *self.window_start.get_or_insert(now);
+        if now - start >= WINDOW {
+            (self.window_start, self.spent) = (Some(now), Duration::ZERO);
+        }
+        self.spent += spent;
+        let over = self.spent > WINDOW / UPKEEP_SHARE;
+        if over {
+            self.give_up(now);
+        }
+        !over
+    }
+
+    /// Gives the copy up for [`IDLE`] (too costly, or too large for the cache to lend
+    /// its memory).
+    pub(super) fn give_up(&mut self, now: Instant) {
+        self.given_up_at = Some(now);
+    }
+}
+
 /// The core's side: the base it published and the changes since.
 #[derive(Debug)]
 pub(super) struct OrderCopy {
@@ -358,5 +414,58 @@ impl OrderCopy {
     /// Heap bytes held, the published lists of changes aside.
     pub(super) fn heap_bytes(&self) -> usize {
         self.base.heap_bytes() + self.delta.len() * 64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_is_kept_while_callers_look_and_its_upkeep_stays_cheap() {
+        let (mut upkeep, t0) = (Upkeep::default(), Instant::now());
+        assert!(!upkeep.wanted(false, t0), "nobody looked yet");
+        assert!(upkeep.wanted(true, t0));
+        assert!(upkeep.wanted(false, t0 + IDLE / 2), "looked lately");
+        assert!(
+            !upkeep.wanted(false, t0 + IDLE),
+            "nobody looked for a while"
+        );
+        let t1 = t0 + IDLE * 2;
+        assert!(upkeep.wanted(true, t1));
+        let share = WINDOW / UPKEEP_SHARE;
+        assert!(upkeep.published(share / 2, t1));
+        assert!(upkeep.published(share / 4, t1 + WINDOW / 2));
+        // A new window starts afresh.
+        assert!(upkeep.published(share / 2, t1 + WINDOW));
+        assert!(
+            !upkeep.published(share, t1 + WINDOW),
+            "past its share: given up"
+        );
+        assert!(!upkeep.wanted(true, t1 + WINDOW), "given up for a while");
+        assert!(upkeep.wanted(true, t1 + WINDOW + IDLE));
+    }
+
+    #[test]
+    fn changes_cancel_against_the_base_and_merge_into_it() {
+        let mut base = KeyList::default();
+        for k in [b"b", b"d", b"f"] {
+            base.push(k, 1);
+        }
+        let mut copy = OrderCopy::new(base, Arc::new(AtomicU64::new(0)));
+        let keys = |list: &KeyList| (0..list.len()).map(|i| list.key(i).to_vec()).collect();
+        let mut fed = ringkv_engine::Fed::default();
+        // Removed then added again (back to the base), added then removed (nothing).
+        fed.push(b"d", None);
+        fed.push(b"d", Some(2));
+        fed.push(b"a", Some(3));
+        fed.push(b"c", Some(3));
+        fed.push(b"c", None);
+        fed.push(b"f", None);
+        copy.follow(&fed);
+        assert_eq!(copy.delta.len(), 2, "{:?}", copy.delta);
+        copy.merge();
+        let got: Vec<Vec<u8>> = keys(&copy.base);
+        assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec(), b"d".to_vec()]);
     }
 }
