@@ -7,12 +7,12 @@
 //!   it directly, so a cached get costs no hop to the core. A lookup takes no lock and
 //!   writes nothing shared but a read count (`table`: a fixed array of chains, entries
 //!   freed through crossbeam's epoch).
-//! - **Batches.** A page of a scan looks up all its keys at once ([`Cache::read_many`]):
+//! - **Batches.** A page of a scan looks up its keys together ([`Cache::read_into`]):
 //!   the buckets and entries of every key are asked for before any is compared, so
 //!   their cache misses overlap instead of coming one after another. The values found
-//!   are copied into one buffer that their `Bytes` share: one allocation a batch, not
-//!   one a value (the callers' threads and the core share one malloc arena, whose lock
-//!   they fought over).
+//!   are copied into the thread's spare buffer (`spare`): no allocation a value (the
+//!   callers' threads and the core share one malloc arena, whose lock they fought
+//!   over).
 //! - **Policy.** S3-FIFO (`policy`): a new entry is kept only if it is read again before
 //!   the small queue lets it go, so one pass over many keys (a scan, a bulk load) does
 //!   not push out the values read over and over. Scans peek: their reads do not count.
@@ -28,7 +28,7 @@
 //!   value plus [`ENTRY_OVERHEAD_BYTES`]; the bucket array is charged from the start.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use ahash::RandomState;
 use bytes::Bytes;
@@ -41,6 +41,8 @@ mod policy;
 )]
 mod table;
 
+use crate::counter::Counter;
+use crate::spare;
 use policy::Policy;
 use table::{EntryPtr, FREQ_MAX, Found, Table};
 
@@ -127,31 +129,36 @@ impl Cache {
         self.answer(entries.table.find(hash, key, &guard), counted)
     }
 
-    /// The values of `keys` that the cache holds, in their order; `counted` as
-    /// [`Cache::get`], else as [`Cache::peek`] (a scan's reads). Every key's bucket,
-    /// then every chain's first entry, is asked for before any key is compared, so
-    /// that their cache misses overlap.
-    pub(crate) fn read_many(&self, keys: &[&[u8]], counted: bool) -> Vec<Option<Bytes>> {
+    /// The values of `keys` that the cache holds, into `values` (one per key, `None`
+    /// for a miss); `counted` as [`Cache::get`], else as [`Cache::peek`] (a scan's
+    /// reads). Every key's bucket, then every chain's first entry, is asked for before
+    /// any key is compared, so that their cache misses overlap.
+    pub(crate) fn read_into(&self, keys: &[&[u8]], counted: bool, values: &mut [Option<Bytes>]) {
         let Some(entries) = &self.entries else {
             if counted {
                 self.count(keys.len() as u64, 0);
             }
-            return vec![None; keys.len()];
+            values.fill(None);
+            return;
         };
         let table = &entries.table;
         let hashes: Vec<u64> = keys.iter().map(|k| entries.hasher.hash_one(k)).collect();
         hashes.iter().for_each(|&h| table.prefetch(h));
         let guard = crossbeam_epoch::pin();
         let heads: Vec<_> = hashes.iter().map(|&h| table.head(h, &guard)).collect();
-        let found: Vec<Option<&[u8]>> = (keys.iter().zip(hashes).zip(heads))
-            .map(|((key, hash), head)| {
-                self.admit(table.find_from(head, hash, key, &guard), counted)
-            })
-            .collect();
+        let found = (keys.iter().zip(hashes).zip(heads)).map(|((key, hash), head)| {
+            self.admit(table.find_from(head, hash, key, &guard), counted)
+        });
+        let mut hits = 0;
+        spare::with_copier(|copier| {
+            for (value, found) in values.iter_mut().zip(found) {
+                hits += u64::from(found.is_some());
+                *value = found.map(|v| copier.copy(v));
+            }
+        });
         if counted {
-            self.count(keys.len() as u64, found.iter().flatten().count() as u64);
+            self.count(keys.len() as u64, hits);
         }
-        copied_together(&found)
     }
 
     /// Counts `hits` of `lookups` (counted lookups only).
@@ -235,69 +242,12 @@ impl Cache {
     }
 }
 
-/// Copies of `values` that share one allocation: a batch's hits cost one buffer (and
-/// the count `Bytes` keeps of it) instead of an allocation each. A value kept holds
-/// the whole batch's buffer until it is dropped.
-fn copied_together(values: &[Option<&[u8]>]) -> Vec<Option<Bytes>> {
-    let mut buffer = Vec::with_capacity(values.iter().flatten().map(|v| v.len()).sum());
-    let places: Vec<Option<std::ops::Range<usize>>> = (values.iter())
-        .map(|v| {
-            v.map(|v| {
-                buffer.extend_from_slice(v);
-                buffer.len() - v.len()..buffer.len()
-            })
-        })
-        .collect();
-    let buffer = Bytes::from(buffer);
-    places
-        .into_iter()
-        .map(|p| p.map(|p| buffer.slice(p)))
-        .collect()
-}
-
 impl Entries {
     /// The writer's side. A panic while it was held left the policy's figures at worst
     /// a little off; the table is consistent after every store, so carry on.
     fn writer(&self) -> std::sync::MutexGuard<'_, Policy> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// A count added to from many threads: one padded stripe per thread (by a number each
-/// thread draws once), so that counting a hit does not make threads fight over a line.
-#[derive(Debug, Default)]
-struct Counter {
-    stripes: [Stripe; STRIPES],
-}
-
-const STRIPES: usize = 8;
-
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Stripe(AtomicU64);
-
-impl Counter {
-    fn add(&self, n: u64) {
-        if n > 0 {
-            self.stripes[stripe()].0.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-
-    fn sum(&self) -> u64 {
-        self.stripes
-            .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
-            .sum()
-    }
-}
-
-/// This thread's stripe.
-fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-    }
-    STRIPE.with(|s| *s)
 }
 
 #[cfg(test)]

@@ -850,26 +850,34 @@ impl Inner {
         let keys: Vec<&[u8]> = keys.collect();
         let hashes = (keys.iter().map(|k| read_key(k))).collect::<Result<Vec<u64>>>()?;
         let mut values = self.cached_many(&keys, &hashes, look);
-        let mut split = PerCore::new(self.cores.len());
-        let mut missed = Vec::new();
-        for (at, (key, &hash)) in keys.iter().zip(&hashes).enumerate() {
-            if values[at].is_none() {
-                missed.push(at);
-                split.add(self.core_of(hash), (hash, key.to_vec()));
-            }
+        let missed: Vec<usize> = (0..keys.len()).filter(|&at| values[at].is_none()).collect();
+        let found = (self.read_from_cores(missed.iter().map(|&at| (keys[at], hashes[at])))).await?;
+        for (at, value) in missed.into_iter().zip(found) {
+            values[at] = value;
         }
-        if missed.is_empty() {
-            return Ok(values);
+        Ok(values)
+    }
+
+    /// The values of `keys` (with their hashes) from their cores, in their order: one
+    /// request per core they fall on, all in flight together.
+    pub(crate) async fn read_from_cores<'k>(
+        &self,
+        keys: impl Iterator<Item = (&'k [u8], u64)>,
+    ) -> Result<Vec<Option<Bytes>>> {
+        let mut split = PerCore::new(self.cores.len());
+        for (key, hash) in keys {
+            split.add(self.core_of(hash), (hash, key.to_vec()));
+        }
+        if split.order.is_empty() {
+            return Ok(Vec::new());
         }
         let answers = split.call(self, Op::GetMany).await?;
         let mut answers: Vec<std::vec::IntoIter<Option<Bytes>>> = answers
             .into_iter()
             .map(|values| values.unwrap_or_default().into_iter())
             .collect();
-        for (at, &core) in missed.into_iter().zip(&split.order) {
-            values[at] = answers[core].next().expect("one answer per key");
-        }
-        Ok(values)
+        let answer = |core: &usize| answers[*core].next().expect("one answer per key");
+        Ok(split.order.iter().map(answer).collect())
     }
 
     /// Whether this thread may answer the key of `hash` from its core's cache: not once
@@ -883,22 +891,24 @@ impl Inner {
         !behind_own_put
     }
 
-    /// A scan's page from core `core`'s published key order, without a trip to the
-    /// core, if that copy is current (`core::shared_order`); not while this thread has
-    /// puts queued that a core has not applied (its own writes must show), nor once
-    /// the database is closed.
-    pub(crate) fn published_page(
+    /// Lists into `items` a scan's page from core `core`'s published key order,
+    /// without a trip to the core, if that copy is current (`core::shared_order`); not
+    /// while this thread has puts queued that a core has not applied (its own writes
+    /// must show), nor once the database is closed. `Some` holds where the core's next
+    /// page starts, if it may have more.
+    pub(crate) fn published_page_into(
         &self,
         core: usize,
         request: &core::ScanRequest,
-    ) -> Option<core::ScanPage> {
+        items: &mut Vec<core::Item>,
+    ) -> Option<Option<Vec<u8>>> {
         if self.closed.load(Ordering::Acquire) || !self.cores[core].serving() {
             return None;
         }
         if self.queues_puts() && core::puts_pending() {
             return None;
         }
-        self.cores[core].order.page(request)
+        self.cores[core].order.page_into(request, items)
     }
 
     /// What the caches hold of `keys` (with their hashes), as [`Inner::cached_as`]
@@ -908,24 +918,50 @@ impl Inner {
         let mut values = vec![None; keys.len()];
         let mut by_core = vec![Vec::new(); self.cores.len()];
         for (at, &hash) in hashes.iter().enumerate() {
-            if self.may_read_cached(hash) {
-                by_core[self.core_of(hash)].push(at);
-            }
+            by_core[self.core_of(hash)].push(at);
         }
-        for (core, ats) in by_core
-            .iter()
-            .enumerate()
-            .filter(|(_, ats)| !ats.is_empty())
-        {
+        for ats in by_core.iter().filter(|ats| !ats.is_empty()) {
             let batch: Vec<&[u8]> = ats.iter().map(|&at| keys[at]).collect();
-            let found = self.caches[core].read_many(&batch, look == Look::Counted);
-            if self.cores[core].serving() {
-                for (&at, value) in ats.iter().zip(found) {
-                    values[at] = value;
-                }
+            let batch_hashes: Vec<u64> = ats.iter().map(|&at| hashes[at]).collect();
+            let mut found = vec![None; ats.len()];
+            self.cached_into(&batch, &batch_hashes, look, &mut found);
+            for (&at, value) in ats.iter().zip(found) {
+                values[at] = value;
             }
         }
         values
+    }
+
+    /// What the caches hold of `keys` (with their hashes), into `values`, as
+    /// [`Inner::cached_as`] would answer each (`None`: ask the core). Keys in a row on
+    /// one core are looked up together, so that their memory loads overlap.
+    pub(crate) fn cached_into(
+        &self,
+        keys: &[&[u8]],
+        hashes: &[u64],
+        look: Look,
+        values: &mut [Option<Bytes>],
+    ) {
+        let readable = |at: usize| self.may_read_cached(hashes[at]);
+        let mut at = 0;
+        while at < keys.len() {
+            if !readable(at) {
+                values[at] = None;
+                at += 1;
+                continue;
+            }
+            let core = self.core_of(hashes[at]);
+            let together = |i: &usize| readable(*i) && self.core_of(hashes[*i]) == core;
+            let end = (at + 1..keys.len())
+                .find(|i| !together(i))
+                .unwrap_or(keys.len());
+            let counted = look == Look::Counted;
+            self.caches[core].read_into(&keys[at..end], counted, &mut values[at..end]);
+            if !self.cores[core].serving() {
+                values[at..end].fill(None);
+            }
+            at = end;
+        }
     }
 
     /// A `Buffered` put from a plain thread, acknowledged once queued (see

@@ -36,6 +36,7 @@
 mod batch;
 mod cache;
 mod core;
+mod counter;
 mod data_dirs;
 mod db;
 mod error;
@@ -46,6 +47,7 @@ mod malloc;
 mod opening;
 mod options;
 mod sizing;
+mod spare;
 mod storage;
 mod verify;
 

@@ -68,7 +68,7 @@ pub(crate) use receipt::{
     Receipt, any_pending as puts_pending, issue as queue_receipt, pending as put_pending,
 };
 pub use report::{CoreStats, LeafStats};
-pub(crate) use scan::{ScanPage, ScanRequest, Values};
+pub(crate) use scan::{Item, ScanPage, ScanRequest, Values};
 
 /// Requests handled before the core yields to the tasks it spawned.
 const BATCH_MAX: usize = 256;

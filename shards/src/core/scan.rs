@@ -68,11 +68,14 @@ pub(crate) enum Values {
     Caller,
 }
 
+/// A key on a page, with its value once read.
+pub(crate) type Item = (Bytes, Option<Bytes>);
+
 /// One page: keys in the scan's order with their values (`None` unless read here), and
 /// whether the core has more keys in the range after the last one.
 #[derive(Debug, Default)]
 pub(crate) struct ScanPage {
-    pub items: Vec<(Bytes, Option<Bytes>)>,
+    pub items: Vec<Item>,
     /// Where the next page starts (exclusive), if the range may hold more keys here.
     pub resume: Option<Vec<u8>>,
 }
@@ -109,6 +112,57 @@ impl ScanRequest {
             Direction::Forward => [key, &[0]].concat(),
             Direction::Reverse => key.to_vec(),
         }
+    }
+}
+
+/// Where a page ends, decided the same way wherever a page is listed (the core's key
+/// order, a caller's copy of it): at the request's limit, before the first key past
+/// the range's far end, or once its values pass [`PAGE_VALUE_BYTES_MAX`] (a page with
+/// values always holds at least one key).
+pub(super) struct PageFill<'r> {
+    request: &'r ScanRequest,
+    keys: usize,
+    bytes: u64,
+    /// The range's far end was reached.
+    ended: bool,
+}
+
+impl<'r> PageFill<'r> {
+    pub(super) fn new(request: &'r ScanRequest) -> Self {
+        Self {
+            request,
+            keys: 0,
+            bytes: 0,
+            ended: false,
+        }
+    }
+
+    /// Whether the page has room for another key (by count; [`PageFill::admits`]
+    /// decides on the rest).
+    pub(super) fn room(&self) -> bool {
+        self.keys < self.request.limit
+    }
+
+    /// Whether `key`, the next in order, with a value of `value_len` bytes, goes on the
+    /// page; if not, the page ends before it.
+    pub(super) fn admits(&mut self, key: &[u8], value_len: u32) -> bool {
+        self.bytes += u64::from(value_len);
+        let full = self.keys > 0 && self.full();
+        self.ended = !full && !self.request.before_end(key);
+        if full || self.ended {
+            return false;
+        }
+        self.keys += 1;
+        true
+    }
+
+    fn full(&self) -> bool {
+        self.request.values != Values::None && self.bytes > PAGE_VALUE_BYTES_MAX
+    }
+
+    /// Whether the range may hold more keys after the page's last one.
+    pub(super) fn more(&self) -> bool {
+        self.keys > 0 && !self.ended && (self.keys == self.request.limit || self.full())
     }
 }
 
@@ -319,19 +373,14 @@ impl Core {
         let from = request.listing_from();
         for _ in 0..2 {
             let order = self.order_over(&mut kept, &stores)?;
-            let listed = Listed::with_capacity(request.limit);
-            let (mut listed, mut ended, mut bytes) = (listed, false, 0u64);
+            let mut listed = Listed::with_capacity(request.limit);
+            let mut fill = PageFill::new(request);
             let visit = |key: &[u8], entry: Entry| {
-                bytes += u64::from(entry.value_len);
-                let full = !listed.keys.is_empty()
-                    && request.values != Values::None
-                    && bytes > PAGE_VALUE_BYTES_MAX;
-                ended = !full && !request.before_end(key);
-                if full || ended {
-                    return false;
+                let admitted = fill.admits(key, entry.value_len);
+                if admitted {
+                    listed.push(key, entry.value_len);
                 }
-                listed.push(key, entry.value_len);
-                true
+                admitted
             };
             if order.visit_keys(
                 &stores,
@@ -341,8 +390,7 @@ impl Core {
                 visit,
             ) {
                 let n = listed.keys.len();
-                let more = !ended && (n == request.limit || bytes > PAGE_VALUE_BYTES_MAX);
-                let resume = (more && n > 0).then(|| listed.key(n - 1).to_vec());
+                let resume = fill.more().then(|| listed.key(n - 1).to_vec());
                 return Some(Merged {
                     listed,
                     page: None,
@@ -392,9 +440,10 @@ impl Core {
             true => self.publish_copy(&mut upkeep.copy, shared),
             false => Publication::Unavailable,
         };
+        let pages = shared.pages();
         let kept = match outcome {
-            Publication::Built => upkeep.published(Duration::ZERO, Instant::now()),
-            Publication::Published => upkeep.published(now.elapsed(), Instant::now()),
+            Publication::Built => upkeep.published(Duration::ZERO, Instant::now(), pages),
+            Publication::Published => upkeep.published(now.elapsed(), Instant::now(), pages),
             Publication::TooLarge => {
                 upkeep.give_up(now);
                 false

@@ -21,17 +21,17 @@
 //! snapshot's instant only (and keeps the snapshot open until it is dropped). Expired
 //! keys never appear.
 
-use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::Stream;
 use ringkv_engine::Direction;
+use ringkv_engine::hash::routing_hash;
 
 use super::snapshot::Pinned;
 use super::{Db, Inner, Look};
-use crate::core::{Op, ScanPage, ScanRequest, Values, Waits};
+use crate::core::{Item, Op, ScanRequest, Values, Waits};
 use crate::error::Result;
 
 /// Keys a core's first page holds.
@@ -61,16 +61,37 @@ pub struct Range {
 /// A core's share of the scan.
 #[derive(Debug)]
 struct Cursor {
-    items: VecDeque<(Bytes, Option<Bytes>)>,
+    /// Its current page, of which the first `taken` items were yielded (and left
+    /// empty). Kept from page to page, so that its memory is allocated once.
+    items: Vec<Item>,
+    taken: usize,
     next: Next,
     /// Keys its next page may hold.
     page: usize,
 }
 
 impl Cursor {
+    fn head(&self) -> Option<&Item> {
+        self.items.get(self.taken)
+    }
+
     /// Whether it needs its next page: it holds no key and its core may have more.
     fn due(&self) -> bool {
-        self.items.is_empty() && !matches!(self.next, Next::Done)
+        self.head().is_none() && !matches!(self.next, Next::Done)
+    }
+
+    fn pop(&mut self) -> Option<Item> {
+        let item = std::mem::take(self.items.get_mut(self.taken)?);
+        self.taken += 1;
+        Some(item)
+    }
+
+    /// Starts on the page just put in `items`; `resume` is where the core's next page
+    /// starts, if it may have more.
+    fn turn(&mut self, resume: Option<Vec<u8>>) {
+        self.taken = 0;
+        self.next = resume.map_or(Next::Done, Next::After);
+        self.page = (self.page * 2).min(PAGE_MAX);
     }
 }
 
@@ -245,16 +266,17 @@ impl Range {
             *left -= 1;
         }
         let sooner = |a: &Bytes, b: &Bytes| self.direction.order(a, b).is_lt();
-        let mut first: Option<usize> = None;
+        let mut first: Option<(usize, &Bytes)> = None;
         for (i, cursor) in self.cursors.iter().enumerate() {
-            let Some((key, _)) = cursor.items.front() else {
+            let Some((key, _)) = cursor.head() else {
                 continue;
             };
-            if first.is_none_or(|f| sooner(key, &self.cursors[f].items[0].0)) {
-                first = Some(i);
+            if first.is_none_or(|(_, f)| sooner(key, f)) {
+                first = Some((i, key));
             }
         }
-        Some(Ok(self.cursors[first?].items.pop_front()?))
+        let (first, _) = first?;
+        Some(Ok(self.cursors[first].pop()?))
     }
 
     /// Fetches a page for every core whose cursor is dry and has more, until each
@@ -264,7 +286,8 @@ impl Range {
             let cores = self.inner.cores.len();
             self.cursors = (0..cores)
                 .map(|_| Cursor {
-                    items: VecDeque::new(),
+                    items: Vec::new(),
+                    taken: 0,
                     next: Next::Start,
                     page: self.left.map_or(PAGE_FIRST, |n| first_page(n, cores)),
                 })
@@ -308,47 +331,92 @@ impl Range {
         }
     }
 
-    /// Sends `requests` (core, request) together and takes their pages.
+    /// Takes the pages of `requests` (core, request): from the cores' published key
+    /// orders where they are current, else from the cores, all in flight together;
+    /// then reads the values the caller reads.
     async fn fetch(&mut self, requests: Vec<(usize, ScanRequest)>) -> Result<()> {
         let inner = &self.inner;
-        let calls = (requests.into_iter()).map(|(core, request)| async move {
-            let values = request.values;
-            let page: Result<ScanPage> = match inner.published_page(core, &request) {
-                Some(page) => Ok(page),
-                None => {
-                    inner
-                        .call_core(core, 0, |r| Op::Scan(Box::new(request), r))
-                        .await
-                }
-            };
-            (core, values, page)
-        });
-        let mut pages = Vec::new();
         let mut unread = Vec::new();
+        let mut trips = Vec::new();
+        for (core, request) in requests {
+            let cursor = &mut self.cursors[core];
+            match inner.published_page_into(core, &request, &mut cursor.items) {
+                Some(resume) => {
+                    cursor.turn(resume);
+                    unread.push(core);
+                }
+                None => trips.push((core, request)),
+            }
+        }
+        let calls = trips.into_iter().map(|(core, request)| async move {
+            let values = request.values;
+            let page = inner.call_core(core, 0, |r| Op::Scan(Box::new(request), r));
+            (core, values, page.await)
+        });
         for (core, values, page) in futures_util::future::join_all(calls).await {
             let page = page?;
-            if values == Values::Caller {
-                unread.extend(page.items.iter().map(|(key, _)| key.clone()));
-            }
-            pages.push((core, values, page));
-        }
-        let keys = unread.iter().map(|k| k.as_ref());
-        let mut read = inner.read_many(keys, Look::Peek).await?.into_iter();
-        for (core, values, page) in pages {
             let cursor = &mut self.cursors[core];
-            match values {
-                // A key deleted since it was listed is left out.
-                Values::Caller => {
-                    (cursor.items).extend(page.items.into_iter().filter_map(|(key, _)| {
-                        Some((key, Some(read.next().expect("a value per key")?)))
-                    }))
-                }
-                Values::None | Values::Here => cursor.items.extend(page.items),
+            cursor.items = page.items;
+            cursor.turn(page.resume);
+            if values == Values::Caller {
+                unread.push(core);
             }
-            cursor.next = page.resume.map_or(Next::Done, Next::After);
-            cursor.page = (cursor.page * 2).min(PAGE_MAX);
+        }
+        self.read_values(&unread).await
+    }
+
+    /// Reads the values of the pages of `cores`: from the caches on this thread, then
+    /// the misses with one request per core. A key deleted since it was listed is left
+    /// out.
+    async fn read_values(&mut self, cores: &[usize]) -> Result<()> {
+        for &core in cores {
+            fill_cached(&self.inner, &mut self.cursors[core].items);
+        }
+        let missed: Vec<(usize, usize)> = (cores.iter())
+            .flat_map(|&core| {
+                let items = self.cursors[core].items.iter().enumerate();
+                items
+                    .filter(|(_, (_, value))| value.is_none())
+                    .map(move |(at, _)| (core, at))
+            })
+            .collect();
+        if missed.is_empty() {
+            return Ok(());
+        }
+        let keys = missed.iter().map(|&(core, at)| {
+            let key = &self.cursors[core].items[at].0;
+            (&key[..], routing_hash(key))
+        });
+        let found = self.inner.read_from_cores(keys).await?;
+        for ((core, at), value) in missed.into_iter().zip(found) {
+            self.cursors[core].items[at].1 = value;
+        }
+        for &core in cores {
+            self.cursors[core]
+                .items
+                .retain(|(_, value)| value.is_some());
         }
         Ok(())
+    }
+}
+
+/// Keys whose cache lookups a page makes together.
+const LOOKUP_GROUP: usize = 16;
+
+/// Fills in the values of `items` that the caches hold (left `None`: ask the core).
+fn fill_cached(inner: &Inner, items: &mut [Item]) {
+    for group in items.chunks_mut(LOOKUP_GROUP) {
+        let mut keys: [&[u8]; LOOKUP_GROUP] = [&[]; LOOKUP_GROUP];
+        let mut hashes = [0u64; LOOKUP_GROUP];
+        for (at, (key, _)) in group.iter().enumerate() {
+            (keys[at], hashes[at]) = (key, routing_hash(key));
+        }
+        let mut values: [Option<Bytes>; LOOKUP_GROUP] = Default::default();
+        let n = group.len();
+        inner.cached_into(&keys[..n], &hashes[..n], Look::Peek, &mut values[..n]);
+        for ((_, value), found) in group.iter_mut().zip(values) {
+            *value = found;
+        }
     }
 }
 
