@@ -893,8 +893,8 @@ impl Inner {
 
     /// Lists into `items` a scan's page from core `core`'s published key order,
     /// without a trip to the core, if that copy is current (`core::shared_order`); not
-    /// while this thread has puts queued that a core has not applied (its own writes
-    /// must show), nor once the database is closed. `Some` holds where the core's next
+    /// while this thread has puts queued on that core that it has not applied (its own
+    /// writes must show), nor once the database is closed. `Some` holds where the core's next
     /// page starts, if it may have more.
     pub(crate) fn published_page_into(
         &self,
@@ -905,7 +905,7 @@ impl Inner {
         if self.closed.load(Ordering::Acquire) || !self.cores[core].serving() {
             return None;
         }
-        if self.queues_puts() && core::puts_pending() {
+        if self.queues_puts() && core::puts_pending_on(&self.cores[core]) {
             return None;
         }
         self.cores[core].order.page_into(request, items)

@@ -138,6 +138,21 @@ fn a_write_acknowledged_on_another_thread_shows_in_a_scan() {
     }
 }
 
+/// Over 2,000 old keys `k00000`, `k00002`, ...: puts a new key between two old ones,
+/// or deletes an old one; the key, and whether it is there now.
+fn write_between(db: &Db, next: &mut impl FnMut() -> u64) -> (String, bool) {
+    let i = next() % 2_000;
+    let (key, present) = match next() % 2 {
+        0 => (format!("k{:05}", 2 * i + 1), true),
+        _ => (format!("k{:05}", 2 * i), false),
+    };
+    match present {
+        true => db.put(&key, b"new").unwrap(),
+        false => db.delete(&key).unwrap(),
+    }
+    (key, present)
+}
+
 fn written_on_one_thread_scanned_on_another(durability: Durability) {
     let dir = tempdir();
     let db = Db::open(dir.path(), options(2, SplitMode::Copy, durability)).unwrap();
@@ -150,16 +165,7 @@ fn written_on_one_thread_scanned_on_another(durability: Durability) {
         s.spawn(move || {
             let mut next = generator(7);
             for _ in 0..1_500 {
-                // A new key between two old ones, or an old key deleted.
-                let i = next() % 2_000;
-                let (key, present) = match next() % 2 {
-                    0 => (format!("k{:05}", 2 * i + 1), true),
-                    _ => (format!("k{:05}", 2 * i), false),
-                };
-                match present {
-                    true => db.put(&key, b"new").unwrap(),
-                    false => db.delete(&key).unwrap(),
-                }
+                let (key, present) = write_between(db, &mut next);
                 db.get(&key).unwrap(); // a Buffered write applied
                 told.send((key.into_bytes(), present)).unwrap();
             }
@@ -174,5 +180,35 @@ fn written_on_one_thread_scanned_on_another(durability: Durability) {
         pages_from_copy(&db) > 300,
         "{durability:?}: the copy was not used"
     );
+    db.close().unwrap();
+}
+
+/// A thread's own `Buffered` write shows in its next scan at once, though the write
+/// returned before its core applied it: the thread lists no page from a copy while it
+/// has a put queued on that core. Its writes to other cores do not send its scans to
+/// this one (the copy is used).
+#[test]
+fn a_thread_scans_its_own_queued_writes() {
+    let dir = tempdir();
+    let db = Db::open(
+        dir.path(),
+        options(2, SplitMode::Copy, Durability::Buffered),
+    )
+    .unwrap();
+    for i in 0..2_000u32 {
+        db.put(format!("k{:05}", 2 * i), b"old").unwrap();
+    }
+    let mut next = generator(11);
+    for _ in 0..3_000 {
+        let (key, present) = write_between(&db, &mut next);
+        let first = db
+            .range(key.as_bytes()..)
+            .limit(1)
+            .next()
+            .map(|i| i.unwrap());
+        let found = first.is_some_and(|(k, _)| k.as_ref() == key.as_bytes());
+        assert_eq!(found, present, "{key}");
+    }
+    assert!(pages_from_copy(&db) > 300, "the copy was not used");
     db.close().unwrap();
 }

@@ -65,7 +65,7 @@ use leaf::LeafState;
 use log::CoreLog;
 pub(crate) use mailbox::{Answer, CoreShared, Peers, ReplySlot, ReplyTo, Request, Spinners, Waits};
 pub(crate) use receipt::{
-    Receipt, any_pending as puts_pending, issue as queue_receipt, pending as put_pending,
+    Receipt, issue as queue_receipt, pending as put_pending, pending_on as puts_pending_on,
 };
 pub use report::{CoreStats, LeafStats};
 pub(crate) use scan::{Item, ScanPage, ScanRequest, Values};

@@ -75,6 +75,14 @@ impl Pending {
         ticket != 0 && self.applied.0[at].load(Ordering::Acquire) != ticket
     }
 
+    /// Whether slot `at`'s put was queued on `core`.
+    fn on(&self, at: usize, core: &Arc<CoreShared>) -> bool {
+        let queued_on = self.cores[at].take();
+        let on = std::ptr::eq(queued_on.as_ptr(), Arc::as_ptr(core));
+        self.cores[at].set(queued_on);
+        on
+    }
+
     /// Waits until slot `at`'s put is applied, or its core no longer serves (a core
     /// that died may have lost the put with its executor).
     fn wait_for(&self, at: usize) {
@@ -112,9 +120,9 @@ pub(crate) fn pending(hash: u64) -> bool {
     })
 }
 
-/// Whether this thread has any put queued that its core has not applied yet.
-pub(crate) fn any_pending() -> bool {
-    PENDING.with(|pending| (0..PENDING_MAX).any(|at| pending.waiting(at)))
+/// Whether this thread has a put queued on `core` that it has not applied yet.
+pub(crate) fn pending_on(core: &Arc<CoreShared>) -> bool {
+    PENDING.with(|pending| (0..PENDING_MAX).any(|at| pending.waiting(at) && pending.on(at, core)))
 }
 
 impl super::Core {
@@ -183,14 +191,18 @@ mod tests {
 
     #[test]
     fn a_put_is_pending_until_its_receipt_is_dropped() {
-        let core = Arc::new(CoreShared::new(0, 64, None));
+        let (core, other) = (
+            Arc::new(CoreShared::new(0, 64, None)),
+            Arc::new(CoreShared::new(1, 64, None)),
+        );
         let first = issue(7, &core);
         let second = issue(8, &core);
-        assert!(pending(7) && pending(8) && !pending(9) && any_pending());
+        assert!(pending(7) && pending(8) && !pending(9) && pending_on(&core));
+        assert!(!pending_on(&other), "nothing queued there");
         drop(first);
-        assert!(!pending(7) && pending(8) && any_pending());
+        assert!(!pending(7) && pending(8) && pending_on(&core));
         drop(second);
-        assert!(!pending(8) && !any_pending());
+        assert!(!pending(8) && !pending_on(&core));
     }
 
     #[test]
