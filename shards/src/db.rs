@@ -894,8 +894,8 @@ impl Inner {
     /// Lists into `items` a scan's page from core `core`'s published key order,
     /// without a trip to the core, if that copy is current (`core::shared_order`); not
     /// while this thread has puts queued on that core that it has not applied (its own
-    /// writes must show), nor once the database is closed. `Some` holds where the core's next
-    /// page starts, if it may have more.
+    /// writes must show), nor once the database is closed. `Some` holds where the
+    /// core's next page starts, if it may have more.
     pub(crate) fn published_page_into(
         &self,
         core: usize,
