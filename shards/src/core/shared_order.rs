@@ -81,11 +81,14 @@ impl KeyList {
 
     /// Puts `key` in its place, or gives the key there `value_len`.
     fn set(&mut self, key: &[u8], value_len: u32) {
-        let at = self.before(key);
-        if at < self.len() && self.key(at) == key {
-            self.value_lens[at] = value_len;
-            return;
+        match self.find(key) {
+            Ok(at) => self.value_lens[at] = value_len,
+            Err(at) => self.insert(at, key, value_len),
         }
+    }
+
+    /// Puts `key` at place `at` (where it sorts).
+    fn insert(&mut self, at: usize, key: &[u8], value_len: u32) {
         let start = self.start(at);
         self.bytes.splice(start..start, key.iter().copied());
         self.ends.insert(at, start);
@@ -95,10 +98,9 @@ impl KeyList {
 
     /// Takes `key` out, if the list holds it.
     fn take_out(&mut self, key: &[u8]) {
-        let at = self.before(key);
-        if at == self.len() || self.key(at) != key {
+        let Ok(at) = self.find(key) else {
             return;
-        }
+        };
         let start = self.start(at);
         self.bytes.drain(start..self.ends[at]);
         self.ends.remove(at);
@@ -126,8 +128,16 @@ impl KeyList {
 
     /// Whether the list holds `key`.
     fn holds(&self, key: &[u8]) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// `key`'s place if the list holds it, else where it would go.
+    fn find(&self, key: &[u8]) -> Result<usize, usize> {
         let at = self.before(key);
-        at < self.len() && self.key(at) == key
+        match at < self.len() && self.key(at) == key {
+            true => Ok(at),
+            false => Err(at),
+        }
     }
 
     /// How many keys come before `key`.
