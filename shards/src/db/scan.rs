@@ -229,7 +229,7 @@ impl Range {
 
     /// The next item of any kind: fetches the pages it needs, then takes the head
     /// that comes first.
-    async fn next_item(&mut self) -> Option<Result<(Bytes, Option<Bytes>)>> {
+    async fn next_item(&mut self) -> Option<Result<Item>> {
         if self.finished() {
             return None;
         }
@@ -239,7 +239,7 @@ impl Range {
 
     /// [`Range::next_item`] for a plain thread: one that needs a page spins for it
     /// before it parks (`Spinners::block_on`); one that does not runs no future.
-    fn next_item_blocking(&mut self) -> Option<Result<(Bytes, Option<Bytes>)>> {
+    fn next_item_blocking(&mut self) -> Option<Result<Item>> {
         if self.finished() {
             return None;
         }
@@ -256,7 +256,7 @@ impl Range {
     }
 
     /// The head that comes first, once `filled` (what filling the cursors gave).
-    fn take(&mut self, filled: Result<()>) -> Option<Result<(Bytes, Option<Bytes>)>> {
+    fn take(&mut self, filled: Result<()>) -> Option<Result<Item>> {
         if let Err(e) = filled {
             self.ended = true;
             return Some(Err(e));
@@ -421,7 +421,7 @@ fn fill_cached(inner: &Inner, items: &mut [Item]) {
 }
 
 /// An item of a scan with values.
-fn with_value(item: Result<(Bytes, Option<Bytes>)>) -> Result<(Bytes, Bytes)> {
+fn with_value(item: Result<Item>) -> Result<(Bytes, Bytes)> {
     item.map(|(k, v)| (k, v.expect("a scan with values")))
 }
 
