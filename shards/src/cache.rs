@@ -50,6 +50,10 @@ use table::{EntryPtr, FREQ_MAX, Found, Table};
 /// allocator's (8 to 16 with rounding), its place in a queue (8, and the queue's slack),
 /// a ghost's share (a hash in a ring and a set: about 24). Checked by `tests/memory.rs`.
 const ENTRY_OVERHEAD_BYTES: u64 = 112;
+
+/// Keys whose lookups [`Cache::read_into`] makes together.
+pub(crate) const LOOKUP_GROUP: usize = 16;
+
 /// At most this share of the budget (1/n) is lent ([`Cache::lend`]).
 const LOAN_SHARE: u64 = 2;
 
@@ -131,8 +135,10 @@ impl Cache {
 
     /// The values of `keys` that the cache holds, into `values` (one per key, `None`
     /// for a miss); `counted` as [`Cache::get`], else as [`Cache::peek`] (a scan's
-    /// reads). Every key's bucket, then every chain's first entry, is asked for before
-    /// any key is compared, so that their cache misses overlap.
+    /// reads). Keys are looked up [`LOOKUP_GROUP`] at a time: every key's bucket, then
+    /// every chain's first entry, then every value found is asked for before any is
+    /// compared or copied, so that their cache misses overlap. Nothing is allocated
+    /// (the callers' threads share one malloc arena).
     pub(crate) fn read_into(&self, keys: &[&[u8]], counted: bool, values: &mut [Option<Bytes>]) {
         let Some(entries) = &self.entries else {
             if counted {
@@ -141,24 +147,48 @@ impl Cache {
             values.fill(None);
             return;
         };
-        let table = &entries.table;
-        let hashes: Vec<u64> = keys.iter().map(|k| entries.hasher.hash_one(k)).collect();
-        hashes.iter().for_each(|&h| table.prefetch(h));
-        let guard = crossbeam_epoch::pin();
-        let heads: Vec<_> = hashes.iter().map(|&h| table.head(h, &guard)).collect();
-        let found = (keys.iter().zip(hashes).zip(heads)).map(|((key, hash), head)| {
-            self.admit(table.find_from(head, hash, key, &guard), counted)
-        });
         let mut hits = 0;
-        spare::with_copier(|copier| {
-            for (value, found) in values.iter_mut().zip(found) {
-                hits += u64::from(found.is_some());
-                *value = found.map(|v| copier.copy(v));
-            }
-        });
+        for (keys, values) in keys
+            .chunks(LOOKUP_GROUP)
+            .zip(values.chunks_mut(LOOKUP_GROUP))
+        {
+            hits += self.read_group(entries, keys, counted, values);
+        }
         if counted {
             self.count(keys.len() as u64, hits);
         }
+    }
+
+    /// [`Cache::read_into`] for at most [`LOOKUP_GROUP`] keys; how many it found.
+    fn read_group(
+        &self,
+        entries: &Entries,
+        keys: &[&[u8]],
+        counted: bool,
+        values: &mut [Option<Bytes>],
+    ) -> u64 {
+        let table = &entries.table;
+        let mut hashes = [0u64; LOOKUP_GROUP];
+        for (hash, key) in hashes.iter_mut().zip(keys) {
+            *hash = entries.hasher.hash_one(key);
+            table.prefetch(*hash);
+        }
+        let guard = crossbeam_epoch::pin();
+        let mut heads = [std::ptr::null(); LOOKUP_GROUP];
+        for (head, &hash) in heads.iter_mut().zip(&hashes) {
+            *head = table.head(hash, &guard);
+        }
+        let mut found: [Option<&[u8]>; LOOKUP_GROUP] = [None; LOOKUP_GROUP];
+        for (at, key) in keys.iter().enumerate() {
+            found[at] = self.admit(table.find_from(heads[at], hashes[at], key, &guard), counted);
+            found[at].map(table::prefetch_bytes);
+        }
+        spare::with_copier(|copier| {
+            for (value, found) in values.iter_mut().zip(found) {
+                *value = found.map(|v| copier.copy(v));
+            }
+        });
+        found.iter().filter(|f| f.is_some()).count() as u64
     }
 
     /// Counts `hits` of `lookups` (counted lookups only).

@@ -21,6 +21,7 @@
 //! snapshot's instant only (and keeps the snapshot open until it is dropped). Expired
 //! keys never appear.
 
+use std::cell::RefCell;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use ringkv_engine::hash::routing_hash;
 
 use super::snapshot::Pinned;
 use super::{Db, Inner, Look};
+use crate::cache::LOOKUP_GROUP;
 use crate::core::{Item, Op, ScanRequest, Values, Waits};
 use crate::error::Result;
 
@@ -68,9 +70,27 @@ struct Cursor {
     next: Next,
     /// Keys its next page may hold.
     page: usize,
+    /// Its page's values are still to be read (by the caller).
+    unread: bool,
 }
 
 impl Cursor {
+    fn new(page: usize) -> Self {
+        Self {
+            items: Vec::new(),
+            taken: 0,
+            next: Next::Start,
+            page,
+            unread: false,
+        }
+    }
+
+    /// Back at the start of a new scan (its items' memory kept).
+    fn restart(&mut self, page: usize) {
+        self.items.clear();
+        (self.taken, self.next, self.page, self.unread) = (0, Next::Start, page, false);
+    }
+
     fn head(&self) -> Option<&Item> {
         self.items.get(self.taken)
     }
@@ -88,10 +108,56 @@ impl Cursor {
 
     /// Starts on the page just put in `items`; `resume` is where the core's next page
     /// starts, if it may have more.
-    fn turn(&mut self, resume: Option<Vec<u8>>) {
+    fn turn(&mut self, resume: Option<Vec<u8>>, unread: bool) {
         self.taken = 0;
+        self.unread = unread;
         self.next = resume.map_or(Next::Done, Next::After);
         self.page = (self.page * 2).min(PAGE_MAX);
+    }
+}
+
+/// Sets of cursors a thread keeps from its finished scans, with their pages' memory
+/// (up to [`SPARE_ITEMS`] items a cursor), for its next scans: a short scan otherwise
+/// allocated its cursors and grew each page push by push, and the callers' threads
+/// share one malloc arena (see `spare`).
+const SPARE_CURSOR_SETS: usize = 2;
+const SPARE_ITEMS: usize = 256;
+
+thread_local! {
+    static SPARE_CURSORS: RefCell<Vec<Vec<Cursor>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Cursors for a new scan over `cores` cores, each at the start with a first page of
+/// `page` keys: a set this thread kept, if it has one.
+fn spare_cursors(cores: usize, page: usize) -> Vec<Cursor> {
+    let mut cursors = SPARE_CURSORS.with_borrow_mut(Vec::pop).unwrap_or_default();
+    cursors.truncate(cores);
+    cursors.iter_mut().for_each(|c| c.restart(page));
+    cursors.resize_with(cores, || Cursor::new(page));
+    cursors
+}
+
+/// Keeps a finished scan's cursors (emptied) for this thread's next scan.
+fn keep_cursors(mut cursors: Vec<Cursor>) {
+    if cursors.is_empty() {
+        return;
+    }
+    for cursor in &mut cursors {
+        cursor.items.clear();
+        cursor.items.shrink_to(SPARE_ITEMS);
+    }
+    // A thread that is exiting has no use for them.
+    let _ = SPARE_CURSORS.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_CURSOR_SETS {
+            spare.push(cursors);
+        }
+    });
+}
+
+impl Drop for Range {
+    fn drop(&mut self) {
+        keep_cursors(std::mem::take(&mut self.cursors));
     }
 }
 
@@ -284,25 +350,13 @@ impl Range {
     async fn fill(&mut self) -> Result<()> {
         if self.cursors.is_empty() {
             let cores = self.inner.cores.len();
-            self.cursors = (0..cores)
-                .map(|_| Cursor {
-                    items: Vec::new(),
-                    taken: 0,
-                    next: Next::Start,
-                    page: self.left.map_or(PAGE_FIRST, |n| first_page(n, cores)),
-                })
-                .collect();
+            let page = self.left.map_or(PAGE_FIRST, |n| first_page(n, cores));
+            self.cursors = spare_cursors(cores, page);
         }
-        loop {
-            let due: Vec<(usize, ScanRequest)> = (self.cursors.iter().enumerate())
-                .filter(|(_, c)| c.due())
-                .map(|(core, c)| (core, self.request(c)))
-                .collect();
-            if due.is_empty() {
-                return Ok(());
-            }
-            self.fetch(due).await?;
+        while self.cursors.iter().any(Cursor::due) {
+            self.fetch().await?;
         }
+        Ok(())
     }
 
     /// The request for a cursor's next page.
@@ -331,77 +385,75 @@ impl Range {
         }
     }
 
-    /// Takes the pages of `requests` (core, request): from the cores' published key
+    /// Takes the next page of every cursor that is due: from the cores' published key
     /// orders where they are current, else from the cores, all in flight together;
     /// then reads the values the caller reads.
-    async fn fetch(&mut self, requests: Vec<(usize, ScanRequest)>) -> Result<()> {
-        let inner = &self.inner;
-        let mut unread = Vec::new();
+    async fn fetch(&mut self) -> Result<()> {
         let mut trips = Vec::new();
-        for (core, request) in requests {
+        for core in 0..self.cursors.len() {
+            if !self.cursors[core].due() {
+                continue;
+            }
+            let request = self.request(&self.cursors[core]);
             let cursor = &mut self.cursors[core];
-            match inner.published_page_into(core, &request, &mut cursor.items) {
-                Some(resume) => {
-                    cursor.turn(resume);
-                    unread.push(core);
-                }
+            match self
+                .inner
+                .published_page_into(core, &request, &mut cursor.items)
+            {
+                Some(resume) => cursor.turn(resume, true),
                 None => trips.push((core, request)),
             }
         }
+        let inner = &self.inner;
         let calls = trips.into_iter().map(|(core, request)| async move {
             let values = request.values;
             let page = inner.call_core(core, 0, |r| Op::Scan(Box::new(request), r));
             (core, values, page.await)
         });
         for (core, values, page) in futures_util::future::join_all(calls).await {
-            let page = page?;
+            let mut page = page?;
             let cursor = &mut self.cursors[core];
-            cursor.items = page.items;
-            cursor.turn(page.resume);
-            if values == Values::Caller {
-                unread.push(core);
-            }
+            cursor.items.clear();
+            cursor.items.append(&mut page.items);
+            cursor.turn(page.resume, values == Values::Caller);
         }
-        self.read_values(&unread).await
+        self.read_values().await
     }
 
-    /// Reads the values of the pages of `cores`: from the caches on this thread, then
-    /// the misses with one request per core. A key deleted since it was listed is left
-    /// out.
-    async fn read_values(&mut self, cores: &[usize]) -> Result<()> {
-        for &core in cores {
-            fill_cached(&self.inner, &mut self.cursors[core].items);
+    /// Reads the values of the pages still unread: from the caches on this thread,
+    /// then the misses with one request per core. A key deleted since it was listed
+    /// is left out.
+    async fn read_values(&mut self) -> Result<()> {
+        let unread = |c: &Cursor| c.unread;
+        for cursor in self.cursors.iter_mut().filter(|c| unread(c)) {
+            fill_cached(&self.inner, &mut cursor.items);
         }
-        let missed: Vec<(usize, usize)> = (cores.iter())
-            .flat_map(|&core| {
-                let items = self.cursors[core].items.iter().enumerate();
+        let missed: Vec<(usize, usize)> = (self.cursors.iter().enumerate())
+            .filter(|(_, c)| unread(c))
+            .flat_map(|(core, c)| {
+                let items = c.items.iter().enumerate();
                 items
                     .filter(|(_, (_, value))| value.is_none())
                     .map(move |(at, _)| (core, at))
             })
             .collect();
-        if missed.is_empty() {
-            return Ok(());
+        if !missed.is_empty() {
+            let keys = missed.iter().map(|&(core, at)| {
+                let key = &self.cursors[core].items[at].0;
+                (&key[..], routing_hash(key))
+            });
+            let found = self.inner.read_from_cores(keys).await?;
+            for ((core, at), value) in missed.into_iter().zip(found) {
+                self.cursors[core].items[at].1 = value;
+            }
         }
-        let keys = missed.iter().map(|&(core, at)| {
-            let key = &self.cursors[core].items[at].0;
-            (&key[..], routing_hash(key))
-        });
-        let found = self.inner.read_from_cores(keys).await?;
-        for ((core, at), value) in missed.into_iter().zip(found) {
-            self.cursors[core].items[at].1 = value;
-        }
-        for &core in cores {
-            self.cursors[core]
-                .items
-                .retain(|(_, value)| value.is_some());
+        for cursor in self.cursors.iter_mut().filter(|c| unread(c)) {
+            cursor.items.retain(|(_, value)| value.is_some());
+            cursor.unread = false;
         }
         Ok(())
     }
 }
-
-/// Keys whose cache lookups a page makes together.
-const LOOKUP_GROUP: usize = 16;
 
 /// Fills in the values of `items` that the caches hold (left `None`: ask the core).
 fn fill_cached(inner: &Inner, items: &mut [Item]) {
@@ -463,7 +515,24 @@ impl Iterator for Keys {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use super::*;
+
+    #[test]
+    fn kept_cursors_start_empty_whatever_the_core_count() {
+        let mut one = spare_cursors(1, 16);
+        one[0].items.push((Bytes::from_static(b"k"), None));
+        one[0].next = Next::Done;
+        one[0].taken = 1;
+        keep_cursors(one);
+        let three = spare_cursors(3, 40);
+        assert_eq!(three.len(), 3);
+        for cursor in &three {
+            assert!(cursor.items.is_empty() && cursor.taken == 0 && cursor.page == 40);
+            assert!(matches!(cursor.next, Next::Start) && cursor.due());
+        }
+        keep_cursors(three);
+        assert_eq!(spare_cursors(2, 8).len(), 2);
+    }
 
     #[test]
     fn a_prefix_ends_before_the_next_prefix() {
