@@ -892,10 +892,11 @@ impl Inner {
     }
 
     /// Lists into `items` a scan's page from core `core`'s published key order,
-    /// without a trip to the core, if that copy is current (`core::shared_order`); not
-    /// while this thread has puts queued on that core that it has not applied (its own
-    /// writes must show), nor once the database is closed. `Some` holds where the
-    /// core's next page starts, if it may have more.
+    /// without a trip to the core, if that copy is current (`core::shared_order`),
+    /// with this thread's own puts queued on that core and not yet applied laid over it
+    /// (its own writes must show; not when one was too large for the thread to keep);
+    /// not once the database is closed. `Some` holds where the core's next page
+    /// starts, if it may have more.
     pub(crate) fn published_page_into(
         &self,
         core: usize,
@@ -905,10 +906,18 @@ impl Inner {
         if self.closed.load(Ordering::Acquire) || !self.cores[core].serving() {
             return None;
         }
-        if self.queues_puts() && core::puts_pending_on(&self.cores[core]) {
+        // Before the copy is judged current: a put applied after that could be in
+        // neither.
+        let own = match self.queues_puts() {
+            true => core::own_puts_on(&self.cores[core]),
+            false => core::OwnPuts::default(),
+        };
+        if !own.is_empty() && !own.kept() {
             return None;
         }
-        self.cores[core].order.page_into(request, items)
+        let resume = self.cores[core].order.page_into(request, items)?;
+        own.each(|key, value| request.lay_over(items, resume.as_deref(), (key, value)));
+        Some(resume)
     }
 
     /// What the caches hold of `keys` (with their hashes), as [`Inner::cached_as`]
@@ -982,7 +991,7 @@ impl Inner {
         if !core.serving() {
             return Err(core.gone());
         }
-        let receipt = core::queue_receipt(hash, core);
+        let receipt = core::queue_receipt(hash, key, value, core);
         let op = Op::PutQueued(key.to_vec(), value.to_vec(), receipt);
         push_blocking(core, Request::Call { hash, op });
         Ok(())

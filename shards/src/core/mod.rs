@@ -65,7 +65,7 @@ use leaf::LeafState;
 use log::CoreLog;
 pub(crate) use mailbox::{Answer, CoreShared, Peers, ReplySlot, ReplyTo, Request, Spinners, Waits};
 pub(crate) use receipt::{
-    Receipt, issue as queue_receipt, pending as put_pending, pending_on as puts_pending_on,
+    OwnPuts, Receipt, issue as queue_receipt, own_puts_on, pending as put_pending,
 };
 pub use report::{CoreStats, LeafStats};
 pub(crate) use scan::{Item, ScanPage, ScanRequest, Values};

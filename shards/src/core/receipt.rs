@@ -9,12 +9,18 @@
 //! cores have not yet applied, and a read of one of those keys skips the cache and
 //! queues behind them.
 //!
+//! A scan page listed beside the core (from its published key order) could miss them
+//! the same way, so the thread keeps a copy of each queued put's key and value (up to
+//! [`KEPT_BYTES_MAX`]) and lays its own puts over such a page ([`own_puts_on`]); a page
+//! of a core where one of them was too large to keep takes the trip instead.
+//!
 //! Invariants: a thread has at most [`PENDING_MAX`] puts queued and not yet applied (the
 //! next one waits for the oldest); a receipt marks its put applied when the core drops
 //! it, which the core does only after the put is appended (or failed, which latches
-//! the database read-only) — or when the request is discarded by a stopped core.
+//! the database read-only) — or when the request is discarded by a stopped core. A
+//! slot's kept key and value are rewritten only by this thread's next put in the slot.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -25,6 +31,10 @@ use super::{CoreShared, commit};
 
 /// Puts a thread may have queued and not yet applied.
 pub(crate) const PENDING_MAX: usize = 16;
+
+/// Bytes of key and value a thread keeps of each queued put for its scans (so at most
+/// 16 times this a thread).
+const KEPT_BYTES_MAX: usize = 2048;
 
 /// The last ticket applied in each of a thread's slots (ticket `t` uses slot
 /// `t % PENDING_MAX`).
@@ -44,8 +54,8 @@ impl Drop for Receipt {
     }
 }
 
-/// A thread's queued puts, slot by slot: the key's hash, the ticket (0: none yet) and
-/// the core of each.
+/// A thread's queued puts, slot by slot: the key's hash, the ticket (0: none yet), the
+/// core, and the key and value of each.
 struct Pending {
     applied: Arc<Applied>,
     issued: Cell<u64>,
@@ -53,6 +63,28 @@ struct Pending {
     tickets: [Cell<u64>; PENDING_MAX],
     /// Weak: a thread must not keep a closed database's queues allocated.
     cores: [Cell<Weak<CoreShared>>; PENDING_MAX],
+    kept: [RefCell<Kept>; PENDING_MAX],
+}
+
+/// A queued put's key and value, one after the other, if they were small enough to
+/// keep (the buffer is reused slot by slot).
+#[derive(Debug, Default)]
+struct Kept {
+    bytes: Vec<u8>,
+    key_len: usize,
+    whole: bool,
+}
+
+impl Kept {
+    fn set(&mut self, key: &[u8], value: &[u8]) {
+        self.bytes.clear();
+        self.whole = key.len() + value.len() <= KEPT_BYTES_MAX;
+        if self.whole {
+            self.bytes.extend_from_slice(key);
+            self.bytes.extend_from_slice(value);
+            self.key_len = key.len();
+        }
+    }
 }
 
 thread_local! {
@@ -62,6 +94,7 @@ thread_local! {
         hashes: std::array::from_fn(|_| Cell::new(0)),
         tickets: std::array::from_fn(|_| Cell::new(0)),
         cores: std::array::from_fn(|_| Cell::new(Weak::new())),
+        kept: std::array::from_fn(|_| RefCell::default()),
     };
 }
 
@@ -95,9 +128,10 @@ impl Pending {
     }
 }
 
-/// A receipt for a put of `hash` queued on `core`, recorded as this thread's newest
-/// pending put; waits first while the thread already has [`PENDING_MAX`] of them.
-pub(crate) fn issue(hash: u64, core: &Arc<CoreShared>) -> Receipt {
+/// A receipt for a put of `key` (its `hash`) queued on `core`, recorded as this
+/// thread's newest pending put; waits first while the thread already has
+/// [`PENDING_MAX`] of them.
+pub(crate) fn issue(hash: u64, key: &[u8], value: &[u8], core: &Arc<CoreShared>) -> Receipt {
     PENDING.with(|pending| {
         let ticket = pending.issued.get() + 1;
         pending.issued.set(ticket);
@@ -106,6 +140,7 @@ pub(crate) fn issue(hash: u64, core: &Arc<CoreShared>) -> Receipt {
         pending.hashes[at].set(hash);
         pending.tickets[at].set(ticket);
         pending.cores[at].set(Arc::downgrade(core));
+        pending.kept[at].borrow_mut().set(key, value);
         Receipt {
             applied: pending.applied.clone(),
             ticket,
@@ -120,9 +155,59 @@ pub(crate) fn pending(hash: u64) -> bool {
     })
 }
 
-/// Whether this thread has a put queued on `core` that it has not applied yet.
-pub(crate) fn pending_on(core: &Arc<CoreShared>) -> bool {
-    PENDING.with(|pending| (0..PENDING_MAX).any(|at| pending.waiting(at) && pending.on(at, core)))
+/// This thread's puts queued on one core and not applied yet when it looked, oldest
+/// first (by slot): what a scan lays over a page it lists beside the core.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct OwnPuts {
+    slots: [u8; PENDING_MAX],
+    len: usize,
+    /// Every one's key and value was kept.
+    kept: bool,
+}
+
+/// This thread's puts queued on `core` that it has not applied yet.
+pub(crate) fn own_puts_on(core: &Arc<CoreShared>) -> OwnPuts {
+    PENDING.with(|pending| {
+        let mut own = OwnPuts {
+            kept: true,
+            ..OwnPuts::default()
+        };
+        let newest = pending.issued.get();
+        for ticket in newest.saturating_sub(PENDING_MAX as u64 - 1)..=newest {
+            let at = slot(ticket);
+            if pending.waiting(at) && pending.on(at, core) {
+                own.slots[own.len] = at as u8;
+                own.len += 1;
+                own.kept &= pending.kept[at].borrow().whole;
+            }
+        }
+        own
+    })
+}
+
+impl OwnPuts {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether every one of them can be laid over a page ([`OwnPuts::each`] gives them
+    /// all).
+    pub(crate) fn kept(&self) -> bool {
+        self.kept
+    }
+
+    /// Calls `f` with each one's key and value, oldest first (the kept ones).
+    pub(crate) fn each(&self, mut f: impl FnMut(&[u8], &[u8])) {
+        PENDING.with(|pending| {
+            for &at in &self.slots[..self.len] {
+                let kept = pending.kept[at as usize].borrow();
+                if kept.whole {
+                    let (key, value) = kept.bytes.split_at(kept.key_len);
+                    f(key, value);
+                }
+            }
+        });
+    }
 }
 
 impl super::Core {
@@ -195,22 +280,51 @@ mod tests {
             Arc::new(CoreShared::new(0, 64, None)),
             Arc::new(CoreShared::new(1, 64, None)),
         );
-        let first = issue(7, &core);
-        let second = issue(8, &core);
-        assert!(pending(7) && pending(8) && !pending(9) && pending_on(&core));
-        assert!(!pending_on(&other), "nothing queued there");
+        let first = issue(7, b"k7", b"v7", &core);
+        let second = issue(8, b"k8", b"v8", &core);
+        assert!(pending(7) && pending(8) && !pending(9));
+        assert_eq!(
+            own(&core),
+            [
+                (b"k7".to_vec(), b"v7".to_vec()),
+                (b"k8".to_vec(), b"v8".to_vec())
+            ]
+        );
+        assert!(own_puts_on(&other).is_empty(), "nothing queued there");
         drop(first);
-        assert!(!pending(7) && pending(8) && pending_on(&core));
+        assert!(!pending(7) && pending(8));
+        assert_eq!(own(&core), [(b"k8".to_vec(), b"v8".to_vec())]);
         drop(second);
-        assert!(!pending(8) && !pending_on(&core));
+        assert!(!pending(8) && own_puts_on(&core).is_empty());
+    }
+
+    /// This thread's kept puts on `core`, oldest first.
+    fn own(core: &Arc<CoreShared>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut puts = Vec::new();
+        own_puts_on(core).each(|k, v| puts.push((k.to_vec(), v.to_vec())));
+        puts
+    }
+
+    #[test]
+    fn a_put_too_large_to_keep_is_pending_but_not_laid_over() {
+        let core = Arc::new(CoreShared::new(0, 64, None));
+        let small = issue(1, b"a", b"1", &core);
+        let large = issue(2, b"b", &[0; KEPT_BYTES_MAX], &core);
+        let own_puts = own_puts_on(&core);
+        assert!(!own_puts.is_empty() && !own_puts.kept() && pending(2));
+        assert_eq!(own(&core), [(b"a".to_vec(), b"1".to_vec())]);
+        drop((small, large));
+        assert!(own_puts_on(&core).kept());
     }
 
     #[test]
     fn a_thread_waits_for_its_oldest_put_only_while_its_core_serves() {
         let core = Arc::new(CoreShared::new(0, 64, None));
-        let held: Vec<Receipt> = (0..PENDING_MAX as u64).map(|h| issue(h, &core)).collect();
+        let held: Vec<Receipt> = (0..PENDING_MAX as u64)
+            .map(|h| issue(h, b"k", b"v", &core))
+            .collect();
         core.stop(); // the held receipts will never be dropped by a core
-        let next = issue(100, &core);
+        let next = issue(100, b"k", b"v", &core);
         assert!(pending(100));
         drop((held, next));
     }

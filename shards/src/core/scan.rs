@@ -92,6 +92,38 @@ impl ScanRequest {
         }
     }
 
+    /// Whether `key` lies at or after where the range starts, in the scan's direction.
+    fn after_start(&self, key: &[u8]) -> bool {
+        match (self.direction, &self.start, &self.end) {
+            (Direction::Forward, Bound::Included(s), _) => key >= s.as_slice(),
+            (Direction::Forward, Bound::Excluded(s), _) => key > s.as_slice(),
+            (Direction::Reverse, _, Bound::Included(e)) => key <= e.as_slice(),
+            (Direction::Reverse, _, Bound::Excluded(e)) => key < e.as_slice(),
+            (_, Bound::Unbounded, _) | (_, _, Bound::Unbounded) => true,
+        }
+    }
+
+    /// Lays a put of `key` (`value`) over `items`, a page listed for this request from
+    /// a state that may lack it (the caller's own queued put): the value given to the
+    /// key if the page holds it, else the key put in its place, if it belongs on the
+    /// page (in the range, and not past `last`, the page's last key when the range has
+    /// more after it).
+    pub(crate) fn lay_over(&self, items: &mut Vec<Item>, last: Option<&[u8]>, put: (&[u8], &[u8])) {
+        let (key, value) = put;
+        let on_page = match last {
+            Some(last) => self.direction.order(key, last).is_le(),
+            None => self.before_end(key),
+        };
+        if !on_page || !self.after_start(key) {
+            return;
+        }
+        let place = items.binary_search_by(|(k, _)| self.direction.order(k, key));
+        crate::spare::with_copier(|copier| match place {
+            Ok(at) => items[at].1 = Some(copier.copy(value)),
+            Err(at) => items.insert(at, (copier.copy(key), Some(copier.copy(value)))),
+        });
+    }
+
     /// Where a source's listing starts, as `Substore::scan_keys` takes it (forward:
     /// the first key at or after; reverse: the last key before).
     pub(super) fn listing_from(&self) -> Option<Vec<u8>> {
@@ -577,5 +609,75 @@ impl Source {
         }
         self.batch = start..listed.keys.len();
         self.more = !ended && self.batch.len() == n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(start: Bound<&str>, end: Bound<&str>, direction: Direction) -> ScanRequest {
+        let owned = |b: Bound<&str>| b.map(|k| k.as_bytes().to_vec());
+        ScanRequest {
+            start: owned(start),
+            end: owned(end),
+            direction,
+            limit: 16,
+            values: Values::Caller,
+            snapshot: None,
+        }
+    }
+
+    fn page(keys: &[&str]) -> Vec<Item> {
+        let item = |k: &&str| (Bytes::copy_from_slice(k.as_bytes()), None);
+        keys.iter().map(item).collect()
+    }
+
+    /// The page's keys, each with its value if it has one.
+    fn shown(items: &[Item]) -> Vec<String> {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let show = |(k, v): &Item| match v {
+            Some(v) => format!("{}={}", text(k), text(v)),
+            None => text(k),
+        };
+        items.iter().map(show).collect()
+    }
+
+    #[test]
+    fn an_own_put_goes_in_its_place_or_gives_its_key_a_value() {
+        let forward = request(
+            Bound::Excluded("b"),
+            Bound::Excluded("x"),
+            Direction::Forward,
+        );
+        let mut items = page(&["c", "e", "g"]);
+        for key in ["a", "b", "d", "e", "h", "y"] {
+            forward.lay_over(&mut items, None, (key.as_bytes(), b"1"));
+        }
+        assert_eq!(shown(&items), ["c", "d=1", "e=1", "g", "h=1"]);
+        // The range has more after the page's last key: nothing past it.
+        let mut items = page(&["c", "e", "g"]);
+        for key in ["g", "f", "h"] {
+            forward.lay_over(&mut items, Some(b"g"), (key.as_bytes(), b"2"));
+        }
+        assert_eq!(shown(&items), ["c", "e", "f=2", "g=2"]);
+    }
+
+    #[test]
+    fn an_own_put_is_laid_over_a_reverse_page_in_its_order() {
+        let reverse = request(
+            Bound::Included("b"),
+            Bound::Included("m"),
+            Direction::Reverse,
+        );
+        let mut items = page(&["k", "f", "c"]);
+        for key in ["n", "m", "g", "a", "b"] {
+            reverse.lay_over(&mut items, None, (key.as_bytes(), b"1"));
+        }
+        assert_eq!(shown(&items), ["m=1", "k", "g=1", "f", "c", "b=1"]);
+        let mut items = page(&["k", "f"]);
+        reverse.lay_over(&mut items, Some(b"f"), (b"c", b"2"));
+        reverse.lay_over(&mut items, Some(b"f"), (b"h", b"2"));
+        assert_eq!(shown(&items), ["k", "h=2", "f"]);
     }
 }

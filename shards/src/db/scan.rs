@@ -455,7 +455,8 @@ impl Range {
     }
 }
 
-/// Fills in the values of `items` that the caches hold (left `None`: ask the core).
+/// Fills in the values of `items` that have none and that the caches hold (left
+/// `None`: ask the core).
 fn fill_cached(inner: &Inner, items: &mut [Item]) {
     for group in items.chunks_mut(LOOKUP_GROUP) {
         let mut keys: [&[u8]; LOOKUP_GROUP] = [&[]; LOOKUP_GROUP];
@@ -467,7 +468,9 @@ fn fill_cached(inner: &Inner, items: &mut [Item]) {
         let n = group.len();
         inner.cached_into(&keys[..n], &hashes[..n], Look::Peek, &mut values[..n]);
         for ((_, value), found) in group.iter_mut().zip(values) {
-            *value = found;
+            if value.is_none() {
+                *value = found; // a value already there is the caller's own put
+            }
         }
     }
 }
