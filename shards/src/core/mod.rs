@@ -353,6 +353,8 @@ struct Core {
     /// Every leaf's keys in one byte order, once a scan asked for it (`scan.rs`).
     key_order: RefCell<Option<ringkv_engine::KeyOrder>>,
     key_order_builds: Cell<u64>,
+    /// Scan pages listed here for callers (`CoreStats::pages_listed`).
+    pages_listed: Cell<u64>,
     /// The copy of `key_order` published for callers, while they want one.
     order_copy: RefCell<shared_order::Upkeep>,
     config: Config,
@@ -503,6 +505,7 @@ impl Core {
                     futures_lite::future::yield_now().await;
                 }
             }
+            self.publish_if_behind();
             let alone = self.in_flight.get() == 0 && self.guests.get() == 0;
             if alone && shared.spin_for_arrival() {
                 if polled.elapsed() >= REACTOR_POLL_INTERVAL {
@@ -619,6 +622,7 @@ impl Core {
             ancestors: RefCell::new(behind),
             key_order: RefCell::new(None),
             key_order_builds: Cell::new(0),
+            pages_listed: Cell::new(0),
             order_copy: RefCell::default(),
             config,
             split_done: Event::new(),

@@ -49,6 +49,8 @@ pub struct CoreStats {
     /// Scan pages callers listed from the copy of that order the core publishes,
     /// without a trip to the core.
     pub pages_from_copy: u64,
+    /// Scan pages this core listed itself for callers (a trip to the core each).
+    pub pages_listed: u64,
     /// Versions kept for the open snapshots, and the memory they take (the records
     /// they point at stay on disk too).
     pub snapshot_versions: u64,
@@ -85,6 +87,7 @@ impl Core {
             snapshots: self.snapshots.borrow().len() as u64,
             key_order_builds: self.key_order_builds.get(),
             pages_from_copy: self.peers[self.index].order.pages(),
+            pages_listed: self.pages_listed.get(),
             ..CoreStats::default()
         };
         for store in self.store_list() {

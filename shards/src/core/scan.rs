@@ -308,6 +308,7 @@ impl Core {
             page,
             resume,
         } = self.list_keys(request)?;
+        self.pages_listed.set(self.pages_listed.get() + 1);
         let bytes = Bytes::from(listed.bytes);
         let slice = |at: usize| item(bytes.slice(listed.keys[at].0.clone()));
         let items = match page {
@@ -488,6 +489,17 @@ impl Core {
             if let Some(order) = self.key_order.borrow_mut().as_mut() {
                 order.feed_changes(false);
             }
+        }
+    }
+
+    /// Publishes the copy again if a change made it stale (callers would take the trip
+    /// until it is): called as the core's queue runs dry, so that a `Buffered` write,
+    /// which no commit round publishes before it is acknowledged, does not send the
+    /// next scans to the core.
+    pub(super) fn publish_if_behind(&self) {
+        let behind = (self.order_copy.borrow().copy.as_ref()).is_some_and(OrderCopy::behind);
+        if behind {
+            self.publish_order();
         }
     }
 

@@ -485,6 +485,11 @@ impl OrderCopy {
         self.base = Arc::new(merged);
     }
 
+    /// Whether a change counted since it was last published (callers find it stale).
+    pub(super) fn behind(&self) -> bool {
+        self.published != Some(self.count.load(Ordering::Acquire))
+    }
+
     /// Publishes the copy into `shared` unless it was already at this count.
     pub(super) fn publish(&mut self, shared: &SharedOrder) {
         let version = self.count.load(Ordering::Acquire);
