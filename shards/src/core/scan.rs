@@ -542,6 +542,7 @@ impl Core {
             return Publication::TooLarge;
         }
         copy.publish(shared);
+        copy.merge_if_due();
         match built {
             true => Publication::Built,
             false => Publication::Published,

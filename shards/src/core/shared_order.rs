@@ -448,6 +448,12 @@ impl OrderCopy {
                 (None, true) => removed.set(key, 0),
             }
         }
+    }
+
+    /// Merges the changes into a new base once they pass the square root of its keys;
+    /// called after the copy is published, so that callers list from the published
+    /// one (current) while the core merges.
+    pub(super) fn merge_if_due(&mut self) {
         if self.changes() > self.base.len().isqrt().max(DELTA_MIN) {
             self.merge();
         }
@@ -636,6 +642,7 @@ mod tests {
             }
             let before = copy.base.clone();
             copy.follow(&fed);
+            copy.merge_if_due();
             merges += usize::from(!Arc::ptr_eq(&before, &copy.base));
             let mut listed = std::collections::BTreeMap::new();
             for i in 0..copy.base.len() {
