@@ -181,7 +181,9 @@ impl Cache {
         let mut found: [Option<&[u8]>; LOOKUP_GROUP] = [None; LOOKUP_GROUP];
         for (at, key) in keys.iter().enumerate() {
             found[at] = self.admit(table.find_from(heads[at], hashes[at], key, &guard), counted);
-            found[at].map(table::prefetch_bytes);
+            if let Some(value) = found[at] {
+                table::prefetch_bytes(value);
+            }
         }
         spare::with_copier(|copier| {
             for (value, found) in values.iter_mut().zip(found) {
