@@ -1067,8 +1067,7 @@ impl Inner {
         Ok((hash, |reply| Op::Put(key.to_vec(), value.to_vec(), reply)))
     }
 
-    /// A delete's request, checked.
-    /// A delete, checked, acknowledged as `durability` says.
+    /// A delete's request, checked, acknowledged as `durability` says.
     fn delete_op<'k>(
         &self,
         key: &'k [u8],
