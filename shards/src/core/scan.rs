@@ -92,15 +92,13 @@ impl ScanRequest {
         }
     }
 
-    /// Whether `key` lies at or after where the range starts, in the scan's direction.
+    /// Whether `key` lies at or after where the range starts, in the scan's direction
+    /// (where a listing starts: [`ScanRequest::listing_from`]).
     fn after_start(&self, key: &[u8]) -> bool {
-        match (self.direction, &self.start, &self.end) {
-            (Direction::Forward, Bound::Included(s), _) => key >= s.as_slice(),
-            (Direction::Forward, Bound::Excluded(s), _) => key > s.as_slice(),
-            (Direction::Reverse, _, Bound::Included(e)) => key <= e.as_slice(),
-            (Direction::Reverse, _, Bound::Excluded(e)) => key < e.as_slice(),
-            (_, Bound::Unbounded, _) | (_, _, Bound::Unbounded) => true,
-        }
+        self.listing_from().is_none_or(|from| match self.direction {
+            Direction::Forward => key >= from.as_slice(),
+            Direction::Reverse => key < from.as_slice(),
+        })
     }
 
     /// Lays a put of `key` (`value`) over `items`, a page listed for this request from
