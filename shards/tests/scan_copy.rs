@@ -149,14 +149,16 @@ fn a_write_acknowledged_on_another_thread_shows_in_a_scan() {
 }
 
 /// Over 2,000 old keys `k00000`, `k00002`, ...: puts a new key between two old ones,
-/// puts a new value to an old one, or deletes an old one; the key, and whether it is
-/// there now (with the value `new`).
+/// puts a new value to an old one (`k00000`, `k00004`, ...), or deletes an old one
+/// (`k00002`, `k00006`, ...); the key, and whether it is there now (with the value
+/// `new`). Each key only ever goes one way, so a check made after later writes (on
+/// another thread) still holds.
 fn write_between(db: &Db, next: &mut impl FnMut() -> u64) -> (String, bool) {
     let i = next() % 2_000;
     let (key, present) = match next() % 3 {
         0 => (format!("k{:05}", 2 * i + 1), true),
-        1 => (format!("k{:05}", 2 * i), true),
-        _ => (format!("k{:05}", 2 * i), false),
+        1 => (format!("k{:05}", 2 * (i & !1)), true),
+        _ => (format!("k{:05}", 2 * (i | 1)), false),
     };
     match present {
         true => db.put(&key, NEW).unwrap(),
